@@ -1,0 +1,38 @@
+# fourm: `make demo` runs the main job, `make test` runs the tests; both install first (idempotent and quick when
+# nothing changed).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.install-stamp
+PLUGIN_DIRS := $(sort $(dir $(wildcard modalities/*/pyproject.toml plugins/*/pyproject.toml)))
+INSTALL_INPUTS := pyproject.toml constraints.txt Makefile $(wildcard modalities/*/pyproject.toml plugins/*/pyproject.toml)
+DEMO_DIR ?= demo
+
+.PHONY: install test test-all demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -c constraints.txt --no-build-isolation -e ".[test]" $(addprefix -e ./,$(PLUGIN_DIRS))
+	$(PY) -c "import fourm_core.registry as r; reg = r.Registry(strict=True); print(f'fourm installed: {len(reg.modalities())} modalities')"
+	@touch $(STAMP)
+
+test: install
+	FOURM_STRICT_PLUGINS=1 $(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	FOURM_STRICT_PLUGINS=1 $(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/fourm demo --out $(DEMO_DIR)
+
+lint: install
+	$(PY) -m ruff check fourm_core modalities plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,152 @@
+"""The fourm plugin API: every hook a modality plugin can implement, grouped by lifecycle phase.
+
+This module is the plugin API reference (``docs/plugin_api.md`` is generated from it and a test fails when a hook has
+no docstring). A plugin is any module or object exposed through the ``fourm.modalities`` entry point group whose
+functions are decorated with :data:`hookimpl`::
+
+    # pyproject.toml
+    [project.entry-points."fourm.modalities"]
+    albedo = "fourm_albedo.plugin"
+
+    # fourm_albedo/plugin.py
+    from fourm_core.hookspecs import hookimpl
+    from fourm_core.spec import ModalitySpec
+
+    @hookimpl
+    def fourm_register_modalities(register):
+        register(ModalitySpec(name="albedo", key="tok_albedo", ...))
+
+Conventions shared by all hooks:
+
+* Registration hooks receive a ``register`` callback, as in ``llm`` and ``datasette``: a plugin may register zero, one
+  or many records, and the registry knows which distribution registered each (errors name it).
+* Everything heavy is referenced lazily as ``"package.module:attribute"``; the registry imports it on first use, so
+  ``fourm plugins``, ``fourm modalities`` and ``fourm vocab build`` never import torch-heavy code.
+* Hooks are called once per plugin by the registry, never in an order that matters: ordering that matters is data
+  (``ModalitySpec.depends_on``), not ``tryfirst``/``trylast``.
+* A hook that raises marks its plugin as broken (the error is recorded with distribution name and version and shown
+  by ``fourm plugins``); other plugins keep working. ``FOURM_STRICT_PLUGINS=1`` makes it fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from fourm_core.spec import DecoderSpec, LabelerSpec, ModalitySpec, SerializerSpec, SourceSpec, TokenizerSpec
+
+PROJECT = "fourm"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorate plugin functions with this marker.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Phase 1: discover
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def fourm_register_modalities(register: Callable[[ModalitySpec], None]) -> None:
+    """Declare the modalities this plugin provides.
+
+    Call ``register(spec)`` once per :class:`~fourm_core.spec.ModalitySpec`. The spec is validated (pydantic) when
+    registered; an invalid spec marks the plugin broken and names the field. Two plugins registering the same
+    ``name``, or the same model key outside a shared ``group``, are a conflict: both are rejected and the error names
+    both distributions and versions. Modality ids are derived from the model key (``sha256 % 2**15``, as ml-4m does),
+    so installing or removing another plugin never changes this modality's id.
+
+    Example::
+
+        @hookimpl
+        def fourm_register_modalities(register):
+            register(ModalitySpec(name="depth", key="tok_depth", key_has_resolution=True,
+                                  kind="image_tokens", embedding="2d", vocabulary="own", masking="token",
+                                  presets={"paper": {...}, "tiny": {...}}))
+    """
+
+
+@hookspec
+def fourm_register_sources(register: Callable[[SourceSpec], None]) -> None:
+    """Declare data sources (where samples come from).
+
+    Call ``register(SourceSpec(name=..., factory="pkg.module:SourceClass", provides=(...)))``. ``provides`` lists the
+    modalities the source gives as ground truth, which lets labelers use the truth instead of a model. Sources are
+    instantiated lazily by ``fourm data`` commands.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Phase 2: label
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def fourm_register_labelers(register: Callable[[LabelerSpec], None]) -> None:
+    """Offer pseudo-labeler candidates, for your own modalities or for anybody else's.
+
+    Call ``register(LabelerSpec(modality="depth", name="dpt", factory="pkg.labelers:DPTLabeler", requires=(...)))``.
+    A modality may have several candidates (an offline classical one, a real-model one from another distribution);
+    configuration picks one by name, otherwise the one marked ``default=True`` by the modality's own plugin. Two
+    candidates with the same (modality, name) are a conflict naming both distributions.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Phase 3: tokenize
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def fourm_register_serializers(register: Callable[[SerializerSpec], None]) -> None:
+    """Provide the string codec of a sequence modality.
+
+    Call ``register(SerializerSpec(modality="det", factory="pkg.serializer:DetSerializer"))``. The factory builds an
+    object following :class:`fourm_core.serialization.SequenceSerializer`: ``serialize(value, rng=None) -> str``
+    (the official ml-4m string, e.g. ``v0=12 v1=40 v2=300 v3=511 person``), ``parse(text) -> value``,
+    ``example(rng) -> value`` (a random valid value, used by the conformance suite) and, for chunk-masked modalities,
+    ``chunks(value, rng=None) -> list[str]``. The conformance suite checks that
+    ``serialize(parse(serialize(v))) == serialize(v)`` and that every token lies inside the shared vocabulary.
+    """
+
+
+@hookspec
+def fourm_register_tokenizers(register: Callable[[TokenizerSpec], None]) -> None:
+    """Provide the concrete tokenizer of a modality (encode, decode, train, save, load).
+
+    Call ``register(TokenizerSpec(modality="depth", factory="pkg.tokenizer:build"))``. The factory receives the
+    modality's :class:`~fourm_core.spec.ModalitySpec` and the preset name and returns an object with
+    ``encode(batch) -> LongTensor``, ``decode(tokens) -> Tensor``, ``train(...)``, ``save(dir)`` and ``load(dir)``.
+    Most plugins configure a generic family from ``fourm_core.tokenizers`` through ``ModalitySpec.tokenizer``.
+    """
+
+
+@hookspec(firstresult=True)
+def fourm_masking_chunks(modality: ModalitySpec, sequence: str) -> list[str] | None:
+    """Split one serialized sequence of a chunk-masked modality into its atomic masking chunks.
+
+    Chunk masking (the paper's metadata masking) keeps or drops whole chunks, e.g. ``v1=5 v0=3``. Most plugins need
+    not implement this hook: by default the registry splits the sequence before every token listed in the
+    ``chunk_tags`` of the modality's group members. Implement it only when chunks cannot be told by a leading token;
+    return the chunks in order (their space-joined concatenation must equal ``sequence``), or ``None`` when
+    ``modality`` is not yours. Stops at the first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Phase 4: generate and evaluate
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def fourm_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
+    """Provide decoders that turn a modality's tokens into the raw modality and a picture or text.
+
+    Call ``register(DecoderSpec(modality="depth", factory="pkg.decode:DepthDecoder"))``. The factory builds an object
+    with ``to_modality(tokens, tokenizer) -> value`` and ``render(value) -> PIL.Image | str`` (a colour map for depth,
+    boxes drawn on the image for det, a table for metadata). Several named decoders may exist per modality.
+    """

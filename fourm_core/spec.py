@@ -1,0 +1,348 @@
+"""Pydantic models that describe a modality and the parts a plugin contributes.
+
+A modality plugin tells the core everything through these frozen, validated records; the core never keeps a table of
+modalities of its own. Meaning lives in fields, never in key strings: the ml-4m model key (``tok_depth@224``) is
+*derived* from ``key`` and the preset's resolution, it is never parsed back.
+
+Parts that need heavy code (labelers, tokenizers, decoders, serializers, data sources) are given as lazy
+``"package.module:attribute"`` references, so listing plugins or building the vocabulary imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ArraySpec",
+    "DecoderSpec",
+    "Embedding",
+    "LabelerSpec",
+    "LazyRef",
+    "MaskingUnit",
+    "ModalityKind",
+    "ModalitySpec",
+    "PRESETS",
+    "PresetLayout",
+    "SerializerSpec",
+    "SourceSpec",
+    "TokenizerConfig",
+    "TokenizerSpec",
+    "Vocabulary",
+    "grid_presets",
+]
+
+#: The presets every modality must describe. ``paper`` is 4M-21 at 224 px; ``tiny`` is the CPU preset (64 px, grids of
+#: at most 8x8 tokens) that tests, demos and benchmarks use.
+PRESETS: tuple[str, ...] = ("paper", "tiny")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_LAZY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+LazyRef = Annotated[str, Field(pattern=_LAZY.pattern, description="'package.module:attribute', imported on first use")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModalityKind(str, Enum):
+    """How a modality reaches the model."""
+
+    #: Raw pixels cut into patches and linearly projected (RGB input). Never a target.
+    PIXELS = "pixels"
+    #: A square grid of discrete tokens from an image tokenizer (depth, normals, feature maps ...).
+    IMAGE_TOKENS = "image_tokens"
+    #: A handful of discrete tokens without spatial layout (global embeddings), learned positions.
+    GLOBAL_TOKENS = "global_tokens"
+    #: A sequence in the shared text vocabulary, masked by spans or chunks (caption, boxes, metadata ...).
+    SEQUENCE = "sequence"
+    #: A sequence of continuous vectors projected linearly (T5 caption embeddings). Never a target.
+    SEQUENCE_EMBEDDING = "sequence_embedding"
+
+
+class Embedding(str, Enum):
+    """Position embedding the model builds for the modality."""
+
+    SINCOS_2D = "2d"
+    SINCOS_1D = "1d"
+    LEARNED = "learned"
+
+
+class MaskingUnit(str, Enum):
+    """The atom that 4M masking keeps or drops."""
+
+    TOKEN = "token"  # image tokens: random permutation of grid positions
+    SPAN = "span"  # sequences: T5-style span masking with sentinels
+    CHUNK = "chunk"  # chunked sequences (metadata): whole ``v1=type v0=value`` pairs
+
+
+class Vocabulary(str, Enum):
+    """Where a modality's token ids come from."""
+
+    OWN = "own"  # its own tokenizer codebook, ``vocab_size`` ids
+    TEXT = "text"  # the shared WordPiece text vocabulary (size known once the vocabulary is built)
+    NONE = "none"  # continuous input (pixels, embeddings)
+
+
+_EXPECTED_EMBEDDING = {
+    ModalityKind.PIXELS: Embedding.SINCOS_2D,
+    ModalityKind.IMAGE_TOKENS: Embedding.SINCOS_2D,
+    ModalityKind.GLOBAL_TOKENS: Embedding.LEARNED,
+    ModalityKind.SEQUENCE: Embedding.SINCOS_1D,
+    ModalityKind.SEQUENCE_EMBEDDING: Embedding.SINCOS_1D,
+}
+_EXPECTED_VOCABULARY = {
+    ModalityKind.PIXELS: Vocabulary.NONE,
+    ModalityKind.IMAGE_TOKENS: Vocabulary.OWN,
+    ModalityKind.GLOBAL_TOKENS: Vocabulary.OWN,
+    ModalityKind.SEQUENCE: Vocabulary.TEXT,
+    ModalityKind.SEQUENCE_EMBEDDING: Vocabulary.NONE,
+}
+_EXPECTED_MASKING = {
+    ModalityKind.PIXELS: {MaskingUnit.TOKEN},
+    ModalityKind.IMAGE_TOKENS: {MaskingUnit.TOKEN},
+    ModalityKind.GLOBAL_TOKENS: {MaskingUnit.TOKEN},
+    ModalityKind.SEQUENCE: {MaskingUnit.SPAN, MaskingUnit.CHUNK},
+    ModalityKind.SEQUENCE_EMBEDDING: {MaskingUnit.SPAN},
+}
+
+
+class PresetLayout(_Frozen):
+    """Token layout of a modality in one preset.
+
+    For grid modalities ``max_tokens == (image_size // patch_size) ** 2`` is checked; for global tokens the grid is
+    virtual (ml-4m uses patch 56 at 224 px to get 4x4 = 16 positions) and only ``max_tokens`` matters.
+    """
+
+    image_size: int | None = Field(None, gt=0, description="side of the square image the tokens cover, in pixels")
+    patch_size: int | None = Field(None, gt=0, description="pixels per token side")
+    max_tokens: int = Field(..., gt=0, description="tokens the model reserves (sequences: without the EOS slot)")
+    vocab_size: int | None = Field(None, gt=1, description="codebook size for modalities with their own vocabulary")
+    feature_dim: int | None = Field(None, gt=0, description="width of continuous inputs (T5 embeddings)")
+
+    @property
+    def grid(self) -> int | None:
+        """Tokens per side of the token grid, when the layout is a grid."""
+        if self.image_size is None or self.patch_size is None:
+            return None
+        return self.image_size // self.patch_size
+
+
+class ArraySpec(_Frozen):
+    """One array a modality stores per sample in the aligned store.
+
+    ``shape`` is documentation as much as a check: integers are fixed, ``H``/``W`` are the preset's image size, other
+    symbols (``N`` instances, ``L`` tokens, ``C`` channels) are named dimensions. ``ragged`` arrays vary in their first
+    dimension per sample and are stored as values + offsets; ``json`` and ``text`` arrays are always ragged.
+    """
+
+    name: str = Field(..., pattern=_NAME.pattern)
+    dtype: Literal["uint8", "int16", "int32", "int64", "float16", "float32", "bool", "json", "text"]
+    shape: tuple[int | str, ...] = ()
+    ragged: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _text_is_ragged(self) -> ArraySpec:
+        if self.dtype in ("json", "text") and (self.shape or not self.ragged):
+            raise ValueError(f"array {self.name!r}: json/text arrays are ragged scalars (shape=(), ragged=True)")
+        return self
+
+
+class TokenizerConfig(_Frozen):
+    """Which generic tokenizer family a modality uses, configured by the plugin.
+
+    ``shared_as`` names a tokenizer instance several modalities share (Canny and SAM edges share ``edge``, as in the
+    paper); the family code lives in ``fourm_core.tokenizers`` and never names a modality.
+    """
+
+    family: Literal["vit_vqvae", "divae", "mlp_memcodes", "mask_vqvae", "wordpiece"]
+    shared_as: str | None = Field(None, pattern=_NAME.pattern)
+    loss: str | None = Field(None, description="reconstruction loss, e.g. smooth_l1, mse, cross_entropy, cosine")
+    input_channels: int | None = Field(None, gt=0)
+    num_classes: int | None = Field(None, gt=0, description="for class maps reconstructed with cross-entropy")
+    codebook: dict[str, int] = Field(
+        default_factory=dict,
+        description="codebook size per preset for tokenizers embedded in text sequences (pose, SAM masks); image "
+        "token modalities use the preset layout's vocab_size instead",
+    )
+    tokens_per_item: int | None = Field(None, gt=0, description="tokens per pose / per instance mask")
+    notes: str = ""
+
+
+class ModalitySpec(_Frozen):
+    """Everything the core needs to know about one modality.
+
+    Plugins build these in ``fourm_register_modalities``. A spec is pure data: no tensors, no imports of heavy code.
+    """
+
+    name: str = Field(..., pattern=_NAME.pattern, description="plugin-level name, e.g. 'depth'")
+    key: str = Field(..., pattern=_KEY.pattern, description="ml-4m key stem, e.g. 'tok_depth' (no resolution)")
+    key_has_resolution: bool = Field(False, description="append '@<image_size>' to form the model key, as ml-4m does")
+    kind: ModalityKind
+    embedding: Embedding
+    vocabulary: Vocabulary
+    masking: MaskingUnit
+    presets: dict[str, PresetLayout]
+    input_only: bool = False
+    target_only: bool = False
+    group: str | None = Field(
+        None, pattern=_NAME.pattern, description="modalities sharing one model key (metadata) name their group"
+    )
+    depends_on: tuple[str, ...] = Field((), description="modalities whose data this one is computed from (hard)")
+    uses: tuple[str, ...] = Field((), description="modalities used when present (ordering only, soft)")
+    vocab_words: tuple[str, ...] = Field(
+        (), description="whole words this modality's strings need as single tokens (class names, keywords)"
+    )
+    chunk_tags: tuple[str, ...] = Field(
+        (), description="for chunk-masked group members: the leading token of every chunk this member owns"
+    )
+    tokenizer: TokenizerConfig | None = None
+    storage: tuple[ArraySpec, ...] = ()
+    description: str = ""
+
+    @field_validator("depends_on", "uses")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _NAME.match(item):
+                raise ValueError(f"dependency {item!r} is not a modality name")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModalitySpec:
+        problems: list[str] = []
+        if self.embedding != _EXPECTED_EMBEDDING[self.kind]:
+            problems.append(f"kind {self.kind.value} needs embedding {_EXPECTED_EMBEDDING[self.kind].value}")
+        if self.vocabulary != _EXPECTED_VOCABULARY[self.kind]:
+            problems.append(f"kind {self.kind.value} needs vocabulary {_EXPECTED_VOCABULARY[self.kind].value}")
+        if self.masking not in _EXPECTED_MASKING[self.kind]:
+            allowed = ", ".join(sorted(m.value for m in _EXPECTED_MASKING[self.kind]))
+            problems.append(f"kind {self.kind.value} masks by {allowed}, not {self.masking.value}")
+        if self.kind in (ModalityKind.PIXELS, ModalityKind.SEQUENCE_EMBEDDING) and not self.input_only:
+            problems.append(f"kind {self.kind.value} has no output head, so it must be input_only")
+        if self.input_only and self.target_only:
+            problems.append("a modality cannot be both input_only and target_only")
+        if self.name in self.depends_on or self.name in self.uses:
+            problems.append("a modality cannot depend on itself")
+        if self.masking == MaskingUnit.CHUNK and not self.chunk_tags:
+            problems.append("chunk masking needs chunk_tags (the leading token of each chunk)")
+        missing = [p for p in PRESETS if p not in self.presets]
+        if missing:
+            problems.append(f"missing preset layouts: {', '.join(missing)}")
+        for preset, layout in self.presets.items():
+            problems.extend(f"preset {preset}: {p}" for p in self._layout_problems(layout))
+        if problems:
+            raise ValueError(f"modality {self.name!r}: " + "; ".join(problems))
+        return self
+
+    def _layout_problems(self, layout: PresetLayout) -> list[str]:
+        problems = []
+        grid_kind = self.kind in (ModalityKind.PIXELS, ModalityKind.IMAGE_TOKENS)
+        if grid_kind:
+            if layout.image_size is None or layout.patch_size is None:
+                problems.append("grid modalities need image_size and patch_size")
+            elif layout.image_size % layout.patch_size:
+                problems.append("image_size must be a multiple of patch_size")
+            elif layout.grid**2 != layout.max_tokens:
+                problems.append(f"max_tokens {layout.max_tokens} != grid {layout.grid}x{layout.grid}")
+        if self.key_has_resolution and layout.image_size is None:
+            problems.append("a key with resolution needs image_size")
+        if self.vocabulary == Vocabulary.OWN and layout.vocab_size is None:
+            problems.append("a modality with its own vocabulary needs vocab_size")
+        if self.vocabulary != Vocabulary.OWN and layout.vocab_size is not None:
+            problems.append("vocab_size is only for modalities with their own vocabulary")
+        if self.vocabulary == Vocabulary.OWN and layout.vocab_size and layout.vocab_size > 2**15:
+            problems.append("vocab_size above 32768 does not fit the int16 token store")
+        if self.kind == ModalityKind.SEQUENCE_EMBEDDING and layout.feature_dim is None:
+            problems.append("sequence embeddings need feature_dim")
+        return problems
+
+    def layout(self, preset: str) -> PresetLayout:
+        """The token layout for ``preset``; a clear error names the modality when the preset is unknown."""
+        try:
+            return self.presets[preset]
+        except KeyError:
+            known = ", ".join(sorted(self.presets))
+            raise KeyError(f"modality {self.name!r} has no preset {preset!r} (known: {known})") from None
+
+    def model_key(self, preset: str = "paper") -> str:
+        """The ml-4m compatible model key in ``preset``: ``tok_depth@224``, ``caption``, ``metadata``."""
+        if self.key_has_resolution:
+            return f"{self.key}@{self.layout(preset).image_size}"
+        return self.key
+
+    @property
+    def is_target(self) -> bool:
+        """Whether the model can predict this modality (has a decoder embedding and output head)."""
+        return not self.input_only
+
+
+class SourceSpec(_Frozen):
+    """A data source: somewhere samples come from (the synthetic world, an image folder, a text corpus)."""
+
+    name: str = Field(..., pattern=_NAME.pattern)
+    factory: LazyRef
+    provides: tuple[str, ...] = Field((), description="modalities the source gives as ground truth")
+    description: str = ""
+
+
+class LabelerSpec(_Frozen):
+    """A pseudo-labeler candidate for one modality. Several may exist; configuration picks one by name."""
+
+    modality: str = Field(..., pattern=_NAME.pattern)
+    name: str = Field(..., pattern=_NAME.pattern)
+    factory: LazyRef
+    default: bool = False
+    requires: tuple[str, ...] = Field((), description="what must be present: packages, weight files, modalities")
+    description: str = ""
+
+
+class SerializerSpec(_Frozen):
+    """The string codec of a sequence modality: structured value <-> the official ml-4m string format."""
+
+    modality: str = Field(..., pattern=_NAME.pattern)
+    factory: LazyRef
+
+
+class DecoderSpec(_Frozen):
+    """Turns a modality's tokens back into the raw modality and a picture or text."""
+
+    modality: str = Field(..., pattern=_NAME.pattern)
+    name: str = Field("default", pattern=_NAME.pattern)
+    factory: LazyRef
+    description: str = ""
+
+
+class TokenizerSpec(_Frozen):
+    """A concrete tokenizer implementation registered for one modality (training, encode, decode, save, load)."""
+
+    modality: str = Field(..., pattern=_NAME.pattern)
+    factory: LazyRef
+    description: str = ""
+
+
+def grid_presets(
+    paper_vocab: int | None,
+    tiny_vocab: int | None,
+    *,
+    paper_patch: int = 16,
+    tiny_patch: int = 8,
+    paper_size: int = 224,
+    tiny_size: int = 64,
+) -> dict[str, PresetLayout]:
+    """Layouts of a grid modality in both presets: paper 224 px / patch 16 (14x14 tokens), tiny 64 px / patch 8 (8x8).
+
+    A convenience for plugin authors; DINOv2 and ImageBind pass ``paper_patch=14`` to get ml-4m's 16x16 grid.
+    """
+    return {
+        "paper": PresetLayout(image_size=paper_size, patch_size=paper_patch,
+                              max_tokens=(paper_size // paper_patch) ** 2, vocab_size=paper_vocab),
+        "tiny": PresetLayout(image_size=tiny_size, patch_size=tiny_patch,
+                             max_tokens=(tiny_size // tiny_patch) ** 2, vocab_size=tiny_vocab),
+    }

@@ -1,0 +1,31 @@
+"""Captions (ml-4m ``caption``): free text in the shared WordPiece vocabulary, span-masked with sentinels."""
+
+from __future__ import annotations
+
+from fourm_core.hookspecs import hookimpl
+from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+
+SPEC = ModalitySpec(
+    name="caption",
+    key="caption",
+    kind="sequence",
+    embedding="1d",
+    vocabulary="text",
+    masking="span",
+    presets={"paper": PresetLayout(max_tokens=256), "tiny": PresetLayout(max_tokens=48)},
+    tokenizer=None,
+    storage=(ArraySpec(name="text", dtype="text", ragged=True, description="one caption"),),
+    description="Image captions (scene-graph captions for the synthetic world, sidecar .txt files for photos).",
+)
+
+
+@hookimpl
+def fourm_register_modalities(register):
+    """Register the caption modality."""
+    register(SPEC)
+
+
+@hookimpl
+def fourm_register_serializers(register):
+    """Register the caption codec (whitespace normalisation, reserved-token check)."""
+    register(SerializerSpec(modality="caption", factory="fourm_caption.serializer:CaptionSerializer"))

@@ -1,0 +1,62 @@
+"""Palette codec in the official format: ``v1=3 v0=200 v0=30 v0=30 v0=10 v0=120 v0=40 v0=250 v0=250 v0=250``.
+
+The store keeps palettes of every size 1..7 (``{"1": [...], ..., "7": [...]}``); :meth:`PaletteSerializer.choose`
+draws one size per sample as ml-4m's transform does, and :meth:`serialize` writes one palette.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from fourm_core.serialization import SerializationError, TokenCursor, value_token
+
+Colour = tuple[int, int, int]
+MAX_COLOURS = 7
+
+
+class PaletteSerializer:
+    """Writes and reads one palette of 1..7 sRGB colours (0..255 per channel)."""
+
+    modality = "color_palette"
+
+    def _check(self, value: Sequence[Sequence[int]]) -> list[Colour]:
+        colours = [tuple(int(round(c)) for c in colour) for colour in value]
+        if not 1 <= len(colours) <= MAX_COLOURS:
+            raise SerializationError(self.modality, f"a palette has 1..{MAX_COLOURS} colours, got {len(colours)}")
+        for i, colour in enumerate(colours):
+            if len(colour) != 3 or not all(0 <= c <= 255 for c in colour):
+                raise SerializationError(self.modality, f"colour {i} must be 3 values in 0..255, got {colour}")
+        return colours  # type: ignore[return-value]
+
+    def choose(self, palettes: Mapping[str | int, Sequence[Sequence[int]]], rng: random.Random) -> list[Colour]:
+        """Draw one palette size uniformly among the stored ones (ml-4m draws 1..7)."""
+        sizes = sorted(int(k) for k in palettes)
+        if not sizes:
+            raise SerializationError(self.modality, "no palettes stored")
+        n = rng.choice(sizes)
+        return self._check(palettes[n] if n in palettes else palettes[str(n)])  # type: ignore[index]
+
+    def serialize(self, value: Sequence[Sequence[int]], rng: random.Random | None = None) -> str:
+        """``v1=n`` followed by three ``v0=`` tokens per colour."""
+        colours = self._check(value)
+        tokens = [value_token(1, len(colours))]
+        tokens += [value_token(0, c) for colour in colours for c in colour]
+        return " ".join(tokens)
+
+    def parse(self, text: str) -> list[Colour]:
+        """Colours of a palette string; the count token must match the colours that follow."""
+        cursor = TokenCursor(self.modality, text)
+        _, n = cursor.value(1)
+        if not 1 <= n <= MAX_COLOURS:
+            raise SerializationError(self.modality, f"palette size v1={n} outside 1..{MAX_COLOURS}")
+        values = cursor.values(0, 3 * n)
+        if not cursor.done():
+            raise cursor.fail("the end of the palette")
+        if any(v > 255 for v in values):
+            raise SerializationError(self.modality, f"channel values above 255 in {values}")
+        return [tuple(values[i : i + 3]) for i in range(0, 3 * n, 3)]  # type: ignore[misc]
+
+    def example(self, rng: random.Random) -> list[Colour]:
+        """A random palette of 1..7 colours."""
+        return [tuple(rng.randint(0, 255) for _ in range(3)) for _ in range(rng.randint(1, MAX_COLOURS))]  # type: ignore[misc]

@@ -1,0 +1,3 @@
+"""fourm modality plugin ``normal``: Surface normals (camera frame) as discrete tokens."""
+
+__version__ = "0.1.0"

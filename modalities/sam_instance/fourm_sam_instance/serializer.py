@@ -1,0 +1,117 @@
+"""SAM-instance codec in the official 4M-21 format.
+
+For each query point (x, y) in pixels of the model's image: ``point v0=y v1=x`` (y first, as ml-4m writes it), then
+``none`` or, for each instance containing the point, ``polygon v0=xmin v1=ymin v2=xmax v3=ymax`` (pixels) and the
+instance's mask tokens (``v0=id`` below 512, ``v1=id-512`` above). With an ``rng``, points and the instances of each
+point are shuffled, as ml-4m does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fourm_core.serialization import SerializationError, TokenCursor, code_token, value_token
+
+
+class Instance(BaseModel):
+    """One instance: pixel box and mask codebook tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bbox: tuple[int, int, int, int] = Field(description="xmin, ymin, xmax, ymax in pixels (0..999)")
+    tokens: tuple[int, ...] = Field(min_length=1)
+
+
+class QueryPoint(BaseModel):
+    """A query point and the instances whose mask contains it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: int = Field(ge=0, le=999)
+    y: int = Field(ge=0, le=999)
+    instances: tuple[Instance, ...] = ()
+
+
+class SamInstanceSerializer:
+    """Writes and reads the sam_instance string; ``image_size`` bounds coordinates in examples."""
+
+    modality = "sam_instance"
+
+    def __init__(self, tokens_per_instance: int = 16, image_size: int = 224) -> None:
+        self.tokens_per_instance = tokens_per_instance
+        self.image_size = image_size
+
+    def _points(self, value: Sequence[QueryPoint | dict]) -> list[QueryPoint]:
+        points = []
+        for i, item in enumerate(value):
+            try:
+                point = item if isinstance(item, QueryPoint) else QueryPoint.model_validate(item)
+            except ValidationError as exc:
+                raise SerializationError(self.modality, f"point {i}: {exc.errors()[0]['loc']} "
+                                                        f"{exc.errors()[0]['msg']}") from None
+            for j, inst in enumerate(point.instances):
+                if len(inst.tokens) != self.tokens_per_instance:
+                    raise SerializationError(self.modality, f"point {i} instance {j}: expected "
+                                                            f"{self.tokens_per_instance} tokens, got {len(inst.tokens)}")
+                if not all(0 <= c <= 999 for c in inst.bbox) or inst.bbox[2] < inst.bbox[0] or inst.bbox[3] < inst.bbox[1]:
+                    raise SerializationError(self.modality, f"point {i} instance {j}: bad box {inst.bbox}")
+            points.append(point)
+        return points
+
+    def serialize(self, value: Sequence[QueryPoint | dict], rng: random.Random | None = None) -> str:
+        """The sam_instance string of the query points."""
+        points = self._points(value)
+        if rng is not None:
+            rng.shuffle(points)
+        parts: list[str] = []
+        for p in points:
+            parts += ["point", value_token(0, p.y), value_token(1, p.x)]
+            instances = list(p.instances)
+            if rng is not None:
+                rng.shuffle(instances)
+            if not instances:
+                parts.append("none")
+            for inst in instances:
+                parts.append("polygon")
+                parts += [value_token(slot, c) for slot, c in enumerate(inst.bbox)]
+                parts += [code_token(t) for t in inst.tokens]
+        return " ".join(parts)
+
+    def parse(self, text: str) -> list[QueryPoint]:
+        """Query points of a sam_instance string."""
+        cursor = TokenCursor(self.modality, text)
+        points = []
+        while not cursor.done():
+            cursor.word("point")
+            y = cursor.value(0)[1]
+            x = cursor.value(1)[1]
+            instances = []
+            if cursor.peek() == "none":
+                cursor.word()
+            else:
+                while cursor.peek() == "polygon":
+                    cursor.word()
+                    bbox = tuple(cursor.value(slot)[1] for slot in range(4))
+                    tokens = tuple(cursor.code() for _ in range(self.tokens_per_instance))
+                    instances.append(Instance(bbox=bbox, tokens=tokens))  # type: ignore[arg-type]
+                if not instances:
+                    raise cursor.fail("'none' or 'polygon' after a point")
+            points.append(QueryPoint(x=x, y=y, instances=tuple(instances)))
+        return points
+
+    def example(self, rng: random.Random) -> list[QueryPoint]:
+        """1..5 random query points with 0..2 instances each (at most 225 tokens, inside the paper budget)."""
+        s = self.image_size
+        points = []
+        for _ in range(rng.randint(1, 5)):
+            instances = []
+            for _ in range(rng.randint(0, 2)):
+                x0, x1 = sorted(rng.randrange(s) for _ in range(2))
+                y0, y1 = sorted(rng.randrange(s) for _ in range(2))
+                tokens = tuple(rng.randrange(1024) for _ in range(self.tokens_per_instance))
+                instances.append(Instance(bbox=(x0, y0, x1, y1), tokens=tokens))
+            points.append(QueryPoint(x=rng.randrange(s), y=rng.randrange(s), instances=tuple(instances)))
+        return points
