@@ -227,7 +227,8 @@ class Registry:
         self.strict = strict if strict is not None else os.environ.get("FOURM_STRICT_PLUGINS", "") in ("1", "true")
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        if trace if trace is not None else os.environ.get("FOURM_TRACE_PLUGINS", "") in ("1", "true"):
+        self.trace = trace if trace is not None else os.environ.get("FOURM_TRACE_PLUGINS", "") in ("1", "true")
+        if self.trace:
             self.pm.trace.root.setwriter(sys.stderr.write)
             self.pm.enable_tracing()
         self.problems: list[Problem] = []
@@ -271,6 +272,8 @@ class Registry:
         )
         if ep.name in self._records:
             other = self._records[ep.name]
+            if (other.distribution, other.module) == (record.distribution, record.module):
+                return  # the same distribution seen twice (e.g. on sys.path twice): not a conflict
             self._problem("conflict", f"entry point {ep.name!r} is declared by {other.label} and {record.label}",
                           [other, record])
             return
@@ -279,6 +282,8 @@ class Registry:
             record.blocked = True
             self.pm.set_blocked(ep.name)
             return
+        if self.trace:
+            print(f"fourm trace: loading {ep.name} = {ep.value} from {record.label}", file=sys.stderr)
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin is data, whatever it raised
@@ -321,6 +326,9 @@ class Registry:
             except Exception as exc:
                 self._problem("hook", f"{record.label}: {hook_name} raised {exc!r}", [record], traceback.format_exc())
                 continue
+            if self.trace:
+                names = ", ".join(getattr(item, "name", None) or getattr(item, "modality", "?") for item in collector.items)
+                print(f"fourm trace: {hook_name} <- {record.label}: [{names}]", file=sys.stderr)
             yield record, collector.items
 
     def _collect(self) -> None:

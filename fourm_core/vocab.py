@@ -150,10 +150,47 @@ def build_text_vocabulary(
     specials += [AddedToken(w, single_word=True, normalized=True, special=True) for w in extra]
     if vocab_size < len(specials) + 1:
         raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(specials)} reserved tokens")
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=0, special_tokens=specials,
-                                        continuing_subword_prefix="##", show_progress=False)
-    tokenizer.train_from_iterator(corpus, trainer)
-    return TextVocabulary(tokenizer, source="built")
+    corpus = list(corpus)
+
+    def train(size: int) -> Tokenizer:
+        trainer = trainers.WordPieceTrainer(vocab_size=size, min_frequency=0, special_tokens=specials,
+                                            continuing_subword_prefix="##", show_progress=False)
+        tokenizer.train_from_iterator(corpus, trainer)
+        return tokenizer
+
+    # The Rust trainer breaks ties between equally frequent merges in hash-map order, which changes from run to run.
+    # When the vocabulary is full, train a little past the cap and keep the most frequent pieces (ties by string);
+    # either way, learned ids are then assigned in a canonical order, so one corpus gives one vocabulary.
+    learned_budget = vocab_size - len(specials)
+    train(vocab_size)
+    if tokenizer.get_vocab_size(with_added_tokens=True) >= vocab_size:
+        train(vocab_size + max(64, learned_budget // 20))
+    return TextVocabulary(_canonical(tokenizer, corpus, len(specials), learned_budget), source="built")
+
+
+def _canonical(tokenizer: Tokenizer, corpus: list[str], first_learned: int, budget: int) -> Tokenizer:
+    """Keep the single-character alphabet plus the most frequent learned pieces, with ids in a canonical order."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    state = json.loads(tokenizer.to_str())
+    vocab: dict[str, int] = state["model"]["vocab"]
+    learned = [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i >= first_learned]
+    counts = dict.fromkeys(learned, 0)
+    for encoding in tokenizer.encode_batch(corpus, add_special_tokens=False):
+        for token in encoding.tokens:
+            if token in counts:
+                counts[token] += 1
+    alphabet = sorted(t for t in learned if len(t.removeprefix("##")) == 1)
+    # Pieces the corpus never uses are merge intermediates whose choice depends on the trainer's tie order; dropping
+    # them changes no encoding of the corpus (greedy longest match never picked them) and makes the set canonical.
+    pieces = sorted((t for t in learned if len(t.removeprefix("##")) > 1 and counts[t] > 0),
+                    key=lambda t: (-counts[t], t))
+    kept = alphabet + pieces[: max(0, budget - len(alphabet))]
+    reserved = {t: i for t, i in vocab.items() if i < first_learned}
+    state["model"]["vocab"] = {**reserved, **{t: first_learned + k for k, t in enumerate(kept)}}
+    return Tokenizer.from_str(json.dumps(state))
 
 
 def read_corpus(paths: Iterable[str | Path]) -> Iterator[str]:
