@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
@@ -57,7 +58,7 @@ def modality_record(m: Modality, registry: Registry, preset: str) -> dict:
 
 def _print_problems(registry: Registry) -> None:
     for problem in registry.problems:
-        console.print(f"[red]problem[/red] {problem}", highlight=False)
+        console.print(f"[red]problem[/red] {escape(str(problem))}", highlight=False)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -74,11 +75,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for r in records:
         status = "blocked" if r.blocked else ("[red]error[/red]" if r.errors else "ok")
         hooks = ", ".join(h.removeprefix("fourm_") for h in r.hooks)
-        table.add_row(r.name, r.distribution, r.version, status, hooks)
+        table.add_row(escape(r.name), escape(r.distribution), escape(r.version), status, hooks)
     console.print(table)
     for r in records:
         for err in r.errors:
-            console.print(f"[red]{r.label}[/red]: {err}", highlight=False)
+            console.print(f"[red]{escape(r.label)}[/red]: {escape(err)}", highlight=False)
     return 0
 
 
@@ -93,8 +94,8 @@ def cmd_modalities(args: argparse.Namespace) -> int:
         return 0
     keys = registry.model_keys(args.preset)
     targets = sum(1 for ms in keys.values() if ms[0].spec.is_target)
-    table = Table(title=f"{len(mods)} modality plugins, {len(keys)} model keys ({targets} targets), "
-                        f"preset {args.preset}")
+    shown = f"{len(mods)} of {len(registry.modalities())}" if args.pattern else f"{len(mods)}"
+    table = Table(title=f"{shown} modality plugins, {len(keys)} model keys ({targets} targets), preset {args.preset}")
     for col in ("name", "model key", "id", "kind", "emb", "vocab", "tokens", "masking", "labelers", "tokenizer",
                 "decoder", "provider"):
         table.add_column(col, overflow="fold")
@@ -106,9 +107,10 @@ def cmd_modalities(args: argparse.Namespace) -> int:
         if rec["tokenizer_shared_as"]:
             tok += f" [{rec['tokenizer_shared_as']}]"
         decoder = ", ".join(rec["decoders"]) or ("parse" if rec["serializer"] else "-")
-        table.add_row(m.name, rec["model_key"] + io, str(rec["id"]), rec["kind"], rec["embedding"], vocab,
-                      str(rec["max_tokens"]), rec["masking"], ", ".join(rec["labelers"]) or "-", tok, decoder,
-                      f"{m.plugin.distribution} {m.plugin.version}")
+        cells = (m.name, rec["model_key"] + io, str(rec["id"]), rec["kind"], rec["embedding"], vocab,
+                 str(rec["max_tokens"]), rec["masking"], ", ".join(rec["labelers"]) or "-", tok, decoder,
+                 f"{m.plugin.distribution} {m.plugin.version}")
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     _print_problems(registry)
     return 0
@@ -125,7 +127,8 @@ def cmd_vocab_build(args: argparse.Namespace) -> int:
         text = TextVocabulary.load(args.official)
         missing = [w for w in words if len(text.encode(w)) != 1]
         if missing:
-            console.print(f"[yellow]note[/yellow]: not single tokens in {args.official}: {missing[:10]}")
+            console.print(f"[yellow]note[/yellow]: not single tokens in {escape(args.official)}: "
+                          f"{escape(str(missing[:10]))}")
     else:
         if args.corpus:
             corpus = list(read_corpus(args.corpus))
@@ -167,7 +170,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not names:
             record = next((r for r in registry.plugins() if args.plugin in (r.name, r.distribution)), None)
             why = f": {'; '.join(record.errors) or 'blocked'}" if record and not record.ok else ""
-            console.print(f"[red]no loaded modality from {args.plugin!r}{why}[/red]", highlight=False)
+            console.print(f"[red]no loaded modality from {args.plugin!r}{escape(why)}[/red]", highlight=False)
             return 1
     results = run_checks(registry, names)
     table = Table(title=f"conformance: {len(names)} modalities")
@@ -181,7 +184,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(table)
     failures = [r for r in results if not r.ok]
     for r in failures:
-        console.print(f"[red]{r.modality}/{r.check}[/red]: {r.message}", highlight=False)
+        console.print(f"[red]{r.modality}/{r.check}[/red]: {escape(r.message)}", highlight=False)
     return 1 if failures else 0
 
 
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocab = sub.add_parser("vocab", help="the shared text vocabulary").add_subparsers(dest="vocab_command",
                                                                                        required=True)
     p = vocab.add_parser("build", help="train the WordPiece vocabulary (or adopt the official one) + manifests")
-    p.add_argument("--corpus", nargs="*", default=[], help="text files or folders of .txt (one caption per line)")
+    p.add_argument("--corpus", nargs="*", default=[], help="text files or folders of .txt (one document per line)")
     p.add_argument("--official", help="use this tokenizer JSON (e.g. ml-4m's text_tokenizer_4m_wordpiece_30k.json)")
     p.add_argument("--vocab-size", type=int, default=30000)
     p.add_argument("--examples", type=int, default=500, help="serialized examples per modality when no corpus")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from fourm_core.registry import Registry
 from fourm_core.spec import PRESETS
@@ -34,7 +35,7 @@ def run_demo(out: Path, console: Console) -> int:
     console.print(f"[bold]1/4[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
                   f"{len(keys)} model keys, {len(registry.problems)} problems")
     for problem in registry.problems:
-        console.print(f"  [red]problem[/red] {problem}", highlight=False)
+        console.print(f"  [red]problem[/red] {escape(str(problem))}", highlight=False)
 
     t0 = time.perf_counter()
     results = run_checks(registry, registry.names())
@@ -43,7 +44,7 @@ def run_demo(out: Path, console: Console) -> int:
     (out / "conformance.json").write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
     console.print(f"[bold]2/4[/bold] conformance: {len(results) - len(failures)}/{len(results)} checks pass")
     for r in failures:
-        console.print(f"  [red]{r.modality}/{r.check}[/red] {r.message}", highlight=False)
+        console.print(f"  [red]{r.modality}/{r.check}[/red] {escape(r.message)}", highlight=False)
 
     t0 = time.perf_counter()
     corpus = example_corpus(registry, per_modality=500)

@@ -543,6 +543,22 @@ class Registry:
             raise PluginError(f"modality {modality!r} has no serializer registered")
         return self._build(("serializer", modality), spec.factory, modality)
 
+    def key_serializer(self, model_key: str, preset: str = "paper") -> Any:
+        """The codec of a model-facing sequence key: its plugin's serializer, or, for a group, a
+        :class:`~fourm_core.serialization.GroupSerializer` that interleaves every member's chunks."""
+        from fourm_core.serialization import GroupSerializer
+
+        members = self.model_keys(preset).get(model_key)
+        if not members:
+            raise KeyError(f"no modality has the model key {model_key!r} in preset {preset!r}")
+        if len(members) == 1:
+            return self.serializer(members[0].name)
+        cache_key = ("group", model_key, preset)
+        if cache_key not in self._parts_cache:
+            parts = [(m.name, self.serializer(m.name), m.spec.chunk_tags) for m in members]
+            self._parts_cache[cache_key] = GroupSerializer(model_key, parts)
+        return self._parts_cache[cache_key]
+
     def tokenizer_spec(self, modality: str) -> TokenizerSpec | None:
         """The registered tokenizer implementation spec of ``modality``, if any (no import)."""
         entry = self._tokenizers.get(modality)

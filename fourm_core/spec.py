@@ -181,8 +181,8 @@ class ModalitySpec(_Frozen):
     Plugins build these in ``fourm_register_modalities``. A spec is pure data: no tensors, no imports of heavy code.
     """
 
-    name: str = Field(..., pattern=_NAME.pattern, description="plugin-level name, e.g. 'depth'")
-    key: str = Field(..., pattern=_KEY.pattern, description="ml-4m key stem, e.g. 'tok_depth' (no resolution)")
+    name: str = Field(..., pattern=_NAME.pattern, description="plugin-level modality name, a lowercase identifier")
+    key: str = Field(..., pattern=_KEY.pattern, description="ml-4m key stem without the '@resolution' suffix")
     key_has_resolution: bool = Field(False, description="append '@<image_size>' to form the model key, as ml-4m does")
     kind: ModalityKind
     embedding: Embedding
@@ -192,7 +192,7 @@ class ModalitySpec(_Frozen):
     input_only: bool = False
     target_only: bool = False
     group: str | None = Field(
-        None, pattern=_NAME.pattern, description="modalities sharing one model key (metadata) name their group"
+        None, pattern=_NAME.pattern, description="modalities sharing one model key name their group"
     )
     depends_on: tuple[str, ...] = Field((), description="modalities whose data this one is computed from (hard)")
     uses: tuple[str, ...] = Field((), description="modalities used when present (ordering only, soft)")
