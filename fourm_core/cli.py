@@ -103,7 +103,11 @@ def cmd_modalities(args: argparse.Namespace) -> int:
         rec = modality_record(m, registry, args.preset)
         vocab = str(rec["vocab_size"]) if rec["vocab_size"] else rec["vocabulary"]
         io = " (in)" if rec["input_only"] else ""
-        tok = rec["tokenizer_family"] or ("wordpiece" if rec["serializer"] else "-")
+        family = rec["tokenizer_family"]
+        if rec["vocabulary"] == "text":
+            tok = "wordpiece" + (f"+{family}" if family else "")
+        else:
+            tok = family or "-"
         if rec["tokenizer_shared_as"]:
             tok += f" [{rec['tokenizer_shared_as']}]"
         decoder = ", ".join(rec["decoders"]) or ("parse" if rec["serializer"] else "-")

@@ -61,16 +61,17 @@ def run_demo(out: Path, console: Console) -> int:
     lines = ["# Serialized examples", "", "One random example per sequence modality: the value, the official-format "
              "string, and its ids in the demo vocabulary.", ""]
     rng = random.Random(0)
-    for modality in registry.modalities():
-        if registry.serializer_spec(modality.name) is None:
+    for key, members in registry.model_keys("paper").items():
+        if not all(registry.serializer_spec(m.name) for m in members):
             continue
-        ser = modality.serializer()
+        ser = registry.key_serializer(key)
         value = ser.example(rng)
         serialized = ser.serialize(value, rng)
         ids = text.encode(serialized)
         shown = json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o))
-        lines += [f"## {modality.name} (`{modality.model_key()}`)", "", f"- value: `{shown[:400]}`",
-                  f"- string: `{serialized}`", f"- {len(ids)} ids: `{ids[:64]}{' ...' if len(ids) > 64 else ''}`", ""]
+        names = ", ".join(m.name for m in members)
+        lines += [f"## `{key}` ({names})", "", f"- value: `{shown[:400]}`", f"- string: `{serialized}`",
+                  f"- {len(ids)} ids: `{ids[:64]}{' ...' if len(ids) > 64 else ''}`", ""]
     (out / "examples.md").write_text("\n".join(lines))
     timings["examples"] = time.perf_counter() - t0
     console.print(f"[bold]4/4[/bold] serialized examples in {out / 'examples.md'}")
