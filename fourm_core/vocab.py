@@ -244,7 +244,7 @@ class VocabularyManifest(BaseModel):
     vocab_words: dict[str, list[str]] = Field(default_factory=dict)
     modalities: dict[str, ModalityEntry]
 
-    def diff(self, other: VocabularyManifest) -> list[str]:
+    def diff(self, other: VocabularyManifest, here: str = "this manifest", there: str = "the other") -> list[str]:
         """Human-readable differences that make ``other`` incompatible with ``self`` (empty when compatible).
 
         Versions of providers are reported but do not by themselves make manifests incompatible; ids, vocabularies
@@ -252,22 +252,21 @@ class VocabularyManifest(BaseModel):
         """
         out: list[str] = []
         if self.preset != other.preset:
-            out.append(f"preset {self.preset!r} != {other.preset!r}")
+            out.append(f"preset {self.preset!r} in {here} != {other.preset!r} in {there}")
         if self.text_vocabulary.get("sha256") != other.text_vocabulary.get("sha256"):
-            out.append(f"text vocabulary differs ({self.text_vocabulary.get('source')} vs "
-                       f"{other.text_vocabulary.get('source')})")
+            out.append(f"text vocabulary differs ({self.text_vocabulary.get('source')} in {here} vs "
+                       f"{other.text_vocabulary.get('source')} in {there})")
         for key in sorted(set(self.modalities) | set(other.modalities)):
             mine, theirs = self.modalities.get(key), other.modalities.get(key)
             if mine is None or theirs is None:
-                where = "here" if mine is None else "there"
-                present = theirs if mine is None else mine
+                where, present = (there, theirs) if mine is None else (here, mine)
                 assert present is not None
-                out.append(f"{key}: missing {where} (provided by {', '.join(present.providers)})")
+                out.append(f"{key}: only in {where} (provided by {', '.join(present.providers)})")
                 continue
             for field in ("id", "vocab_size", "max_tokens", "kind", "input_only", "target_only", "members"):
                 a, b = getattr(mine, field), getattr(theirs, field)
                 if a != b:
-                    out.append(f"{key}: {field} {a} != {b}")
+                    out.append(f"{key}: {field} {a} in {here} != {b} in {there}")
         return out
 
     def save(self, path: str | Path) -> Path:

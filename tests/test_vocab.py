@@ -118,7 +118,7 @@ def test_adding_or_blocking_a_plugin_never_changes_other_entries(built: TextVoca
         example_key = with_example.get(EXAMPLE_PLUGIN).model_key(preset)
         assert set(a.modalities) - set(b.modalities) == {example_key}
         assert {k: v for k, v in a.modalities.items() if k != example_key} == b.modalities
-        assert b.diff(a) == [f"{example_key}: missing here (provided by fourm-albedo 0.1.0)"]
+        assert b.diff(a) == [f"{example_key}: only in the other (provided by fourm-albedo 0.1.0)"]
         saved = VocabularyManifest.load(b.save(tmp_path / f"{preset}.json"))
         assert saved == b and saved.diff(b) == []
 
@@ -129,10 +129,11 @@ def test_manifest_diff_names_what_differs(built: TextVocabulary) -> None:
     b = build_manifest(reg, "tiny", build_text_vocabulary(["something else entirely"]))
     changed = a.model_copy(update={"modalities": {**a.modalities, "tok_depth@64": a.modalities["tok_depth@64"]
                                                   .model_copy(update={"vocab_size": 1024})}})
-    assert a.diff(b) == ["text vocabulary differs (built vs built)"] + [
-        f"{k}: vocab_size {a.modalities[k].vocab_size} != {b.modalities[k].vocab_size}"
+    assert a.diff(b) == ["text vocabulary differs (built in this manifest vs built in the other)"] + [
+        f"{k}: vocab_size {a.modalities[k].vocab_size} in this manifest != {b.modalities[k].vocab_size} in the other"
         for k in sorted(a.modalities) if a.modalities[k].vocabulary == "text"]
-    assert changed.diff(a) == ["tok_depth@64: vocab_size 1024 != 512"]
+    assert changed.diff(a, here="the store", there="the plugins") == [
+        "tok_depth@64: vocab_size 1024 in the store != 512 in the plugins"]
 
 
 @needs_official

@@ -1,0 +1,1 @@
+"""Zarr v3 aligned multimodal store (import ``fourm_core.storage.store``; zarr loads only then)."""
