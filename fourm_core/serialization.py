@@ -8,6 +8,7 @@ writes them twice. Nothing here names a modality.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,7 @@ __all__ = [
 COORD_BINS = 1000
 #: Number of value-token slots (``v0`` .. ``v3``).
 VALUE_SLOTS = 4
-_VALUE_TOKEN = re.compile(r"^v([0-3])=(\d{1,3})$")
+_VALUE_TOKEN = re.compile(r"^v([0-3])=(0|[1-9]\d{0,2})$")  # canonical only: "v0=049" is not a vocabulary token
 
 V = TypeVar("V")
 
@@ -287,11 +288,22 @@ class KeyValueRecordCodec:
         return tuple(self.by_tag)
 
     def quantize(self, values: dict[str, Any]) -> dict[str, int]:
-        """Map each known field to its bin; unknown names are an error naming them."""
+        """Map each known field to its bin; unknown names and non-finite or non-numeric values are errors."""
         unknown = sorted(set(values) - set(self.fields))
         if unknown:
             raise SerializationError(self.modality, f"unknown fields {unknown}; known: {sorted(self.fields)}")
-        return {name: self.fields[name].encode(v) for name, v in values.items() if v is not None}
+        out = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise SerializationError(self.modality, f"{name}: expected a number, got {value!r}") from None
+            if not math.isfinite(number):
+                raise SerializationError(self.modality, f"{name}: expected a finite number, got {value!r}")
+            out[name] = self.fields[name].encode(number)
+        return out
 
     def render_bins(self, bins: dict[str, int], rng: random.Random | None = None) -> list[str]:
         """Chunks for already quantised values, in field order or shuffled by ``rng``."""
@@ -319,12 +331,13 @@ class KeyValueRecordCodec:
                 if following is not None and following[0] == 0:
                     cursor.word()
                 continue
+            if field.name in out:
+                raise cursor.fail(f"each field once, but {field.name} ({tag}) appears twice")
             cursor.word()
             _, value = cursor.value(0)
             if value > field.max_bin:
-                raise SerializationError(self.modality, f"{field.name}: bin {value} above {field.max_bin}")
-            if field.name in out:
-                raise SerializationError(self.modality, f"{field.name} appears twice")
+                cursor.pos -= 1
+                raise cursor.fail(f"a bin of {field.name} in 0..{field.max_bin}")
             out[field.name] = value
         return out
 

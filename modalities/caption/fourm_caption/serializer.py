@@ -11,7 +11,10 @@ import re
 
 from fourm_core.serialization import SerializationError
 
-_RESERVED = re.compile(r"^(\[(PAD|UNK|SOS|EOS|S_\d+)\]|v[0-3]=\d+)$", re.IGNORECASE)
+#: Tokens that carry structure, found where the WordPiece tokenizer would find them: the added tokens are matched in
+#: the raw text before pre-tokenisation, so ``[S_1].`` or ``(v0=3,`` still yield a sentinel or value token. ``[PAD]``
+#: .. ``[EOS]`` match anywhere; sentinels and value tokens are "single word" tokens (no letter, digit or ``_`` beside).
+_RESERVED = re.compile(r"\[(PAD|UNK|SOS|EOS)\]|(?<!\w)(\[S_\d+\]|v[0-3]=\d+)(?!\w)", re.IGNORECASE)
 
 _COUNTS = ["a", "one", "two", "three", "four", "several", "a few", "many"]
 _COLOURS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple", "grey", "brown", "pink"]
@@ -41,14 +44,24 @@ class CaptionSerializer:
         words = value.split()
         if not words:
             raise SerializationError(self.modality, "empty caption")
-        reserved = [w for w in words if _RESERVED.match(w)]
-        if reserved:
-            raise SerializationError(self.modality, f"caption contains reserved tokens {reserved[:3]}")
-        return " ".join(words)
+        text = " ".join(words)
+        self._check_reserved(text)
+        return text
 
     def parse(self, text: str) -> str:
-        """Text decoded from tokens, whitespace normalised."""
-        return " ".join(text.split())
+        """Text decoded from tokens, whitespace normalised; reserved tokens in it are an error."""
+        text = " ".join(text.split())
+        self._check_reserved(text)
+        return text
+
+    def _check_reserved(self, text: str) -> None:
+        """Refuse sentinels, specials and value tokens, naming the first one's word and character position."""
+        matches = list(_RESERVED.finditer(text))
+        if matches:
+            start = matches[0].start()
+            raise SerializationError(self.modality, f"at word {text.count(' ', 0, start)} (character {start}): "
+                                                    f"reserved token {matches[0].group()!r} in the caption; "
+                                                    f"found {[m.group() for m in matches[:3]]}")
 
     def example(self, rng: random.Random) -> str:
         """A scene-like caption from a small grammar (counts, colours, objects, relations, places)."""

@@ -21,7 +21,10 @@ class PaletteSerializer:
     modality = "color_palette"
 
     def _check(self, value: Sequence[Sequence[int]]) -> list[Colour]:
-        colours = [tuple(int(round(c)) for c in colour) for colour in value]
+        try:
+            colours = [tuple(int(round(c)) for c in colour) for colour in value]
+        except (TypeError, ValueError) as exc:  # a non-number, NaN or a colour that is not a sequence
+            raise SerializationError(self.modality, f"colours must be 3 numbers in 0..255 each: {exc}") from None
         if not 1 <= len(colours) <= MAX_COLOURS:
             raise SerializationError(self.modality, f"a palette has 1..{MAX_COLOURS} colours, got {len(colours)}")
         for i, colour in enumerate(colours):
@@ -49,12 +52,14 @@ class PaletteSerializer:
         cursor = TokenCursor(self.modality, text)
         _, n = cursor.value(1)
         if not 1 <= n <= MAX_COLOURS:
-            raise SerializationError(self.modality, f"palette size v1={n} outside 1..{MAX_COLOURS}")
+            raise SerializationError(self.modality, f"at token 0 'v1={n}': palette size outside 1..{MAX_COLOURS}")
         values = cursor.values(0, 3 * n)
         if not cursor.done():
             raise cursor.fail("the end of the palette")
-        if any(v > 255 for v in values):
-            raise SerializationError(self.modality, f"channel values above 255 in {values}")
+        bad = [i for i, v in enumerate(values) if v > 255]
+        if bad:
+            raise SerializationError(self.modality, f"at token {bad[0] + 1} 'v0={values[bad[0]]}': channel value above "
+                                                    f"255 (colour {bad[0] // 3})")
         return [tuple(values[i : i + 3]) for i in range(0, 3 * n, 3)]  # type: ignore[misc]
 
     def example(self, rng: random.Random) -> list[Colour]:

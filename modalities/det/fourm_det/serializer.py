@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fourm_core.serialization import COORD_BINS, SerializationError, TokenCursor, coord_bin, value_token
+from fourm_core.serialization import (COORD_BINS, SerializationError, TokenCursor, coord_bin, parse_value_token,
+                                      value_token)
 from fourm_det.classes import COCO_CLASSES
 
 
@@ -76,9 +77,13 @@ class DetSerializer:
             rng.shuffle(boxes)
         parts = []
         for b in boxes:
+            words = b.label.split()
+            if not words or any(parse_value_token(w) is not None for w in words):
+                # A blank name or a value-token word would make the string unreadable (the name ends at a v0=).
+                raise SerializationError(self.modality, f"box label {b.label!r} must be words, not value tokens")
             coords = (b.xmin, b.ymin, b.xmax, b.ymax)
             parts.extend(value_token(slot, coord_bin(x, COORD_BINS)) for slot, x in enumerate(coords))
-            parts.append(" ".join(b.label.split()))
+            parts.append(" ".join(words))
         return " ".join(parts)
 
     def parse(self, text: str) -> list[Box]:
@@ -86,6 +91,7 @@ class DetSerializer:
         cursor = TokenCursor(self.modality, text)
         boxes = []
         while not cursor.done():
+            start = cursor.pos
             coords = [cursor.value(slot)[1] / (COORD_BINS - 1) for slot in range(4)]
             label = cursor.words_until()
             if not label:
@@ -94,7 +100,8 @@ class DetSerializer:
                 boxes.append(Box(xmin=coords[0], ymin=coords[1], xmax=coords[2], ymax=coords[3],
                                  label=" ".join(label)))
             except ValidationError as exc:
-                raise SerializationError(self.modality, f"box {len(boxes)}: {exc.errors()[0]['msg']}") from None
+                raise SerializationError(self.modality, f"at token {start}: box {len(boxes)}: "
+                                                        f"{exc.errors()[0]['msg']}") from None
         return boxes
 
     def example(self, rng: random.Random) -> list[Box]:

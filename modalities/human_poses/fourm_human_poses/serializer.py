@@ -45,7 +45,7 @@ class Human(BaseModel):
     """One person: box (fractions of the image), global orientation (3x3 rotation, row-major), pose codebook tokens,
     SMPL-style shape betas and weak-perspective camera."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     bbox: tuple[float, float, float, float]
     global_orient: tuple[float, ...] = Field(min_length=9, max_length=9)
@@ -73,6 +73,9 @@ class HumanPoseSerializer:
             if len(human.pose_tokens) != self.pose_tokens:
                 raise SerializationError(self.modality, f"human {i}: expected {self.pose_tokens} pose tokens, "
                                                         f"got {len(human.pose_tokens)}")
+            if not all(0 <= t < 1024 for t in human.pose_tokens):
+                raise SerializationError(self.modality, f"human {i}: pose tokens must be codebook indices 0..1023, "
+                                                        f"got {human.pose_tokens}")
             out.append(human)
         return out
 
@@ -100,6 +103,8 @@ class HumanPoseSerializer:
     def parse(self, text: str) -> list[Human]:
         """People of a human_poses string; each group must appear exactly once per person, in any order."""
         cursor = TokenCursor(self.modality, text)
+        if cursor.done():
+            raise cursor.fail("'none' or a 'human' record")
         if cursor.peek() == "none":
             cursor.word()
             if not cursor.done():
@@ -110,10 +115,12 @@ class HumanPoseSerializer:
             cursor.word("human")
             bbox = tuple(cursor.value(slot)[1] / 999 for slot in range(4))
             fields: dict[str, tuple] = {}
+            seen: set[str] = set()
             for _ in range(4):
                 keyword = cursor.peek()
-                if keyword in fields or keyword not in ("pose", "global", "camera", "shape"):
+                if keyword in seen or keyword not in ("pose", "global", "camera", "shape"):
                     raise cursor.fail("one of the groups pose/global/camera/shape not yet seen")
+                seen.add(keyword)
                 cursor.word()
                 if keyword == "pose":
                     fields["pose_tokens"] = tuple(cursor.code() for _ in range(self.pose_tokens))
