@@ -145,6 +145,9 @@ class ArraySpec(_Frozen):
     dtype: Literal["uint8", "int16", "int32", "int64", "float16", "float32", "bool", "json", "text"]
     shape: tuple[int | str, ...] = ()
     ragged: bool = False
+    form: Literal["raw", "tokens"] = Field(
+        "raw", description="raw arrays are written by the labeler, token arrays by the tokenizer (fourm data tokenize)"
+    )
     description: str = ""
 
     @model_validator(mode="after")

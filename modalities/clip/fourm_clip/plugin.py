@@ -18,7 +18,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="vit_vqvae", loss="smooth_l1", input_channels=512, notes="VQ-VAE on CLIP-B/16 patch features (14x14x512 at 224 px)"),
     storage=(
         ArraySpec(name="features", dtype="float16", shape=("h", "w", "C"), description="teacher patch features"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="CLIP-B/16 patch feature maps.",
 )

@@ -18,7 +18,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="divae", loss="smooth_l1", input_channels=1, notes="robust standardisation (10%..90% band) before encoding"),
     storage=(
         ArraySpec(name="depth", dtype="float32", shape=("H", "W"), description="metric depth in metres, 0 = invalid"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Metric depth; the tokenizer sees robustly standardised depth.",
 )

@@ -18,7 +18,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="vit_vqvae", loss="smooth_l1", input_channels=768, notes="VQ-VAE on DINOv2-B/14 patch features (16x16x768 at 224 px)"),
     storage=(
         ArraySpec(name="features", dtype="float16", shape=("h", "w", "C"), description="teacher patch features"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="DINOv2-B/14 patch feature maps (16x16 tokens at 224 px).",
 )

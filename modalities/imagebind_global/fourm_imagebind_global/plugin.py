@@ -25,7 +25,7 @@ SPEC = ModalitySpec(
                               notes="bottleneck MLP + Memcodes; one head per token"),
     storage=(
         ArraySpec(name="embedding", dtype="float32", shape=("C",), description="ImageBind-H/14 CLS embedding"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="ImageBind-H/14 global embedding as discrete tokens, for retrieval.",
 )

@@ -18,7 +18,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="divae", loss="mse", input_channels=3, notes="unit normals in the camera frame, mapped to [-1, 1]"),
     storage=(
         ArraySpec(name="normal", dtype="float32", shape=("H", "W", 3), description="unit normals, camera frame (x right, y down, z forward)"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Surface normals in the camera frame.",
 )

@@ -18,7 +18,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="vit_vqvae", loss="cross_entropy", input_channels=1, num_classes=134, notes="class embedding in, per-pixel cross-entropy out; index 0 = unlabelled"),
     storage=(
         ArraySpec(name="semseg", dtype="int16", shape=("H", "W"), description="class index, 0 = unlabelled"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Semantic classes (133 COCO-panoptic-like classes + unlabelled).",
 )

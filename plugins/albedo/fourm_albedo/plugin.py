@@ -22,7 +22,7 @@ SPEC = ModalitySpec(
     tokenizer=TokenizerConfig(family="vit_vqvae", loss="mse", input_channels=3, notes="linear albedo in [0, 1]"),
     storage=(
         ArraySpec(name="albedo", dtype="float16", shape=("H", "W", 3), description="linear reflectance, 0..1"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), description="K crops x L tokens"),
+        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Surface reflectance before lighting (intrinsic image decomposition target).",
 )
