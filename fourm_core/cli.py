@@ -66,8 +66,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     registry = _registry()
     records = registry.plugins()
     if args.json:
-        print(json.dumps({"plugins": [r.as_dict() for r in records],
-                          "problems": [p.__dict__ for p in registry.problems]}, indent=2))
+        print(
+            json.dumps(
+                {"plugins": [r.as_dict() for r in records], "problems": [p.__dict__ for p in registry.problems]},
+                indent=2,
+            )
+        )
         return 0
     table = Table(title=f"fourm {__version__}: {len(records)} plugins")
     for col in ("entry point", "distribution", "version", "status", "hooks"):
@@ -86,9 +90,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_modalities(args: argparse.Namespace) -> int:
     """Table (or JSON) of registered modalities in dependency order."""
     registry = _registry()
-    mods = [m for m in registry.modalities()
-            if not args.pattern or any(fnmatch.fnmatch(s, f"*{args.pattern}*")
-                                       for s in (m.name, m.model_key(args.preset)))]
+    mods = [
+        m
+        for m in registry.modalities()
+        if not args.pattern or any(fnmatch.fnmatch(s, f"*{args.pattern}*") for s in (m.name, m.model_key(args.preset)))
+    ]
     if args.json:
         print(json.dumps([modality_record(m, registry, args.preset) for m in mods], indent=2))
         return 0
@@ -96,8 +102,20 @@ def cmd_modalities(args: argparse.Namespace) -> int:
     targets = sum(1 for ms in keys.values() if ms[0].spec.is_target)
     shown = f"{len(mods)} of {len(registry.modalities())}" if args.pattern else f"{len(mods)}"
     table = Table(title=f"{shown} modality plugins, {len(keys)} model keys ({targets} targets), preset {args.preset}")
-    for col in ("name", "model key", "id", "kind", "emb", "vocab", "tokens", "masking", "labelers", "tokenizer",
-                "decoder", "provider"):
+    for col in (
+        "name",
+        "model key",
+        "id",
+        "kind",
+        "emb",
+        "vocab",
+        "tokens",
+        "masking",
+        "labelers",
+        "tokenizer",
+        "decoder",
+        "provider",
+    ):
         table.add_column(col, overflow="fold")
     for m in mods:
         rec = modality_record(m, registry, args.preset)
@@ -111,9 +129,20 @@ def cmd_modalities(args: argparse.Namespace) -> int:
         if rec["tokenizer_shared_as"]:
             tok += f" [{rec['tokenizer_shared_as']}]"
         decoder = ", ".join(rec["decoders"]) or ("parse" if rec["serializer"] else "-")
-        cells = (m.name, rec["model_key"] + io, str(rec["id"]), rec["kind"], rec["embedding"], vocab,
-                 str(rec["max_tokens"]), rec["masking"], ", ".join(rec["labelers"]) or "-", tok, decoder,
-                 f"{m.plugin.distribution} {m.plugin.version}")
+        cells = (
+            m.name,
+            rec["model_key"] + io,
+            str(rec["id"]),
+            rec["kind"],
+            rec["embedding"],
+            vocab,
+            str(rec["max_tokens"]),
+            rec["masking"],
+            ", ".join(rec["labelers"]) or "-",
+            tok,
+            decoder,
+            f"{m.plugin.distribution} {m.plugin.version}",
+        )
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
     _print_problems(registry)
@@ -131,8 +160,9 @@ def cmd_vocab_build(args: argparse.Namespace) -> int:
         text = TextVocabulary.load(args.official)
         missing = [w for w in words if len(text.encode(w)) != 1]
         if missing:
-            console.print(f"[yellow]note[/yellow]: not single tokens in {escape(args.official)}: "
-                          f"{escape(str(missing[:10]))}")
+            console.print(
+                f"[yellow]note[/yellow]: not single tokens in {escape(args.official)}: {escape(str(missing[:10]))}"
+            )
     else:
         if args.corpus:
             corpus = list(read_corpus(args.corpus))
@@ -157,8 +187,7 @@ def cmd_vocab_build(args: argparse.Namespace) -> int:
 
 
 def _plugin_modalities(registry: Registry, target: str) -> list[str]:
-    names = [m.name for m in registry.modalities()
-             if target in (m.name, m.plugin.name, m.plugin.distribution)]
+    names = [m.name for m in registry.modalities() if target in (m.name, m.plugin.name, m.plugin.distribution)]
     return names
 
 
@@ -201,8 +230,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fourm``."""
-    parser = argparse.ArgumentParser(prog="fourm", description="Any-to-any multimodal masked models, one plugin "
-                                                                 "per modality.")
+    parser = argparse.ArgumentParser(
+        prog="fourm", description="Any-to-any multimodal masked models, one plugin per modality."
+    )
     parser.add_argument("--version", action="version", version=f"fourm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -216,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, default="paper")
     p.set_defaults(func=cmd_modalities)
 
-    vocab = sub.add_parser("vocab", help="the shared text vocabulary").add_subparsers(dest="vocab_command",
-                                                                                       required=True)
+    vocab = sub.add_parser("vocab", help="the shared text vocabulary").add_subparsers(
+        dest="vocab_command", required=True
+    )
     p = vocab.add_parser("build", help="train the WordPiece vocabulary (or adopt the official one) + manifests")
     p.add_argument("--corpus", nargs="*", default=[], help="text files or folders of .txt (one document per line)")
     p.add_argument("--official", help="use this tokenizer JSON (e.g. ml-4m's text_tokenizer_4m_wordpiece_30k.json)")

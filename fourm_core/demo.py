@@ -32,8 +32,10 @@ def run_demo(out: Path, console: Console) -> int:
     registry = Registry()
     timings["discover plugins"] = time.perf_counter() - t0
     keys = registry.model_keys("paper")
-    console.print(f"[bold]1/4[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
-                  f"{len(keys)} model keys, {len(registry.problems)} problems")
+    console.print(
+        f"[bold]1/4[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
+        f"{len(keys)} model keys, {len(registry.problems)} problems"
+    )
     for problem in registry.problems:
         console.print(f"  [red]problem[/red] {escape(str(problem))}", highlight=False)
 
@@ -54,12 +56,19 @@ def run_demo(out: Path, console: Console) -> int:
     for preset in PRESETS:
         build_manifest(registry, preset, text).save(out / "vocab" / f"manifest.{preset}.json")
     timings["vocabulary"] = time.perf_counter() - t0
-    console.print(f"[bold]3/4[/bold] vocabulary: {text.size} ids from {len(corpus)} documents, "
-                  f"{len(words)} plugin words; manifests in {out / 'vocab'}")
+    console.print(
+        f"[bold]3/4[/bold] vocabulary: {text.size} ids from {len(corpus)} documents, "
+        f"{len(words)} plugin words; manifests in {out / 'vocab'}"
+    )
 
     t0 = time.perf_counter()
-    lines = ["# Serialized examples", "", "One random example per sequence modality: the value, the official-format "
-             "string, and its ids in the demo vocabulary.", ""]
+    lines = [
+        "# Serialized examples",
+        "",
+        "One random example per sequence modality: the value, the official-format "
+        "string, and its ids in the demo vocabulary.",
+        "",
+    ]
     rng = random.Random(0)
     for key, members in registry.model_keys("paper").items():
         if not all(registry.serializer_spec(m.name) for m in members):
@@ -70,8 +79,14 @@ def run_demo(out: Path, console: Console) -> int:
         ids = text.encode(serialized)
         shown = json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o))
         names = ", ".join(m.name for m in members)
-        lines += [f"## `{key}` ({names})", "", f"- value: `{shown[:400]}`", f"- string: `{serialized}`",
-                  f"- {len(ids)} ids: `{ids[:64]}{' ...' if len(ids) > 64 else ''}`", ""]
+        lines += [
+            f"## `{key}` ({names})",
+            "",
+            f"- value: `{shown[:400]}`",
+            f"- string: `{serialized}`",
+            f"- {len(ids)} ids: `{ids[:64]}{' ...' if len(ids) > 64 else ''}`",
+            "",
+        ]
     (out / "examples.md").write_text("\n".join(lines))
     timings["examples"] = time.perf_counter() - t0
     console.print(f"[bold]4/4[/bold] serialized examples in {out / 'examples.md'}")

@@ -68,8 +68,17 @@ ENTRY_POINT_GROUP = "fourm.modalities"
 #: Model-facing modality ids are 15-bit, stored in int16 ``mod_mask`` tensors (ml-4m's convention).
 ID_SPACE = 2**15
 #: Fields that every member of a group must agree on: together they are one model-facing modality.
-_GROUP_FIELDS = ("key", "key_has_resolution", "kind", "embedding", "vocabulary", "masking", "presets", "input_only",
-                 "target_only")
+_GROUP_FIELDS = (
+    "key",
+    "key_has_resolution",
+    "kind",
+    "embedding",
+    "vocabulary",
+    "masking",
+    "presets",
+    "input_only",
+    "target_only",
+)
 
 
 class PluginError(RuntimeError):
@@ -251,7 +260,9 @@ class Registry:
         self._decoders: dict[str, list[tuple[DecoderSpec, PluginRecord]]] = defaultdict(list)
         self._collect()
         if self.strict and self.problems:
-            raise PluginError("plugin problems (FOURM_STRICT_PLUGINS=1):\n" + "\n".join(f"  - {p}" for p in self.problems))
+            raise PluginError(
+                "plugin problems (FOURM_STRICT_PLUGINS=1):\n" + "\n".join(f"  - {p}" for p in self.problems)
+            )
 
     # ---------------------------------------------------------------------------------------------------------------
     # loading
@@ -274,8 +285,9 @@ class Registry:
             other = self._records[ep.name]
             if (other.distribution, other.module) == (record.distribution, record.module):
                 return  # the same distribution seen twice (e.g. on sys.path twice): not a conflict
-            self._problem("conflict", f"entry point {ep.name!r} is declared by {other.label} and {record.label}",
-                          [other, record])
+            self._problem(
+                "conflict", f"entry point {ep.name!r} is declared by {other.label} and {record.label}", [other, record]
+            )
             return
         self._records[ep.name] = record
         if ep.name in self.disabled or record.distribution in self.disabled:
@@ -287,8 +299,12 @@ class Registry:
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin is data, whatever it raised
-            self._problem("load", f"{record.label} (entry point {ep.name!r}) failed to import: {exc!r}", [record],
-                          traceback.format_exc())
+            self._problem(
+                "load",
+                f"{record.label} (entry point {ep.name!r}) failed to import: {exc!r}",
+                [record],
+                traceback.format_exc(),
+            )
             return
         self._register_object(record, obj)
 
@@ -303,13 +319,17 @@ class Registry:
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(obj) or ())
         marked = [n for n in dir(obj) if hasattr(getattr(obj, n, None), f"{hookspecs.PROJECT}_impl")]
         unknown = sorted(n for n in marked if not hasattr(hookspecs, n))
-        unmarked = sorted(n for n in dir(obj) if n.startswith("fourm_") and hasattr(hookspecs, n)
-                          and n not in marked and callable(getattr(obj, n)))
+        unmarked = sorted(
+            n
+            for n in dir(obj)
+            if n.startswith("fourm_") and hasattr(hookspecs, n) and n not in marked and callable(getattr(obj, n))
+        )
         if unknown:
             self._problem("load", f"{record.label} implements unknown hooks {unknown} (misspelled?)", [record])
         if unmarked:
-            self._problem("load", f"{record.label} defines {unmarked} without @hookimpl, so they are never called",
-                          [record])
+            self._problem(
+                "load", f"{record.label} defines {unmarked} without @hookimpl, so they are never called", [record]
+            )
 
     def _each_impl(self, hook_name: str, model: type[BaseModel]) -> Iterable[tuple[PluginRecord, list[Any]]]:
         """Call one registration hook plugin by plugin, so a failure is attributed to its distribution."""
@@ -320,14 +340,17 @@ class Registry:
             try:
                 impl.function(register=collector)
             except ValidationError as exc:
-                self._problem("hook", f"{record.label}: {hook_name} registered an invalid {model.__name__}: {exc}",
-                              [record])
+                self._problem(
+                    "hook", f"{record.label}: {hook_name} registered an invalid {model.__name__}: {exc}", [record]
+                )
                 continue
             except Exception as exc:
                 self._problem("hook", f"{record.label}: {hook_name} raised {exc!r}", [record], traceback.format_exc())
                 continue
             if self.trace:
-                names = ", ".join(getattr(item, "name", None) or getattr(item, "modality", "?") for item in collector.items)
+                names = ", ".join(
+                    getattr(item, "name", None) or getattr(item, "modality", "?") for item in collector.items
+                )
                 print(f"fourm trace: {hook_name} <- {record.label}: [{names}]", file=sys.stderr)
             yield record, collector.items
 
@@ -340,8 +363,11 @@ class Registry:
         for name, claimants in claims.items():
             if len(claimants) > 1:
                 labels = " and ".join(r.label for _, r in claimants)
-                self._problem("conflict", f"modality {name!r} is claimed by {labels}; neither is loaded",
-                              [r for _, r in claimants])
+                self._problem(
+                    "conflict",
+                    f"modality {name!r} is claimed by {labels}; neither is loaded",
+                    [r for _, r in claimants],
+                )
             else:
                 accepted[name] = claimants[0]
         self._check_keys(accepted)
@@ -363,8 +389,9 @@ class Registry:
                 records = [accepted[n][1] for n in names]
                 if None in groups or len(groups) > 1:
                     labels = " and ".join(f"{r.label} ({n})" for n, r in zip(names, records))
-                    self._problem("conflict", f"model key {key!r} is claimed by {labels} outside one declared group",
-                                  records)
+                    self._problem(
+                        "conflict", f"model key {key!r} is claimed by {labels} outside one declared group", records
+                    )
                     for n in names:
                         accepted.pop(n, None)
                     continue
@@ -388,8 +415,11 @@ class Registry:
                 if len(keys) > 1:
                     owners = [(n, r) for n, (s, r) in accepted.items() if s.model_key(preset) in keys]
                     labels = " and ".join(f"{r.label} ({accepted[n][0].model_key(preset)})" for n, r in owners)
-                    self._problem("conflict", f"model keys {sorted(keys)} hash to the same id {ident}: {labels}",
-                                  [r for _, r in owners])
+                    self._problem(
+                        "conflict",
+                        f"model keys {sorted(keys)} hash to the same id {ident}: {labels}",
+                        [r for _, r in owners],
+                    )
                     for n, _ in owners:
                         accepted.pop(n, None)
 
@@ -403,10 +433,17 @@ class Registry:
                 missing = [d for d in spec.depends_on if d not in available]
                 if missing:
                     for dep in missing:
-                        why = ("was dropped (see the problems above)" if dep in claimed
-                               else "is not provided by any loaded plugin (not installed, blocked or broken)")
-                        self._problem("dependency", f"modality {name!r} ({record.label}) depends on {dep!r}, "
-                                                    f"which {why}; {name!r} is not loaded", [record])
+                        why = (
+                            "was dropped (see the problems above)"
+                            if dep in claimed
+                            else "is not provided by any loaded plugin (not installed, blocked or broken)"
+                        )
+                        self._problem(
+                            "dependency",
+                            f"modality {name!r} ({record.label}) depends on {dep!r}, "
+                            f"which {why}; {name!r} is not loaded",
+                            [record],
+                        )
                     del available[name]
                     changed = True
         edges = {n: {d for d in (*s.depends_on, *s.uses) if d in available} for n, (s, _) in available.items()}
@@ -429,8 +466,12 @@ class Registry:
         for name in stuck:
             spec, record = available[name]
             cyclic = sorted(d for d in edges[name] if d in stuck)
-            self._problem("dependency", f"modality {name!r} ({record.label}) is in a dependency cycle with "
-                                        f"{', '.join(repr(c) for c in cyclic)}; not loaded", [record])
+            self._problem(
+                "dependency",
+                f"modality {name!r} ({record.label}) is in a dependency cycle with "
+                f"{', '.join(repr(c) for c in cyclic)}; not loaded",
+                [record],
+            )
         return order
 
     def _collect_parts(self) -> None:
@@ -446,8 +487,11 @@ class Registry:
             for source in sources:
                 if source.name in self._sources:
                     other = self._sources[source.name][1]
-                    self._problem("conflict", f"source {source.name!r} is registered by {other.label} and "
-                                              f"{record.label}", [other, record])
+                    self._problem(
+                        "conflict",
+                        f"source {source.name!r} is registered by {other.label} and {record.label}",
+                        [other, record],
+                    )
                     continue
                 self._sources[source.name] = (source, record)
         for record, labelers in self._each_impl("fourm_register_labelers", LabelerSpec):
@@ -456,12 +500,17 @@ class Registry:
                     continue
                 clash = [r for s, r in self._labelers[lab.modality] if s.name == lab.name]
                 if clash:
-                    self._problem("conflict", f"labeler {lab.modality}/{lab.name} is registered by "
-                                              f"{clash[0].label} and {record.label}", [clash[0], record])
+                    self._problem(
+                        "conflict",
+                        f"labeler {lab.modality}/{lab.name} is registered by {clash[0].label} and {record.label}",
+                        [clash[0], record],
+                    )
                     continue
                 self._labelers[lab.modality].append((lab, record))
-        single = (("fourm_register_serializers", SerializerSpec, self._serializers, "serializer"),
-                  ("fourm_register_tokenizers", TokenizerSpec, self._tokenizers, "tokenizer"))
+        single = (
+            ("fourm_register_serializers", SerializerSpec, self._serializers, "serializer"),
+            ("fourm_register_tokenizers", TokenizerSpec, self._tokenizers, "tokenizer"),
+        )
         for hook, model, table, what in single:
             for record, parts in self._each_impl(hook, model):
                 for part in parts:
@@ -469,8 +518,11 @@ class Registry:
                         continue
                     if part.modality in table:
                         other = table[part.modality][1]
-                        self._problem("conflict", f"{what} for {part.modality!r} is registered by {other.label} "
-                                                  f"and {record.label}", [other, record])
+                        self._problem(
+                            "conflict",
+                            f"{what} for {part.modality!r} is registered by {other.label} and {record.label}",
+                            [other, record],
+                        )
                         continue
                     table[part.modality] = (part, record)
         for record, decoders in self._each_impl("fourm_register_decoders", DecoderSpec):
@@ -658,4 +710,3 @@ def plugins() -> list[PluginRecord]:
 def problems() -> list[Problem]:
     """Load problems of the default registry."""
     return get_registry().problems
-

@@ -206,6 +206,13 @@ class ModalitySpec(_Frozen):
         (), description="for chunk-masked group members: the leading token of every chunk this member owns"
     )
     tokenizer: TokenizerConfig | None = None
+    class_names: tuple[str, ...] = Field(
+        (), description="for class-valued modalities: the name of each stored class value (index = value)"
+    )
+    class_sets: dict[str, tuple[int, ...]] = Field(
+        default_factory=dict,
+        description="named sets of class values other plugins may use (e.g. walkable, countable), by stored value",
+    )
     storage: tuple[ArraySpec, ...] = ()
     description: str = ""
 
@@ -235,6 +242,10 @@ class ModalitySpec(_Frozen):
             problems.append("a modality cannot depend on itself")
         if self.masking == MaskingUnit.CHUNK and not self.chunk_tags:
             problems.append("chunk masking needs chunk_tags (the leading token of each chunk)")
+        for set_name, members in self.class_sets.items():
+            outside = [v for v in members if not 0 <= v < len(self.class_names)]
+            if outside:
+                problems.append(f"class set {set_name!r} has values {outside[:5]} outside class_names")
         missing = [p for p in PRESETS if p not in self.presets]
         if missing:
             problems.append(f"missing preset layouts: {', '.join(missing)}")
@@ -344,8 +355,16 @@ def grid_presets(
     A convenience for plugin authors; DINOv2 and ImageBind pass ``paper_patch=14`` to get ml-4m's 16x16 grid.
     """
     return {
-        "paper": PresetLayout(image_size=paper_size, patch_size=paper_patch,
-                              max_tokens=(paper_size // paper_patch) ** 2, vocab_size=paper_vocab),
-        "tiny": PresetLayout(image_size=tiny_size, patch_size=tiny_patch,
-                             max_tokens=(tiny_size // tiny_patch) ** 2, vocab_size=tiny_vocab),
+        "paper": PresetLayout(
+            image_size=paper_size,
+            patch_size=paper_patch,
+            max_tokens=(paper_size // paper_patch) ** 2,
+            vocab_size=paper_vocab,
+        ),
+        "tiny": PresetLayout(
+            image_size=tiny_size,
+            patch_size=tiny_patch,
+            max_tokens=(tiny_size // tiny_patch) ** 2,
+            vocab_size=tiny_vocab,
+        ),
     }

@@ -137,15 +137,19 @@ def build_text_vocabulary(
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
-                                           max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                      lowercase=True)
+    tokenizer = Tokenizer(
+        models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100)
+    )
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     reserved = _reserved_tokens()
-    specials = [AddedToken(t, single_word=i >= len(SPECIAL_TOKENS), normalized=False, special=True)
-                for i, t in enumerate(reserved)]
+    specials = [
+        AddedToken(t, single_word=i >= len(SPECIAL_TOKENS), normalized=False, special=True)
+        for i, t in enumerate(reserved)
+    ]
     extra = sorted({w.strip().lower() for w in words if w.strip()} - set(reserved))
     specials += [AddedToken(w, single_word=True, normalized=True, special=True) for w in extra]
     if vocab_size < len(specials) + 1:
@@ -153,8 +157,13 @@ def build_text_vocabulary(
     corpus = list(corpus)
 
     def train(size: int) -> Tokenizer:
-        trainer = trainers.WordPieceTrainer(vocab_size=size, min_frequency=0, special_tokens=specials,
-                                            continuing_subword_prefix="##", show_progress=False)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=size,
+            min_frequency=0,
+            special_tokens=specials,
+            continuing_subword_prefix="##",
+            show_progress=False,
+        )
         tokenizer.train_from_iterator(corpus, trainer)
         return tokenizer
 
@@ -185,8 +194,9 @@ def _canonical(tokenizer: Tokenizer, corpus: list[str], first_learned: int, budg
     alphabet = sorted(t for t in learned if len(t.removeprefix("##")) == 1)
     # Pieces the corpus never uses are merge intermediates whose choice depends on the trainer's tie order; dropping
     # them changes no encoding of the corpus (greedy longest match never picked them) and makes the set canonical.
-    pieces = sorted((t for t in learned if len(t.removeprefix("##")) > 1 and counts[t] > 0),
-                    key=lambda t: (-counts[t], t))
+    pieces = sorted(
+        (t for t in learned if len(t.removeprefix("##")) > 1 and counts[t] > 0), key=lambda t: (-counts[t], t)
+    )
     kept = alphabet + pieces[: max(0, budget - len(alphabet))]
     reserved = {t: i for t, i in vocab.items() if i < first_learned}
     state["model"]["vocab"] = {**reserved, **{t: first_learned + k for k, t in enumerate(kept)}}
@@ -254,8 +264,10 @@ class VocabularyManifest(BaseModel):
         if self.preset != other.preset:
             out.append(f"preset {self.preset!r} in {here} != {other.preset!r} in {there}")
         if self.text_vocabulary.get("sha256") != other.text_vocabulary.get("sha256"):
-            out.append(f"text vocabulary differs ({self.text_vocabulary.get('source')} in {here} vs "
-                       f"{other.text_vocabulary.get('source')} in {there})")
+            out.append(
+                f"text vocabulary differs ({self.text_vocabulary.get('source')} in {here} vs "
+                f"{other.text_vocabulary.get('source')} in {there})"
+            )
         for key in sorted(set(self.modalities) | set(other.modalities)):
             mine, theirs = self.modalities.get(key), other.modalities.get(key)
             if mine is None or theirs is None:
@@ -311,7 +323,9 @@ def build_manifest(registry: Registry, preset: str, text: TextVocabulary | None 
         )
     text_info: dict[str, str | int | None] = (
         {"source": text.source, "size": text.size, "sha256": text.fingerprint}
-        if text is not None else {"source": None, "size": None, "sha256": None}
+        if text is not None
+        else {"source": None, "size": None, "sha256": None}
     )
-    return VocabularyManifest(preset=preset, text_vocabulary=text_info, vocab_words=plugin_vocab_words(registry),
-                              modalities=entries)
+    return VocabularyManifest(
+        preset=preset, text_vocabulary=text_info, vocab_words=plugin_vocab_words(registry), modalities=entries
+    )

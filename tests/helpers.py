@@ -11,10 +11,24 @@ EXAMPLE_PLUGIN = "albedo"
 
 #: The 19 model-facing keys of 4M-21 at 224 px and their ml-4m ids (reference appendix A).
 OFFICIAL_KEYS = {
-    "rgb@224": 20716, "caption": 32652, "det": 30982, "tok_rgb@224": 11606, "tok_depth@224": 20063,
-    "tok_normal@224": 16656, "tok_semseg@224": 12515, "tok_clip@224": 11422, "t5_caption": 28551, "metadata": 1951,
-    "human_poses": 30584, "color_palette": 12967, "sam_instance": 1938, "tok_canny_edge@224": 12520,
-    "tok_sam_edge@224": 7842, "tok_dinov2@224": 26275, "tok_imagebind@224": 6200, "tok_dinov2_global": 29172,
+    "rgb@224": 20716,
+    "caption": 32652,
+    "det": 30982,
+    "tok_rgb@224": 11606,
+    "tok_depth@224": 20063,
+    "tok_normal@224": 16656,
+    "tok_semseg@224": 12515,
+    "tok_clip@224": 11422,
+    "t5_caption": 28551,
+    "metadata": 1951,
+    "human_poses": 30584,
+    "color_palette": 12967,
+    "sam_instance": 1938,
+    "tok_canny_edge@224": 12520,
+    "tok_sam_edge@224": 7842,
+    "tok_dinov2@224": 26275,
+    "tok_imagebind@224": 6200,
+    "tok_dinov2_global": 29172,
     "tok_imagebind_global": 12099,
 }
 

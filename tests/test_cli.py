@@ -51,7 +51,11 @@ def test_plugins_json_shows_versions_hooks_and_a_broken_plugin(capsys, make_dist
     by_name = {p["name"]: p for p in data["plugins"]}
     assert code == 0
     assert by_name["det"]["distribution"] == "fourm-det" and by_name["det"]["version"] == "0.1.0"
-    assert by_name["det"]["hooks"] == ["fourm_register_modalities", "fourm_register_serializers"]
+    assert by_name["det"]["hooks"] == [
+        "fourm_register_labelers",
+        "fourm_register_modalities",
+        "fourm_register_serializers",
+    ]
     assert by_name[EXAMPLE_PLUGIN]["blocked"] is True
     assert "libthermal.so" in by_name["thermal"]["errors"][0]
     assert any("fourm-thermal 0.2.0" in p["message"] for p in data["problems"])
@@ -71,14 +75,18 @@ def test_validate_one_plugin_passes_and_unknown_fails(capsys) -> None:
 
 
 def test_validate_reports_a_failing_plugin(capsys, make_dist) -> None:
-    make_dist("fourm-heavy", "heavy", """
+    make_dist(
+        "fourm-heavy",
+        "heavy",
+        """
         import json  # stands in for a heavy import
         import torch
 
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("heavy"))
-    """)
+    """,
+    )
     code, out = run(capsys, "validate", "heavy")
     assert code == 1 and "heavy/lazy_import" in out and "torch" in out
 
@@ -106,8 +114,10 @@ def test_vocab_build_can_adopt_the_official_file(capsys, tmp_path: Path) -> None
 
 
 def test_the_console_script_runs_without_importing_torch(tmp_path: Path) -> None:
-    code = ("import sys; from fourm_core.cli import main; rc = main(['modalities', '--json']); "
-            "print('TORCH' if 'torch' in sys.modules else 'LIGHT', file=sys.stderr); sys.exit(rc)")
+    code = (
+        "import sys; from fourm_core.cli import main; rc = main(['modalities', '--json']); "
+        "print('TORCH' if 'torch' in sys.modules else 'LIGHT', file=sys.stderr); sys.exit(rc)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().endswith("LIGHT")

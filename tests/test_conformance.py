@@ -57,8 +57,11 @@ class TooLong(Lossy):
 
 
 def _ocr_registry(make_dist, cls: str):
-    ep = make_dist(f"fourm-ocr-{cls.lower()}", "ocr", SEQUENCE_PLUGIN.replace("{module}", f"fourm_ocr_{cls.lower()}_plugin")
-                   .replace("{cls}", cls))
+    ep = make_dist(
+        f"fourm-ocr-{cls.lower()}",
+        "ocr",
+        SEQUENCE_PLUGIN.replace("{module}", f"fourm_ocr_{cls.lower()}_plugin").replace("{cls}", cls),
+    )
     return registry_with(ep)
 
 
@@ -81,7 +84,10 @@ def test_examples_beyond_the_token_budget_fail(make_dist) -> None:
 
 
 def test_a_sequence_modality_without_serializer_fails(make_dist) -> None:
-    ep = make_dist("fourm-bare", "bare", """
+    ep = make_dist(
+        "fourm-bare",
+        "bare",
+        """
         from fourm_core.spec import PresetLayout
 
         @hookimpl
@@ -89,20 +95,25 @@ def test_a_sequence_modality_without_serializer_fails(make_dist) -> None:
             register(ModalitySpec(name="bare", key="bare", kind="sequence", embedding="1d", vocabulary="text",
                                   masking="span",
                                   presets={"paper": PresetLayout(max_tokens=8), "tiny": PresetLayout(max_tokens=8)}))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     with pytest.raises(ConformanceError, match="needs a serializer"):
         check_spec(reg.get("bare"), reg)
 
 
 def test_a_heavy_entry_point_fails_the_lazy_import_check(make_dist) -> None:
-    ep = make_dist("fourm-heavy", "heavy", """
+    ep = make_dist(
+        "fourm-heavy",
+        "heavy",
+        """
         import torch
 
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("heavy"))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     with pytest.raises(ConformanceError, match=r"heavy modules \['torch'\]"):
         check_lazy_import(reg.get("heavy"), reg)
@@ -112,4 +123,8 @@ def test_run_checks_collects_failures_instead_of_stopping(make_dist) -> None:
     reg = _ocr_registry(make_dist, "Lossy")
     results = run_checks(reg, ["ocr", "det"], ["spec", "serializer"])
     assert [(r.modality, r.check, r.ok) for r in results] == [
-        ("ocr", "spec", True), ("ocr", "serializer", False), ("det", "spec", True), ("det", "serializer", True)]
+        ("ocr", "spec", True),
+        ("ocr", "serializer", False),
+        ("det", "spec", True),
+        ("det", "serializer", True),
+    ]

@@ -16,8 +16,9 @@ from fourm_core.registry import Registry
 CORE = Path(__file__).resolve().parents[1] / "fourm_core"
 EXEMPT_DIRS = {"sources"}
 #: String-like token types: Python 3.12+ splits f-strings into FSTRING_* tokens, older versions keep one STRING.
-TEXT_TOKENS = {tokenize.STRING} | {getattr(tokenize, "FSTRING_MIDDLE")} if hasattr(tokenize, "FSTRING_MIDDLE") else {
-    tokenize.STRING}
+TEXT_TOKENS = (
+    {tokenize.STRING} | {tokenize.FSTRING_MIDDLE} if hasattr(tokenize, "FSTRING_MIDDLE") else {tokenize.STRING}
+)
 
 
 def _string_literals(path: Path) -> list[tuple[int, str]]:
@@ -47,8 +48,9 @@ def _forbidden() -> set[str]:
 def test_no_modality_name_or_model_key_in_core_string_literals() -> None:
     forbidden = _forbidden()
     assert {"depth", "tok_depth@224", "metadata", "caption", "det", "rgb"} <= forbidden
-    pattern = re.compile(r"(?<![\w@])(" + "|".join(sorted(map(re.escape, forbidden), key=len, reverse=True))
-                         + r")(?![\w@])")
+    pattern = re.compile(
+        r"(?<![\w@])(" + "|".join(sorted(map(re.escape, forbidden), key=len, reverse=True)) + r")(?![\w@])"
+    )
     hits = []
     for path in sorted(CORE.rglob("*.py")):
         if EXEMPT_DIRS & set(path.relative_to(CORE).parts):
@@ -61,7 +63,9 @@ def test_no_modality_name_or_model_key_in_core_string_literals() -> None:
 
 def test_the_scan_would_catch_a_branch_on_a_name(tmp_path: Path) -> None:
     offender = tmp_path / "bad.py"
-    offender.write_text('def f(spec):\n    """Uses depth in a docstring, which is fine."""\n'
-                        '    if spec.name == "depth":\n        return 1\n')
+    offender.write_text(
+        'def f(spec):\n    """Uses depth in a docstring, which is fine."""\n'
+        '    if spec.name == "depth":\n        return 1\n'
+    )
     literals = [text for _, text in _string_literals(offender)]
     assert literals == ['"depth"']

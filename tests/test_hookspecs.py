@@ -8,14 +8,21 @@ import pytest
 
 from fourm_core import hookspecs
 
-HOOKS = sorted(n for n, f in vars(hookspecs).items()
-               if n.startswith("fourm_") and hasattr(f, f"{hookspecs.PROJECT}_spec"))
+HOOKS = sorted(
+    n for n, f in vars(hookspecs).items() if n.startswith("fourm_") and hasattr(f, f"{hookspecs.PROJECT}_spec")
+)
 
 
 def test_there_are_hooks_for_every_phase() -> None:
-    assert set(HOOKS) == {"fourm_register_modalities", "fourm_register_sources", "fourm_register_labelers",
-                          "fourm_register_serializers", "fourm_register_tokenizers", "fourm_masking_chunks",
-                          "fourm_register_decoders"}
+    assert set(HOOKS) == {
+        "fourm_register_modalities",
+        "fourm_register_sources",
+        "fourm_register_labelers",
+        "fourm_register_serializers",
+        "fourm_register_tokenizers",
+        "fourm_masking_chunks",
+        "fourm_register_decoders",
+    }
 
 
 @pytest.mark.parametrize("name", HOOKS)

@@ -84,11 +84,15 @@ def test_a_new_distribution_registers_without_changing_other_ids(make_dist, buil
 
 
 def test_a_hook_that_raises_marks_only_its_plugin(make_dist) -> None:
-    ep = make_dist("fourm-flaky", "flaky", """
+    ep = make_dist(
+        "fourm-flaky",
+        "flaky",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             raise ValueError("calibration file missing")
-    """)
+    """,
+    )
     reg = registry_with(ep)
     assert len(reg.modalities()) == 21
     assert [p.kind for p in reg.problems] == ["hook"]
@@ -96,12 +100,16 @@ def test_a_hook_that_raises_marks_only_its_plugin(make_dist) -> None:
 
 
 def test_an_invalid_spec_names_the_field(make_dist) -> None:
-    ep = make_dist("fourm-bad", "bad", """
+    ep = make_dist(
+        "fourm-bad",
+        "bad",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             register({"name": "bad", "key": "bad", "kind": "pixels", "embedding": "2d", "vocabulary": "none",
                       "masking": "token", "presets": {}})
-    """)
+    """,
+    )
     reg = registry_with(ep)
     (problem,) = reg.problems
     assert "fourm-bad 9.9.9" in problem.message
@@ -109,11 +117,15 @@ def test_an_invalid_spec_names_the_field(make_dist) -> None:
 
 
 def test_two_plugins_claiming_one_name_are_both_rejected(make_dist) -> None:
-    ep = make_dist("fourm-better-depth", "better_depth", """
+    ep = make_dist(
+        "fourm-better-depth",
+        "better_depth",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("depth", key="tok_better_depth"))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     messages = [p.message for p in reg.problems]
     assert any("'depth'" in m and "fourm-depth 0.1.0" in m and "fourm-better-depth 9.9.9" in m for m in messages)
@@ -124,11 +136,15 @@ def test_two_plugins_claiming_one_name_are_both_rejected(make_dist) -> None:
 
 
 def test_a_shared_model_key_outside_a_group_is_a_conflict(make_dist) -> None:
-    ep = make_dist("fourm-depth2", "depth2", """
+    ep = make_dist(
+        "fourm-depth2",
+        "depth2",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("depth2", key="tok_depth"))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     conflict = [p for p in reg.problems if p.kind == "conflict"][0]
     assert "tok_depth@224" in conflict.message
@@ -136,7 +152,10 @@ def test_a_shared_model_key_outside_a_group_is_a_conflict(make_dist) -> None:
 
 
 def test_joining_a_group_requires_agreeing_on_the_model_facing_fields(make_dist) -> None:
-    ep = make_dist("fourm-metadata-audio", "metadata_audio", """
+    ep = make_dist(
+        "fourm-metadata-audio",
+        "metadata_audio",
+        """
         from fourm_core.spec import PresetLayout
 
         @hookimpl
@@ -144,13 +163,17 @@ def test_joining_a_group_requires_agreeing_on_the_model_facing_fields(make_dist)
             register(ModalitySpec(name="metadata_audio", key="metadata", group="metadata", kind="sequence",
                                   embedding="1d", vocabulary="text", masking="chunk", chunk_tags=("v1=30",),
                                   presets={"paper": PresetLayout(max_tokens=60), "tiny": PresetLayout(max_tokens=60)}))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     assert any("group 'metadata'" in p.message and "presets" in p.message for p in reg.problems)
 
 
 def test_a_matching_group_member_joins_the_shared_key(make_dist) -> None:
-    ep = make_dist("fourm-metadata-audio", "metadata_audio", """
+    ep = make_dist(
+        "fourm-metadata-audio",
+        "metadata_audio",
+        """
         from fourm_core.spec import PresetLayout
 
         @hookimpl
@@ -158,7 +181,8 @@ def test_a_matching_group_member_joins_the_shared_key(make_dist) -> None:
             register(ModalitySpec(name="metadata_audio", key="metadata", group="metadata", kind="sequence",
                                   embedding="1d", vocabulary="text", masking="chunk", chunk_tags=("v1=30",),
                                   presets={"paper": PresetLayout(max_tokens=43), "tiny": PresetLayout(max_tokens=43)}))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     members = [m.name for m in reg.model_keys()["metadata"]]
     assert "metadata_audio" in members and len(members) == 4
@@ -166,11 +190,15 @@ def test_a_matching_group_member_joins_the_shared_key(make_dist) -> None:
 
 
 def test_missing_dependency_names_both_ends(make_dist) -> None:
-    ep = make_dist("fourm-thermal", "thermal", """
+    ep = make_dist(
+        "fourm-thermal",
+        "thermal",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("thermal", depends_on=("infrared_raw",)))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     (problem,) = reg.problems
     assert problem.kind == "dependency"
@@ -179,12 +207,16 @@ def test_missing_dependency_names_both_ends(make_dist) -> None:
 
 
 def test_a_dependency_cycle_names_its_members(make_dist) -> None:
-    ep = make_dist("fourm-cycle", "cycle", """
+    ep = make_dist(
+        "fourm-cycle",
+        "cycle",
+        """
         @hookimpl
         def fourm_register_modalities(register):
             register(image_spec("alpha", depends_on=("beta",)))
             register(image_spec("beta", depends_on=("alpha",)))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     messages = sorted(p.message for p in reg.problems)
     assert len(messages) == 2 and all("cycle" in m for m in messages)
@@ -201,14 +233,18 @@ def test_modalities_come_in_dependency_order(builtin_registry: Registry) -> None
 
 
 def test_misspelled_and_unmarked_hooks_are_reported(make_dist) -> None:
-    ep = make_dist("fourm-typo", "typo", """
+    ep = make_dist(
+        "fourm-typo",
+        "typo",
+        """
         @hookimpl
         def fourm_register_modalitie(register):
             pass
 
         def fourm_register_sources(register):
             pass
-    """)
+    """,
+    )
     reg = registry_with(ep)
     messages = " ".join(p.message for p in reg.problems)
     assert "unknown hooks ['fourm_register_modalitie']" in messages
@@ -216,20 +252,27 @@ def test_misspelled_and_unmarked_hooks_are_reported(make_dist) -> None:
 
 
 def test_a_part_for_an_unknown_modality_is_reported(make_dist) -> None:
-    ep = make_dist("fourm-orphan", "orphan", """
+    ep = make_dist(
+        "fourm-orphan",
+        "orphan",
+        """
         from fourm_core.spec import LabelerSpec
 
         @hookimpl
         def fourm_register_labelers(register):
             register(LabelerSpec(modality="sonar", name="echo", factory="os.path:join"))
-    """)
+    """,
+    )
     reg = registry_with(ep)
     assert [p.kind for p in reg.problems] == ["part"]
     assert "'sonar'" in reg.problems[0].message
 
 
 def test_third_party_labelers_join_and_the_owner_default_comes_first(make_dist) -> None:
-    owner = make_dist("fourm-thermal", "thermal", """
+    owner = make_dist(
+        "fourm-thermal",
+        "thermal",
+        """
         from fourm_core.spec import LabelerSpec
 
         @hookimpl
@@ -239,14 +282,19 @@ def test_third_party_labelers_join_and_the_owner_default_comes_first(make_dist) 
         @hookimpl
         def fourm_register_labelers(register):
             register(LabelerSpec(modality="thermal", name="planck", factory="os.path:join", default=True))
-    """)
-    other = make_dist("fourm-thermal-models", "thermal_models", """
+    """,
+    )
+    other = make_dist(
+        "fourm-thermal-models",
+        "thermal_models",
+        """
         from fourm_core.spec import LabelerSpec
 
         @hookimpl
         def fourm_register_labelers(register):
             register(LabelerSpec(modality="thermal", name="a_network", factory="os.path:join", default=True))
-    """)
+    """,
+    )
     reg = registry_with(owner, other)
     assert [lab.name for lab in reg.get("thermal").labelers()] == ["planck", "a_network"]
 
@@ -273,7 +321,10 @@ def test_default_chunking_splits_metadata_before_every_tag(builtin_registry: Reg
 
 
 def test_the_masking_chunks_hook_overrides_the_default(make_dist) -> None:
-    ep = make_dist("fourm-ocr", "ocr", """
+    ep = make_dist(
+        "fourm-ocr",
+        "ocr",
+        """
         from fourm_core.spec import PresetLayout
 
         @hookimpl
@@ -287,7 +338,8 @@ def test_the_masking_chunks_hook_overrides_the_default(make_dist) -> None:
             if modality.name != "ocr":
                 return None
             return [part.strip() for part in sequence.split("|")]
-    """)
+    """,
+    )
     reg = registry_with(ep)
     assert reg.masking_chunks("ocr", "stop | one way") == ["stop", "one way"]
     assert reg.masking_chunks("metadata_semantic", "v1=5 v0=1 v1=6 v0=9") == ["v1=5 v0=1", "v1=6 v0=9"]

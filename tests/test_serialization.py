@@ -32,8 +32,7 @@ def test_coordinates_use_999_steps() -> None:
 
 def test_codes_above_511_move_to_the_v1_slot() -> None:
     assert [code_token(c) for c in (0, 511, 512, 1023)] == ["v0=0", "v0=511", "v1=0", "v1=511"]
-    assert [parse_code_token(t) for t in ("v0=511", "v1=0", "v1=511", "v2=3", "v1=600")] == [511, 512, 1023, None,
-                                                                                            None]
+    assert [parse_code_token(t) for t in ("v0=511", "v1=0", "v1=511", "v2=3", "v1=600")] == [511, 512, 1023, None, None]
     with pytest.raises(ValueError):
         code_token(1024)
 
@@ -73,9 +72,11 @@ def registry() -> Registry:
 
 def test_the_metadata_group_interleaves_three_plugins(registry: Registry) -> None:
     group = registry.key_serializer("metadata")
-    value = {"metadata_image": {"brightness": 200.0, "original_width": 640},
-             "metadata_semantic": {"n_humans": 2, "walkability": 0.5},
-             "metadata_geometric": {"occlusion_score": 0.1}}
+    value = {
+        "metadata_image": {"brightness": 200.0, "original_width": 640},
+        "metadata_semantic": {"n_humans": 2, "walkability": 0.5},
+        "metadata_geometric": {"occlusion_score": 0.1},
+    }
     text = group.serialize(value)
     assert text == "v1=0 v0=20 v1=10 v0=38 v1=5 v0=2 v1=14 v0=24 v1=18 v0=19"
     shuffled = group.serialize(value, random.Random(3))

@@ -22,9 +22,13 @@ ARRAYS = (
 
 def sample(i: int, size: int = 8) -> dict:
     rng = np.random.default_rng(i)
-    return {"depth": rng.random((size, size), dtype=np.float32), "feat": rng.random(3).astype(np.float16),
-            "boxes": rng.integers(0, 64, (i % 4, 4)).astype(np.int32), "meta": {"i": i, "tags": ["a"] * (i % 3)},
-            "caption": f"sample {i} ü"}
+    return {
+        "depth": rng.random((size, size), dtype=np.float32),
+        "feat": rng.random(3).astype(np.float16),
+        "boxes": rng.integers(0, 64, (i % 4, 4)).astype(np.int32),
+        "meta": {"i": i, "tags": ["a"] * (i % 3)},
+        "caption": f"sample {i} ü",
+    }
 
 
 @pytest.fixture

@@ -34,12 +34,39 @@ def official() -> TextVocabulary:
 
 
 def _layout(text: TextVocabulary) -> dict[str, int | None]:
-    return {t: text.token_to_id(t) for t in ("[PAD]", "[UNK]", "[SOS]", "[EOS]", "[S_0]", "[S_1]", "[S_199]", "v0=0",
-                                             "v0=999", "v1=0", "v2=0", "v3=999")}
+    return {
+        t: text.token_to_id(t)
+        for t in (
+            "[PAD]",
+            "[UNK]",
+            "[SOS]",
+            "[EOS]",
+            "[S_0]",
+            "[S_1]",
+            "[S_199]",
+            "v0=0",
+            "v0=999",
+            "v1=0",
+            "v2=0",
+            "v3=999",
+        )
+    }
 
 
-EXPECTED_LAYOUT = {"[PAD]": 0, "[UNK]": 1, "[SOS]": 2, "[EOS]": 3, "[S_0]": 4, "[S_1]": 5, "[S_199]": 203,
-                   "v0=0": 204, "v0=999": 1203, "v1=0": 1204, "v2=0": 2204, "v3=999": 4203}
+EXPECTED_LAYOUT = {
+    "[PAD]": 0,
+    "[UNK]": 1,
+    "[SOS]": 2,
+    "[EOS]": 3,
+    "[S_0]": 4,
+    "[S_1]": 5,
+    "[S_199]": 203,
+    "v0=0": 204,
+    "v0=999": 1203,
+    "v1=0": 1204,
+    "v2=0": 2204,
+    "v3=999": 4203,
+}
 
 
 def test_built_vocabulary_has_the_official_reserved_layout(built: TextVocabulary) -> None:
@@ -93,8 +120,12 @@ def test_read_corpus_reads_lines_and_dash_separated_documents(tmp_path: Path) ->
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "multi.txt").write_text("first line\nsecond line\n--\nother doc\n")
-    assert list(read_corpus([tmp_path / "lines.txt", folder])) == ["a dog on grass", "three cups",
-                                                                    "first line\nsecond line", "other doc"]
+    assert list(read_corpus([tmp_path / "lines.txt", folder])) == [
+        "a dog on grass",
+        "three cups",
+        "first line\nsecond line",
+        "other doc",
+    ]
 
 
 def test_manifest_records_every_model_key(built: TextVocabulary) -> None:
@@ -102,8 +133,9 @@ def test_manifest_records_every_model_key(built: TextVocabulary) -> None:
     manifest = build_manifest(reg, "paper", built)
     assert len(manifest.modalities) == 19
     caption, depth, meta = (manifest.modalities[k] for k in ("caption", "tok_depth@224", "metadata"))
-    assert caption.vocab_size == built.size and caption.max_tokens == 256 and caption.providers == [
-        "fourm-caption 0.1.0"]
+    assert (
+        caption.vocab_size == built.size and caption.max_tokens == 256 and caption.providers == ["fourm-caption 0.1.0"]
+    )
     assert depth.vocab_size == 8192 and depth.id == 20063
     assert meta.members == ["metadata_geometric", "metadata_image", "metadata_semantic"]
     assert manifest.text_vocabulary["sha256"] == built.fingerprint
@@ -127,13 +159,22 @@ def test_manifest_diff_names_what_differs(built: TextVocabulary) -> None:
     reg = Registry(disabled={EXAMPLE_PLUGIN}, strict=False)
     a = build_manifest(reg, "tiny", built)
     b = build_manifest(reg, "tiny", build_text_vocabulary(["something else entirely"]))
-    changed = a.model_copy(update={"modalities": {**a.modalities, "tok_depth@64": a.modalities["tok_depth@64"]
-                                                  .model_copy(update={"vocab_size": 1024})}})
+    changed = a.model_copy(
+        update={
+            "modalities": {
+                **a.modalities,
+                "tok_depth@64": a.modalities["tok_depth@64"].model_copy(update={"vocab_size": 1024}),
+            }
+        }
+    )
     assert a.diff(b) == ["text vocabulary differs (built in this manifest vs built in the other)"] + [
         f"{k}: vocab_size {a.modalities[k].vocab_size} in this manifest != {b.modalities[k].vocab_size} in the other"
-        for k in sorted(a.modalities) if a.modalities[k].vocabulary == "text"]
+        for k in sorted(a.modalities)
+        if a.modalities[k].vocabulary == "text"
+    ]
     assert changed.diff(a, here="the store", there="the plugins") == [
-        "tok_depth@64: vocab_size 1024 in the store != 512 in the plugins"]
+        "tok_depth@64: vocab_size 1024 in the store != 512 in the plugins"
+    ]
 
 
 @needs_official

@@ -57,6 +57,8 @@ def resolve(spec: ArraySpec, image_size: int, dims: dict[str, int] | None = None
         elif d in dims:
             concrete.append(int(dims[d]))
         else:
-            raise LayoutError(f"array {spec.name!r}: dimension {d!r} is not known; the labeler must give it in dims "
-                              f"(known: {sorted(dims)})")
+            raise LayoutError(
+                f"array {spec.name!r}: dimension {d!r} is not known; the labeler must give it in dims "
+                f"(known: {sorted(dims)})"
+            )
     return ArrayLayout(spec.name, np.dtype(spec.dtype), tuple(concrete), spec.ragged, "array")

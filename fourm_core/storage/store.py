@@ -96,8 +96,16 @@ class AlignedStore:
     # -----------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, n_samples: int, image_size: int, preset: str, block_size: int = 64,
-               attrs: dict[str, Any] | None = None, overwrite: bool = False) -> AlignedStore:
+    def create(
+        cls,
+        path: str | Path,
+        n_samples: int,
+        image_size: int,
+        preset: str,
+        block_size: int = 64,
+        attrs: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> AlignedStore:
         """A new empty store; ``block_size`` (a power of two) is the unit of work and of sharding."""
         if block_size < 1 or block_size & (block_size - 1):
             raise StoreError(f"block_size must be a power of two, got {block_size}")
@@ -107,8 +115,16 @@ class AlignedStore:
         if path.exists() and not overwrite:
             raise StoreError(f"{path} already exists; open it to resume, or pass overwrite=True")
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update({"format": FORMAT, "n_samples": n_samples, "image_size": image_size, "preset": preset,
-                           "block_size": block_size, **(attrs or {})})
+        root.attrs.update(
+            {
+                "format": FORMAT,
+                "n_samples": n_samples,
+                "image_size": image_size,
+                "preset": preset,
+                "block_size": block_size,
+                **(attrs or {}),
+            }
+        )
         return cls(root, path)
 
     @classmethod
@@ -129,11 +145,14 @@ class AlignedStore:
         stored = self.root.attrs.get("manifest")
         if stored is None:
             return
-        differences = VocabularyManifest.model_validate(stored).diff(expected, here="the store",
-                                                                       there="the installed plugins")
+        differences = VocabularyManifest.model_validate(stored).diff(
+            expected, here="the store", there="the installed plugins"
+        )
         if differences:
-            raise StoreMismatchError(f"{self.path} was built with different plugins or vocabulary:\n"
-                                     + "\n".join(f"  - {d}" for d in differences))
+            raise StoreMismatchError(
+                f"{self.path} was built with different plugins or vocabulary:\n"
+                + "\n".join(f"  - {d}" for d in differences)
+            )
 
     def set_manifest(self, manifest: Any) -> None:
         """Record the vocabulary manifest (ids, vocabularies, plugin versions) in the root attrs."""
@@ -157,8 +176,13 @@ class AlignedStore:
         """Every declared part, e.g. ``["source", "depth/raw"]``."""
         return sorted(self.root.attrs.get("parts", {}))
 
-    def ensure(self, part: str, arrays: Sequence[ArraySpec], dims: dict[str, int] | None = None,
-               provenance: dict[str, Any] | None = None) -> None:
+    def ensure(
+        self,
+        part: str,
+        arrays: Sequence[ArraySpec],
+        dims: dict[str, int] | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
         """Declare ``part`` with its arrays, creating what is missing. Re-declaring with another layout or another
         labeler configuration is an error (relabel into a new part or delete it), so resumes never mix outputs."""
         try:
@@ -174,22 +198,31 @@ class AlignedStore:
             old_cfg = (old.get("provenance") or {}).get("config_hash")
             new_cfg = (provenance or {}).get("config_hash")
             if old_cfg and new_cfg and old_cfg != new_cfg:
-                raise StoreError(f"part {part!r} was written by another configuration ({old['provenance']}); "
-                                 f"refusing to mix outputs; delete the part to relabel")
+                raise StoreError(
+                    f"part {part!r} was written by another configuration ({old['provenance']}); "
+                    f"refusing to mix outputs; delete the part to relabel"
+                )
             self._layouts[part] = layouts
             return
         group = self.root.require_group(part)
         b = self.block_size
-        group.create_array("_state", shape=(self.n_samples,), chunks=(b,), dtype="uint8", fill_value=TODO,
-                           compressors=None)
+        group.create_array(
+            "_state", shape=(self.n_samples,), chunks=(b,), dtype="uint8", fill_value=TODO, compressors=None
+        )
         for name, layout in layouts.items():
             if layout.ragged:
                 continue  # created per block by the writer
             rows = max(1, min(b, CHUNK_BYTES // max(layout.sample_bytes, 1)))
             rows = 1 << (rows.bit_length() - 1)  # a power of two, so it divides the shard
-            group.create_array(name, shape=(self.n_samples, *layout.shape), chunks=(rows, *layout.shape),
-                               shards=(b, *layout.shape), dtype=layout.dtype, fill_value=0,
-                               compressors=_compressor())
+            group.create_array(
+                name,
+                shape=(self.n_samples, *layout.shape),
+                chunks=(rows, *layout.shape),
+                shards=(b, *layout.shape),
+                dtype=layout.dtype,
+                fill_value=0,
+                compressors=_compressor(),
+            )
         parts[part] = {"layout": described, "provenance": provenance or {}}
         self.root.attrs["parts"] = parts
         self._layouts[part] = layouts
@@ -224,15 +257,18 @@ class AlignedStore:
         """State of one block (a torn or missing chunk reads as 'to do')."""
         r = self.block_range(block)
         try:
-            return np.asarray(self.root[f"{part}/_state"][r.start:r.stop])
+            return np.asarray(self.root[f"{part}/_state"][r.start : r.stop])
         except Exception:
             return np.zeros(len(r), np.uint8)
 
     def todo_blocks(self, part: str) -> list[int]:
         """Blocks with at least one sample still to do (resume skips the others)."""
         state = self.state(part)
-        return [k for k in range(self.n_blocks) if (state[self.block_range(k).start:self.block_range(k).stop]
-                                                    == TODO).any()]
+        return [
+            k
+            for k in range(self.n_blocks)
+            if (state[self.block_range(k).start : self.block_range(k).stop] == TODO).any()
+        ]
 
     def errors(self, part: str) -> dict[int, str]:
         """Messages of failed samples, by sample index."""
@@ -248,8 +284,9 @@ class AlignedStore:
     # writing and reading
     # -----------------------------------------------------------------------------------------------------------
 
-    def write_block(self, part: str, block: int, values: Sequence[dict[str, Any] | None],
-                    errors: dict[int, str] | None = None) -> None:
+    def write_block(
+        self, part: str, block: int, values: Sequence[dict[str, Any] | None], errors: dict[int, str] | None = None
+    ) -> None:
         """Write every sample of ``block`` (``None`` for a failed one, with its message in ``errors``), then mark
         the block's samples done or failed. Called by the block's only writer."""
         layouts = self.layouts(part)
@@ -270,8 +307,10 @@ class AlignedStore:
                 missing = sorted(set(layouts) - set(value))
                 if missing:
                     raise StoreError(f"sample {index} of {part!r}: missing arrays {missing}")
-                row = {n: _encode(layout, value[n], f"sample {index} of {part!r}, array {n!r}")
-                       for n, layout in layouts.items()}
+                row = {
+                    n: _encode(layout, value[n], f"sample {index} of {part!r}, array {n!r}")
+                    for n, layout in layouts.items()
+                }
             except StoreError as exc:
                 errors[index] = str(exc)
                 row = dict.fromkeys(layouts)
@@ -286,20 +325,25 @@ class AlignedStore:
                 offsets[1:] = np.cumsum([len(x) for x in parts])
                 data = np.concatenate(parts) if parts else empty
                 for suffix, array in (("values", data), ("offsets", offsets)):
-                    group.create_array(f"{name}.b{block}.{suffix}", shape=array.shape,
-                                       chunks=array.shape if array.size else (1, *array.shape[1:]),
-                                       dtype=array.dtype, compressors=_compressor(), overwrite=True)[...] = array
+                    group.create_array(
+                        f"{name}.b{block}.{suffix}",
+                        shape=array.shape,
+                        chunks=array.shape if array.size else (1, *array.shape[1:]),
+                        dtype=array.dtype,
+                        compressors=_compressor(),
+                        overwrite=True,
+                    )[...] = array
             else:
                 slab = np.zeros((len(r), *layout.shape), layout.dtype)
                 for i, x in enumerate(rows):
                     if x is not None:
                         slab[i] = x
-                group[name][r.start:r.stop] = slab
+                group[name][r.start : r.stop] = slab
         if errors:
             blob = np.frombuffer(json.dumps({str(k): v for k, v in sorted(errors.items())}).encode(), np.uint8)
             group.create_array(f"_errors.b{block}", shape=blob.shape, dtype="uint8", overwrite=True)[...] = blob
         state = np.array([FAILED if r.start + i in errors else DONE for i in range(len(r))], np.uint8)
-        group["_state"][r.start:r.stop] = state  # last: the block counts as written only now
+        group["_state"][r.start : r.stop] = state  # last: the block counts as written only now
 
     def read_block(self, part: str, block: int) -> list[dict[str, Any] | None]:
         """Every sample of a block (``None`` where not done), reading each array once."""
@@ -316,9 +360,9 @@ class AlignedStore:
                     continue
                 offsets = np.asarray(group[f"{key}.offsets"][:])
                 data = np.asarray(group[f"{key}.values"][:])
-                columns[name] = [_decode(layout, data[offsets[i]:offsets[i + 1]]) for i in range(len(r))]
+                columns[name] = [_decode(layout, data[offsets[i] : offsets[i + 1]]) for i in range(len(r))]
             else:
-                slab = np.asarray(group[name][r.start:r.stop])
+                slab = np.asarray(group[name][r.start : r.stop])
                 columns[name] = list(slab)
         return [{n: columns[n][i] for n in layouts} if state[i] == DONE else None for i in range(len(r))]
 
@@ -336,8 +380,8 @@ class AlignedStore:
         out: dict[str, Any] = {}
         for name, layout in layouts.items():
             if layout.ragged:
-                offsets = np.asarray(group[f"{name}.b{block}.offsets"][offset:offset + 2])
-                values = np.asarray(group[f"{name}.b{block}.values"][offsets[0]:offsets[1]])
+                offsets = np.asarray(group[f"{name}.b{block}.offsets"][offset : offset + 2])
+                values = np.asarray(group[f"{name}.b{block}.values"][offsets[0] : offsets[1]])
                 out[name] = _decode(layout, values)
             else:
                 out[name] = np.asarray(group[name][index])
@@ -362,8 +406,14 @@ class AlignedStore:
                 "arrays": {n: layout.describe() for n, layout in self.layouts(part).items()},
                 "provenance": self.provenance(part),
             }
-        return {"path": str(self.path), "n_samples": self.n_samples, "image_size": self.image_size,
-                "preset": self.preset, "block_size": self.block_size, "parts": parts}
+        return {
+            "path": str(self.path),
+            "n_samples": self.n_samples,
+            "image_size": self.image_size,
+            "preset": self.preset,
+            "block_size": self.block_size,
+            "parts": parts,
+        }
 
     def verify(self, parts: Iterable[str] | None = None) -> list[str]:
         """Check every written sample against its layout; report holes, failures, NaNs and unreadable blocks."""

@@ -82,7 +82,9 @@ def check_serializer(modality: Modality, registry: Registry) -> None:
         text = ser.serialize(value)
         again = ser.serialize(ser.parse(text))
         if again != text:
-            raise _fail(modality, f"serialize(parse(s)) != s for seed {seed}:\n  s      = {text!r}\n  again  = {again!r}")
+            raise _fail(
+                modality, f"serialize(parse(s)) != s for seed {seed}:\n  s      = {text!r}\n  again  = {again!r}"
+            )
         shuffled = ser.serialize(value, random.Random(seed + 1000))
         parsed = ser.parse(shuffled)
         if ser.parse(ser.serialize(parsed)) != parsed:
@@ -100,8 +102,10 @@ def check_serializer(modality: Modality, registry: Registry) -> None:
         except SerializationError:
             pass
         except Exception as exc:
-            raise _fail(modality, f"parse({garbage!r}) raised {exc!r}; malformed input must raise "
-                                  "SerializationError naming the modality") from exc
+            raise _fail(
+                modality,
+                f"parse({garbage!r}) raised {exc!r}; malformed input must raise SerializationError naming the modality",
+            ) from exc
 
 
 def check_vocabulary(modality: Modality, registry: Registry, text: TextVocabulary | None = None) -> None:
@@ -132,8 +136,10 @@ def check_vocabulary(modality: Modality, registry: Registry, text: TextVocabular
 def check_lazy_import(modality: Modality, registry: Registry) -> None:
     """Importing the plugin's entry point module in a fresh interpreter imports no torch (listing stays fast)."""
     module = modality.plugin.module.partition(":")[0]
-    code = f"import importlib, sys; importlib.import_module({module!r}); print(sorted(m for m in ('torch', 'timm', " \
-           f"'deepspeed', 'zarr') if m in sys.modules))"
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); print(sorted(m for m in ('torch', 'timm', "
+        f"'deepspeed', 'zarr') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise _fail(modality, f"importing {module} failed: {out.stderr.strip().splitlines()[-1:]}")

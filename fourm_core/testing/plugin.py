@@ -10,8 +10,13 @@ from fourm_core.registry import Registry
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--fourm-modality NAME`` (repeatable) restricts the conformance suite to some modalities."""
     group = parser.getgroup("fourm")
-    group.addoption("--fourm-modality", action="append", default=[], metavar="NAME",
-                    help="run the fourm conformance suite only for these modalities (default: all registered)")
+    group.addoption(
+        "--fourm-modality",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run the fourm conformance suite only for these modalities (default: all registered)",
+    )
 
 
 @pytest.fixture(scope="session")

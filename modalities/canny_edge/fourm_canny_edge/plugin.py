@@ -15,7 +15,13 @@ SPEC = ModalitySpec(
     masking="token",
     presets=grid_presets(8192, 512),
     depends_on=("rgb",),
-    tokenizer=TokenizerConfig(family="divae", loss="smooth_l1", input_channels=1, shared_as="edge", notes="one edge tokenizer shared with sam_edge, as in the paper"),
+    tokenizer=TokenizerConfig(
+        family="divae",
+        loss="smooth_l1",
+        input_channels=1,
+        shared_as="edge",
+        notes="one edge tokenizer shared with sam_edge, as in the paper",
+    ),
     storage=(
         ArraySpec(name="edges", dtype="uint8", shape=("H", "W"), description="binary edge map, 0/255"),
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),

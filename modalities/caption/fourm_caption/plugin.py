@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 SPEC = ModalitySpec(
     name="caption",
@@ -29,3 +29,18 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the caption codec (whitespace normalisation, reserved-token check)."""
     register(SerializerSpec(modality="caption", factory="fourm_caption.serializer:CaptionSerializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """The source-truth labeler (default)."""
+    register(
+        LabelerSpec(
+            modality="caption",
+            name="source",
+            factory="fourm_caption.labelers:source_labeler",
+            default=True,
+            requires=("source:caption",),
+            description="The source's caption (scene-graph caption, or a photo's sidecar .txt).",
+        )
+    )

@@ -18,10 +18,38 @@ _RESERVED = re.compile(r"\[(PAD|UNK|SOS|EOS)\]|(?<!\w)(\[S_\d+\]|v[0-3]=\d+)(?!\
 
 _COUNTS = ["a", "one", "two", "three", "four", "several", "a few", "many"]
 _COLOURS = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple", "grey", "brown", "pink"]
-_THINGS = ["person", "cube", "ball", "chair", "car", "bench", "bottle", "cup", "dog", "potted plant", "vase",
-           "bicycle", "umbrella", "bowl", "cone", "ring", "table", "lamp"]
-_PLACES = ["on a road", "on the grass", "in a room", "on a beach", "in a park", "on a wooden floor", "by the water",
-           "on a street", "near a wall", "under a blue sky"]
+_THINGS = [
+    "person",
+    "cube",
+    "ball",
+    "chair",
+    "car",
+    "bench",
+    "bottle",
+    "cup",
+    "dog",
+    "potted plant",
+    "vase",
+    "bicycle",
+    "umbrella",
+    "bowl",
+    "cone",
+    "ring",
+    "table",
+    "lamp",
+]
+_PLACES = [
+    "on a road",
+    "on the grass",
+    "in a room",
+    "on a beach",
+    "in a park",
+    "on a wooden floor",
+    "by the water",
+    "on a street",
+    "near a wall",
+    "under a blue sky",
+]
 _RELATIONS = ["left of", "right of", "in front of", "behind", "next to", "near", "on top of"]
 _TEMPLATES = [
     "{n} {c} {t} {p}.",
@@ -59,13 +87,22 @@ class CaptionSerializer:
         matches = list(_RESERVED.finditer(text))
         if matches:
             start = matches[0].start()
-            raise SerializationError(self.modality, f"at word {text.count(' ', 0, start)} (character {start}): "
-                                                    f"reserved token {matches[0].group()!r} in the caption; "
-                                                    f"found {[m.group() for m in matches[:3]]}")
+            raise SerializationError(
+                self.modality,
+                f"at word {text.count(' ', 0, start)} (character {start}): "
+                f"reserved token {matches[0].group()!r} in the caption; "
+                f"found {[m.group() for m in matches[:3]]}",
+            )
 
     def example(self, rng: random.Random) -> str:
         """A scene-like caption from a small grammar (counts, colours, objects, relations, places)."""
         return rng.choice(_TEMPLATES).format(
-            n=rng.choice(_COUNTS), c=rng.choice(_COLOURS), t=rng.choice(_THINGS), p=rng.choice(_PLACES),
-            r=rng.choice(_RELATIONS), n2=rng.choice(_COUNTS), c2=rng.choice(_COLOURS), t2=rng.choice(_THINGS),
+            n=rng.choice(_COUNTS),
+            c=rng.choice(_COLOURS),
+            t=rng.choice(_THINGS),
+            p=rng.choice(_PLACES),
+            r=rng.choice(_RELATIONS),
+            n2=rng.choice(_COUNTS),
+            c2=rng.choice(_COLOURS),
+            t2=rng.choice(_THINGS),
         )

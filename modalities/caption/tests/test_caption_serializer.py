@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from fourm_caption.serializer import CaptionSerializer
+
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 
@@ -36,8 +36,17 @@ RESERVED = [
     ("the [SOS] of it", 1),
 ]
 #: Captions that only look like reserved tokens: the official tokenizer splits them into ordinary WordPieces.
-LOOKALIKES = ["v0=3x is a name", "v5=3", "av0=3 b", "x=3 and y=4", "[S_1]a", "b[S_1] c", "v0 = 3", "the [S] key",
-              "a_v0=3"]
+LOOKALIKES = [
+    "v0=3x is a name",
+    "v5=3",
+    "av0=3 b",
+    "x=3 and y=4",
+    "[S_1]a",
+    "b[S_1] c",
+    "v0 = 3",
+    "the [S] key",
+    "a_v0=3",
+]
 
 
 def _ml4m_dir() -> Path:
@@ -112,8 +121,9 @@ def test_lookalikes_of_reserved_tokens_are_ordinary_text(caption: str) -> None:
 
 
 @pytest.mark.parametrize(("caption", "word"), RESERVED)
-def test_every_refused_caption_really_encodes_to_a_reserved_id(official: TextVocabulary, caption: str,
-                                                               word: int) -> None:
+def test_every_refused_caption_really_encodes_to_a_reserved_id(
+    official: TextVocabulary, caption: str, word: int
+) -> None:
     assert any(i in RESERVED_IDS for i in official.encode(caption)), official.tokens(caption)
 
 

@@ -14,8 +14,14 @@ SPEC = ModalitySpec(
     masking="span",
     presets={"paper": PresetLayout(max_tokens=23), "tiny": PresetLayout(max_tokens=23)},
     depends_on=("rgb",),
-    storage=(ArraySpec(name="palettes", dtype="json", ragged=True,
-                       description="{n: [[r, g, b] x n]} for n = 1..7; one n is drawn per sample"),),
+    storage=(
+        ArraySpec(
+            name="palettes",
+            dtype="json",
+            ragged=True,
+            description="{n: [[r, g, b] x n]} for n = 1..7; one n is drawn per sample",
+        ),
+    ),
     description="Dominant colours of the image; the palette size is drawn at random per sample, as in ml-4m.",
 )
 

@@ -58,8 +58,10 @@ class PaletteSerializer:
             raise cursor.fail("the end of the palette")
         bad = [i for i, v in enumerate(values) if v > 255]
         if bad:
-            raise SerializationError(self.modality, f"at token {bad[0] + 1} 'v0={values[bad[0]]}': channel value above "
-                                                    f"255 (colour {bad[0] // 3})")
+            raise SerializationError(
+                self.modality,
+                f"at token {bad[0] + 1} 'v0={values[bad[0]]}': channel value above 255 (colour {bad[0] // 3})",
+            )
         return [tuple(values[i : i + 3]) for i in range(0, 3 * n, 3)]  # type: ignore[misc]
 
     def example(self, rng: random.Random) -> list[Colour]:

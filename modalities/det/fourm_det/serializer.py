@@ -14,8 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fourm_core.serialization import (COORD_BINS, SerializationError, TokenCursor, coord_bin, parse_value_token,
-                                      value_token)
+from fourm_core.serialization import (
+    COORD_BINS,
+    SerializationError,
+    TokenCursor,
+    coord_bin,
+    parse_value_token,
+    value_token,
+)
 from fourm_det.classes import COCO_CLASSES
 
 
@@ -44,9 +50,12 @@ class DetSerializer:
 
     modality = "det"
 
-    def __init__(self, threshold: float = 0.6,
-                 order: Literal["dist_to_orig", "area", "score", "random"] = "dist_to_orig",
-                 max_instances: int | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.6,
+        order: Literal["dist_to_orig", "area", "score", "random"] = "dist_to_orig",
+        max_instances: int | None = None,
+    ) -> None:
         self.threshold = threshold
         self.order = order
         self.max_instances = max_instances
@@ -97,11 +106,11 @@ class DetSerializer:
             if not label:
                 raise cursor.fail("a class name after the v3= token")
             try:
-                boxes.append(Box(xmin=coords[0], ymin=coords[1], xmax=coords[2], ymax=coords[3],
-                                 label=" ".join(label)))
+                boxes.append(Box(xmin=coords[0], ymin=coords[1], xmax=coords[2], ymax=coords[3], label=" ".join(label)))
             except ValidationError as exc:
-                raise SerializationError(self.modality, f"at token {start}: box {len(boxes)}: "
-                                                        f"{exc.errors()[0]['msg']}") from None
+                raise SerializationError(
+                    self.modality, f"at token {start}: box {len(boxes)}: {exc.errors()[0]['msg']}"
+                ) from None
         return boxes
 
     def example(self, rng: random.Random) -> list[Box]:
@@ -110,6 +119,7 @@ class DetSerializer:
         for _ in range(rng.randint(0, 6)):
             x0, x1 = sorted(rng.random() for _ in range(2))
             y0, y1 = sorted(rng.random() for _ in range(2))
-            boxes.append(Box(xmin=x0, ymin=y0, xmax=x1, ymax=y1, label=rng.choice(COCO_CLASSES),
-                             score=rng.uniform(0.6, 1.0)))
+            boxes.append(
+                Box(xmin=x0, ymin=y0, xmax=x1, ymax=y1, label=rng.choice(COCO_CLASSES), score=rng.uniform(0.6, 1.0))
+            )
         return boxes

@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_det.classes import COCO_CLASSES
+from fourm_det.serializer import Box, DetSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_det.classes import COCO_CLASSES
-from fourm_det.serializer import Box, DetSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 STEP = 1 / 999  # one quantisation bin
@@ -121,7 +121,8 @@ def test_other_orders_and_top_k_by_score() -> None:
     assert labels(DetSerializer(max_instances=2).serialize([small, large, medium])) == ["cat", "bed"]
     shuffled = DetSerializer(order="random")
     assert shuffled.serialize([small, large, medium], random.Random(5)) == shuffled.serialize(
-        [small, large, medium], random.Random(5))
+        [small, large, medium], random.Random(5)
+    )
     assert sorted(labels(shuffled.serialize([small, large, medium], random.Random(5)))) == ["bed", "cat", "cup"]
 
 
@@ -197,8 +198,26 @@ def test_invalid_boxes_are_refused_when_writing(bad: dict) -> None:
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
-    alphabet = ["v0=1", "v1=2", "v2=300", "v3=999", "v0=999", "v1=0", "v3=5", "v0=1000", "v7=3", "person", "teddy",
-                "bear", "none", "[S_1]", "=", "v0=", "human", "polygon"]
+    alphabet = [
+        "v0=1",
+        "v1=2",
+        "v2=300",
+        "v3=999",
+        "v0=999",
+        "v1=0",
+        "v3=5",
+        "v0=1000",
+        "v7=3",
+        "person",
+        "teddy",
+        "bear",
+        "none",
+        "[S_1]",
+        "=",
+        "v0=",
+        "human",
+        "polygon",
+    ]
     rng = random.Random(0)
     ser = DetSerializer()
     for _ in range(400):

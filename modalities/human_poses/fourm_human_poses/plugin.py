@@ -4,7 +4,7 @@ camera, written with value tokens in the official order-randomised format; ``non
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
 
 KEYWORDS = ("human", "pose", "global", "camera", "shape", "none")
 
@@ -17,11 +17,22 @@ SPEC = ModalitySpec(
     masking="span",
     presets={"paper": PresetLayout(max_tokens=275), "tiny": PresetLayout(max_tokens=120)},
     vocab_words=KEYWORDS,
-    tokenizer=TokenizerConfig(family="mlp_memcodes", loss="smooth_l1", input_channels=207,
-                              codebook={"paper": 1024, "tiny": 256}, tokens_per_item=8,
-                              notes="body pose (23 joints x 3x3 rotations = 207 values) to 8 Memcodes tokens"),
-    storage=(ArraySpec(name="humans", dtype="json", ragged=True,
-                       description="[{bbox, global_orient[9], body_pose[207], pose_tokens[8], betas[10], camera[3]}]"),),
+    tokenizer=TokenizerConfig(
+        family="mlp_memcodes",
+        loss="smooth_l1",
+        input_channels=207,
+        codebook={"paper": 1024, "tiny": 256},
+        tokens_per_item=8,
+        notes="body pose (23 joints x 3x3 rotations = 207 values) to 8 Memcodes tokens",
+    ),
+    storage=(
+        ArraySpec(
+            name="humans",
+            dtype="json",
+            ragged=True,
+            description="[{bbox, global_orient[9], body_pose[207], pose_tokens[8], betas[10], camera[3]}]",
+        ),
+    ),
     description="3D human poses and shapes (SMPL-style parameters) with their boxes.",
 )
 
@@ -36,3 +47,18 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the pose codec."""
     register(SerializerSpec(modality="human_poses", factory="fourm_human_poses.serializer:HumanPoseSerializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """The source-truth labeler (default)."""
+    register(
+        LabelerSpec(
+            modality="human_poses",
+            name="source",
+            factory="fourm_human_poses.labelers:source_labeler",
+            default=True,
+            requires=("source:humans",),
+            description="Exact 3D poses, shapes and boxes of the synthetic figures.",
+        )
+    )

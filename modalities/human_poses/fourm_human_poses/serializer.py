@@ -68,14 +68,17 @@ class HumanPoseSerializer:
             try:
                 human = item if isinstance(item, Human) else Human.model_validate(item)
             except ValidationError as exc:
-                raise SerializationError(self.modality, f"human {i}: {exc.errors()[0]['loc']} "
-                                                        f"{exc.errors()[0]['msg']}") from None
+                raise SerializationError(
+                    self.modality, f"human {i}: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}"
+                ) from None
             if len(human.pose_tokens) != self.pose_tokens:
-                raise SerializationError(self.modality, f"human {i}: expected {self.pose_tokens} pose tokens, "
-                                                        f"got {len(human.pose_tokens)}")
+                raise SerializationError(
+                    self.modality, f"human {i}: expected {self.pose_tokens} pose tokens, got {len(human.pose_tokens)}"
+                )
             if not all(0 <= t < 1024 for t in human.pose_tokens):
-                raise SerializationError(self.modality, f"human {i}: pose tokens must be codebook indices 0..1023, "
-                                                        f"got {human.pose_tokens}")
+                raise SerializationError(
+                    self.modality, f"human {i}: pose tokens must be codebook indices 0..1023, got {human.pose_tokens}"
+                )
             out.append(human)
         return out
 
@@ -139,11 +142,13 @@ class HumanPoseSerializer:
         for _ in range(rng.randint(0, 3)):
             x0, x1 = sorted(rng.random() for _ in range(2))
             y0, y1 = sorted(rng.random() for _ in range(2))
-            humans.append(Human(
-                bbox=(x0, y0, x1, y1),
-                global_orient=tuple(rng.uniform(-1, 1) for _ in range(9)),
-                pose_tokens=tuple(rng.randrange(1024) for _ in range(self.pose_tokens)),
-                betas=tuple(rng.gauss(0, 1) for _ in range(10)),
-                camera=(rng.uniform(0.5, 2), rng.uniform(-1, 1), rng.uniform(5, 15)),
-            ))
+            humans.append(
+                Human(
+                    bbox=(x0, y0, x1, y1),
+                    global_orient=tuple(rng.uniform(-1, 1) for _ in range(9)),
+                    pose_tokens=tuple(rng.randrange(1024) for _ in range(self.pose_tokens)),
+                    betas=tuple(rng.gauss(0, 1) for _ in range(10)),
+                    camera=(rng.uniform(0.5, 2), rng.uniform(-1, 1), rng.uniform(5, 15)),
+                )
+            )
         return humans

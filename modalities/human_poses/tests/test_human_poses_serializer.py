@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"human": 6304, "pose": 8620, "global": 9292, "camera": 5585, "shape": 6631, "none": 18109}
@@ -102,8 +102,9 @@ def test_nobody_is_none_and_back() -> None:
 
 
 def test_without_rng_groups_are_pose_global_camera_shape_and_people_are_space_joined() -> None:
-    other = Human(bbox=(0.5, 0.5, 0.6, 0.7), global_orient=(0,) * 9, pose_tokens=(1,) * 8, betas=(0,) * 10,
-                  camera=(-1, 0, 0))
+    other = Human(
+        bbox=(0.5, 0.5, 0.6, 0.7), global_orient=(0,) * 9, pose_tokens=(1,) * 8, betas=(0,) * 10, camera=(-1, 0, 0)
+    )
     text = HumanPoseSerializer().serialize([HUMAN, other])
     assert text.startswith(HUMAN_TEXT + " human v0=500 v1=500 v2=599 v3=699 pose ")
     assert text.endswith("camera v0=0 v0=50 v0=50 shape " + " ".join(["v0=500"] * 10))
@@ -125,8 +126,13 @@ def test_rng_shuffles_the_groups_of_each_person_and_keeps_each_group_intact() ->
 
 
 def test_values_outside_their_range_are_clipped() -> None:
-    extreme = Human(bbox=(-0.2, 0.0, 1.0, 1.3), global_orient=(1.2, -1.2) + (0,) * 7, pose_tokens=(0,) * 8,
-                    betas=(3.5, -9) + (0,) * 8, camera=(-2, 25, 19.001))
+    extreme = Human(
+        bbox=(-0.2, 0.0, 1.0, 1.3),
+        global_orient=(1.2, -1.2) + (0,) * 7,
+        pose_tokens=(0,) * 8,
+        betas=(3.5, -9) + (0,) * 8,
+        camera=(-2, 25, 19.001),
+    )
     text = HumanPoseSerializer().serialize([extreme])
     assert text.startswith("human v0=0 v1=0 v2=999 v3=999 pose ")
     assert "global v0=999 v0=0 v0=500" in text
@@ -229,8 +235,23 @@ def test_invalid_people_are_refused_when_writing(bad: dict) -> None:
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
-    alphabet = ["human", "pose", "global", "camera", "shape", "none", "v0=1", "v1=2", "v2=3", "v3=4", "v1=600",
-                "v0=999", "v0=1000", "point", "[S_1]"]
+    alphabet = [
+        "human",
+        "pose",
+        "global",
+        "camera",
+        "shape",
+        "none",
+        "v0=1",
+        "v1=2",
+        "v2=3",
+        "v3=4",
+        "v1=600",
+        "v0=999",
+        "v0=1000",
+        "point",
+        "[S_1]",
+    ]
     rng = random.Random(0)
     ser = HumanPoseSerializer()
     for _ in range(300):

@@ -15,7 +15,12 @@ SPEC = ModalitySpec(
     masking="token",
     presets=grid_presets(8192, 512, paper_patch=14),
     depends_on=("rgb",),
-    tokenizer=TokenizerConfig(family="vit_vqvae", loss="smooth_l1", input_channels=1280, notes="VQ-VAE on ImageBind-H/14 patch features (16x16x1280 at 224 px)"),
+    tokenizer=TokenizerConfig(
+        family="vit_vqvae",
+        loss="smooth_l1",
+        input_channels=1280,
+        notes="VQ-VAE on ImageBind-H/14 patch features (16x16x1280 at 224 px)",
+    ),
     storage=(
         ArraySpec(name="features", dtype="float16", shape=("h", "w", "C"), description="teacher patch features"),
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),

@@ -21,8 +21,9 @@ SPEC = ModalitySpec(
     },
     depends_on=("rgb",),
     uses=("imagebind",),
-    tokenizer=TokenizerConfig(family="mlp_memcodes", loss="cosine", input_channels=1280,
-                              notes="bottleneck MLP + Memcodes; one head per token"),
+    tokenizer=TokenizerConfig(
+        family="mlp_memcodes", loss="cosine", input_channels=1280, notes="bottleneck MLP + Memcodes; one head per token"
+    ),
     storage=(
         ArraySpec(name="embedding", dtype="float32", shape=("C",), description="ImageBind-H/14 CLS embedding"),
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_metadata_geometric.plugin import FIELDS, SPEC, build_serializer
 
 from fourm_core.serialization import KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_metadata_geometric.plugin import FIELDS, SPEC, build_serializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 
@@ -46,8 +46,10 @@ def ser() -> KeyValueSerializer:
 
 def test_the_field_table_is_the_official_one() -> None:
     table = {f.name: (f.type_id, f.lo, f.hi, f.bins, f.divisor, f.edges) for f in FIELDS}
-    assert table == {"geometric_complexity": (17, 0, 0.75, 50, None, None),
-                     "occlusion_score": (18, 0, 0.25, 50, None, None)}
+    assert table == {
+        "geometric_complexity": (17, 0, 0.75, 50, None, None),
+        "occlusion_score": (18, 0, 0.25, 50, None, None),
+    }
     assert SPEC.chunk_tags == ("v1=17", "v1=18")
 
 
@@ -115,7 +117,10 @@ def test_malformed_strings_raise_an_error_naming_the_token(ser: KeyValueSerializ
 
 
 def test_impossible_bins_repeats_and_unknown_fields_are_errors(ser: KeyValueSerializer) -> None:
-    with pytest.raises(SerializationError, match=r"^\[metadata_geometric\] at token 1 'v0=50': expected a bin of occlusion_score in 0..49"):
+    with pytest.raises(
+        SerializationError,
+        match=r"^\[metadata_geometric\] at token 1 'v0=50': expected a bin of occlusion_score in 0..49",
+    ):
         ser.parse("v1=18 v0=50")
     twice = r"^\[metadata_geometric\] at token 2 .*geometric_complexity .* appears twice"
     with pytest.raises(SerializationError, match=twice):

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
 
 from fourm_core.serialization import GroupSerializer, KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 
@@ -132,8 +132,13 @@ def test_without_rng_chunks_follow_the_field_table_and_none_values_are_left_out(
 def test_parse_returns_bin_centres_that_reproduce_the_string(ser: KeyValueSerializer) -> None:
     text = "v1=0 v0=20 v1=10 v0=49 v1=19 v0=1 v1=20 v0=1 v1=13 v0=0"
     parsed = ser.parse(text)
-    assert parsed == {"original_width": 656.0, "brightness": 255.0, "watermark_score": 0.75, "aesthetic_score": 5.0,
-                      "entropy": pytest.approx(0.5 / 49 * 10)}
+    assert parsed == {
+        "original_width": 656.0,
+        "brightness": 255.0,
+        "watermark_score": 0.75,
+        "aesthetic_score": 5.0,
+        "entropy": pytest.approx(0.5 / 49 * 10),
+    }
     assert ser.serialize(parsed) == "v1=0 v0=20 v1=10 v0=49 v1=13 v0=0 v1=19 v0=1 v1=20 v0=1"  # table order
     assert ser.parse("v1=20 v0=0") == {"aesthetic_score": 4.0}  # edge bins: half a gap beyond the outer edges
     assert ser.parse("v1=20 v0=2") == {"aesthetic_score": 6.0}
@@ -230,8 +235,11 @@ def test_the_group_interleaves_members_and_routes_chunks_back() -> None:
     members = [(SPEC.name, build_serializer(), SPEC.chunk_tags)]
     members += [(m.SPEC.name, m.build_serializer(), m.SPEC.chunk_tags) for m in (semantic, geometric)]
     group = GroupSerializer("metadata", members)
-    value = {"metadata_image": {"original_width": 640, "brightness": 255},
-             "metadata_semantic": {"n_humans": 1500}, "metadata_geometric": {"occlusion_score": 0.25}}
+    value = {
+        "metadata_image": {"original_width": 640, "brightness": 255},
+        "metadata_semantic": {"n_humans": 1500},
+        "metadata_geometric": {"occlusion_score": 0.25},
+    }
     assert group.serialize(value) == "v1=0 v0=20 v1=10 v0=49 v1=5 v0=999 v1=18 v0=49"
     shuffled = group.serialize(value, random.Random(2))
     assert sorted(group.chunks(value, random.Random(2))) == sorted(group.chunks(value))

@@ -1,3 +1,6 @@
-"""fourm modality plugin ``metadata_semantic``: Semantic metadata (crowdedness, clutter, diversity, walkability, objectness, caption length)."""
+"""fourm modality plugin ``metadata_semantic``.
+
+Semantic metadata (crowdedness, clutter, diversity, walkability, objectness, caption length).
+"""
 
 __version__ = "0.1.0"

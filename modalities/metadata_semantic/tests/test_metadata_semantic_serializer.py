@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_metadata_semantic.plugin import FIELDS, SPEC, build_serializer
 
 from fourm_core.serialization import KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_metadata_semantic.plugin import FIELDS, SPEC, build_serializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 
@@ -106,8 +106,12 @@ def test_a_full_record_follows_the_field_table_without_rng(ser: KeyValueSerializ
 def test_parse_returns_bin_centres_that_reproduce_the_string(ser: KeyValueSerializer) -> None:
     text = "v1=5 v0=999 v1=14 v0=24 v1=15 v0=49 v1=2 v0=57"
     parsed = ser.parse(text)
-    assert parsed == {"n_humans": 999.0, "walkability": pytest.approx(24.5 / 49), "objectness": 1.0,
-                      "caption_n_chars": 57.0}
+    assert parsed == {
+        "n_humans": 999.0,
+        "walkability": pytest.approx(24.5 / 49),
+        "objectness": 1.0,
+        "caption_n_chars": 57.0,
+    }
     assert ser.serialize(parsed) == "v1=2 v0=57 v1=5 v0=999 v1=14 v0=24 v1=15 v0=49"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
 
 SPEC = ModalitySpec(
     name="normal",
@@ -15,9 +15,16 @@ SPEC = ModalitySpec(
     masking="token",
     presets=grid_presets(8192, 512),
     depends_on=(),
-    tokenizer=TokenizerConfig(family="divae", loss="mse", input_channels=3, notes="unit normals in the camera frame, mapped to [-1, 1]"),
+    tokenizer=TokenizerConfig(
+        family="divae", loss="mse", input_channels=3, notes="unit normals in the camera frame, mapped to [-1, 1]"
+    ),
     storage=(
-        ArraySpec(name="normal", dtype="float32", shape=("H", "W", 3), description="unit normals, camera frame (x right, y down, z forward)"),
+        ArraySpec(
+            name="normal",
+            dtype="float32",
+            shape=("H", "W", 3),
+            description="unit normals, camera frame (x right, y down, z forward)",
+        ),
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Surface normals in the camera frame.",
@@ -28,3 +35,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the normal modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """The source-truth labeler (default)."""
+    register(
+        LabelerSpec(
+            modality="normal",
+            name="source",
+            factory="fourm_normal.labelers:source_labeler",
+            default=True,
+            requires=("source:normal",),
+            description="Exact camera-frame normals from the synthetic world's renderer.",
+        )
+    )

@@ -6,7 +6,7 @@ Never a target (4M predicts RGB through ``tok_rgb``); other modalities are compu
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, grid_presets
 
 SPEC = ModalitySpec(
     name="rgb",
@@ -27,3 +27,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the rgb modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """The source-truth labeler (default)."""
+    register(
+        LabelerSpec(
+            modality="rgb",
+            name="source",
+            factory="fourm_rgb.labelers:source_labeler",
+            default=True,
+            requires=("source:rgb",),
+            description="RGB as the source gives it (synthetic render or ingested photo).",
+        )
+    )

@@ -17,9 +17,14 @@ SPEC = ModalitySpec(
     masking="span",
     presets={"paper": PresetLayout(max_tokens=290), "tiny": PresetLayout(max_tokens=128)},
     vocab_words=KEYWORDS,
-    tokenizer=TokenizerConfig(family="mask_vqvae", loss="binary_cross_entropy", input_channels=1,
-                              codebook={"paper": 1024, "tiny": 256}, tokens_per_item=16,
-                              notes="64x64 instance masks (32x32 in tiny) to a 4x4 grid of tokens"),
+    tokenizer=TokenizerConfig(
+        family="mask_vqvae",
+        loss="binary_cross_entropy",
+        input_channels=1,
+        codebook={"paper": 1024, "tiny": 256},
+        tokens_per_item=16,
+        notes="64x64 instance masks (32x32 in tiny) to a 4x4 grid of tokens",
+    ),
     storage=(
         ArraySpec(name="instances", dtype="int32", shape=("H", "W"), description="instance id per pixel, 0 = none"),
         ArraySpec(name="boxes", dtype="int32", shape=("N", 4), ragged=True, description="xmin, ymin, xmax, ymax px"),

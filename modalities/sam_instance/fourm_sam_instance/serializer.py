@@ -50,17 +50,26 @@ class SamInstanceSerializer:
             try:
                 point = item if isinstance(item, QueryPoint) else QueryPoint.model_validate(item)
             except ValidationError as exc:
-                raise SerializationError(self.modality, f"point {i}: {exc.errors()[0]['loc']} "
-                                                        f"{exc.errors()[0]['msg']}") from None
+                raise SerializationError(
+                    self.modality, f"point {i}: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}"
+                ) from None
             for j, inst in enumerate(point.instances):
                 if len(inst.tokens) != self.tokens_per_instance:
-                    raise SerializationError(self.modality, f"point {i} instance {j}: expected "
-                                                            f"{self.tokens_per_instance} tokens, got {len(inst.tokens)}")
-                if not all(0 <= c <= 999 for c in inst.bbox) or inst.bbox[2] < inst.bbox[0] or inst.bbox[3] < inst.bbox[1]:
+                    raise SerializationError(
+                        self.modality,
+                        f"point {i} instance {j}: expected {self.tokens_per_instance} tokens, got {len(inst.tokens)}",
+                    )
+                if (
+                    not all(0 <= c <= 999 for c in inst.bbox)
+                    or inst.bbox[2] < inst.bbox[0]
+                    or inst.bbox[3] < inst.bbox[1]
+                ):
                     raise SerializationError(self.modality, f"point {i} instance {j}: bad box {inst.bbox}")
                 if not all(0 <= t < 1024 for t in inst.tokens):
-                    raise SerializationError(self.modality, f"point {i} instance {j}: mask tokens must be codebook "
-                                                            f"indices 0..1023, got {inst.tokens}")
+                    raise SerializationError(
+                        self.modality,
+                        f"point {i} instance {j}: mask tokens must be codebook indices 0..1023, got {inst.tokens}",
+                    )
             points.append(point)
         return points
 
@@ -100,8 +109,10 @@ class SamInstanceSerializer:
                     start = cursor.pos
                     bbox = tuple(cursor.value(slot)[1] for slot in range(4))
                     if bbox[2] < bbox[0] or bbox[3] < bbox[1]:
-                        raise SerializationError(self.modality, f"at token {start}: polygon box corners out of order "
-                                                                f"(xmin, ymin, xmax, ymax) = {bbox}")
+                        raise SerializationError(
+                            self.modality,
+                            f"at token {start}: polygon box corners out of order (xmin, ymin, xmax, ymax) = {bbox}",
+                        )
                     tokens = tuple(cursor.code() for _ in range(self.tokens_per_instance))
                     instances.append(Instance(bbox=bbox, tokens=tokens))  # type: ignore[arg-type]
                 if not instances:

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
-from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"point": 6712, "polygon": 14445, "none": 18109}
@@ -91,10 +91,18 @@ def test_without_rng_points_and_instances_keep_their_order() -> None:
     points = [QueryPoint(x=200, y=100, instances=(a, b)), QueryPoint(x=0, y=223), QueryPoint(x=5, y=5, instances=(b,))]
     text = SamInstanceSerializer().serialize(points)
     assert re.findall(r"point v0=\d+ v1=\d+", text) == ["point v0=100 v1=200", "point v0=223 v1=0", "point v0=5 v1=5"]
-    assert [t for t in text.split() if not t.startswith("v")] == ["point", "polygon", "polygon", "point", "none",
-                                                                   "point", "polygon"]
+    assert [t for t in text.split() if not t.startswith("v")] == [
+        "point",
+        "polygon",
+        "polygon",
+        "point",
+        "none",
+        "point",
+        "polygon",
+    ]
     assert text.index(f"v0={a.bbox[0]} v1={a.bbox[1]} v2={a.bbox[2]}") < text.index(
-        f"v0={b.bbox[0]} v1={b.bbox[1]} v2={b.bbox[2]}")
+        f"v0={b.bbox[0]} v1={b.bbox[1]} v2={b.bbox[2]}"
+    )
 
 
 def test_rng_shuffles_points_and_instances_reproducibly() -> None:

@@ -1,0 +1,72 @@
+"""Labelers many plugins reuse, configured by the plugin (they never name a modality themselves)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from fourm_core.labeling.api import LabelError, SampleView
+
+__all__ = ["FromModality", "SourceCopy"]
+
+
+class SourceCopy:
+    """Copies ground truth a source provides (the synthetic world renders depth, normals, boxes ... exactly).
+
+    ``fields`` maps each storage array to a source field; ``convert`` optionally post-processes the field values
+    (e.g. ``np.float32`` or a JSON clean-up). Missing fields raise :class:`LabelError` naming them.
+    """
+
+    version = "1"
+
+    def __init__(
+        self,
+        fields: Mapping[str, str],
+        convert: Mapping[str, Callable[[Any], Any]] | None = None,
+        allow_empty: bool = True,
+    ) -> None:
+        self.fields = dict(fields)
+        self.convert = dict(convert or {})
+        self.allow_empty = allow_empty
+
+    def label(self, sample: SampleView) -> dict[str, Any]:
+        out = {}
+        for array, field in self.fields.items():
+            value = sample.truth(field)
+            if value is None or (not self.allow_empty and isinstance(value, str) and not value.strip()):
+                raise LabelError(f"sample {sample.index}: the source's {field!r} is empty")
+            out[array] = self.convert[array](value) if array in self.convert else value
+        return out
+
+    def dims(self) -> dict[str, int]:
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"method": "source ground truth", "fields": self.fields}
+
+
+class FromModality:
+    """Computes arrays from another modality's stored arrays with a plain function (edges from an instance map)."""
+
+    version = "1"
+
+    def __init__(self, modality: str, fn: Callable[[Mapping[str, Any]], dict[str, Any]], description: str) -> None:
+        self.modality = modality
+        self.fn = fn
+        self.description = description
+
+    def label(self, sample: SampleView) -> dict[str, Any]:
+        return self.fn(sample.get(self.modality))
+
+    def dims(self) -> dict[str, int]:
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"method": self.description, "from": self.modality}
+
+
+def as_float32(value: Any) -> np.ndarray:
+    """Source arrays as float32 (what depth/normal storage expects)."""
+    return np.asarray(value, dtype=np.float32)

@@ -1,0 +1,250 @@
+"""``fourm data label``: run every modality's pseudo-labeler over a store, in dependency order, resumably.
+
+The unit of work is a store block (one writer per block, see :mod:`fourm_core.storage.store`). For each modality in
+registry order (dependencies first) the runner picks a labeler (the user's choice, else the plugin's default), checks
+that what it requires is there (skipping the modality with a message otherwise), declares the modality's raw part
+with the labeler's provenance, and labels the blocks still to do, in worker processes when ``workers > 1``. A killed
+run restarts where it stopped: finished blocks are skipped, unfinished ones are rewritten whole, and since labelers
+are deterministic per sample the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fourm_core.labeling.api import LabelContext, LabelError, SampleView, config_hash, label_many
+from fourm_core.registry import Registry, resolve_ref
+from fourm_core.spec import LabelerSpec, ModalitySpec
+from fourm_core.storage.store import DONE, AlignedStore
+
+__all__ = ["ModalityPlan", "label_store", "plan_labeling", "raw_part"]
+
+SOURCE_PART = "source"
+
+
+def raw_part(name: str) -> str:
+    """Store part holding a modality's labeler output."""
+    return f"{name}/raw"
+
+
+@dataclass
+class ModalityPlan:
+    """What the runner will do (or did) for one modality."""
+
+    name: str
+    labeler: str | None
+    skip_reason: str | None = None
+    blocks_todo: int = 0
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples_per_s(self) -> float:
+        """Labelling throughput of this run (0 when nothing ran)."""
+        return (self.done + self.failed) / self.seconds if self.seconds else 0.0
+
+
+def _context(store: AlignedStore, registry: Registry, options: Mapping[str, Any]) -> LabelContext:
+    source = store.root.attrs.get("source", {})
+    return LabelContext(
+        preset=store.preset,
+        image_size=store.image_size,
+        source_fields=tuple(source.get("fields", ())),
+        options=dict(options),
+        modalities={m.name: m.spec for m in registry.modalities()},
+    )
+
+
+def _missing_requirements(lab: LabelerSpec, ctx: LabelContext, labelled: set[str]) -> list[str]:
+    missing = []
+    for req in lab.requires:
+        kind, _, what = req.partition(":")
+        if kind == "source" and what not in ctx.source_fields:
+            missing.append(f"the source has no {what!r}")
+        elif kind == "package" and importlib.util.find_spec(what) is None:
+            missing.append(f"Python package {what!r} is not installed")
+        elif kind == "modality" and what not in labelled:
+            missing.append(f"modality {what!r} is not labelled")
+        elif kind == "env" and not os.environ.get(what):
+            missing.append(f"environment variable {what} is not set")
+    return missing
+
+
+def _raw_arrays(spec: ModalitySpec) -> tuple:
+    return tuple(a for a in spec.storage if a.form == "raw")
+
+
+def plan_labeling(
+    store: AlignedStore,
+    registry: Registry,
+    choices: Mapping[str, str] | None = None,
+    only: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[ModalityPlan]:
+    """Decide, per modality in dependency order, which labeler runs or why the modality is skipped."""
+    choices = dict(choices or {})
+    ctx = _context(store, registry, options or {})
+    labelled = {p.split("/")[0] for p in store.parts() if p.endswith("/raw")}
+    plans = []
+    for modality in registry.modalities():
+        name = modality.name
+        if only and name not in only:
+            continue
+        if not _raw_arrays(modality.spec):
+            plans.append(ModalityPlan(name, None, "no raw arrays (its tokens are made by `fourm data tokenize`)"))
+            continue
+        candidates = modality.labelers()
+        if name in choices:
+            candidates = [c for c in candidates if c.name == choices[name]]
+            if not candidates:
+                known = ", ".join(c.name for c in modality.labelers()) or "none"
+                plans.append(ModalityPlan(name, None, f"no labeler named {choices[name]!r} (known: {known})"))
+                continue
+        if not candidates:
+            plans.append(ModalityPlan(name, None, "no labeler registered"))
+            continue
+        reasons = []
+        for lab in candidates:
+            missing = _missing_requirements(lab, ctx, labelled)
+            if not missing:
+                plans.append(ModalityPlan(name, lab.name))
+                labelled.add(name)
+                break
+            reasons.append(f"{lab.name}: {'; '.join(missing)}")
+        else:
+            plans.append(ModalityPlan(name, None, "no usable labeler (" + " | ".join(reasons) + ")"))
+    return plans
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# block work, shared by the in-process path and worker processes
+# ------------------------------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _labeler_for(store_path: str, modality: str, labeler: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(store, labeler) for this process, built once and cached (models load once per worker)."""
+    key = (store_path, modality, labeler)
+    if _WORKER.get("key") != key:
+        registry = _WORKER.get("registry") or Registry()
+        store = AlignedStore.open(store_path)
+        spec = registry.get(modality).spec
+        lab = next(lab for lab in registry.labelers(modality) if lab.name == labeler)
+        instance = resolve_ref(lab.factory)(spec, _context(store, registry, options))
+        _WORKER.update(key=key, registry=registry, store=store, labeler=instance)
+    return _WORKER["store"], _WORKER["labeler"]
+
+
+def _label_block(
+    store_path: str, modality: str, labeler: str, deps: Sequence[str], options: Mapping[str, Any], block: int
+) -> tuple[int, int, int]:
+    """Label one block and write it; returns (block, done, failed)."""
+    store, instance = _labeler_for(store_path, modality, labeler, options)
+    source_rows = store.read_block(SOURCE_PART, block)
+    dep_rows = {d: store.read_block(raw_part(d), block) for d in deps}
+    indices = list(store.block_range(block))
+    values: list[dict[str, Any] | None] = [None] * len(indices)
+    errors: dict[int, str] = {}
+    views, positions = [], []
+    for i, index in enumerate(indices):
+        if source_rows[i] is None:
+            errors[index] = "the source sample is missing or failed"
+            continue
+        views.append(SampleView(index, source_rows[i], {d: dep_rows[d][i] for d in deps}))
+        positions.append(i)
+    for i, result in zip(positions, label_many(instance, views)):
+        if isinstance(result, LabelError):
+            errors[indices[i]] = str(result)
+        else:
+            values[i] = result
+    store.write_block(raw_part(modality), block, values, errors)
+    state = store.block_state(raw_part(modality), block)
+    return block, int((state == DONE).sum()), len(indices) - int((state == DONE).sum())
+
+
+def label_store(
+    path: str | Path,
+    *,
+    registry: Registry | None = None,
+    choices: Mapping[str, str] | None = None,
+    only: Sequence[str] | None = None,
+    workers: int = 1,
+    options: Mapping[str, Any] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    on_plan: Callable[[ModalityPlan], None] | None = None,
+) -> list[ModalityPlan]:
+    """Label every modality of the store at ``path`` that still has work; returns what was done per modality.
+
+    ``on_plan`` is called when a modality starts (or is skipped); ``on_progress(modality, blocks_done, blocks)``
+    after each block. ``workers > 1`` labels blocks in that many spawned processes.
+    """
+    registry = registry or Registry()
+    options = dict(options or {})
+    store = AlignedStore.open(path)
+    ctx = _context(store, registry, options)
+    plans = plan_labeling(store, registry, choices, only, options)
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        for plan in plans:
+            if plan.labeler is None:
+                if on_plan:
+                    on_plan(plan)
+                continue
+            modality = registry.get(plan.name)
+            lab = next(lab for lab in registry.labelers(plan.name) if lab.name == plan.labeler)
+            instance = resolve_ref(lab.factory)(modality.spec, ctx)
+            provenance = {
+                "labeler": lab.name,
+                "distribution": modality.plugin.label,
+                "version": instance.version,
+                **instance.provenance(),
+            }
+            provenance["config_hash"] = config_hash(
+                lab.name, instance.version, provenance, store.preset, sorted(options.items())
+            )
+            store.ensure(raw_part(plan.name), _raw_arrays(modality.spec), instance.dims(), provenance)
+            plan.provenance = provenance
+            present = {p.split("/")[0] for p in store.parts() if p.endswith("/raw")}
+            deps = [d for d in (*modality.spec.depends_on, *modality.spec.uses) if d in present]
+            todo = store.todo_blocks(raw_part(plan.name))
+            plan.blocks_todo = len(todo)
+            if on_plan:
+                on_plan(plan)
+            start = time.perf_counter()
+            if pool is None:
+                _WORKER.update(
+                    key=(str(store.path), plan.name, plan.labeler), registry=registry, store=store, labeler=instance
+                )
+                results = (_label_block(str(store.path), plan.name, plan.labeler, deps, options, b) for b in todo)
+                for n, (_, done, failed) in enumerate(results, 1):
+                    plan.done, plan.failed = plan.done + done, plan.failed + failed
+                    if on_progress:
+                        on_progress(plan.name, n, len(todo))
+            else:
+                futures = [
+                    pool.submit(_label_block, str(store.path), plan.name, plan.labeler, deps, options, b) for b in todo
+                ]
+                for n, future in enumerate(as_completed(futures), 1):
+                    _, done, failed = future.result()
+                    plan.done, plan.failed = plan.done + done, plan.failed + failed
+                    if on_progress:
+                        on_progress(plan.name, n, len(todo))
+            plan.seconds = time.perf_counter() - start
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        _WORKER.clear()
+    return plans
