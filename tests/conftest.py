@@ -15,9 +15,9 @@ from importlib.metadata import EntryPoint, PathDistribution
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE_PLUGIN, SPEC_TEMPLATE
 
 from fourm_core.registry import ENTRY_POINT_GROUP, Registry
+from helpers import EXAMPLE_PLUGIN, SPEC_TEMPLATE
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS
 
 from fourm_core.cli import main
 from fourm_core.vocab import TextVocabulary, VocabularyManifest
+from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS
 
 BROKEN = "raise ImportError('needs libthermal.so')"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from helpers import registry_with
 
 from fourm_core.testing.checks import (
     ConformanceError,
@@ -20,6 +19,7 @@ from fourm_core.testing.conformance import (  # noqa: F401  (collected here, par
     test_spec_is_valid,
     test_tokens_inside_shared_vocabulary,
 )
+from helpers import registry_with
 
 SEQUENCE_PLUGIN = """
 import random

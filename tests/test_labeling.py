@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import EXAMPLE_PLUGIN
 
 from fourm_core.labeling.runner import label_store, plan_labeling, raw_part
 from fourm_core.registry import Registry
 from fourm_core.spec import ArraySpec
 from fourm_core.storage.store import DONE, FAILED, AlignedStore
+from helpers import EXAMPLE_PLUGIN
 
 SOURCE = (
     ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3)),

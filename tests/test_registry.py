@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS, installed_entry_points, registry_with
 
 from fourm_core import registry as registry_module
 from fourm_core.registry import PluginError, Registry, modality_id
+from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS, installed_entry_points, registry_with
 
 GOOD = """
 @hookimpl

@@ -7,12 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLE_PLUGIN
 
 from fourm_core.registry import Registry
 from fourm_core.spec import PRESETS
 from fourm_core.testing.checks import example_corpus
 from fourm_core.vocab import TextVocabulary, VocabularyManifest, build_manifest, build_text_vocabulary, read_corpus
+from helpers import EXAMPLE_PLUGIN
 
 ML4M = Path(os.environ.get("FOURM_ML4M_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-4m"))
 OFFICIAL = ML4M / "text_tokenizer_4m_wordpiece_30k.json"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
 
 SPEC = ModalitySpec(
     name="canny_edge",
@@ -34,3 +34,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the canny_edge modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Auto-threshold OpenCV Canny on the RGB image."""
+    register(
+        LabelerSpec(
+            modality="canny_edge",
+            name="canny",
+            factory="fourm_canny_edge.labelers:canny_labeler",
+            default=True,
+            requires=("modality:rgb",),
+            description="Auto-threshold OpenCV Canny on the RGB image.",
+        )
+    )

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_caption.serializer import CaptionSerializer
 
+from fourm_caption.serializer import CaptionSerializer
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 

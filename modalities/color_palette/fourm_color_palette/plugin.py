@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 SPEC = ModalitySpec(
     name="color_palette",
@@ -36,3 +36,18 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the palette codec."""
     register(SerializerSpec(modality="color_palette", factory="fourm_color_palette.serializer:PaletteSerializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Median-cut palettes of 1..7 colours."""
+    register(
+        LabelerSpec(
+            modality="color_palette",
+            name="median_cut",
+            factory="fourm_color_palette.labelers:median_cut_labeler",
+            default=True,
+            requires=("modality:rgb",),
+            description="Median-cut palettes of 1..7 colours.",
+        )
+    )

@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_color_palette.serializer import PaletteSerializer
 
+from fourm_color_palette.serializer import PaletteSerializer
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 

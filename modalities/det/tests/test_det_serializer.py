@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_det.classes import COCO_CLASSES
-from fourm_det.serializer import Box, DetSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
+from fourm_det.classes import COCO_CLASSES
+from fourm_det.serializer import Box, DetSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 STEP = 1 / 999  # one quantisation bin

@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
+from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"human": 6304, "pose": 8620, "global": 9292, "camera": 5585, "shape": 6631, "none": 18109}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 FIELDS = (
     KeyValueField("geometric_complexity", 17, lo=0, hi=0.75, bins=50, description="angular variance of normals"),
@@ -46,3 +46,21 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the chunk codec."""
     register(SerializerSpec(modality="metadata_geometric", factory="fourm_metadata_geometric.plugin:build_serializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Angular variance of normals and Sobel occlusion edges of depth."""
+    register(
+        LabelerSpec(
+            modality="metadata_geometric",
+            name="geometry",
+            factory="fourm_metadata_geometric.labelers:geometric_metadata_labeler",
+            default=True,
+            requires=(
+                "modality:normal",
+                "modality:depth",
+            ),
+            description="Angular variance of normals and Sobel occlusion edges of depth.",
+        )
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 #: Type ids and binning are the official ``MetadataTransform`` table (ids are fixed so adding fields never shifts them).
 FIELDS = (
@@ -58,3 +58,18 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the chunk codec."""
     register(SerializerSpec(modality="metadata_image", factory="fourm_metadata_image.plugin:build_serializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Luma/HSV statistics, colourfulness and original size."""
+    register(
+        LabelerSpec(
+            modality="metadata_image",
+            name="statistics",
+            factory="fourm_metadata_image.labelers:image_metadata_labeler",
+            default=True,
+            requires=("modality:rgb",),
+            description="Luma/HSV statistics, colourfulness and original size.",
+        )
+    )

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
 
 from fourm_core.serialization import GroupSerializer, KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
+from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 FIELDS = (
     KeyValueField("caption_n_chars", 2, description="characters in the caption"),
@@ -54,3 +54,18 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the chunk codec."""
     register(SerializerSpec(modality="metadata_semantic", factory="fourm_metadata_semantic.plugin:build_serializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Counts and class-set shares from the other modalities."""
+    register(
+        LabelerSpec(
+            modality="metadata_semantic",
+            name="counts",
+            factory="fourm_metadata_semantic.labelers:semantic_metadata_labeler",
+            default=True,
+            requires=(),
+            description="Counts and class-set shares from the other modalities.",
+        )
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
 
 SPEC = ModalitySpec(
     name="sam_edge",
@@ -36,3 +36,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the sam_edge modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Boundaries of the stored instance map."""
+    register(
+        LabelerSpec(
+            modality="sam_edge",
+            name="instance_edges",
+            factory="fourm_sam_edge.labelers:edges_labeler",
+            default=True,
+            requires=("modality:sam_instance",),
+            description="Boundaries of the stored instance map.",
+        )
+    )

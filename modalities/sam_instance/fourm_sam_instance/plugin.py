@@ -4,7 +4,7 @@ and 16 mask-codebook tokens (``point v0=y v1=x polygon v0=.. v1=.. v2=.. v3=.. <
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
 
 KEYWORDS = ("point", "polygon", "none")
 
@@ -16,6 +16,7 @@ SPEC = ModalitySpec(
     vocabulary="text",
     masking="span",
     presets={"paper": PresetLayout(max_tokens=290), "tiny": PresetLayout(max_tokens=128)},
+    uses=("rgb",),
     vocab_words=KEYWORDS,
     tokenizer=TokenizerConfig(
         family="mask_vqvae",
@@ -43,3 +44,27 @@ def fourm_register_modalities(register):
 def fourm_register_serializers(register):
     """Register the point-query codec."""
     register(SerializerSpec(modality="sam_instance", factory="fourm_sam_instance.serializer:SamInstanceSerializer"))
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Exact instances from the source (default), classical segments for photos."""
+    register(
+        LabelerSpec(
+            modality="sam_instance",
+            name="source",
+            factory="fourm_sam_instance.labelers:source_labeler",
+            default=True,
+            requires=("source:instances",),
+            description="The source's instance map (exact for the synthetic world).",
+        )
+    )
+    register(
+        LabelerSpec(
+            modality="sam_instance",
+            name="felzenszwalb",
+            factory="fourm_sam_instance.labelers:felzenszwalb_labeler",
+            requires=("modality:rgb", "package:skimage"),
+            description="Graph-based colour segments (scikit-image), a classical stand-in for SAM.",
+        )
+    )

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
-from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
+from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
 ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"point": 6712, "polygon": 14445, "none": 18109}

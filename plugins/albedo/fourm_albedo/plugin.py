@@ -7,7 +7,7 @@ ground truth; it reuses the generic ViT VQ-VAE tokenizer family like depth or no
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
 
 SPEC = ModalitySpec(
     name="albedo",
@@ -32,3 +32,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the albedo modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Exact albedo from the synthetic world."""
+    register(
+        LabelerSpec(
+            modality="albedo",
+            name="source",
+            factory="fourm_albedo.labelers:source_labeler",
+            default=True,
+            requires=("source:albedo",),
+            description="Exact reflectance rendered by the source.",
+        )
+    )
