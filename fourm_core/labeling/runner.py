@@ -23,11 +23,10 @@ from typing import Any
 from fourm_core.labeling.api import LabelContext, LabelError, SampleView, config_hash, label_many
 from fourm_core.registry import Registry, resolve_ref
 from fourm_core.spec import LabelerSpec, ModalitySpec
+from fourm_core.storage.source_writer import SOURCE_PART
 from fourm_core.storage.store import DONE, AlignedStore
 
 __all__ = ["ModalityPlan", "label_store", "plan_labeling", "raw_part"]
-
-SOURCE_PART = "source"
 
 
 def raw_part(name: str) -> str:
