@@ -54,3 +54,87 @@ def registry_with(*extra: EntryPoint, disabled: set[str] | None = None, strict: 
     """The installed plugins plus ``extra`` distributions (the example plugin blocked unless ``disabled`` says)."""
     blocked = disabled if disabled is not None else {EXAMPLE_PLUGIN}
     return Registry([*installed_entry_points(), *extra], disabled=blocked, strict=strict)
+
+
+class BlobSource:
+    """A tiny deterministic source (coloured rectangles on a ground) with the synthetic world's field names, so
+    store, labeling and resume tests need no renderer. Picklable: worker processes rebuild records from the index."""
+
+    name = "blobs"
+
+    def __init__(self, n: int, size: int = 32) -> None:
+        self.n, self.size = n, size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def arrays(self):
+        from fourm_core.spec import ArraySpec
+
+        return (
+            ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3)),
+            ArraySpec(name="depth", dtype="float32", shape=("H", "W")),
+            ArraySpec(name="normal", dtype="float16", shape=("H", "W", 3)),
+            ArraySpec(name="semantic", dtype="int16", shape=("H", "W")),
+            ArraySpec(name="instances", dtype="int32", shape=("H", "W")),
+            ArraySpec(name="boxes", dtype="json", ragged=True),
+            ArraySpec(name="humans", dtype="json", ragged=True),
+            ArraySpec(name="caption", dtype="text", ragged=True),
+            ArraySpec(name="original_size", dtype="int32", shape=(2,)),
+        )
+
+    def record(self, index: int) -> dict:
+        import numpy as np
+
+        if index == 7:
+            raise ValueError(f"sample {index}: corrupt on purpose")
+        rng = np.random.default_rng(index)
+        s = self.size
+        rgb = np.zeros((s, s, 3), np.uint8)
+        rgb[s // 2 :] = (40, 140, 40)  # grass
+        rgb[: s // 2] = (120, 170, 230)  # sky
+        rows = np.arange(s, dtype=np.float32)[:, None]
+        depth = np.where(rows >= s // 2, 20.0 / np.maximum(rows - s // 2 + 1, 1), 0.0)
+        depth = np.broadcast_to(depth, (s, s)).astype(np.float32).copy()
+        normal = np.zeros((s, s, 3), np.float16)
+        normal[s // 2 :, :, 1] = -1
+        semantic = np.where(np.arange(s)[:, None] >= s // 2, 126, 120).astype(np.int16) * np.ones((1, s), np.int16)
+        instances = np.zeros((s, s), np.int32)
+        boxes = []
+        for k in range(1 + index % 3):
+            x0, y0 = rng.integers(0, s - 8, 2)
+            w, h = rng.integers(3, 8, 2)
+            colour = rng.integers(0, 255, 3)
+            rgb[y0 : y0 + h, x0 : x0 + w] = colour
+            depth[y0 : y0 + h, x0 : x0 + w] = 3.0 + k
+            normal[y0 : y0 + h, x0 : x0 + w] = (0, 0, -1)
+            semantic[y0 : y0 + h, x0 : x0 + w] = 42  # cup (panoptic 41) + 1
+            instances[y0 : y0 + h, x0 : x0 + w] = k + 1
+        for k in range(1, instances.max() + 1):
+            ys, xs = np.nonzero(instances == k)
+            if len(xs):
+                boxes.append(
+                    {
+                        "xmin": xs.min() / s,
+                        "ymin": ys.min() / s,
+                        "xmax": (xs.max() + 1) / s,
+                        "ymax": (ys.max() + 1) / s,
+                        "label": "cup",
+                        "score": 1.0,
+                        "instance": k,
+                    }
+                )
+        return {
+            "rgb": rgb,
+            "depth": depth,
+            "normal": normal,
+            "semantic": semantic,
+            "instances": instances,
+            "boxes": boxes,
+            "humans": [],
+            "caption": f"{len(boxes)} cups on the grass.",
+            "original_size": np.array([s, s], np.int32),
+        }
+
+    def describe(self) -> dict:
+        return {"n": self.n, "size": self.size}

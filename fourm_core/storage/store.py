@@ -360,7 +360,10 @@ class AlignedStore:
                     continue
                 offsets = np.asarray(group[f"{key}.offsets"][:])
                 data = np.asarray(group[f"{key}.values"][:])
-                columns[name] = [_decode(layout, data[offsets[i] : offsets[i + 1]]) for i in range(len(r))]
+                columns[name] = [
+                    _decode(layout, data[offsets[i] : offsets[i + 1]]) if state[i] == DONE else None
+                    for i in range(len(r))
+                ]
             else:
                 slab = np.asarray(group[name][r.start : r.stop])
                 columns[name] = list(slab)
