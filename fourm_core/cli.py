@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
+from fourm_core.cli_data import add_data_commands
 from fourm_core.registry import Modality, Registry
 from fourm_core.spec import PRESETS
 
@@ -261,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plugin", nargs="?", help="entry point, distribution or modality name")
     p.add_argument("--all", action="store_true", help="every loaded modality")
     p.set_defaults(func=cmd_validate)
+
+    add_data_commands(sub, console)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")

@@ -1,0 +1,203 @@
+"""``fourm data ...``: make stores from sources, label them, inspect and verify them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fourm_core.spec import PRESETS
+
+DEFAULT_IMAGE_SIZE = {"tiny": 64, "paper": 224}
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _manifest(preset: str) -> Any:
+    from fourm_core.registry import Registry
+    from fourm_core.vocab import build_manifest
+
+    return build_manifest(Registry(), preset)
+
+
+def _write(console: Console, args: argparse.Namespace, adapter: Any, image_size: int) -> int:
+    from fourm_core.storage.source_writer import create_source_store, write_source
+
+    store = create_source_store(args.out, adapter, image_size, args.preset, args.block_size, _manifest(args.preset))
+    with _progress(console) as progress:
+        task = progress.add_task(f"{adapter.name} -> {args.out}", total=len(store.todo_blocks("source")))
+        report = write_source(store, adapter, args.workers, lambda n, total: progress.update(task, completed=n))
+    console.print(
+        f"wrote {report.written} samples ({report.failed} failed) in {report.seconds:.1f}s "
+        f"({report.samples_per_s:.1f} samples/s)"
+    )
+    for index, message in sorted(report.errors.items())[:20]:
+        console.print(f"  [red]sample {index}[/red]: {escape(message)}", highlight=False)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace, console: Console) -> int:
+    """Render the synthetic world into a new (or resumed) store."""
+    from fourm_core.sources.adapters import SyntheticSource
+
+    size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
+    return _write(console, args, SyntheticSource(args.n, size, args.seed), size)
+
+
+def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
+    """Load a folder of photos into a new (or resumed) store; bad files are reported and skipped."""
+    from fourm_core.sources.adapters import PhotoSource
+
+    size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
+    return _write(console, args, PhotoSource(args.folder, size, args.crop), size)
+
+
+def cmd_label(args: argparse.Namespace, console: Console) -> int:
+    """Run the labelers in dependency order, resuming where a previous run stopped."""
+    from fourm_core.labeling.runner import ModalityPlan, label_store
+    from fourm_core.storage.store import AlignedStore
+
+    choices = dict(item.split("=", 1) for item in args.labeler)
+    AlignedStore.open(args.store, expected_manifest=_manifest(AlignedStore.open(args.store).preset))
+    with _progress(console) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_plan(plan: ModalityPlan) -> None:
+            if plan.labeler is None:
+                console.print(f"[yellow]skip[/yellow] {plan.name}: {escape(plan.skip_reason or '')}", highlight=False)
+            else:
+                weights = plan.provenance.get("weights")
+                note = f" [{escape(str(weights))}]" if weights else ""
+                tasks[plan.name] = progress.add_task(f"{plan.name} ({plan.labeler}){note}", total=plan.blocks_todo)
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            progress.update(tasks[name], completed=done)
+
+        plans = label_store(
+            args.store,
+            choices=choices,
+            only=args.only or None,
+            workers=args.workers,
+            on_plan=on_plan,
+            on_progress=on_progress,
+        )
+    table = Table(title="labeling")
+    for col in ("modality", "labeler", "done", "failed", "samples/s", "note"):
+        table.add_column(col)
+    for p in plans:
+        table.add_row(
+            p.name,
+            p.labeler or "-",
+            str(p.done),
+            str(p.failed),
+            f"{p.samples_per_s:.0f}" if p.seconds else "-",
+            escape(p.skip_reason or ""),
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, console: Console) -> int:
+    """Sizes, completeness and provenance per part (``--json``: one record per modality)."""
+    from fourm_core.storage.store import AlignedStore
+
+    info = AlignedStore.open(args.store, mode="r").info()
+    if args.json:
+        records = []
+        for part, p in info["parts"].items():
+            name, _, form = part.partition("/")
+            records.append(
+                {
+                    "modality": name,
+                    "form": form or "source",
+                    "complete": p["complete"],
+                    "completeness": p["done"] / info["n_samples"],
+                    "done": p["done"],
+                    "failed": p["failed"],
+                    "todo": p["todo"],
+                    "bytes": p["bytes"],
+                    "provenance": p["provenance"],
+                }
+            )
+        print(json.dumps({"store": {k: v for k, v in info.items() if k != "parts"}, "modalities": records}, indent=2))
+        return 0
+    title = f"{info['path']}: {info['n_samples']} samples, {info['image_size']} px, preset {info['preset']}"
+    table = Table(title=title)
+    for col in ("part", "done", "failed", "to do", "MB", "provenance"):
+        table.add_column(col, overflow="fold")
+    for part, p in info["parts"].items():
+        prov = ", ".join(
+            f"{k}={v}" for k, v in p["provenance"].items() if k in ("labeler", "weights", "method", "source", "teacher")
+        )
+        table.add_row(part, str(p["done"]), str(p["failed"]), str(p["todo"]), f"{p['bytes'] / 2**20:.1f}", escape(prov))
+    console.print(table)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    """Check every written sample against its layout; exit 1 when there are problems."""
+    from fourm_core.storage.store import AlignedStore
+
+    problems = AlignedStore.open(args.store, mode="r").verify()
+    for problem in problems:
+        console.print(f"[red]problem[/red] {escape(problem)}", highlight=False)
+    console.print(f"{len(problems)} problems" if problems else "store verified: no problems")
+    return 1 if problems else 0
+
+
+def add_data_commands(sub: Any, console: Console) -> None:
+    """Register ``fourm data`` and its subcommands on the main parser (handlers take ``args`` only)."""
+    data = sub.add_parser("data", help="stores: make, label, inspect").add_subparsers(
+        dest="data_command", required=True
+    )
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", required=True, help="store path (a new folder, or an existing one to resume)")
+        p.add_argument("--preset", choices=PRESETS, default="tiny")
+        p.add_argument("--image-size", type=int, default=None, help="default: 64 (tiny) or 224 (paper)")
+        p.add_argument("--block-size", type=int, default=64, help="samples per block (the unit of work)")
+        p.add_argument("--workers", type=int, default=1)
+
+    p = data.add_parser("synth", help="render the synthetic world into a store")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=partial(cmd_synth, console=console))
+
+    p = data.add_parser("ingest", help="load a folder of photos into a store")
+    p.add_argument("folder")
+    p.add_argument("--crop", choices=("center", "pad"), default="center")
+    common(p)
+    p.set_defaults(func=partial(cmd_ingest, console=console))
+
+    p = data.add_parser("label", help="pseudo-label every modality (resumable)")
+    p.add_argument("store")
+    p.add_argument("--only", nargs="*", default=[], help="modalities to label (default: all)")
+    p.add_argument("--labeler", action="append", default=[], metavar="MODALITY=NAME", help="pick a labeler")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=partial(cmd_label, console=console))
+
+    p = data.add_parser("info", help="sizes, completeness and provenance")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=partial(cmd_info, console=console))
+
+    p = data.add_parser("verify", help="check arrays against their schema")
+    p.add_argument("store")
+    p.set_defaults(func=partial(cmd_verify, console=console))
