@@ -1,96 +1,186 @@
 """``fourm demo``: the most complete real job the project can run on the embedded default.
 
-Today that is the plugin pipeline end to end without training: discover every installed plugin, run the conformance
-suite on each modality, train the shared WordPiece vocabulary, write the vocabulary manifests of both presets, and
-write one serialized example per sequence modality with its token ids, so a new user sees the exact strings and ids the
-model will be trained on. Later stages (synthetic world, labeling, tokenizers, training, generation) extend this job.
+Today: discover the plugins and run the conformance suite on each modality; render the synthetic world into a store;
+pseudo-label every modality that has a labeler; train the shared WordPiece vocabulary on the store's captions and
+write the vocabulary manifests; serialize one labelled sample of every sequence modality in the official format with
+its token ids; and draw a picture of a few scenes' modalities. Stages reuse what a previous run wrote (the store
+resumes). Tokenizers, training and generation join this job as they land.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
 from fourm_core.registry import Registry
+from fourm_core.serialization import SerializationError
 from fourm_core.spec import PRESETS
 
+DEMO_SAMPLES = 256
+DEMO_SIZE = 64
 
-def run_demo(out: Path, console: Console) -> int:
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return f"<array {value.dtype} {list(value.shape)}>"
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _sequence_examples(registry: Registry, store: Any, text: Any, index: int) -> list[str]:
+    """The labelled sample ``index`` of every sequence modality, as the official string and its ids."""
+    lines = [
+        "# Serialized sequences of one synthetic scene",
+        "",
+        f"Sample {index} of the demo store: each sequence modality's stored value, its official-format string "
+        "and its ids in the demo vocabulary.",
+        "",
+    ]
+    for key, members in registry.model_keys(store.preset).items():
+        if not all(registry.serializer_spec(m.name) for m in members):
+            continue
+        values = {}
+        for m in members:
+            part = f"{m.name}/raw"
+            if part in store.parts() and store.state(part)[index] == 1:
+                values[m.name] = store.read(part, index)
+        if not values:
+            continue
+        serializer = registry.key_serializer(key, store.preset)
+        if len(members) > 1:
+            value = {name: next(iter(v.values())) for name, v in values.items()}
+        else:
+            (raw,) = values.values()
+            if len(raw) > 1:
+                lines += [
+                    f"## `{key}`",
+                    "",
+                    f"- stored as arrays {sorted(raw)}; its tokenizer assembles the sequence (not trained yet)",
+                    "",
+                ]
+                continue
+            value = next(iter(raw.values()))
+            if hasattr(serializer, "choose"):  # stores keep several variants (palettes of 1..7 colours): draw one
+                import random
+
+                value = serializer.choose(value, random.Random(index))
+        try:
+            serialized = serializer.serialize(value)
+        except SerializationError as exc:  # e.g. pose tokens come from a tokenizer that is not trained yet
+            lines += [f"## `{key}`", "", f"- not serializable yet: {exc}", ""]
+            continue
+        ids = text.encode(serialized)
+        lines += [
+            f"## `{key}` ({', '.join(values)})",
+            "",
+            f"- stored: `{json.dumps(_jsonable(value))[:300]}`",
+            f"- string: `{serialized}`",
+            f"- {len(ids)} ids: `{ids[:48]}{' ...' if len(ids) > 48 else ''}`",
+            "",
+        ]
+    return lines
+
+
+def _texts(registry: Registry, store: Any) -> list[str]:
+    """Every stored free-text array of every labelled modality (the caption corpus of this store)."""
+    texts = []
+    for m in registry.modalities():
+        names = [a.name for a in m.spec.storage if a.dtype == "text"]
+        part = f"{m.name}/raw"
+        if names and part in store.parts():
+            for block in range(store.n_blocks):
+                texts += [row[n] for row in store.read_block(part, block) if row for n in names]
+    return texts
+
+
+def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: int = 1) -> int:
     """Run the demo into ``out``; returns a process exit code (non-zero when a plugin fails conformance)."""
-    from fourm_core.testing.checks import example_corpus, run_checks
+    from fourm_core.labeling.runner import label_store
+    from fourm_core.sources.adapters import SyntheticSource
+    from fourm_core.sources.synthetic import SyntheticWorld, WorldConfig
+    from fourm_core.sources.synthetic.preview import scene_grid_png
+    from fourm_core.storage.source_writer import create_source_store, write_source
+    from fourm_core.storage.store import AlignedStore
+    from fourm_core.testing.checks import run_checks
     from fourm_core.vocab import build_manifest, build_text_vocabulary
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
+    def stage(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 2)
+
     t0 = time.perf_counter()
     registry = Registry()
-    timings["discover plugins"] = time.perf_counter() - t0
-    keys = registry.model_keys("paper")
+    results = run_checks(registry, registry.names())
+    failures = [r for r in results if not r.ok]
+    (out / "conformance.json").write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
+    stage("plugins and conformance", t0)
     console.print(
-        f"[bold]1/4[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
-        f"{len(keys)} model keys, {len(registry.problems)} problems"
+        f"[bold]1/5[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
+        f"{len(registry.model_keys())} model keys; conformance {len(results) - len(failures)}/"
+        f"{len(results)} checks pass"
     )
     for problem in registry.problems:
         console.print(f"  [red]problem[/red] {escape(str(problem))}", highlight=False)
-
-    t0 = time.perf_counter()
-    results = run_checks(registry, registry.names())
-    timings["conformance"] = time.perf_counter() - t0
-    failures = [r for r in results if not r.ok]
-    (out / "conformance.json").write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
-    console.print(f"[bold]2/4[/bold] conformance: {len(results) - len(failures)}/{len(results)} checks pass")
     for r in failures:
         console.print(f"  [red]{r.modality}/{r.check}[/red] {escape(r.message)}", highlight=False)
 
     t0 = time.perf_counter()
-    corpus = example_corpus(registry, per_modality=500)
+    adapter = SyntheticSource(samples, DEMO_SIZE, seed=0)
+    store = create_source_store(out / "world.zarr", adapter, DEMO_SIZE, "tiny", 64)
+    report = write_source(store, adapter, workers)
+    stage("render synthetic world", t0)
+    console.print(
+        f"[bold]2/5[/bold] synthetic world: {samples} scenes at {DEMO_SIZE} px in {out / 'world.zarr'} "
+        f"({report.written} new, {report.samples_per_s:.0f} scenes/s)"
+    )
+
+    t0 = time.perf_counter()
+    plans = label_store(store.path, registry=registry, workers=workers)
+    store = AlignedStore.open(store.path)  # re-read the parts the labeler declared
+    stage("pseudo-labeling", t0)
+    labelled = [p for p in plans if p.labeler]
+    console.print(
+        f"[bold]3/5[/bold] labelled {len(labelled)} modalities: "
+        + ", ".join(f"{p.name} ({p.labeler})" for p in labelled)
+    )
+    for p in plans:
+        if p.labeler is None:
+            console.print(f"  skipped {p.name}: {escape(p.skip_reason or '')}", highlight=False)
+
+    t0 = time.perf_counter()
+    captions = _texts(registry, store)
     words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
-    text = build_text_vocabulary(corpus, words)
+    text = build_text_vocabulary(captions, words)
     text.save(out / "vocab" / "text_tokenizer.json")
     for preset in PRESETS:
         build_manifest(registry, preset, text).save(out / "vocab" / f"manifest.{preset}.json")
-    timings["vocabulary"] = time.perf_counter() - t0
+    store.set_manifest(build_manifest(registry, "tiny", text))
+    stage("vocabulary", t0)
     console.print(
-        f"[bold]3/4[/bold] vocabulary: {text.size} ids from {len(corpus)} documents, "
+        f"[bold]4/5[/bold] vocabulary: {text.size} ids from {len(captions)} stored texts and "
         f"{len(words)} plugin words; manifests in {out / 'vocab'}"
     )
 
     t0 = time.perf_counter()
-    lines = [
-        "# Serialized examples",
-        "",
-        "One random example per sequence modality: the value, the official-format "
-        "string, and its ids in the demo vocabulary.",
-        "",
-    ]
-    rng = random.Random(0)
-    for key, members in registry.model_keys("paper").items():
-        if not all(registry.serializer_spec(m.name) for m in members):
-            continue
-        ser = registry.key_serializer(key)
-        value = ser.example(rng)
-        serialized = ser.serialize(value, rng)
-        ids = text.encode(serialized)
-        shown = json.dumps(value, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o))
-        names = ", ".join(m.name for m in members)
-        lines += [
-            f"## `{key}` ({names})",
-            "",
-            f"- value: `{shown[:400]}`",
-            f"- string: `{serialized}`",
-            f"- {len(ids)} ids: `{ids[:64]}{' ...' if len(ids) > 64 else ''}`",
-            "",
-        ]
-    (out / "examples.md").write_text("\n".join(lines))
-    timings["examples"] = time.perf_counter() - t0
-    console.print(f"[bold]4/4[/bold] serialized examples in {out / 'examples.md'}")
+    (out / "sequences.md").write_text("\n".join(_sequence_examples(registry, store, text, 0)))
+    world = SyntheticWorld(WorldConfig(image_size=128), seed=0)
+    scene_grid_png([world[i] for i in range(4)], out / "scenes.png")
+    info = store.info()
+    (out / "store_info.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    stage("examples and pictures", t0)
+    console.print(f"[bold]5/5[/bold] {out / 'sequences.md'}, {out / 'scenes.png'}, {out / 'store_info.json'}")
 
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
-    console.print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return 1 if failures or registry.problems else 0
