@@ -55,12 +55,21 @@ def bench_pipeline(n: int, size: int, workers: int) -> dict[str, object]:
         for block in range(store.n_blocks):
             store.read_block("depth/raw", block)
         reads = n / (time.perf_counter() - start)
+        from fourm_core.data.loader import BlockShuffleSampler, StoreDataset
+
+        names = [p.name for p in plans if p.labeler]
+        dataset = StoreDataset(path, names)
+        start = time.perf_counter()
+        for i in BlockShuffleSampler(len(dataset), store.block_size, seed=0):
+            dataset[i]
+        loader_rate = n / (time.perf_counter() - start)
         size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
     return {
         "source_write_samples_per_s": round(report.samples_per_s, 1),
         "label_samples_per_s": labels,
         "skipped": skipped,
         "depth_block_read_samples_per_s": round(reads, 1),
+        "loader_all_labelled_samples_per_s": round(loader_rate, 1),
         "store_mb": round(size_mb, 1),
     }
 

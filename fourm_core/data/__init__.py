@@ -1,0 +1,1 @@
+"""Training-time data access: datasets over stores, mixtures, samplers (imports torch)."""

@@ -1,0 +1,175 @@
+"""From stores to per-sample modality dicts for training: map-style datasets, mixtures and a text corpus.
+
+A sample is ``{modality: {array: value}}`` with every requested modality present; a modality a dataset does not have
+(a photo store has no depth, a text corpus has only captions) or that failed for that sample is an *empty* entry,
+``{}``, which masking later turns into "no tokens from here" — the official mixture's ``make_empty_mod_dict`` idea
+without fixed-size dummies.
+
+Reads go block by block: a store is written in blocks of ``block_size`` samples, so reading a whole block once and
+serving its samples from a small cache turns random access within a shuffled window into a few large reads.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from fourm_core.storage.store import AlignedStore
+
+__all__ = ["BlockShuffleSampler", "MixtureDataset", "StoreDataset", "TextCorpusDataset"]
+
+Sample = dict[str, dict[str, Any]]
+
+
+class StoreDataset(Dataset):
+    """The samples of one store, restricted to ``modalities`` (raw part by default, or ``form="tokens"``).
+
+    Worker processes each open their own handle (the store object is rebuilt lazily after pickling).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        modalities: Sequence[str],
+        form: str = "raw",
+        cache_blocks: int = 8,
+        source_fields: Sequence[str] = (),
+    ) -> None:
+        self.path = str(path)
+        self.modalities = list(modalities)
+        self.form = form
+        self.cache_blocks = cache_blocks
+        self.source_fields = list(source_fields)
+        store = AlignedStore.open(self.path, mode="r")
+        self.n = store.n_samples
+        self.block_size = store.block_size
+        parts = set(store.parts())
+        self.present = [m for m in self.modalities if f"{m}/{form}" in parts]
+        self._store: AlignedStore | None = None
+        self._cache: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_store"], state["_cache"] = None, OrderedDict()
+        return state
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _block(self, part: str, block: int) -> list[Any]:
+        key = (part, block)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if self._store is None:
+            self._store = AlignedStore.open(self.path, mode="r")
+        rows = self._store.read_block(part, block)
+        self._cache[key] = rows
+        if len(self._cache) > self.cache_blocks * max(1, len(self.present) + 1):
+            self._cache.popitem(last=False)
+        return rows
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < self.n:
+            raise IndexError(f"sample {index} outside 0..{self.n - 1} of {self.path}")
+        block, offset = divmod(index, self.block_size)
+        sample: Sample = {m: {} for m in self.modalities}
+        for m in self.present:
+            row = self._block(f"{m}/{self.form}", block)[offset]
+            if row is not None:
+                sample[m] = row
+        if self.source_fields:
+            row = self._block("source", block)[offset] or {}
+            sample["source"] = {f: row[f] for f in self.source_fields if f in row}
+        return sample
+
+
+class TextCorpusDataset(Dataset):
+    """Text-only samples (language co-training): each document becomes ``{text_modality: {"text": doc}}``."""
+
+    def __init__(self, documents: Iterable[str], text_modality: str, modalities: Sequence[str] = ()) -> None:
+        self.documents = [d for d in documents if d.strip()]
+        self.text_modality = text_modality
+        self.modalities = list(dict.fromkeys([*modalities, text_modality]))
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample: Sample = {m: {} for m in self.modalities}
+        sample[self.text_modality] = {"text": self.documents[index]}
+        return sample
+
+
+class MixtureDataset(Dataset):
+    """Several datasets drawn with weights, as in 4M-21's co-training (e.g. 0.6 / 0.2 / 0.2).
+
+    Index ``i`` deterministically maps to (dataset, sample) through a seeded draw, so the mixture is a map-style
+    dataset that shuffles, shards and resumes like any other; every sample carries the union of modalities (empty
+    where a dataset has none) and ``"dataset"``, the index of the dataset it came from.
+    """
+
+    def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], length: int, seed: int = 0) -> None:
+        if len(datasets) != len(weights) or not datasets:
+            raise ValueError("give one weight per dataset")
+        w = np.asarray(weights, np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be non-negative and not all zero, got {list(weights)}")
+        self.datasets = list(datasets)
+        self.weights = w / w.sum()
+        self.length = length
+        self.seed = seed
+        self.cumulative = np.cumsum(self.weights)
+        self.modalities = list(dict.fromkeys(m for d in self.datasets for m in getattr(d, "modalities", [])))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(dataset, sample index) of mixture item ``index``."""
+        rng = np.random.default_rng([self.seed, index])
+        which = int(bisect.bisect_right(self.cumulative.tolist(), rng.random()))
+        which = min(which, len(self.datasets) - 1)
+        return which, int(rng.integers(len(self.datasets[which])))
+
+    def __getitem__(self, index: int) -> Sample:
+        which, inner = self.locate(index)
+        sample = self.datasets[which][inner]
+        out: Sample = {m: {} for m in self.modalities}
+        out.update(sample)
+        out["dataset"] = {"index": which}
+        return out
+
+
+class BlockShuffleSampler(Sampler[int]):
+    """Shuffles blocks, then samples inside a window of ``window_blocks`` blocks: near-random order with reads that
+    stay within a few cached blocks (what makes random access fast on a block store)."""
+
+    def __init__(self, n: int, block_size: int, window_blocks: int = 4, seed: int = 0) -> None:
+        self.n, self.block_size, self.window_blocks, self.seed = n, block_size, window_blocks, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """A new order per epoch, reproducible."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+        blocks = torch.randperm(-(-self.n // self.block_size), generator=g).tolist()
+        for w in range(0, len(blocks), self.window_blocks):
+            indices = [
+                i
+                for b in blocks[w : w + self.window_blocks]
+                for i in range(b * self.block_size, min((b + 1) * self.block_size, self.n))
+            ]
+            yield from (indices[k] for k in torch.randperm(len(indices), generator=g).tolist())
