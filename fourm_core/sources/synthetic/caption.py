@@ -1,6 +1,8 @@
-"""Captions from the scene graph: counts, colours, spatial relations computed from the visible objects, and place.
+"""Captions from the scene graph: counts, colours, spatial relations and the place, in varied templates.
 
-Only visible things are mentioned; relations come from their image-space boxes and depths, so they are true.
+Everything said is true of the rendered image: only visible things are mentioned (those with a box), counts are the
+numbers of visible instances, colours are the palette names the renderer used, and relations come from the things'
+camera-frame positions (left/right from x, in front/behind from depth, "on" from the support graph).
 """
 
 from __future__ import annotations
@@ -10,82 +12,142 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.sources.synthetic.classes import PLACE_WORDS
+__all__ = ["NUMBERS", "describe", "plural"]
 
-NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
-PLURALS = {
-    "person": "people",
-    "bench": "benches",
-    "sports ball": "balls",
-    "potted plant": "potted plants",
-    "dining table": "dining tables",
-    "teddy bear": "teddy bears",
-    "tv": "tvs",
-    "cake": "cakes",
+NUMBERS = {
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
+    10: "ten",
+    11: "eleven",
+    12: "twelve",
 }
-PLACES = {
-    "street": "on a street",
-    "room": "in a room",
-    "park": "in a park",
-    "beach": "on a beach",
-    "snowfield": "in the snow",
+_PLURALS = {"person": "people", "bench": "benches", "skis": "pairs of skis"}
+_SINGULAR = {"skis": "pair of skis"}
+#: Classes whose colour goes unsaid (it is in the name, or fixed by the recipe).
+_NO_COLOUR = {"person", "orange", "apple", "tv", "refrigerator"}
+SCENE_NOUNS = {
+    "street": "street",
+    "room": "room",
+    "park": "park",
+    "beach": "beach",
+    "snowfield": "snowy field",
+    "playground": "playing field",
+}
+POSE_PHRASES = {
+    "walking": "is walking",
+    "waving": "is waving",
+    "arms_raised": "has both arms raised",
+    "sitting_ground": "is sitting on the ground",
+    "standing": "is standing",
 }
 
 
-def noun(label: str, count: int) -> str:
-    """``"two red cups"`` style noun phrase without the colour."""
-    if count == 1:
-        return label
-    return PLURALS.get(label, label + "s")
+def plural(label: str) -> str:
+    """Plural of a class name as captions write it."""
+    return _PLURALS.get(label, label + ("es" if label.endswith(("s", "sh", "ch")) else "s"))
 
 
-def article(phrase: str) -> str:
-    """``"an orange bench"``, ``"a red cup"``."""
+def _singular(label: str) -> str:
+    return _SINGULAR.get(label, label)
+
+
+def _article(phrase: str) -> str:
     return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
 
 
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _group_phrase(label: str, things: list[dict[str, Any]]) -> str:
+    """ "a red car", "two people", "three blue chairs" (a colour only when every member shares it)."""
+    n = len(things)
+    colours = {t["colour"] for t in things}
+    colour = f"{next(iter(colours))} " if len(colours) == 1 and label not in _NO_COLOUR else ""
+    if n == 1:
+        return _article(colour + _singular(label))
+    return f"{NUMBERS.get(n, 'many')} {colour}{plural(label)}"
+
+
+def _name(thing: dict[str, Any]) -> str:
+    """ "the red car", "the person in blue" — a definite description for relation sentences."""
+    if thing["label"] == "person":
+        return f"the person in {thing['colour']}"
+    colour = "" if thing["label"] in _NO_COLOUR else f"{thing['colour']} "
+    return f"the {colour}{_singular(thing['label'])}"
+
+
 def relation(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """Where ``a`` is relative to ``b``: left of / right of from image boxes, in front of / behind from depth."""
-    ax, bx = (a["box"][0] + a["box"][2]) / 2, (b["box"][0] + b["box"][2]) / 2
-    az, bz = a["position"][2], b["position"][2]
-    if abs(az - bz) > 2.5:
-        return "in front of" if az < bz else "behind"
-    if abs(ax - bx) > 0.12:
-        return "left of" if ax < bx else "right of"
-    return "next to"
+    """Where ``a`` is relative to ``b``, from camera-frame positions (x right, z forward) and the support graph."""
+    if a.get("on") == b["instance"]:
+        return "sitting on" if a["label"] == "person" else "on"
+    if b.get("on") == a["instance"]:
+        return "under"
+    ax, _, az = a["position_camera"]
+    bx, _, bz = b["position_camera"]
+    dx, dz = ax - bx, az - bz
+    if np.hypot(dx, dz) < 1.6:
+        return "next to"
+    if abs(dz) > 1.5 * abs(dx):
+        return "in front of" if dz < 0 else "behind"
+    return "to the left of" if dx < 0 else "to the right of"
 
 
-def describe(graph: list[dict[str, Any]], ground: str, scene_type: str, rng: np.random.Generator) -> str:
-    """One to three sentences about the visible scene graph."""
-    place = PLACE_WORDS.get(ground, PLACES[scene_type])
-    if not graph:
-        return f"an empty scene {place}."
-    counts = Counter(o["label"] for o in graph)
-    biggest = sorted(graph, key=lambda o: -o["pixels"])
-    main = biggest[0]
-    same = [o for o in graph if o["label"] == main["label"]]
-    colours = {o["colour"] for o in same}
-    colour = f"{next(iter(colours))} " if len(colours) == 1 and main["label"] != "person" else ""
-    n = len(same)
-    phrase = f"{colour}{noun(main['label'], n)}"
-    head = article(phrase) if n == 1 else f"{NUMBERS.get(n, 'many')} {phrase}"
-    others = [o for o in biggest if o["label"] != main["label"]]
-    sentences = []
-    template = int(rng.integers(0, 3))
-    if others and template > 0:
-        other = others[0]
-        other_phrase = article(f"{other['colour']} {other['label']}") if other["label"] != "person" else "a person"
-        sentences.append(f"{head} {relation(main, other)} {other_phrase} {place}.")
-    else:
-        sentences.append(f"{head} {place}.")
-    named = {main["label"]} | ({others[0]["label"]} if others and template > 0 else set())
-    rest = [label for label in counts if label not in named]
-    if rest and template != 1:
-        listed = ", ".join(
-            article(lab) if counts[lab] == 1 else f"{NUMBERS.get(counts[lab], 'many')} {noun(lab, counts[lab])}"
-            for lab in rest[:3]
+def _verb(rel: str) -> str:
+    return f"is {rel}"
+
+
+def _pair(ranked: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Two things of different classes to relate: one standing or sitting on another if any, else the largest."""
+    by_id = {t["instance"]: t for t in ranked}
+    for t in ranked:
+        if t.get("on") in by_id:
+            return t, by_id[t["on"]]
+    a = ranked[0]
+    b = next((t for t in ranked[1:] if t["label"] != a["label"]), None)
+    return None if b is None else (a, b)
+
+
+def describe(things: list[dict[str, Any]], scene_type: str, place: str, rng: np.random.Generator) -> str:
+    """One to three sentences about the visible scene graph ``things`` (dicts as in ``Scene.objects``)."""
+    noun = SCENE_NOUNS[scene_type]
+    if not things:
+        return str(
+            rng.choice([f"an empty {noun}.", f"a quiet {noun} with nothing in it.", f"a view of an empty {noun}."])
         )
-        sentences.append(f"there {'is' if counts[rest[0]] == 1 else 'are'} also {listed}.")
-    if template == 2 and scene_type in ("street", "park", "beach"):
-        sentences.append("the sky is clear.")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in sorted(things, key=lambda t: -t["pixels"]):
+        groups.setdefault(t["label"], []).append(t)
+    labels = list(groups)[: int(rng.integers(2, 5))]
+    listed = _join([_group_phrase(label, groups[label]) for label in labels])
+    counts = Counter(t["label"] for t in things)
+    verb = "is" if counts[labels[0]] == 1 else "are"
+    template = int(rng.integers(4))
+    if template == 0:
+        first = f"{listed} {place}."
+    elif template == 1:
+        first = f"{_article(noun)} with {listed}."
+    elif template == 2:
+        first = f"{place}, there {verb} {listed}."
+    else:
+        first = f"a photo of {listed} {place}."
+    sentences = [first]
+    ranked = sorted(things, key=lambda t: -t["pixels"])
+    pair = _pair(ranked)
+    if pair is not None and rng.random() < 0.8:
+        a, b = pair
+        sentences.append(f"{_name(a)} {_verb(relation(a, b))} {_name(b)}.")
+    people = [t for t in ranked if t["label"] == "person" and t.get("pose") in POSE_PHRASES]
+    if people and rng.random() < 0.6:
+        p = people[0]
+        sentences.append(f"someone in {p['colour']} {POSE_PHRASES[p['pose']]}.")
     return " ".join(sentences)

@@ -1,73 +1,175 @@
-"""Class vocabulary of the synthetic world: COCO-panoptic contiguous indices (0-based) of what it can render.
+"""Class vocabulary of the synthetic world: the 133 COCO-panoptic classes, in contiguous 0-based order, as data.
 
-Stored semantic maps use ``index + 1`` (0 = unlabelled), the convention of the semseg modality. Only the classes the
-world renders are listed; the full 133-class table belongs to the semseg plugin.
+The semantic maps the world renders store ``index + 1`` (0 = unlabelled), the convention of the semseg modality.
+The full table lives here (not only what the world renders) so a stored value can always be named; the core may not
+import a modality plugin, so this is a copy of the standard COCO order, checked against the semseg plugin by a test.
 """
 
 from __future__ import annotations
 
-THINGS: dict[str, int] = {
-    "person": 0,
-    "car": 2,
-    "bench": 13,
-    "umbrella": 25,
-    "suitcase": 28,
-    "sports ball": 32,
-    "bottle": 39,
-    "cup": 41,
-    "apple": 47,
-    "orange": 49,
-    "donut": 54,
-    "cake": 55,
-    "chair": 56,
-    "potted plant": 58,
-    "dining table": 60,
-    "tv": 62,
-    "book": 73,
-    "vase": 75,
-    "teddy bear": 77,
-}
-STUFF: dict[str, int] = {
-    "floor-wood": 87,
-    "road": 100,
-    "sand": 102,
-    "sea": 103,
-    "snow": 105,
-    "tree-merged": 116,
-    "sky-other-merged": 119,
-    "pavement-merged": 123,
-    "mountain-merged": 124,
-    "grass-merged": 125,
-    "building-other-merged": 129,
-    "wall-other-merged": 131,
-    "rug-merged": 132,
-}
-#: Words used in captions for stuff classes ("on a road", "in a room" ...).
-PLACE_WORDS: dict[str, str] = {
-    "road": "on a road",
-    "pavement-merged": "on a pavement",
-    "grass-merged": "on the grass",
-    "sand": "on a beach",
-    "snow": "in the snow",
-    "floor-wood": "on a wooden floor",
-    "rug-merged": "on a rug",
-}
+#: The 80 COCO thing classes in the standard order (indices 0..79), spelled exactly as COCO spells them.
+THING_CLASSES: tuple[str, ...] = (
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+)
+#: The 53 COCO-panoptic stuff classes (indices 80..132).
+STUFF_CLASSES: tuple[str, ...] = (
+    "banner",
+    "blanket",
+    "bridge",
+    "cardboard",
+    "counter",
+    "curtain",
+    "door-stuff",
+    "floor-wood",
+    "flower",
+    "fruit",
+    "gravel",
+    "house",
+    "light",
+    "mirror-stuff",
+    "net",
+    "pillow",
+    "platform",
+    "playingfield",
+    "railroad",
+    "river",
+    "road",
+    "roof",
+    "sand",
+    "sea",
+    "shelf",
+    "snow",
+    "stairs",
+    "tent",
+    "towel",
+    "wall-brick",
+    "wall-stone",
+    "wall-tile",
+    "wall-wood",
+    "water-other",
+    "window-blind",
+    "window-other",
+    "tree-merged",
+    "fence-merged",
+    "ceiling-merged",
+    "sky-other-merged",
+    "cabinet-merged",
+    "table-merged",
+    "floor-other-merged",
+    "pavement-merged",
+    "mountain-merged",
+    "grass-merged",
+    "dirt-merged",
+    "paper-merged",
+    "food-other-merged",
+    "building-other-merged",
+    "rock-merged",
+    "wall-other-merged",
+    "rug-merged",
+)
+#: All 133 classes; ``PANOPTIC_CLASSES[i]`` is the name of contiguous index ``i``.
+PANOPTIC_CLASSES: tuple[str, ...] = THING_CLASSES + STUFF_CLASSES
+NUM_THINGS = len(THING_CLASSES)
+INDEX: dict[str, int] = {name: i for i, name in enumerate(PANOPTIC_CLASSES)}
 
-COLOURS: dict[str, tuple[float, float, float]] = {
-    "red": (0.80, 0.10, 0.10),
-    "green": (0.15, 0.65, 0.20),
-    "blue": (0.12, 0.25, 0.85),
-    "yellow": (0.95, 0.85, 0.15),
-    "white": (0.92, 0.92, 0.92),
-    "black": (0.06, 0.06, 0.06),
-    "orange": (0.95, 0.50, 0.08),
-    "purple": (0.50, 0.15, 0.65),
-    "grey": (0.50, 0.50, 0.50),
-    "brown": (0.45, 0.28, 0.12),
-    "pink": (0.95, 0.55, 0.70),
-}
+
+def class_index(name: str) -> int:
+    """Contiguous 0-based panoptic index of a class name (``KeyError`` names the bad class)."""
+    try:
+        return INDEX[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a COCO-panoptic class") from None
 
 
 def semantic_value(name: str) -> int:
-    """Stored semantic value (panoptic index + 1) of a thing or stuff class name."""
-    return (THINGS[name] if name in THINGS else STUFF[name]) + 1
+    """The value stored in semantic maps for a class: panoptic index + 1 (0 is unlabelled)."""
+    return class_index(name) + 1
+
+
+def is_thing(value: int) -> bool:
+    """Whether a stored semantic value (index + 1) is one of the 80 thing classes."""
+    return 1 <= value <= NUM_THINGS
+
+
+def class_name(value: int) -> str:
+    """Name of a stored semantic value; 0 is ``"unlabelled"``."""
+    return "unlabelled" if value == 0 else PANOPTIC_CLASSES[value - 1]
