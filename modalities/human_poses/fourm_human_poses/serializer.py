@@ -148,7 +148,7 @@ class HumanPoseSerializer:
                     global_orient=tuple(rng.uniform(-1, 1) for _ in range(9)),
                     pose_tokens=tuple(rng.randrange(1024) for _ in range(self.pose_tokens)),
                     betas=tuple(rng.gauss(0, 1) for _ in range(10)),
-                    camera=(rng.uniform(0.5, 2), rng.uniform(-1, 1), rng.uniform(5, 15)),
+                    camera=(rng.uniform(0.5, 10), rng.uniform(-1, 1), rng.uniform(-1, 1)),  # HMR2 [s, tx, ty]
                 )
             )
         return humans
