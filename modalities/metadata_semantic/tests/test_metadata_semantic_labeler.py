@@ -9,8 +9,11 @@ from fourm_metadata_semantic.labelers import SemanticMetadata, caption_lengths
 
 
 def test_caption_lengths() -> None:
-    assert caption_lengths("Two dogs. A cat!") == {"caption_n_chars": 16, "caption_n_words": 4,
-                                                   "caption_n_sentences": 2}
+    assert caption_lengths("Two dogs. A cat!") == {
+        "caption_n_chars": 16,
+        "caption_n_words": 4,
+        "caption_n_sentences": 2,
+    }
 
 
 def test_counts_and_class_shares_from_present_modalities_only() -> None:
@@ -24,5 +27,10 @@ def test_counts_and_class_shares_from_present_modalities_only() -> None:
     }
     sets = {"walkable": (101,), "countable": (101, 88)}
     values = SemanticMetadata(sets).label(SampleView(0, {}, labels))["values"]
-    assert values == {"n_coco_instances": 3, "coco_instance_diversity": 2, "semantic_diversity": 2,
-                      "walkability": 0.5, "objectness": 0.5}
+    assert values == {
+        "n_coco_instances": 3,
+        "coco_instance_diversity": 2,
+        "semantic_diversity": 2,
+        "walkability": 0.5,
+        "objectness": 0.5,
+    }
