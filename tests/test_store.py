@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fourm_core.spec import ArraySpec
-from fourm_core.storage.store import DONE, FAILED, TODO, AlignedStore, StoreError, StoreMismatchError
+from fourm_core.storage.store import DONE, FAILED, PENDING, AlignedStore, StoreError, StoreMismatchError
 
 ARRAYS = (
     ArraySpec(name="depth", dtype="float32", shape=("H", "W")),
@@ -76,7 +76,7 @@ def test_a_bad_sample_fails_alone_with_a_message(store: AlignedStore) -> None:
 def test_unwritten_blocks_are_todo_and_reported(store: AlignedStore) -> None:
     store.write_block("thing/raw", 1, [sample(i) for i in store.block_range(1)])
     assert store.todo_blocks("thing/raw") == [0, 2]
-    assert (store.state("thing/raw")[:8] == TODO).all()
+    assert (store.state("thing/raw")[:8] == PENDING).all()
     problems = store.verify()
     assert problems == ["thing/raw: 13 samples not written (first: [0, 1, 2, 3, 4])"]
     with pytest.raises(StoreError, match="not written yet"):

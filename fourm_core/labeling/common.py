@@ -9,7 +9,7 @@ import numpy as np
 
 from fourm_core.labeling.api import LabelError, SampleView
 
-__all__ = ["FromModality", "SourceCopy"]
+__all__ = ["CopyArray", "FromModality", "SourceCopy"]
 
 
 class SourceCopy:
@@ -70,3 +70,26 @@ class FromModality:
 def as_float32(value: Any) -> np.ndarray:
     """Source arrays as float32 (what depth/normal storage expects)."""
     return np.asarray(value, dtype=np.float32)
+
+
+class CopyArray(FromModality):
+    """Copies one fixed-width vector another modality stored (a teacher's CLS embedding for a global modality)."""
+
+    def __init__(self, modality: str, array: str, target: str, width: int) -> None:
+        super().__init__(modality, self._copy, f"copy of {modality}.{array}")
+        self.array, self.target, self.width = array, target, width
+
+    def _copy(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        value = arrays.get(self.array)
+        if value is None:
+            raise LabelError(f"{self.modality!r} has no {self.array!r} array for this sample")
+        vector = np.asarray(value, dtype=np.float32)
+        if vector.shape != (self.width,):
+            raise LabelError(f"{self.modality}.{self.array} has shape {vector.shape}, expected ({self.width},)")
+        return {self.target: vector.copy()}
+
+    def dims(self) -> dict[str, int]:
+        return {"C": self.width}
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "array": self.array, "feature_dim": self.width}

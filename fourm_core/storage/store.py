@@ -30,10 +30,10 @@ from zarr.codecs import BloscCodec
 from fourm_core.spec import ArraySpec
 from fourm_core.storage.layout import ArrayLayout, LayoutError, resolve
 
-__all__ = ["AlignedStore", "FAILED", "DONE", "StoreError", "StoreMismatchError", "TODO"]
+__all__ = ["AlignedStore", "FAILED", "DONE", "StoreError", "StoreMismatchError", "PENDING"]
 
 FORMAT = "fourm-aligned-store/1"
-TODO, DONE, FAILED = 0, 1, 2
+PENDING, DONE, FAILED = 0, 1, 2
 #: Target size of one inner chunk of a fixed array: small enough for random access, large enough to compress.
 CHUNK_BYTES = 256 * 1024
 
@@ -207,7 +207,7 @@ class AlignedStore:
         group = self.root.require_group(part)
         b = self.block_size
         group.create_array(
-            "_state", shape=(self.n_samples,), chunks=(b,), dtype="uint8", fill_value=TODO, compressors=None
+            "_state", shape=(self.n_samples,), chunks=(b,), dtype="uint8", fill_value=PENDING, compressors=None
         )
         for name, layout in layouts.items():
             if layout.ragged:
@@ -267,7 +267,7 @@ class AlignedStore:
         return [
             k
             for k in range(self.n_blocks)
-            if (state[self.block_range(k).start : self.block_range(k).stop] == TODO).any()
+            if (state[self.block_range(k).start : self.block_range(k).stop] == PENDING).any()
         ]
 
     def errors(self, part: str) -> dict[int, str]:
@@ -403,8 +403,8 @@ class AlignedStore:
             parts[part] = {
                 "done": int((state == DONE).sum()),
                 "failed": int((state == FAILED).sum()),
-                "todo": int((state == TODO).sum()),
-                "complete": bool((state != TODO).all()),
+                "todo": int((state == PENDING).sum()),
+                "complete": bool((state != PENDING).all()),
                 "bytes": size,
                 "arrays": {n: layout.describe() for n, layout in self.layouts(part).items()},
                 "provenance": self.provenance(part),
@@ -423,7 +423,7 @@ class AlignedStore:
         problems: list[str] = []
         for part in parts or self.parts():
             state = self.state(part)
-            todo = np.flatnonzero(state == TODO)
+            todo = np.flatnonzero(state == PENDING)
             if len(todo):
                 problems.append(f"{part}: {len(todo)} samples not written (first: {todo[:5].tolist()})")
             for index, message in sorted(self.errors(part).items()):
