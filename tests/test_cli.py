@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fourm_core.cli import main
+from fourm_core.testing.plugin import ML4M_TOKENIZER, ml4m_data_dir
 from fourm_core.vocab import TextVocabulary, VocabularyManifest
 from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS
 
@@ -104,7 +105,7 @@ def test_vocab_build_writes_tokenizer_and_manifests(capsys, tmp_path: Path) -> N
 
 
 def test_vocab_build_can_adopt_the_official_file(capsys, tmp_path: Path) -> None:
-    official = Path(__file__).resolve().parents[2] / "shared/data/ml-4m/text_tokenizer_4m_wordpiece_30k.json"
+    official = ml4m_data_dir(Path(__file__).parent) / ML4M_TOKENIZER
     if not official.is_file():
         pytest.skip("official tokenizer absent")
     code, out = run(capsys, "vocab", "build", "--official", str(official), "--out", str(tmp_path))

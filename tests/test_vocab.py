@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -14,23 +13,12 @@ from fourm_core.testing.checks import example_corpus
 from fourm_core.vocab import TextVocabulary, VocabularyManifest, build_manifest, build_text_vocabulary, read_corpus
 from helpers import EXAMPLE_PLUGIN
 
-ML4M = Path(os.environ.get("FOURM_ML4M_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-4m"))
-OFFICIAL = ML4M / "text_tokenizer_4m_wordpiece_30k.json"
-needs_official = pytest.mark.skipif(not OFFICIAL.is_file(), reason=f"official tokenizer not at {OFFICIAL}")
-
 
 @pytest.fixture(scope="module")
 def built(request) -> TextVocabulary:
     reg = Registry(disabled={EXAMPLE_PLUGIN}, strict=False)
     words = [w for m in reg.modalities() for w in m.spec.vocab_words]
     return build_text_vocabulary(example_corpus(reg, per_modality=100), words)
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    if not OFFICIAL.is_file():
-        pytest.skip(f"official tokenizer not at {OFFICIAL}")
-    return TextVocabulary.load(OFFICIAL)
 
 
 def _layout(text: TextVocabulary) -> dict[str, int | None]:
@@ -81,11 +69,10 @@ def test_plugin_words_follow_the_value_tokens_sorted(built: TextVocabulary) -> N
         assert len(built.encode(word)) == 1, word
 
 
-@needs_official
-def test_official_file_has_the_same_layout(official: TextVocabulary) -> None:
-    assert _layout(official) == EXPECTED_LAYOUT
-    assert official.size == 30000
-    assert official.token_to_id("person") == 4253 and official.token_to_id("teddy bear") == 4270
+def test_official_file_has_the_same_layout(ml4m_vocabulary: TextVocabulary) -> None:
+    assert _layout(ml4m_vocabulary) == EXPECTED_LAYOUT
+    assert ml4m_vocabulary.size == 30000
+    assert ml4m_vocabulary.token_to_id("person") == 4253 and ml4m_vocabulary.token_to_id("teddy bear") == 4270
 
 
 @pytest.mark.parametrize("vocab_size", [30000, 4300])
@@ -177,8 +164,7 @@ def test_manifest_diff_names_what_differs(built: TextVocabulary) -> None:
     ]
 
 
-@needs_official
-def test_every_serializer_speaks_the_official_vocabulary(official: TextVocabulary) -> None:
+def test_every_serializer_speaks_the_official_vocabulary(ml4m_vocabulary: TextVocabulary) -> None:
     reg = Registry(disabled={EXAMPLE_PLUGIN}, strict=False)
     for modality in reg.modalities():
         if reg.serializer_spec(modality.name) is None:
@@ -186,9 +172,9 @@ def test_every_serializer_speaks_the_official_vocabulary(official: TextVocabular
         ser = modality.serializer()
         for seed in range(20):
             text = ser.serialize(ser.example(random.Random(seed)), random.Random(seed))
-            ids = official.encode(text)
-            assert official.unk_id not in ids, (modality.name, text, official.tokens(text))
-            for token, ident in zip(official.tokens(text), ids):
+            ids = ml4m_vocabulary.encode(text)
+            assert ml4m_vocabulary.unk_id not in ids, (modality.name, text, ml4m_vocabulary.tokens(text))
+            for token, ident in zip(ml4m_vocabulary.tokens(text), ids):
                 if token.startswith("v") and "=" in token and token[1].isdigit():
                     slot, value = int(token[1]), int(token.split("=")[1])
                     assert ident == 204 + 1000 * slot + value

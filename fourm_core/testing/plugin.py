@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from fourm_core.registry import Registry
+
+#: The official ml-4m text tokenizer file, used by compatibility tests when it is available.
+ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
+
+
+def ml4m_data_dir(start: Path) -> Path:
+    """Where the official ml-4m data files are: ``$FOURM_ML4M_DATA``, else ``shared/data/ml-4m`` in ``start`` or
+    one of its parents (the checkout's sibling ``shared/`` folder), else that path under ``start``'s parent."""
+    if env := os.environ.get("FOURM_ML4M_DATA"):
+        return Path(env)
+    start = start.resolve()
+    for base in (start, *start.parents):
+        candidate = base / "shared" / "data" / "ml-4m"
+        if (candidate / ML4M_TOKENIZER).is_file():
+            return candidate
+    return start.parent / "shared" / "data" / "ml-4m"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +50,17 @@ def fourm_text_vocabulary(fourm_registry: Registry):
     from fourm_core.testing.checks import conformance_vocabulary
 
     return conformance_vocabulary(fourm_registry)
+
+
+@pytest.fixture(scope="session")
+def ml4m_vocabulary(request: pytest.FixtureRequest):
+    """The official ml-4m WordPiece vocabulary; the test is skipped when the file is absent (it is not shipped)."""
+    from fourm_core.vocab import TextVocabulary
+
+    path = ml4m_data_dir(request.config.rootpath) / ML4M_TOKENIZER
+    if not path.is_file():
+        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
+    return TextVocabulary.load(path)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -6,10 +6,8 @@ value token ``vK=N`` (they would corrupt span masking), including when punctuati
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +15,6 @@ from fourm_caption.serializer import CaptionSerializer
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 RESERVED_IDS = range(0, 4204)  # [PAD] [UNK] [SOS] [EOS], sentinels and value tokens
 
 #: (caption, word position of the first reserved token) for captions the tokenizer would read structure from.
@@ -47,25 +44,6 @@ LOOKALIKES = [
     "the [S] key",
     "a_v0=3",
 ]
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/caption/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -122,20 +100,20 @@ def test_lookalikes_of_reserved_tokens_are_ordinary_text(caption: str) -> None:
 
 @pytest.mark.parametrize(("caption", "word"), RESERVED)
 def test_every_refused_caption_really_encodes_to_a_reserved_id(
-    official: TextVocabulary, caption: str, word: int
+    ml4m_vocabulary: TextVocabulary, caption: str, word: int
 ) -> None:
-    assert any(i in RESERVED_IDS for i in official.encode(caption)), official.tokens(caption)
+    assert any(i in RESERVED_IDS for i in ml4m_vocabulary.encode(caption)), ml4m_vocabulary.tokens(caption)
 
 
-def test_accepted_captions_never_encode_to_reserved_ids(official: TextVocabulary) -> None:
+def test_accepted_captions_never_encode_to_reserved_ids(ml4m_vocabulary: TextVocabulary) -> None:
     ser = CaptionSerializer()
     captions = LOOKALIKES + [ser.example(random.Random(seed)) for seed in range(40)]
     for caption in captions:
-        ids = official.encode(ser.serialize(caption))
-        assert ids and not any(i in RESERVED_IDS for i in ids), (caption, official.tokens(caption))
+        ids = ml4m_vocabulary.encode(ser.serialize(caption))
+        assert ids and not any(i in RESERVED_IDS for i in ids), (caption, ml4m_vocabulary.tokens(caption))
 
 
-def test_coco_class_names_in_captions_are_whole_tokens(official: TextVocabulary) -> None:
+def test_coco_class_names_in_captions_are_whole_tokens(ml4m_vocabulary: TextVocabulary) -> None:
     text = CaptionSerializer().serialize("A person holds a Teddy Bear near a potted plant.")
-    assert official.tokens(text)[1] == "person" and official.encode(text)[1] == 4253
-    assert 4270 in official.encode(text)  # "teddy bear" (class tokens are normalised: case does not matter)
+    assert ml4m_vocabulary.tokens(text)[1] == "person" and ml4m_vocabulary.encode(text)[1] == 4253
+    assert 4270 in ml4m_vocabulary.encode(text)  # "teddy bear" (class tokens are normalised: case does not matter)

@@ -5,37 +5,14 @@ One palette of n = 1..7 sRGB colours is written per sample; the count token must
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
 from fourm_color_palette.serializer import PaletteSerializer
 from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
-
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/color_palette/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 def value_id(token: str) -> int:
@@ -172,9 +149,9 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
 # ------------------------------------------------------------------------------------------- official tokenizer
 
 
-def test_serialized_palettes_encode_to_the_official_ids(official: TextVocabulary) -> None:
+def test_serialized_palettes_encode_to_the_official_ids(ml4m_vocabulary: TextVocabulary) -> None:
     text = PaletteSerializer().serialize([(200, 30, 30), (10, 120, 40)])
-    assert official.encode(text) == [1206, 404, 234, 234, 214, 324, 244]
+    assert ml4m_vocabulary.encode(text) == [1206, 404, 234, 234, 214, 324, 244]
     for seed in range(20):
         text = PaletteSerializer().serialize(PaletteSerializer().example(random.Random(seed)))
-        assert official.encode(text) == [value_id(t) for t in text.split()]
+        assert ml4m_vocabulary.encode(text) == [value_id(t) for t in text.split()]

@@ -6,10 +6,8 @@ dropped, and the string is read back with errors that name the modality and the 
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,27 +16,7 @@ from fourm_core.vocab import TextVocabulary
 from fourm_det.classes import COCO_CLASSES
 from fourm_det.serializer import Box, DetSerializer
 
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 STEP = 1 / 999  # one quantisation bin
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/det/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 def value_id(token: str) -> int:
@@ -234,26 +212,26 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
 # ------------------------------------------------------------------------------------------- official tokenizer
 
 
-def test_serialized_boxes_encode_to_the_official_ids(official: TextVocabulary) -> None:
+def test_serialized_boxes_encode_to_the_official_ids(ml4m_vocabulary: TextVocabulary) -> None:
     text = DetSerializer().serialize([box(0.1, 0.2, 0.5, 0.9, "teddy bear"), box(0.6, 0.6, 0.7, 0.8, "person")])
     assert text.split()[:4] == ["v0=100", "v1=200", "v2=500", "v3=899"]
-    assert official.encode(text) == [304, 1404, 2704, 4103, 4270, 803, 1803, 2903, 4003, 4253]
+    assert ml4m_vocabulary.encode(text) == [304, 1404, 2704, 4103, 4270, 803, 1803, 2903, 4003, 4253]
     assert [value_id(t) for t in text.split() if t.startswith("v")] == [304, 1404, 2704, 4103, 803, 1803, 2903, 4003]
 
 
-def test_every_coco_class_is_one_official_token_in_alphabetical_order(official: TextVocabulary) -> None:
-    ids = {name: official.encode(name) for name in COCO_CLASSES}
-    assert all(len(v) == 1 for v in ids.values()), {k: official.tokens(k) for k, v in ids.items() if len(v) != 1}
+def test_every_coco_class_is_one_official_token_in_alphabetical_order(ml4m_vocabulary: TextVocabulary) -> None:
+    ids = {name: ml4m_vocabulary.encode(name) for name in COCO_CLASSES}
+    assert all(len(v) == 1 for v in ids.values()), {k: ml4m_vocabulary.tokens(k) for k, v in ids.items() if len(v) != 1}
     assert [ids[name][0] for name in sorted(COCO_CLASSES)] == list(range(4204, 4284))
     assert (ids["person"], ids["teddy bear"], ids["airplane"], ids["zebra"]) == ([4253], [4270], [4204], [4283])
 
 
-def test_examples_encode_without_unknown_tokens(official: TextVocabulary) -> None:
+def test_examples_encode_without_unknown_tokens(ml4m_vocabulary: TextVocabulary) -> None:
     ser = DetSerializer()
     for seed in range(30):
         text = ser.serialize(ser.example(random.Random(seed)))
-        ids = official.encode(text)
-        assert official.unk_id not in ids, text
+        ids = ml4m_vocabulary.encode(text)
+        assert ml4m_vocabulary.unk_id not in ids, text
         value_tokens = [t for t in text.split() if re.fullmatch(r"v[0-3]=\d+", t)]
         assert [i for i in ids if 204 <= i < 4204] == [value_id(t) for t in value_tokens]
         assert len([i for i in ids if 4204 <= i < 4284]) == len(value_tokens) // 4  # one class token per box

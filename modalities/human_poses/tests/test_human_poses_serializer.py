@@ -8,10 +8,8 @@ rotation ``round(499.5 x + 499.5)``, betas ``round(166.5 b + 499.5)`` clipped to
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,6 @@ from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"human": 6304, "pose": 8620, "global": 9292, "camera": 5585, "shape": 6631, "none": 18109}
 
 HUMAN = Human(
@@ -40,25 +37,6 @@ HUMAN_GROUPS = {
 }
 GROUP_ORDER = ("pose", "global", "camera", "shape")  # without an rng
 HUMAN_TEXT = " ".join(["human v0=100 v1=200 v2=500 v3=899", *(HUMAN_GROUPS[g] for g in GROUP_ORDER)])
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/human_poses/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 def official_id(token: str) -> int:
@@ -269,19 +247,19 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
 # ------------------------------------------------------------------------------------------- official tokenizer
 
 
-def test_format_keywords_are_single_official_tokens(official: TextVocabulary) -> None:
+def test_format_keywords_are_single_official_tokens(ml4m_vocabulary: TextVocabulary) -> None:
     for word, token_id in KEYWORD_IDS.items():
-        assert official.encode(word) == [token_id], word
+        assert ml4m_vocabulary.encode(word) == [token_id], word
 
 
-def test_serialized_people_encode_to_the_official_ids(official: TextVocabulary) -> None:
-    ids = official.encode(HUMAN_TEXT)
+def test_serialized_people_encode_to_the_official_ids(ml4m_vocabulary: TextVocabulary) -> None:
+    ids = ml4m_vocabulary.encode(HUMAN_TEXT)
     assert ids == [official_id(t) for t in HUMAN_TEXT.split()]
     assert ids[:10] == [6304, 304, 1404, 2704, 4103, 8620, 204, 715, 1204, 1715]  # human, bbox, pose v0=0 v0=511 v1=...
     ser = HumanPoseSerializer()
     for seed in range(20):
         text = ser.serialize(ser.example(random.Random(seed)), random.Random(seed))
-        ids = official.encode(text)
-        assert official.unk_id not in ids
+        ids = ml4m_vocabulary.encode(text)
+        assert ml4m_vocabulary.unk_id not in ids
         assert ids == [official_id(t) for t in text.split()]
         assert (len(ids) == 1) if text == "none" else (len(ids) % 39 == 0)

@@ -6,37 +6,14 @@ Geometric complexity (type 17) uses 50 bins over [0, 0.75], the occlusion score 
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
 from fourm_core.serialization import KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
 from fourm_metadata_geometric.plugin import FIELDS, SPEC, build_serializer
-
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/metadata_geometric/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +106,8 @@ def test_impossible_bins_repeats_and_unknown_fields_are_errors(ser: KeyValueSeri
         ser.serialize({"depth": 3})
 
 
-def test_chunks_encode_to_the_official_value_token_ids(official: TextVocabulary, ser: KeyValueSerializer) -> None:
+def test_chunks_encode_to_the_official_value_token_ids(
+    ml4m_vocabulary: TextVocabulary, ser: KeyValueSerializer
+) -> None:
     text = ser.serialize({"geometric_complexity": 0.375, "occlusion_score": 0.25})
-    assert official.encode(text) == [1221, 228, 1222, 253]  # v1=17 v0=24 v1=18 v0=49
+    assert ml4m_vocabulary.encode(text) == [1221, 228, 1222, 253]  # v1=17 v0=24 v1=18 v0=49

@@ -7,18 +7,14 @@ Parsing returns bin centres, so re-serialising a parsed string reproduces it exa
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
 from fourm_core.serialization import GroupSerializer, KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
 from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
-
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 
 #: The official type ids (ml-4m ``metadata_id_map``) and binning of this member's fields.
 OFFICIAL = {
@@ -32,25 +28,6 @@ OFFICIAL = {
     "watermark_score": (19, "edges", (0.5,)),
     "aesthetic_score": (20, "edges", (4.5, 5.5)),
 }
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/metadata_image/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +227,12 @@ def test_the_group_interleaves_members_and_routes_chunks_back() -> None:
 # ------------------------------------------------------------------------------------------- official tokenizer
 
 
-def test_chunks_encode_to_the_official_value_token_ids(official: TextVocabulary, ser: KeyValueSerializer) -> None:
-    assert official.encode(ser.serialize({"original_width": 640})) == [1204, 224]
-    assert official.encode(ser.serialize({"brightness": 255, "aesthetic_score": 5.0})) == [1214, 253, 1224, 205]
+def test_chunks_encode_to_the_official_value_token_ids(
+    ml4m_vocabulary: TextVocabulary, ser: KeyValueSerializer
+) -> None:
+    assert ml4m_vocabulary.encode(ser.serialize({"original_width": 640})) == [1204, 224]
+    assert ml4m_vocabulary.encode(ser.serialize({"brightness": 255, "aesthetic_score": 5.0})) == [1214, 253, 1224, 205]
     record = {f.name: f.sample(random.Random(i)) for i, f in enumerate(FIELDS)}
     text = ser.serialize(record, random.Random(0))
-    ids = official.encode(text)
-    assert official.unk_id not in ids and ids == [value_id(t) for t in text.split()]
+    ids = ml4m_vocabulary.encode(text)
+    assert ml4m_vocabulary.unk_id not in ids and ids == [value_id(t) for t in text.split()]

@@ -6,18 +6,14 @@ walkability and objectness use 50 bins over [0, 1]. Parsing returns bin centres.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
 from fourm_core.serialization import KeyValueSerializer, SerializationError
 from fourm_core.vocab import TextVocabulary
 from fourm_metadata_semantic.plugin import FIELDS, SPEC, build_serializer
-
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 
 #: The official type ids (ml-4m ``metadata_id_map``) and binning of this member's fields (None: raw integer).
 OFFICIAL = {
@@ -32,25 +28,6 @@ OFFICIAL = {
     "objectness": (15, (0, 1, 50)),
     "semantic_diversity": (16, None),
 }
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/metadata_semantic/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +144,12 @@ def test_impossible_bins_repeats_and_unknown_fields_are_errors(ser: KeyValueSeri
         ser.serialize({"brightness": 3})
 
 
-def test_chunks_encode_to_the_official_value_token_ids(official: TextVocabulary, ser: KeyValueSerializer) -> None:
-    assert official.encode(ser.serialize({"n_humans": 1500})) == [1209, 1203]
-    assert official.encode(ser.serialize({"semantic_diversity": 12})) == [1220, 216]
+def test_chunks_encode_to_the_official_value_token_ids(
+    ml4m_vocabulary: TextVocabulary, ser: KeyValueSerializer
+) -> None:
+    assert ml4m_vocabulary.encode(ser.serialize({"n_humans": 1500})) == [1209, 1203]
+    assert ml4m_vocabulary.encode(ser.serialize({"semantic_diversity": 12})) == [1220, 216]
     record = {f.name: f.sample(random.Random(i)) for i, f in enumerate(FIELDS)}
     text = ser.serialize(record, random.Random(0))
-    ids = official.encode(text)
-    assert official.unk_id not in ids and ids == [value_id(t) for t in text.split()]
+    ids = ml4m_vocabulary.encode(text)
+    assert ml4m_vocabulary.unk_id not in ids and ids == [value_id(t) for t in text.split()]

@@ -7,10 +7,8 @@ An rng shuffles the points and the instances of each point.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,31 +16,11 @@ from fourm_core.serialization import SerializationError
 from fourm_core.vocab import TextVocabulary
 from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
-ML4M_TOKENIZER = "text_tokenizer_4m_wordpiece_30k.json"
 KEYWORD_IDS = {"point": 6712, "polygon": 14445, "none": 18109}
 
 TOKENS = (0, 1, 511, 512, 513, 1023, 7, 600, 8, 9, 10, 11, 12, 13, 14, 700)
 TOKENS_TEXT = "v0=0 v0=1 v0=511 v1=0 v1=1 v1=511 v0=7 v1=88 v0=8 v0=9 v0=10 v0=11 v0=12 v0=13 v0=14 v1=188"
 INSTANCE = Instance(bbox=(5, 6, 50, 60), tokens=TOKENS)
-
-
-def _ml4m_dir() -> Path:
-    """FOURM_ML4M_DATA, else ``shared/data/ml-4m`` inside or beside the repository root."""
-    if env := os.environ.get("FOURM_ML4M_DATA"):
-        return Path(env)
-    root = Path(__file__).resolve().parents[3]  # modalities/sam_instance/tests/<this file> -> repository root
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "ml-4m" / ML4M_TOKENIZER).is_file():
-            return base / "shared" / "data" / "ml-4m"
-    return root.parent / "shared" / "data" / "ml-4m"
-
-
-@pytest.fixture(scope="module")
-def official() -> TextVocabulary:
-    path = _ml4m_dir() / ML4M_TOKENIZER
-    if not path.is_file():
-        pytest.skip(f"official ml-4m tokenizer not at {path} (set FOURM_ML4M_DATA)")
-    return TextVocabulary.load(path)
 
 
 def official_id(token: str) -> int:
@@ -215,19 +193,19 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
 # ------------------------------------------------------------------------------------------- official tokenizer
 
 
-def test_format_keywords_are_single_official_tokens(official: TextVocabulary) -> None:
+def test_format_keywords_are_single_official_tokens(ml4m_vocabulary: TextVocabulary) -> None:
     for word, token_id in KEYWORD_IDS.items():
-        assert official.encode(word) == [token_id], word
+        assert ml4m_vocabulary.encode(word) == [token_id], word
 
 
-def test_serialized_points_encode_to_the_official_ids(official: TextVocabulary) -> None:
+def test_serialized_points_encode_to_the_official_ids(ml4m_vocabulary: TextVocabulary) -> None:
     text = SamInstanceSerializer().serialize([QueryPoint(x=30, y=10, instances=(INSTANCE,)), QueryPoint(x=1, y=2)])
-    ids = official.encode(text)
+    ids = ml4m_vocabulary.encode(text)
     assert ids[:12] == [6712, 214, 1234, 14445, 209, 1210, 2254, 3264, 204, 205, 715, 1204]
     assert ids[-4:] == [6712, 206, 1205, 18109]
     ser = SamInstanceSerializer()
     for seed in range(20):
         text = ser.serialize(ser.example(random.Random(seed)), random.Random(seed))
-        ids = official.encode(text)
-        assert official.unk_id not in ids
+        ids = ml4m_vocabulary.encode(text)
+        assert ml4m_vocabulary.unk_id not in ids
         assert ids == [official_id(t) for t in text.split()]
