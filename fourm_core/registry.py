@@ -190,9 +190,9 @@ class Modality:
         """The sequence codec object (imported on first use)."""
         return self.registry.serializer(self.name)
 
-    def tokenizer(self, preset: str = "tiny") -> Any:
-        """The concrete tokenizer object for ``preset`` (imported on first use)."""
-        return self.registry.tokenizer(self.name, preset)
+    def tokenizer(self, preset: str = "tiny", directory: str | os.PathLike | None = None) -> Any:
+        """The tokenizer for ``preset`` (imported on first use), trained weights from ``directory`` when given."""
+        return self.registry.tokenizer(self.name, preset, directory)
 
     def decoder(self, name: str | None = None) -> Any:
         """A decoder object (imported on first use)."""
@@ -616,14 +616,25 @@ class Registry:
         entry = self._tokenizers.get(modality)
         return entry[0] if entry else None
 
-    def tokenizer(self, modality: str, preset: str = "tiny") -> Any:
-        """Build (once per preset) the tokenizer of ``modality``; an error says when none is registered."""
+    def tokenizer(self, modality: str, preset: str = "tiny", directory: str | os.PathLike | None = None) -> Any:
+        """The tokenizer of ``modality``: a plugin-registered implementation when there is one, else the generic
+        family the spec declares (``fourm_core.tokenizers``). Trained weights are loaded from ``directory`` (default:
+        ``$FOURM_TOKENIZERS`` when set); without weights the tokenizer is untrained (``.trained`` is False)."""
+        mspec = self.get(modality).spec
         spec = self.tokenizer_spec(modality)
-        if spec is None:
-            family = self.get(modality).spec.tokenizer
-            what = f" (declared family: {family.family})" if family else ""
-            raise PluginError(f"modality {modality!r} has no tokenizer implementation registered{what}")
-        return self._build(("tokenizer", modality, preset), spec.factory, modality, self.get(modality).spec, preset)
+        if spec is not None:
+            return self._build(("tokenizer", modality, preset), spec.factory, modality, mspec, preset)
+        declared = mspec.tokenizer
+        if declared is None or declared.family == "wordpiece" or declared.transform is None:
+            what = f" (declared family: {declared.family})" if declared else ""
+            raise PluginError(f"modality {modality!r} has no learned tokenizer{what}")
+        directory = directory or os.environ.get("FOURM_TOKENIZERS")
+        if directory:
+            key = ("tokenizer", modality, preset, str(directory))
+            return self._build(key, "fourm_core.tokenizers:load_tokenizer", modality, mspec, directory)
+        return self._build(
+            ("tokenizer", modality, preset), "fourm_core.tokenizers:build_tokenizer", modality, mspec, preset
+        )
 
     def decoders(self, modality: str) -> list[DecoderSpec]:
         """Decoder specs registered for ``modality``."""

@@ -175,6 +175,34 @@ class TokenizerConfig(_Frozen):
         "token modalities use the preset layout's vocab_size instead",
     )
     tokens_per_item: int | None = Field(None, gt=0, description="tokens per pose / per instance mask")
+    transform: (
+        Literal[
+            "color", "robust_depth", "unit_vectors", "classes", "edges", "features", "embedding", "vectors", "masks"
+        ]
+        | None
+    ) = Field(
+        None,
+        description="generic input handling in fourm_core.tokenizers.transforms: how stored arrays become the "
+        "tokenizer's tensors and back, its reconstruction loss and its bound metrics",
+    )
+    source: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$",
+        description="'modality.array' the tokenizer reads (default: this modality's first raw array), for token "
+        "modalities made from another modality's data",
+    )
+    items: LazyRef | None = Field(
+        None,
+        description="for tokenizers of parts of a sample (one pose per person, one mask per instance): "
+        "'module:function' mapping (raw sample dict, item size) to an (N, ...) array of items",
+    )
+    evaluator: LazyRef | None = Field(
+        None,
+        description="'module:function' adding modality-specific bound metrics: f(true, reconstructed) -> dict",
+    )
+    item_size: dict[str, int] = Field(
+        default_factory=dict, description="side of the item grid per preset (mask tokenizer: 64 paper, 32 tiny)"
+    )
     notes: str = ""
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from fourm_core.sources.synthetic.camera import Camera
 from fourm_core.sources.synthetic.objects import Part
 
-__all__ = ["JOINTS", "PARENTS", "POSES", "Figure", "figure_record", "pose_figure"]
+__all__ = ["JOINTS", "PARENTS", "POSES", "Figure", "figure_record", "joints_from_pose", "pose_figure"]
 
 #: SMPL joint order.
 JOINTS: tuple[str, ...] = (
@@ -144,6 +144,15 @@ def _forward(root: np.ndarray, local: np.ndarray, offsets: np.ndarray) -> tuple[
             world[j] = world[p] @ local[j]
             joints[j] = joints[p] + world[p] @ offsets[j]
     return joints, world
+
+
+def joints_from_pose(body_pose: np.ndarray, betas: np.ndarray | None = None) -> np.ndarray:
+    """Root-relative joint positions (24, 3) in metres of a body with 23 relative rotations (207 values) and shape
+    ``betas`` (the average body when None), root unrotated: what pose errors (MPJPE) are measured on."""
+    local = np.concatenate([np.eye(3)[None], np.asarray(body_pose, np.float64).reshape(23, 3, 3)])
+    offsets, _ = _shape(np.zeros(10) if betas is None else np.asarray(betas, np.float64))
+    joints, _ = _forward(np.zeros(3), local, offsets)
+    return joints - joints[0]
 
 
 SKIN = ((0.96, 0.80, 0.69), (0.87, 0.67, 0.52), (0.68, 0.48, 0.34), (0.45, 0.31, 0.22), (0.30, 0.20, 0.14))

@@ -20,6 +20,7 @@ SPEC = ModalitySpec(
         loss="smooth_l1",
         input_channels=1,
         shared_as="edge",
+        transform="edges",
         notes="one edge tokenizer shared with sam_edge, as in the paper",
     ),
     storage=(

@@ -19,6 +19,7 @@ SPEC = ModalitySpec(
         family="vit_vqvae",
         loss="smooth_l1",
         input_channels=512,
+        transform="features",
         notes="VQ-VAE on CLIP-B/16 patch features (14x14x512 at 224 px)",
     ),
     storage=(

@@ -19,6 +19,7 @@ SPEC = ModalitySpec(
         family="divae",
         loss="smooth_l1",
         input_channels=1,
+        transform="robust_depth",
         notes="robust standardisation (10%..90% band) before encoding",
     ),
     storage=(

@@ -19,6 +19,7 @@ SPEC = ModalitySpec(
         family="vit_vqvae",
         loss="smooth_l1",
         input_channels=768,
+        transform="features",
         notes="VQ-VAE on DINOv2-B/14 patch features (16x16x768 at 224 px)",
     ),
     storage=(

@@ -22,7 +22,11 @@ SPEC = ModalitySpec(
     depends_on=("rgb",),
     uses=("dinov2",),
     tokenizer=TokenizerConfig(
-        family="mlp_memcodes", loss="cosine", input_channels=768, notes="bottleneck MLP + Memcodes; one head per token"
+        family="mlp_memcodes",
+        loss="cosine",
+        input_channels=768,
+        transform="embedding",
+        notes="bottleneck MLP + Memcodes; one head per token",
     ),
     storage=(
         ArraySpec(name="embedding", dtype="float32", shape=("C",), description="DINOv2-B/14 CLS embedding"),

@@ -19,6 +19,7 @@ SPEC = ModalitySpec(
         family="vit_vqvae",
         loss="smooth_l1",
         input_channels=1280,
+        transform="features",
         notes="VQ-VAE on ImageBind-H/14 patch features (16x16x1280 at 224 px)",
     ),
     storage=(

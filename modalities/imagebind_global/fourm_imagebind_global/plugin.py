@@ -22,7 +22,11 @@ SPEC = ModalitySpec(
     depends_on=("rgb",),
     uses=("imagebind",),
     tokenizer=TokenizerConfig(
-        family="mlp_memcodes", loss="cosine", input_channels=1280, notes="bottleneck MLP + Memcodes; one head per token"
+        family="mlp_memcodes",
+        loss="cosine",
+        input_channels=1280,
+        transform="embedding",
+        notes="bottleneck MLP + Memcodes; one head per token",
     ),
     storage=(
         ArraySpec(name="embedding", dtype="float32", shape=("C",), description="ImageBind-H/14 CLS embedding"),

@@ -16,7 +16,11 @@ SPEC = ModalitySpec(
     presets=grid_presets(8192, 512),
     depends_on=(),
     tokenizer=TokenizerConfig(
-        family="divae", loss="mse", input_channels=3, notes="unit normals in the camera frame, mapped to [-1, 1]"
+        family="divae",
+        loss="mse",
+        input_channels=3,
+        transform="unit_vectors",
+        notes="unit normals in the camera frame, mapped to [-1, 1]",
     ),
     storage=(
         ArraySpec(

@@ -24,11 +24,22 @@ SPEC = ModalitySpec(
         input_channels=1,
         codebook={"paper": 1024, "tiny": 256},
         tokens_per_item=16,
+        transform="masks",
+        items="fourm_sam_instance.tokenizing:mask_items",
+        item_size={"paper": 64, "tiny": 32},
         notes="64x64 instance masks (32x32 in tiny) to a 4x4 grid of tokens",
     ),
     storage=(
         ArraySpec(name="instances", dtype="int32", shape=("H", "W"), description="instance id per pixel, 0 = none"),
         ArraySpec(name="boxes", dtype="int32", shape=("N", 4), ragged=True, description="xmin, ymin, xmax, ymax px"),
+        ArraySpec(
+            name="tokens",
+            dtype="int16",
+            shape=("N", "L"),
+            ragged=True,
+            form="tokens",
+            description="mask tokens per instance, in the order of boxes",
+        ),
     ),
     description="Instance segments queried by points; masks are tokenized per instance.",
 )

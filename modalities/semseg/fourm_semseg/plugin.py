@@ -21,6 +21,7 @@ SPEC = ModalitySpec(
         loss="cross_entropy",
         input_channels=1,
         num_classes=134,
+        transform="classes",
         notes="class embedding in, per-pixel cross-entropy out; index 0 = unlabelled",
     ),
     storage=(

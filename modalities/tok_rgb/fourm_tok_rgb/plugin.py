@@ -16,7 +16,12 @@ SPEC = ModalitySpec(
     presets=grid_presets(16384, 1024),
     depends_on=("rgb",),
     tokenizer=TokenizerConfig(
-        family="divae", loss="mse", input_channels=3, notes="ViT VQ-VAE encoder, diffusion decoder; RGB in [-1, 1]"
+        family="divae",
+        loss="mse",
+        input_channels=3,
+        transform="color",
+        source="rgb.rgb",
+        notes="ViT VQ-VAE encoder, diffusion decoder; RGB in [-1, 1]",
     ),
     storage=(
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),

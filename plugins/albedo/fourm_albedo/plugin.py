@@ -19,7 +19,9 @@ SPEC = ModalitySpec(
     masking="token",
     presets=grid_presets(8192, 512),
     uses=("rgb",),
-    tokenizer=TokenizerConfig(family="vit_vqvae", loss="mse", input_channels=3, notes="linear albedo in [0, 1]"),
+    tokenizer=TokenizerConfig(
+        family="vit_vqvae", loss="mse", input_channels=3, transform="color", notes="linear albedo in [0, 1]"
+    ),
     storage=(
         ArraySpec(name="albedo", dtype="float16", shape=("H", "W", 3), description="linear reflectance, 0..1"),
         ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),

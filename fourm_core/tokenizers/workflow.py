@@ -1,0 +1,126 @@
+"""What ``fourm tokenizer train / eval`` do: find the modalities a tokenizer serves, train it on a store, measure its
+bound, save it with its report, draw originals next to reconstructions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fourm_core.registry import Registry
+from fourm_core.storage.store import AlignedStore
+from fourm_core.tokenizers.config import TrainConfig, config_from_spec, tokenizer_name
+from fourm_core.tokenizers.pictures import comparison_png
+from fourm_core.tokenizers.tokenizer import Tokenizer
+from fourm_core.tokenizers.training import Split, collect, evaluate, fit
+
+__all__ = ["TokenizerPlan", "eval_tokenizer", "plan_tokenizers", "train_tokenizer"]
+
+REPORT = "report.json"
+
+
+@dataclass
+class TokenizerPlan:
+    """One tokenizer to train: its name, the modalities it serves, or why it is skipped."""
+
+    name: str
+    modalities: tuple[str, ...]
+    family: str
+    skip_reason: str | None = None
+
+
+def _learned(registry: Registry) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for m in registry.modalities():
+        tok = m.spec.tokenizer
+        if tok is None or tok.family == "wordpiece" or tok.transform is None:
+            continue
+        groups.setdefault(tokenizer_name(m.spec), []).append(m.name)
+    return groups
+
+
+def plan_tokenizers(
+    registry: Registry, names: list[str] | None, store: AlignedStore | None = None
+) -> list[TokenizerPlan]:
+    """Tokenizers for the given modality or tokenizer names (all learned ones when ``names`` is empty); with a store,
+    ones whose data is missing are skipped with the reason."""
+    groups = _learned(registry)
+    by_modality = {m: name for name, members in groups.items() for m in members}
+    wanted: list[str] = []
+    for n in names or sorted(groups):
+        target = n if n in groups else by_modality.get(n)
+        if target is None:
+            known = ", ".join(sorted(set(groups) | set(by_modality)))
+            raise ValueError(f"no learned tokenizer for {n!r}; known: {known}")
+        if target not in wanted:
+            wanted.append(target)
+    plans = []
+    for name in wanted:
+        members = tuple(groups[name])
+        spec = registry.get(members[0]).spec
+        plan = TokenizerPlan(name, members, spec.tokenizer.family)
+        if store is not None:
+            config = config_from_spec(spec, store.preset, members)
+            missing = []
+            for m in members:
+                source = f"{config.source[0] if config.source else m}/raw"
+                if source not in store.parts():
+                    missing.append(source)
+            if missing:
+                plan.skip_reason = f"the store has no {', '.join(missing)} (label it first)"
+        plans.append(plan)
+    return plans
+
+
+def _prepare(registry: Registry, store: AlignedStore, plan: TokenizerPlan, cfg: TrainConfig) -> tuple[Tokenizer, Split]:
+    spec = registry.get(plan.modalities[0]).spec
+    tok = Tokenizer(config_from_spec(spec, store.preset, plan.modalities))
+    return tok, collect(store, tok.config, registry, cfg.eval_fraction)
+
+
+def train_tokenizer(
+    registry: Registry,
+    store: AlignedStore,
+    plan: TokenizerPlan,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and save one tokenizer under ``out_dir/<name>``; returns its report."""
+    tok, split = _prepare(registry, store, plan, cfg)
+    record = fit(tok, split.train, cfg, on_step)
+    record["store"] = str(store.path)
+    report = {"name": plan.name, "modalities": list(plan.modalities), "family": plan.family, "training": record}
+    report["evaluation"] = evaluate(tok, split)
+    tok.info = {**record, "bound": report["evaluation"]["bound"]}
+    directory = tok.save_pretrained(Path(out_dir) / plan.name)
+    (directory / REPORT).write_text(json.dumps(report, indent=2, default=float) + "\n")
+    comparison_png(
+        tok.config.transform,
+        split.held_out[:8],
+        {"plain": tok.decode_raw(tok.encode_raw(split.held_out[:8]))},
+        directory / "reconstructions.png",
+    )
+    return report
+
+
+def eval_tokenizer(
+    registry: Registry, store: AlignedStore, name: str, tokenizers: str | Path, png: str | Path | None = None
+) -> dict[str, Any]:
+    """Re-measure a trained tokenizer on ``store``'s held-out samples and draw originals over reconstructions."""
+    (plan,) = plan_tokenizers(registry, [name], store)
+    if plan.skip_reason:
+        raise ValueError(f"tokenizer {plan.name!r}: {plan.skip_reason}")
+    tok = Tokenizer.from_pretrained(Path(tokenizers) / plan.name)
+    split = collect(store, tok.config, registry, TrainConfig().eval_fraction)
+    result = evaluate(tok, split)
+    if png is not None:
+        originals = split.held_out[:8]
+        ids = tok.encode_raw(originals)
+        rows = {"plain": tok.decode_raw(ids)}
+        if tok.diffusion is not None:
+            rows["diffusion"] = tok.decode_raw(ids, sampler="diffusion")
+        result["png"] = str(comparison_png(tok.config.transform, originals, rows, png) or "")
+    return result
