@@ -19,6 +19,7 @@ from rich.table import Table
 
 from fourm_core import __version__
 from fourm_core.cli_data import add_data_commands
+from fourm_core.cli_tokenizer import add_tokenizer_commands
 from fourm_core.registry import Modality, Registry
 from fourm_core.spec import PRESETS
 
@@ -263,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every loaded modality")
     p.set_defaults(func=cmd_validate)
 
-    add_data_commands(sub, console)
+    data = add_data_commands(sub, console)
+    add_tokenizer_commands(sub, data, console)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")

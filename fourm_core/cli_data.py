@@ -161,8 +161,9 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     return 1 if problems else 0
 
 
-def add_data_commands(sub: Any, console: Console) -> None:
-    """Register ``fourm data`` and its subcommands on the main parser (handlers take ``args`` only)."""
+def add_data_commands(sub: Any, console: Console) -> Any:
+    """Register ``fourm data`` and its subcommands on the main parser (handlers take ``args`` only); returns the
+    ``data`` subparsers so other command groups can add to them."""
     data = sub.add_parser("data", help="stores: make, label, inspect").add_subparsers(
         dest="data_command", required=True
     )
@@ -201,3 +202,4 @@ def add_data_commands(sub: Any, console: Console) -> None:
     p = data.add_parser("verify", help="check arrays against their schema")
     p.add_argument("store")
     p.set_defaults(func=partial(cmd_verify, console=console))
+    return data

@@ -1,0 +1,202 @@
+"""``fourm tokenizer train / eval / list`` and ``fourm data tokenize``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+DEFAULT_DIR = "tokenizers"
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+
+
+def bound_table(reports: list[dict[str, Any]], title: str = "tokenizer bounds (held-out samples)") -> Table:
+    """One row per tokenizer: its bound metrics next to the trivial baseline, and codebook usage."""
+    table = Table(title=title)
+    for col in ("tokenizer", "family", "steps", "s", "bound", "baseline (mean)", "perplexity", "codes used"):
+        table.add_column(col)
+    for r in reports:
+        ev, tr = r["evaluation"], r.get("training", {})
+        bound = _fmt(ev["bound"]) + (f"  diffusion: {_fmt(ev['diffusion'])}" if "diffusion" in ev else "")
+        table.add_row(
+            r["name"],
+            r["family"],
+            str(tr.get("steps", "-")),
+            str(tr.get("seconds", "-")),
+            bound,
+            _fmt(ev["baseline"]),
+            f"{ev['usage']['perplexity']:.1f}",
+            f"{ev['usage']['codes_used']:.0%}",
+        )
+    return table
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    """Train tokenizers on a store, one after the other, each with a progress bar, then print the bound table."""
+    import torch
+
+    from fourm_core.registry import Registry
+    from fourm_core.storage.store import AlignedStore
+    from fourm_core.tokenizers.config import TrainConfig
+    from fourm_core.tokenizers.workflow import plan_tokenizers, train_tokenizer
+
+    if not args.all and not args.names:
+        console.print("[red]name a modality or tokenizer, or pass --all[/red]")
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    registry = Registry()
+    store = AlignedStore.open(args.store, mode="r")
+    cfg = TrainConfig(
+        steps=args.steps, max_seconds=args.seconds, batch_size=args.batch_size, seed=args.seed, lr=args.lr
+    )
+    reports = []
+    for plan in plan_tokenizers(registry, [] if args.all else args.names, store):
+        if plan.skip_reason:
+            console.print(f"[yellow]skip[/yellow] {plan.name}: {escape(plan.skip_reason)}", highlight=False)
+            continue
+        with Progress(
+            TextColumn(f"{plan.name} ({plan.family})"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[loss]}"),
+            console=console,
+        ) as progress:
+            task = progress.add_task(plan.name, total=cfg.steps, loss="")
+
+            def on_step(step: int, losses: dict[str, float], task: Any = task, progress: Progress = progress) -> None:
+                if step % 10 == 0 or step == 1:
+                    progress.update(task, completed=step, loss=_fmt(losses))
+
+            report = train_tokenizer(registry, store, plan, args.out, cfg, on_step)
+            progress.update(task, completed=report["training"]["steps"])
+        reports.append(report)
+        console.print(f"  saved {Path(args.out) / plan.name}  bound: {_fmt(report['evaluation']['bound'])}")
+    if reports:
+        console.print(bound_table(reports))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    """Re-measure a trained tokenizer on a store and write the comparison picture."""
+    from fourm_core.registry import Registry
+    from fourm_core.storage.store import AlignedStore
+    from fourm_core.tokenizers.workflow import eval_tokenizer
+
+    png = args.png or str(Path(args.tokenizers) / f"{args.name}-eval.png")
+    result = eval_tokenizer(Registry(), AlignedStore.open(args.store, mode="r"), args.name, args.tokenizers, png)
+    if args.json:
+        console.print_json(json.dumps(result, default=float))
+    else:
+        console.print(f"bound    {_fmt(result['bound'])}")
+        if "diffusion" in result:
+            console.print(f"diffusion {_fmt(result['diffusion'])}")
+        console.print(f"baseline {_fmt(result['baseline'])}")
+        console.print(f"usage    {_fmt(result['usage'])}")
+        if result.get("png"):
+            console.print(f"picture  {result['png']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    """Trained tokenizers in a directory with their recorded bounds."""
+    reports = []
+    for path in sorted(Path(args.tokenizers).glob("*/report.json")):
+        reports.append(json.loads(path.read_text()))
+    if not reports:
+        console.print(f"no trained tokenizers in {args.tokenizers}")
+        return 0
+    console.print(bound_table(reports, title=f"trained tokenizers in {args.tokenizers}"))
+    return 0
+
+
+def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
+    """Pre-tokenise a store with the trained tokenizers (resumable), K crops per image."""
+    from fourm_core.registry import Registry
+    from fourm_core.tokenizers.pretokenize import tokenize_store
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        results = tokenize_store(
+            args.store,
+            args.tokenizers,
+            Registry(),
+            only=args.only or None,
+            crops=args.crops,
+            seed=args.seed,
+            on_progress=on_progress,
+        )
+    table = Table(title="pre-tokenisation")
+    for col in ("modality", "tokenizer", "done", "failed", "samples/s", "note"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r.modality,
+            r.tokenizer or "-",
+            str(r.done),
+            str(r.failed),
+            f"{r.samples_per_s:.0f}" if r.seconds else "-",
+            escape(r.note),
+        )
+    console.print(table)
+    return 0
+
+
+def add_tokenizer_commands(sub: Any, data: Any, console: Console) -> None:
+    """Register ``fourm tokenizer ...`` on the main parser and ``tokenize`` on ``fourm data``."""
+    tok = sub.add_parser("tokenizer", help="train and measure modality tokenizers").add_subparsers(
+        dest="tokenizer_command", required=True
+    )
+    p = tok.add_parser("train", help="train tokenizers on a store (writes model.safetensors + config.json)")
+    p.add_argument(
+        "names", nargs="*", help="modalities or tokenizer names (a shared tokenizer trains on all its modalities)"
+    )
+    p.add_argument("--all", action="store_true", help="every learned tokenizer whose data the store has")
+    p.add_argument("--store", required=True)
+    p.add_argument("--out", default=DEFAULT_DIR)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seconds", type=float, default=110.0, help="training time cap per tokenizer")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=partial(cmd_train, console=console))
+
+    p = tok.add_parser("eval", help="bound metrics and a picture of originals over reconstructions")
+    p.add_argument("name")
+    p.add_argument("--store", required=True)
+    p.add_argument("--tokenizers", default=DEFAULT_DIR)
+    p.add_argument("--png", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=partial(cmd_eval, console=console))
+
+    p = tok.add_parser("list", help="trained tokenizers and their bounds")
+    p.add_argument("--tokenizers", default=DEFAULT_DIR)
+    p.set_defaults(func=partial(cmd_list, console=console))
+
+    p = data.add_parser("tokenize", help="pre-tokenise a store with trained tokenizers (resumable, multi-crop)")
+    p.add_argument("store")
+    p.add_argument("--tokenizers", default=DEFAULT_DIR)
+    p.add_argument("--only", nargs="*", default=[])
+    p.add_argument("--crops", type=int, default=1, help="crops per image; crop 0 is the full image")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=partial(cmd_data_tokenize, console=console))
