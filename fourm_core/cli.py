@@ -227,7 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default (grows with the project; see ``fourm_core.demo``)."""
     from fourm_core.demo import run_demo
 
-    return run_demo(Path(args.out), console)
+    return run_demo(Path(args.out), console, samples=args.samples, tokenizer_seconds=args.tokenizer_seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
+    p.add_argument("--samples", type=int, default=256, help="synthetic scenes to render")
+    p.add_argument("--tokenizer-seconds", type=float, default=15.0, help="training time per tokenizer")
     p.set_defaults(func=cmd_demo)
     return parser
 

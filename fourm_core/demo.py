@@ -3,8 +3,9 @@
 Today: discover the plugins and run the conformance suite on each modality; render the synthetic world into a store;
 pseudo-label every modality that has a labeler; train the shared WordPiece vocabulary on the store's captions and
 write the vocabulary manifests; serialize one labelled sample of every sequence modality in the official format with
-its token ids; and draw a picture of a few scenes' modalities. Stages reuse what a previous run wrote (the store
-resumes). Tokenizers, training and generation join this job as they land.
+its token ids; draw a picture of a few scenes' modalities; train every learned tokenizer on the store with a short
+time budget, measure its bound on held-out scenes and pre-tokenise the store. Stages reuse what a previous run wrote
+(the store resumes, trained tokenizers are kept). Model training and generation join this job as they land.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from fourm_core.spec import PRESETS
 
 DEMO_SAMPLES = 256
 DEMO_SIZE = 64
+#: training time per tokenizer in the demo (the benchmark uses 110 s; the bound table says what this buys)
+DEMO_TOKENIZER_SECONDS = 15.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -102,7 +105,60 @@ def _texts(registry: Registry, store: Any) -> list[str]:
     return texts
 
 
-def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: int = 1) -> int:
+def _tokenizers(registry: Registry, store: Any, out: Path, seconds: float, console: Console) -> list[dict[str, Any]]:
+    """Train (or reuse) every learned tokenizer on the demo store, then pre-tokenise it; returns the reports."""
+    from fourm_core.tokenizers.config import TrainConfig
+    from fourm_core.tokenizers.pretokenize import tokenize_store
+    from fourm_core.tokenizers.workflow import REPORT, plan_tokenizers, train_tokenizer
+
+    directory = out / "tokenizers"
+    reports = []
+    for plan in plan_tokenizers(registry, [], store):
+        if plan.skip_reason:
+            console.print(f"  skipped tokenizer {plan.name}: {escape(plan.skip_reason)}", highlight=False)
+            continue
+        saved = directory / plan.name / REPORT
+        if saved.exists():
+            reports.append(json.loads(saved.read_text()))
+            continue
+        report = train_tokenizer(registry, store, plan, directory, TrainConfig(steps=100000, max_seconds=seconds))
+        bound = ", ".join(f"{k} {v:.3f}" for k, v in report["evaluation"]["bound"].items())
+        console.print(f"  {plan.name}: {report['training']['steps']} steps, bound {bound}", highlight=False)
+        reports.append(report)
+    tokenize_store(store.path, directory, registry)
+    return reports
+
+
+def _bound_markdown(reports: list[dict[str, Any]], seconds: float) -> str:
+    lines = [
+        "# Tokenizer bounds on held-out demo scenes",
+        "",
+        f"Each tokenizer trained for about {seconds:.0f} s on the demo store (see benchmarks/ for the 110 s table). "
+        "Baseline: the training mean (or majority) for every sample.",
+        "",
+        "| tokenizer | steps | bound | baseline | codes used |",
+        "|---|---|---|---|---|",
+    ]
+
+    def fmt(metrics: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+
+    for r in reports:
+        ev = r["evaluation"]
+        lines.append(
+            f"| {r['name']} | {r['training']['steps']} | {fmt(ev['bound'])} | {fmt(ev['baseline'])} | "
+            f"{ev['usage']['codes_used']:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(
+    out: Path,
+    console: Console,
+    samples: int = DEMO_SAMPLES,
+    workers: int = 1,
+    tokenizer_seconds: float = DEMO_TOKENIZER_SECONDS,
+) -> int:
     """Run the demo into ``out``; returns a process exit code (non-zero when a plugin fails conformance)."""
     from fourm_core.labeling.runner import label_store
     from fourm_core.sources.adapters import SyntheticSource
@@ -126,7 +182,7 @@ def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: 
     (out / "conformance.json").write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
     stage("plugins and conformance", t0)
     console.print(
-        f"[bold]1/5[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
+        f"[bold]1/6[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
         f"{len(registry.model_keys())} model keys; conformance {len(results) - len(failures)}/"
         f"{len(results)} checks pass"
     )
@@ -141,7 +197,7 @@ def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: 
     report = write_source(store, adapter, workers)
     stage("render synthetic world", t0)
     console.print(
-        f"[bold]2/5[/bold] synthetic world: {samples} scenes at {DEMO_SIZE} px in {out / 'world.zarr'} "
+        f"[bold]2/6[/bold] synthetic world: {samples} scenes at {DEMO_SIZE} px in {out / 'world.zarr'} "
         f"({report.written} new, {report.samples_per_s:.0f} scenes/s)"
     )
 
@@ -151,7 +207,7 @@ def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: 
     stage("pseudo-labeling", t0)
     labelled = [p for p in plans if p.labeler]
     console.print(
-        f"[bold]3/5[/bold] labelled {len(labelled)} modalities: "
+        f"[bold]3/6[/bold] labelled {len(labelled)} modalities: "
         + ", ".join(f"{p.name} ({p.labeler})" for p in labelled)
     )
     for p in plans:
@@ -168,7 +224,7 @@ def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: 
     store.set_manifest(build_manifest(registry, "tiny", text))
     stage("vocabulary", t0)
     console.print(
-        f"[bold]4/5[/bold] vocabulary: {text.size} ids from {len(captions)} stored texts and "
+        f"[bold]4/6[/bold] vocabulary: {text.size} ids from {len(captions)} stored texts and "
         f"{len(words)} plugin words; manifests in {out / 'vocab'}"
     )
 
@@ -179,7 +235,16 @@ def run_demo(out: Path, console: Console, samples: int = DEMO_SAMPLES, workers: 
     info = store.info()
     (out / "store_info.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     stage("examples and pictures", t0)
-    console.print(f"[bold]5/5[/bold] {out / 'sequences.md'}, {out / 'scenes.png'}, {out / 'store_info.json'}")
+    console.print(f"[bold]5/6[/bold] {out / 'sequences.md'}, {out / 'scenes.png'}, {out / 'store_info.json'}")
+
+    t0 = time.perf_counter()
+    reports = _tokenizers(registry, store, out, tokenizer_seconds, console)
+    (out / "tokenizers.md").write_text(_bound_markdown(reports, tokenizer_seconds))
+    stage("tokenizers and pre-tokenisation", t0)
+    console.print(
+        f"[bold]6/6[/bold] {len(reports)} tokenizers in {out / 'tokenizers'} (reconstructions.png in each), "
+        f"bounds in {out / 'tokenizers.md'}, tokens in the store"
+    )
 
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

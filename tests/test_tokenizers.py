@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fourm_core.cli import main
+from fourm_core.data.loader import StoreDataset
 from fourm_core.labeling.runner import label_store
 from fourm_core.registry import PluginError, Registry
 from fourm_core.sources.adapters import SyntheticSource
@@ -191,6 +192,13 @@ def test_pretokenise_writes_tokens_resumes_and_refuses_other_weights(
     assert masks.shape == (len(out.read("sam_instance/raw", 9)["boxes"]), 16)
     globals_ = out.read("dinov2_global/tokens", 9)["tokens"]
     assert globals_.shape == (2, 8) and (globals_[0] == globals_[1]).all()
+    forms = {"depth": "tokens", "sam_instance": "raw+tokens", "normal": "tokens"}
+    mixed = StoreDataset(copy, ["depth", "sam_instance", "rgb", "normal"], form=forms)
+    sample = mixed[9]
+    np.testing.assert_array_equal(sample["depth"]["tokens"], depth_tokens)
+    assert sorted(sample["sam_instance"]) == ["boxes", "instances", "tokens"]
+    assert sample["sam_instance"]["tokens"].shape == masks.shape and sample["rgb"]["rgb"].shape == (64, 64, 3)
+    assert sample["normal"] == {}  # no normal tokenizer was trained, so there are no normal tokens
     again = {r.modality: r for r in tokenize_store(copy, tmp_path / "toks", registry, crops=2, seed=0)}
     assert again["depth"].note == "already tokenised" and again["depth"].done == 0
     fit(trained["depth"], [out.read("depth/raw", 0)["depth"]] * 4, TrainConfig(steps=2, max_seconds=None))

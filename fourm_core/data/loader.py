@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,10 @@ Sample = dict[str, dict[str, Any]]
 
 
 class StoreDataset(Dataset):
-    """The samples of one store, restricted to ``modalities`` (raw part by default, or ``form="tokens"``).
+    """The samples of one store, restricted to ``modalities``, in one stored form for all (``"raw"``, ``"tokens"``) or
+    one per modality (``{"depth": "tokens", "caption": "raw"}``, others raw): training reads pre-tokenised images
+    next to raw sequences that are serialised at load time. ``"raw+tokens"`` merges both parts (poses need their
+    stored parameters and their pose tokens).
 
     Worker processes each open their own handle (the store object is rebuilt lazily after pickling).
     """
@@ -38,20 +41,20 @@ class StoreDataset(Dataset):
         self,
         path: str | Path,
         modalities: Sequence[str],
-        form: str = "raw",
+        form: str | Mapping[str, str] = "raw",
         cache_blocks: int = 8,
         source_fields: Sequence[str] = (),
     ) -> None:
         self.path = str(path)
         self.modalities = list(modalities)
-        self.form = form
+        self.forms = {m: form if isinstance(form, str) else form.get(m, "raw") for m in self.modalities}
         self.cache_blocks = cache_blocks
         self.source_fields = list(source_fields)
         store = AlignedStore.open(self.path, mode="r")
         self.n = store.n_samples
         self.block_size = store.block_size
         parts = set(store.parts())
-        self.present = [m for m in self.modalities if f"{m}/{form}" in parts]
+        self.present = [m for m in self.modalities if all(f"{m}/{f}" in parts for f in self.forms[m].split("+"))]
         self._store: AlignedStore | None = None
         self._cache: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
 
@@ -82,9 +85,9 @@ class StoreDataset(Dataset):
         block, offset = divmod(index, self.block_size)
         sample: Sample = {m: {} for m in self.modalities}
         for m in self.present:
-            row = self._block(f"{m}/{self.form}", block)[offset]
-            if row is not None:
-                sample[m] = row
+            rows = [self._block(f"{m}/{f}", block)[offset] for f in self.forms[m].split("+")]
+            if all(row is not None for row in rows):
+                sample[m] = rows[0] if len(rows) == 1 else {k: v for row in rows for k, v in row.items()}
         if self.source_fields:
             row = self._block("source", block)[offset] or {}
             sample["source"] = {f: row[f] for f in self.source_fields if f in row}

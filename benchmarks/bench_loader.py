@@ -1,0 +1,75 @@
+"""Training-time reads of a pre-tokenised store: every modality in the form training consumes it.
+
+Run after ``fourm data tokenize STORE``:
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_loader.py STORE [--out benchmarks/results/loader.json]
+
+Three datasets over the same block-shuffled order (median of ``--repeats`` passes with the spread):
+- tokens only: every modality with a tokens part, in tokens form;
+- training mix: tokens for the image-token and global modalities, raw + tokens for poses and instances, raw for
+  pixels, text and the other sequences (what the model's data pipeline reads before serialising sequences);
+- raw only: every labelled modality raw (the figure issue 3 recorded before tokens existed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def rate(dataset, order: list[int]) -> float:
+    start = time.perf_counter()
+    for i in order:
+        dataset[i]
+    return len(order) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("store")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    from fourm_core.data.loader import BlockShuffleSampler, StoreDataset
+    from fourm_core.storage.store import AlignedStore
+
+    store = AlignedStore.open(args.store, mode="r")
+    parts = set(store.parts())
+    labelled = sorted({p.split("/")[0] for p in parts if p.endswith("/raw") or p.endswith("/tokens")})
+    tokens = [m for m in labelled if f"{m}/tokens" in parts]
+    mix = {}
+    for m in labelled:
+        has_raw, has_tokens = f"{m}/raw" in parts, f"{m}/tokens" in parts
+        if has_tokens and has_raw and store.layouts(f"{m}/tokens")["tokens"].ragged:
+            mix[m] = "raw+tokens"  # per-item tokens go with their items
+        elif has_tokens:
+            mix[m] = "tokens"
+        else:
+            mix[m] = "raw"
+    raw = [m for m in labelled if f"{m}/raw" in parts]
+    n = min(args.samples, store.n_samples)
+    order = [i for i in BlockShuffleSampler(store.n_samples, store.block_size, seed=0) if i < n]
+    results = {}
+    for name, modalities, form in (
+        ("tokens only", tokens, "tokens"),
+        ("training mix", list(mix), mix),
+        ("raw only", raw, "raw"),
+    ):
+        rates = [rate(StoreDataset(args.store, modalities, form=form), order) for _ in range(args.repeats)]
+        results[name] = {
+            "modalities": len(modalities),
+            "median": round(statistics.median(rates), 1),
+            "min": round(min(rates), 1),
+            "max": round(max(rates), 1),
+        }
+        print(f"{name}: {len(modalities)} modalities, {results[name]['median']:.0f} samples/s")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"store": args.store, "samples": n, "datasets": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

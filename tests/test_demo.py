@@ -1,0 +1,31 @@
+"""``fourm demo`` end to end on a tiny configuration: every stage runs, writes its outputs, and a second run reuses
+them instead of redoing the work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fourm_core.cli import main
+
+
+def test_tiny_demo_runs_every_stage_and_reuses_its_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--samples", "64", "--tokenizer-seconds", "0.5"]
+    assert main(args) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    assert "tokenizers and pre-tokenisation" in timings
+    table = (out / "tokenizers.md").read_text()
+    for name in ("depth", "semseg", "edge", "tok_rgb", "dinov2_global", "human_poses", "sam_instance"):
+        assert f"| {name} |" in table
+        assert (out / "tokenizers" / name / "model.safetensors").exists()
+    assert (out / "tokenizers" / "depth" / "reconstructions.png").stat().st_size > 0
+    info = json.loads((out / "store_info.json").read_text())
+    assert info["n_samples"] == 64
+    first = capsys.readouterr().out
+    assert "6/6" in first
+    assert main(args) == 0  # second run: store resumes, tokenizers are reused (no training lines)
+    second = capsys.readouterr().out
+    assert "steps, bound" in first and "steps, bound" not in second
