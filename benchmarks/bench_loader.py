@@ -4,9 +4,9 @@ Run after ``fourm data tokenize STORE``:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_loader.py STORE [--out benchmarks/results/loader.json]
 
 Three datasets over the same block-shuffled order (median of ``--repeats`` passes with the spread):
-- tokens only: every modality with a tokens part, in tokens form;
-- training mix: tokens for the image-token and global modalities, raw + tokens for poses and instances, raw for
-  pixels, text and the other sequences (what the model's data pipeline reads before serialising sequences);
+- tokens only: every modality with a tokens part, in tokens form, one random crop per sample;
+- training mix (random crop too): tokens for the image-token and global modalities, raw + tokens for poses and
+  instances, raw for pixels, text and the other sequences (what training reads before serialising sequences);
 - raw only: every labelled modality raw (the figure issue 3 recorded before tokens existed).
 """
 
@@ -19,11 +19,24 @@ import time
 from pathlib import Path
 
 
-def rate(dataset, order: list[int]) -> float:
-    start = time.perf_counter()
+def nbytes(value) -> int:
+    """Bytes of the arrays (and strings) in one returned sample."""
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(nbytes(v) for v in value)
+    if hasattr(value, "nbytes"):
+        return int(value.nbytes)
+    return len(value.encode()) if isinstance(value, str) else 8
+
+
+def rate(dataset, order: list[int]) -> tuple[float, float]:
+    """(samples/s, MB/s of returned data) over ``order``."""
+    start, total = time.perf_counter(), 0
     for i in order:
-        dataset[i]
-    return len(order) / (time.perf_counter() - start)
+        total += nbytes(dataset[i])
+    seconds = time.perf_counter() - start
+    return len(order) / seconds, total / seconds / 1e6
 
 
 def main() -> None:
@@ -54,19 +67,24 @@ def main() -> None:
     n = min(args.samples, store.n_samples)
     order = [i for i in BlockShuffleSampler(store.n_samples, store.block_size, seed=0) if i < n]
     results = {}
-    for name, modalities, form in (
-        ("tokens only", tokens, "tokens"),
-        ("training mix", list(mix), mix),
-        ("raw only", raw, "raw"),
+    for name, modalities, form, crop in (
+        ("tokens only, random crop", tokens, "tokens", "random"),
+        ("training mix, random crop", list(mix), mix, "random"),
+        ("raw only", raw, "raw", None),
     ):
-        rates = [rate(StoreDataset(args.store, modalities, form=form), order) for _ in range(args.repeats)]
+        runs = [rate(StoreDataset(args.store, modalities, form=form, crop=crop), order) for _ in range(args.repeats)]
+        rates = [r[0] for r in runs]
         results[name] = {
             "modalities": len(modalities),
             "median": round(statistics.median(rates), 1),
             "min": round(min(rates), 1),
             "max": round(max(rates), 1),
+            "mb_per_s": round(statistics.median(r[1] for r in runs), 2),
         }
-        print(f"{name}: {len(modalities)} modalities, {results[name]['median']:.0f} samples/s")
+        print(
+            f"{name}: {len(modalities)} modalities, {results[name]['median']:.0f} samples/s "
+            f"({results[name]['min']:.0f}..{results[name]['max']:.0f}), {results[name]['mb_per_s']:.1f} MB/s"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps({"store": args.store, "samples": n, "datasets": results}, indent=2) + "\n")
 

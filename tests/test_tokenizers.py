@@ -199,6 +199,16 @@ def test_pretokenise_writes_tokens_resumes_and_refuses_other_weights(
     assert sorted(sample["sam_instance"]) == ["boxes", "instances", "tokens"]
     assert sample["sam_instance"]["tokens"].shape == masks.shape and sample["rgb"]["rgb"].shape == (64, 64, 3)
     assert sample["normal"] == {}  # no normal tokenizer was trained, so there are no normal tokens
+    picked = StoreDataset(copy, ["depth", "dinov2_global"], form="tokens", crop="random", seed=1)
+    crops = {picked[i]["crop"]["index"] for i in range(16)}
+    assert crops == {0, 1}
+    one = picked[9]
+    k = one["crop"]["index"]
+    np.testing.assert_array_equal(one["depth"]["tokens"], depth_tokens[k])
+    np.testing.assert_array_equal(one["crop"]["settings"], out.read(CROPS_PART, 9)["settings"][k])
+    assert one["dinov2_global"]["tokens"].shape == (8,)
+    with pytest.raises(ValueError, match="has 2 crops"):
+        StoreDataset(copy, ["depth"], form="tokens", crop=5)
     again = {r.modality: r for r in tokenize_store(copy, tmp_path / "toks", registry, crops=2, seed=0)}
     assert again["depth"].note == "already tokenised" and again["depth"].done == 0
     fit(trained["depth"], [out.read("depth/raw", 0)["depth"]] * 4, TrainConfig(steps=2, max_seconds=None))

@@ -34,6 +34,11 @@ class StoreDataset(Dataset):
     next to raw sequences that are serialised at load time. ``"raw+tokens"`` merges both parts (poses need their
     stored parameters and their pose tokens).
 
+    Multi-crop stores (``fourm data tokenize --crops K``) keep K crops of every image token grid. ``crop=None`` returns
+    all K rows; an integer picks that crop for every sample; ``"random"`` draws one per sample from
+    ``(seed, epoch, index)`` (call :meth:`set_epoch`). The chosen crop's ``[top, left, h, w, flip]`` row is returned
+    under ``sample["crop"]`` so transforms of raw modalities can follow it.
+
     Worker processes each open their own handle (the store object is rebuilt lazily after pickling).
     """
 
@@ -44,17 +49,33 @@ class StoreDataset(Dataset):
         form: str | Mapping[str, str] = "raw",
         cache_blocks: int = 8,
         source_fields: Sequence[str] = (),
+        crop: int | str | None = None,
+        seed: int = 0,
     ) -> None:
         self.path = str(path)
         self.modalities = list(modalities)
         self.forms = {m: form if isinstance(form, str) else form.get(m, "raw") for m in self.modalities}
         self.cache_blocks = cache_blocks
         self.source_fields = list(source_fields)
+        self.crop, self.seed, self.epoch = crop, seed, 0
         store = AlignedStore.open(self.path, mode="r")
         self.n = store.n_samples
         self.block_size = store.block_size
         parts = set(store.parts())
         self.present = [m for m in self.modalities if all(f"{m}/{f}" in parts for f in self.forms[m].split("+"))]
+        #: token arrays stored as (K crops, L tokens): the ones a crop choice applies to
+        self.cropped = {
+            (m, name)
+            for m in self.present
+            for f in self.forms[m].split("+")
+            for name, layout in store.layouts(f"{m}/{f}").items()
+            if f == "tokens" and not layout.ragged and len(layout.shape) == 2
+        }
+        self.n_crops = store.layouts("crops")["settings"].shape[0] if "crops" in parts else 1
+        if isinstance(crop, int) and not 0 <= crop < self.n_crops:
+            raise ValueError(f"{self.path} has {self.n_crops} crops per sample; crop {crop} does not exist")
+        if isinstance(crop, str) and crop != "random":
+            raise ValueError(f"crop must be None, an index or 'random', got {crop!r}")
         self._store: AlignedStore | None = None
         self._cache: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
 
@@ -91,7 +112,28 @@ class StoreDataset(Dataset):
         if self.source_fields:
             row = self._block("source", block)[offset] or {}
             sample["source"] = {f: row[f] for f in self.source_fields if f in row}
+        if self.crop is not None:
+            k = self._choose_crop(index)
+            for m, name in self.cropped:
+                if name in sample[m]:
+                    sample[m] = {**sample[m], name: sample[m][name][k]}
+            settings = self._block("crops", block)[offset] if self.n_crops > 1 else None
+            sample["crop"] = {"index": k, "settings": settings["settings"][k] if settings else None}
         return sample
+
+    def set_epoch(self, epoch: int) -> None:
+        """A new draw of random crops."""
+        self.epoch = epoch
+
+    def _choose_crop(self, index: int) -> int:
+        if isinstance(self.crop, int):
+            return self.crop
+        # one draw per epoch for every sample (a generator per sample cost ~10 % of a token read)
+        if getattr(self, "_draw_epoch", None) != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self._draws = rng.integers(self.n_crops, size=self.n)
+            self._draw_epoch = self.epoch
+        return int(self._draws[index])
 
 
 class TextCorpusDataset(Dataset):

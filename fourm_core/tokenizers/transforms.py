@@ -258,7 +258,12 @@ class Edges(Transform):
         return ((_hwc(tensor) > 0).astype(np.uint8)) * 255
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.smooth_l1_loss(output, target)
+        # edge pixels are ~10 % of an image: weighting them by the inverse share (class balancing, as HED does)
+        # keeps short runs from settling on "no edges" (unweighted, 70 steps gave F1 0.0)
+        edge = target > 0
+        share = edge.float().mean().clamp(0.01, 0.5)
+        weight = torch.where(edge, 0.5 / share, 0.5 / (1 - share))
+        return (F.smooth_l1_loss(output, target, reduction="none") * weight).mean()
 
     def metrics(self, true: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> dict[str, float]:
         from scipy.ndimage import binary_dilation
