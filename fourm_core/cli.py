@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
     p.add_argument("--samples", type=int, default=256, help="synthetic scenes to render")
-    p.add_argument("--tokenizer-seconds", type=float, default=15.0, help="training time per tokenizer")
+    p.add_argument("--tokenizer-seconds", type=float, default=30.0, help="training time per tokenizer")
     p.set_defaults(func=cmd_demo)
     return parser
 
