@@ -33,6 +33,7 @@ __all__ = [
     "TokenizerSpec",
     "Vocabulary",
     "grid_presets",
+    "item_tokens_array",
 ]
 
 #: The presets every modality must describe. ``paper`` is 4M-21 at 224 px; ``tiny`` is the CPU preset (64 px, grids of
@@ -367,6 +368,19 @@ class TokenizerSpec(_Frozen):
     modality: str = Field(..., pattern=_NAME.pattern)
     factory: LazyRef
     description: str = ""
+
+
+def item_tokens_array(items: str) -> ArraySpec:
+    """The token array of a modality whose tokenizer works per item (a pose per person, a mask per instance):
+    ``(N, L)`` int16, ragged over the items of each sample, written by ``fourm data tokenize``."""
+    return ArraySpec(
+        name="tokens",
+        dtype="int16",
+        shape=("N", "L"),
+        ragged=True,
+        form="tokens",
+        description=f"tokens per item, in the order of {items}",
+    )
 
 
 def grid_presets(

@@ -4,7 +4,15 @@ camera, written with value tokens in the official order-randomised format; ``non
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
+from fourm_core.spec import (
+    ArraySpec,
+    LabelerSpec,
+    ModalitySpec,
+    PresetLayout,
+    SerializerSpec,
+    TokenizerConfig,
+    item_tokens_array,
+)
 
 KEYWORDS = ("human", "pose", "global", "camera", "shape", "none")
 
@@ -35,14 +43,7 @@ SPEC = ModalitySpec(
             ragged=True,
             description="[{bbox, global_orient[9], body_pose[207], pose_tokens[8], betas[10], camera[3]}]",
         ),
-        ArraySpec(
-            name="tokens",
-            dtype="int16",
-            shape=("N", "L"),
-            ragged=True,
-            form="tokens",
-            description="pose tokens per person, in the order of humans",
-        ),
+        item_tokens_array("humans"),
     ),
     description="3D human poses and shapes (SMPL-style parameters) with their boxes.",
 )

@@ -4,7 +4,15 @@ and 16 mask-codebook tokens (``point v0=y v1=x polygon v0=.. v1=.. v2=.. v3=.. <
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec, TokenizerConfig
+from fourm_core.spec import (
+    ArraySpec,
+    LabelerSpec,
+    ModalitySpec,
+    PresetLayout,
+    SerializerSpec,
+    TokenizerConfig,
+    item_tokens_array,
+)
 
 KEYWORDS = ("point", "polygon", "none")
 
@@ -32,14 +40,7 @@ SPEC = ModalitySpec(
     storage=(
         ArraySpec(name="instances", dtype="int32", shape=("H", "W"), description="instance id per pixel, 0 = none"),
         ArraySpec(name="boxes", dtype="int32", shape=("N", 4), ragged=True, description="xmin, ymin, xmax, ymax px"),
-        ArraySpec(
-            name="tokens",
-            dtype="int16",
-            shape=("N", "L"),
-            ragged=True,
-            form="tokens",
-            description="mask tokens per instance, in the order of boxes",
-        ),
+        item_tokens_array("boxes"),
     ),
     description="Instance segments queried by points; masks are tokenized per instance.",
 )
