@@ -56,9 +56,29 @@ def _sequence_examples(registry: Registry, store: Any, text: Any, index: int) ->
             part = f"{m.name}/raw"
             if part in store.parts() and store.state(part)[index] == 1:
                 values[m.name] = store.read(part, index)
+                tokens = f"{m.name}/tokens"
+                if tokens in store.parts() and store.state(tokens)[index] == 1:
+                    values[m.name] = {**values[m.name], **store.read(tokens, index)}
         if not values:
             continue
         serializer = registry.key_serializer(key, store.preset)
+        if len(members) == 1 and hasattr(serializer, "from_store"):  # items + their tokens (poses, instances)
+            (row,) = values.values()
+            try:
+                value = serializer.from_store(row)
+                serialized = serializer.serialize(value)
+            except SerializationError as exc:
+                lines += [f"## `{key}`", "", f"- not serializable yet: {exc}", ""]
+                continue
+            ids = text.encode(serialized)
+            lines += [
+                f"## `{key}` ({', '.join(values)}, assembled from stored items and their tokens)",
+                "",
+                f"- string: `{serialized}`",
+                f"- {len(ids)} ids: `{ids[:48]}{' ...' if len(ids) > 48 else ''}`",
+                "",
+            ]
+            continue
         if len(members) > 1:
             value = {name: next(iter(v.values())) for name, v in values.items()}
         else:
@@ -240,6 +260,8 @@ def run_demo(
     t0 = time.perf_counter()
     reports = _tokenizers(registry, store, out, tokenizer_seconds, console)
     (out / "tokenizers.md").write_text(_bound_markdown(reports, tokenizer_seconds))
+    store = AlignedStore.open(store.path)  # re-read the parts pre-tokenisation declared
+    (out / "sequences.md").write_text("\n".join(_sequence_examples(registry, store, text, 0)))  # with item tokens
     stage("tokenizers and pre-tokenisation", t0)
     console.print(
         f"[bold]6/6[/bold] {len(reports)} tokenizers in {out / 'tokenizers'} (reconstructions.png in each), "

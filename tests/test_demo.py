@@ -22,6 +22,9 @@ def test_tiny_demo_runs_every_stage_and_reuses_its_outputs(tmp_path: Path, capsy
         assert f"| {name} |" in table
         assert (out / "tokenizers" / name / "model.safetensors").exists()
     assert (out / "tokenizers" / "depth" / "reconstructions.png").stat().st_size > 0
+    sequences = (out / "sequences.md").read_text()
+    assert "## `sam_instance` (sam_instance, assembled from stored items and their tokens)" in sequences
+    assert "- string: `point v0=" in sequences
     info = json.loads((out / "store_info.json").read_text())
     assert info["n_samples"] == 64
     first = capsys.readouterr().out

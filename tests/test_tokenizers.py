@@ -4,6 +4,8 @@ save/load round trips, the diffusion decoder, errors, pre-tokenisation with crop
 from __future__ import annotations
 
 import json
+import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,15 +171,13 @@ def test_pretokenise_writes_tokens_resumes_and_refuses_other_weights(
 ) -> None:
     store = AlignedStore.open(store_path, mode="r")
     trained = {}
-    for name in ("depth", "sam_instance", "dinov2_global"):
+    for name in ("depth", "sam_instance", "dinov2_global", "human_poses"):
         tok = small_tokenizer(registry, name)
         split = collect(store, tok.config, registry, 0.2)
         fit(tok, split.train, TrainConfig(steps=3, max_seconds=None, batch_size=8))
         tok.save_pretrained(tmp_path / "toks" / tok.name)
         trained[name] = tok
     copy = tmp_path / "copy.zarr"
-    import shutil
-
     shutil.copytree(store_path, copy)
     results = {r.modality: r for r in tokenize_store(copy, tmp_path / "toks", registry, crops=2, seed=0)}
     assert results["depth"].done == 80 and results["sam_instance"].done == 80
@@ -209,6 +209,20 @@ def test_pretokenise_writes_tokens_resumes_and_refuses_other_weights(
     assert one["dinov2_global"]["tokens"].shape == (8,)
     with pytest.raises(ValueError, match="has 2 crops"):
         StoreDataset(copy, ["depth"], form="tokens", crop=5)
+    # sequences assembled from items + tokens at load time, in the official formats, round-trip through parse
+    rows = StoreDataset(copy, ["sam_instance", "human_poses"], form="raw+tokens")
+    with_people = next(i for i in range(80) if len(rows[i]["human_poses"]["humans"]))
+    for name, index in (("sam_instance", 9), ("human_poses", with_people)):
+        codec = registry.get(name).serializer()
+        value = codec.from_store(rows[index][name])
+        text = codec.serialize(value)
+        assert codec.parse(text) == value if name == "sam_instance" else len(codec.parse(text)) == len(value)
+    points = registry.get("sam_instance").serializer().from_store(rows[9]["sam_instance"])
+    assert points and all(len(p.instances) == 1 and len(p.instances[0].tokens) == 16 for p in points)
+    poses = registry.get("human_poses").serializer().from_store(rows[with_people]["human_poses"])
+    np.testing.assert_array_equal([p.pose_tokens for p in poses], out.read("human_poses/tokens", with_people)["tokens"])
+    drawn = registry.get("sam_instance").serializer().from_store(rows[9]["sam_instance"], random.Random(0))
+    assert 1 <= len(drawn) <= 5
     again = {r.modality: r for r in tokenize_store(copy, tmp_path / "toks", registry, crops=2, seed=0)}
     assert again["depth"].note == "already tokenised" and again["depth"].done == 0
     fit(trained["depth"], [out.read("depth/raw", 0)["depth"]] * 4, TrainConfig(steps=2, max_seconds=None))

@@ -103,6 +103,27 @@ class HumanPoseSerializer:
                 parts.extend(group)
         return " ".join(parts)
 
+    def from_store(self, row: dict, rng: random.Random | None = None) -> list[Human]:
+        """The people of one stored sample with their pose tokens: ``row`` merges the raw part (``humans``) and
+        the tokens part (``tokens``, one row of pose tokens per person) as ``StoreDataset(form="raw+tokens")``
+        returns them."""
+        humans = row.get("humans") or []
+        tokens = row.get("tokens")
+        if humans and tokens is None:
+            raise SerializationError(self.modality, "no pose tokens: run `fourm data tokenize` first")
+        if humans and len(tokens) != len(humans):
+            raise SerializationError(self.modality, f"{len(humans)} people but {len(tokens)} rows of pose tokens")
+        return [
+            Human(
+                bbox=tuple(h["bbox"]),
+                global_orient=tuple(h["global_orient"]),
+                pose_tokens=tuple(int(t) for t in tokens[i]),
+                betas=tuple(h["betas"]),
+                camera=tuple(h["camera"]),
+            )
+            for i, h in enumerate(humans)
+        ]
+
     def parse(self, text: str) -> list[Human]:
         """People of a human_poses string; each group must appear exactly once per person, in any order."""
         cursor = TokenCursor(self.modality, text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fourm_core.serialization import SerializationError, TokenCursor, code_token, value_token
@@ -119,6 +120,40 @@ class SamInstanceSerializer:
                     raise cursor.fail("'none' or 'polygon' after a point")
             points.append(QueryPoint(x=x, y=y, instances=tuple(instances)))
         return points
+
+    def from_store(self, row: dict, rng: random.Random | None = None, max_points: int = 5) -> list[QueryPoint]:
+        """Query points over one stored sample: ``row`` merges the raw part (``instances`` map, ``boxes``) and the
+        tokens part (``tokens``, 16 per instance in box order), as ``StoreDataset(form="raw+tokens")`` returns them.
+
+        With ``rng``: 1..``max_points`` points drawn uniformly over the image, as ml-4m samples SAM queries; a point
+        on no instance gets ``none``. Without: one point per instance (the first ``max_points``), at its pixel
+        nearest to the instance's centroid, so the string is deterministic."""
+        instances = np.asarray(row["instances"])
+        boxes = np.asarray(row["boxes"]).reshape(-1, 4)
+        tokens = row.get("tokens")
+        if len(boxes) and tokens is None:
+            raise SerializationError(self.modality, "no mask tokens: run `fourm data tokenize` first")
+        if len(boxes) and len(tokens) != len(boxes):
+            raise SerializationError(self.modality, f"{len(boxes)} instances but {len(tokens)} rows of mask tokens")
+        if rng is not None:
+            h, w = instances.shape
+            points = [(rng.randrange(w), rng.randrange(h)) for _ in range(rng.randint(1, max_points))]
+        else:
+            points = []
+            for i in range(1, min(len(boxes), max_points) + 1):
+                ys, xs = np.nonzero(instances == i)
+                if len(xs):
+                    k = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+                    points.append((int(xs[k]), int(ys[k])))
+        out = []
+        for x, y in points:
+            owner = int(instances[y, x])
+            found = ()
+            if 0 < owner <= len(boxes):
+                box = tuple(int(v) for v in boxes[owner - 1])
+                found = (Instance(bbox=box, tokens=tuple(int(t) for t in tokens[owner - 1])),)
+            out.append(QueryPoint(x=x, y=y, instances=found))
+        return out
 
     def example(self, rng: random.Random) -> list[QueryPoint]:
         """1..5 random query points with 0..2 instances each (at most 225 tokens, inside the paper budget)."""
