@@ -1,0 +1,236 @@
+"""Transformer building blocks with ml-4m parameter names (``fourm/models/fm_utils.py``).
+
+Attention runs through ``scaled_dot_product_attention``; masks are boolean with True = blocked, turned into an additive
+``-finfo.max`` bias so fully masked rows give a uniform softmax (never NaN), as in the official explicit matmul.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm whose bias is a persistent zero buffer when ``bias=False`` (official no-bias models keep the key)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, bias: bool = True) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.register_buffer("bias", torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+def _bias_from_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, N, M) or (B, 1, M) bool, True = blocked -> (B, 1, N|1, M) additive float bias."""
+    if mask is None:
+        return None
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    bias = bias.masked_fill(mask, -torch.finfo(dtype).max)
+    return bias.unsqueeze(1)
+
+
+class Attention(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        norm_layer: type[nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.qk_norm = qk_norm
+        if qk_norm:
+            self.q_norm = norm_layer(self.head_dim)
+            self.k_norm = norm_layer(self.head_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias_from_mask(mask, q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class CrossAttention(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        proj_bias: bool = True,
+        qk_norm: bool = False,
+        norm_layer: type[nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.qk_norm = qk_norm
+        if qk_norm:
+            self.q_norm = norm_layer(self.head_dim)
+            self.k_norm = norm_layer(self.head_dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        M = context.shape[1]
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(context).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias_from_mask(mask, q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class Mlp(nn.Module):
+    """GELU recipe: fc1 (D -> hidden), act, fc2."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU, bias: bool = True) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class GatedMlp(nn.Module):
+    """SwiGLU recipe: ``fc2(act(fc1 x) * fc3 x)`` with hidden ``int(2 * hidden / 3)``; registered fc1, act, fc2, fc3."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = nn.SiLU, bias: bool = False) -> None:
+        super().__init__()
+        hidden = int(2 * hidden / 3)
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.fc3 = nn.Linear(dim, hidden, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)) * self.fc3(x))
+
+
+class DropPath(nn.Module):
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+def _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp):
+    hidden = int(dim * mlp_ratio)
+    return (GatedMlp if gated_mlp else Mlp)(dim, hidden, act_layer=act_layer, bias=mlp_bias)
+
+
+class Block(nn.Module):
+    """Pre-norm encoder block."""
+
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        mlp_ratio=4.0,
+        qkv_bias=False,
+        proj_bias=True,
+        mlp_bias=True,
+        drop_path=0.0,
+        act_layer=nn.GELU,
+        norm_layer=LayerNorm,
+        gated_mlp=False,
+        qk_norm=False,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Self-attention, then cross-attention to the encoder context, then MLP (all pre-norm)."""
+
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        mlp_ratio=4.0,
+        qkv_bias=False,
+        proj_bias=True,
+        mlp_bias=True,
+        drop_path=0.0,
+        act_layer=nn.GELU,
+        norm_layer=LayerNorm,
+        gated_mlp=False,
+        qk_norm=False,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.self_attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+        self.cross_attn = CrossAttention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+        self.query_norm = norm_layer(dim)
+        self.context_norm = norm_layer(dim)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp)
+
+    def forward(self, x, context, sa_mask=None, xa_mask=None) -> torch.Tensor:
+        x = x + self.drop_path(self.self_attn(self.norm1(x), sa_mask))
+        x = x + self.drop_path(self.cross_attn(self.query_norm(x), self.context_norm(context), xa_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def build_1d_sincos_posemb(max_len: int, embed_dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(1, max_len, D): all sin components, then all cos components."""
+    pos = torch.arange(max_len, dtype=torch.float32)
+    dim = embed_dim // 2
+    omega = 1.0 / temperature ** (torch.arange(dim, dtype=torch.float32) / dim)
+    out = torch.einsum("n,d->nd", pos, omega)
+    return torch.cat([torch.sin(out), torch.cos(out)], dim=1).unsqueeze(0)
+
+
+def build_2d_sincos_posemb(h: int, w: int, embed_dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(1, h*w, D), copied from ml-4m including its w/h role swap (meshgrid over (w, h) with ij indexing)."""
+    grid_w, grid_h = torch.meshgrid(
+        torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32), indexing="ij"
+    )
+    dim = embed_dim // 4
+    omega = 1.0 / temperature ** (torch.arange(dim, dtype=torch.float32) / dim)
+    out_w = torch.einsum("m,d->md", grid_w.flatten(), omega)
+    out_h = torch.einsum("m,d->md", grid_h.flatten(), omega)
+    emb = torch.cat([torch.sin(out_w), torch.cos(out_w), torch.sin(out_h), torch.cos(out_h)], dim=1)
+    return emb.unsqueeze(0)
+
+
+def xavier_uniform_fused(weight: torch.Tensor, parts: int) -> None:
+    """MAE-style init of fused projections (qkv: 3 parts, kv: 2 parts)."""
+    val = math.sqrt(6.0 / float(weight.shape[0] // parts + weight.shape[1]))
+    nn.init.uniform_(weight, -val, val)
