@@ -1,0 +1,282 @@
+"""4M masking sampler: budgets, Dirichlet statistics, disjointness, span/chunk structure, determinism, loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fourm_core.masking import (
+    FourMMasker,
+    KeepScheme,
+    KeyAlphas,
+    KeyLayout,
+    MaskingMixture,
+    MaskingStrategy,
+    TokenRange,
+    chunk_boundaries_to_chunks,
+    layouts_from_registry,
+    load_mixture,
+    merge_spans,
+    span_mask,
+)
+from fourm_core.spec import MaskingUnit
+from fourm_core.testing.plugin import ml4m_data_dir
+
+# Neutral key names: the tests exercise the sampler, not any plugin.
+LAYOUTS = {
+    "img_a": KeyLayout(MaskingUnit.TOKEN, 196),
+    "img_b": KeyLayout(MaskingUnit.TOKEN, 196),
+    "glob": KeyLayout(MaskingUnit.TOKEN, 16),
+    "pix": KeyLayout(MaskingUnit.TOKEN, 196, input_only=True),
+    "tgt": KeyLayout(MaskingUnit.TOKEN, 196, target_only=True),
+    "seq": KeyLayout(MaskingUnit.SPAN, 256),
+    "meta": KeyLayout(MaskingUnit.CHUNK, 40),
+}
+
+
+def mixture(alpha: float, keys=tuple(LAYOUTS), n_in: int = 128, n_tgt: int = 128, keep=KeepScheme.RANDOM):
+    strategy = MaskingStrategy(alphas={k: KeyAlphas(input_alpha=alpha, target_alpha=alpha, keep=keep) for k in keys})
+    return MaskingMixture(
+        strategies=[strategy],
+        input_tokens=TokenRange(low=n_in, high=n_in),
+        target_tokens=TokenRange(low=n_tgt, high=n_tgt),
+    )
+
+
+def image_sample() -> dict[str, int]:
+    return {"img_a": 196, "img_b": 196, "pix": 196, "tgt": 196}
+
+
+def test_token_budgets_sum_and_masks_match_budgets() -> None:
+    masker = FourMMasker(LAYOUTS, mixture(1.0))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        _, inp, tgt, n_in, n_tgt = masker.budgets(image_sample(), rng)
+        assert sum(inp.values()) == n_in  # caps never bind: every key has 196 tokens, budgets are 128
+        assert sum(tgt.values()) <= n_tgt
+    for _ in range(20):
+        out = masker(image_sample(), rng)
+        assert sum(int((~m.input_mask).sum()) for m in out.values()) == 128
+        for m in out.values():
+            assert int((~m.input_mask).sum()) == m.input_budget
+            assert int((~m.target_mask).sum()) == m.target_budget
+            assert not bool((~m.input_mask & ~m.target_mask).any())  # never both input and target
+
+
+def test_target_budget_sums_when_inputs_leave_room() -> None:
+    masker = FourMMasker(LAYOUTS, mixture(1.0, n_in=64, n_tgt=64))
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        _, _, tgt, _, n_tgt = masker.budgets(image_sample(), rng)
+        assert sum(tgt.values()) == n_tgt
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 10.0])
+def test_dirichlet_share_means_and_variance(alpha: float) -> None:
+    rng = np.random.default_rng(123)
+    k, total, n = 4, 1000, 2000
+    shares = np.stack([FourMMasker.split_budget(rng, np.full(k, alpha), total) / total for _ in range(n)])
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    # symmetric Dirichlet: mean 1/k, variance (1/k)(1-1/k)/(k*alpha+1); 6 standard errors cannot flake at a seed
+    var = (1 / k) * (1 - 1 / k) / (k * alpha + 1)
+    assert np.all(np.abs(shares.mean(axis=0) - 1 / k) < 6 * np.sqrt(var / n))
+    assert abs(shares.var(axis=0).mean() - var) < 0.25 * var
+
+
+def test_asymmetric_alphas_give_proportional_means() -> None:
+    rng = np.random.default_rng(7)
+    alphas = np.array([1.0, 2.0, 5.0])
+    shares = np.stack([FourMMasker.split_budget(rng, alphas, 500) / 500 for _ in range(2000)])
+    np.testing.assert_allclose(shares.mean(axis=0), alphas / alphas.sum(), atol=0.02)
+
+
+def test_small_alpha_concentrates_budget() -> None:
+    rng = np.random.default_rng(3)
+    top = [FourMMasker.split_budget(rng, np.full(5, 0.01), 256).max() for _ in range(500)]
+    # alpha 0.01: almost all mass on one key (sampled share of the largest key is >= 90% in ~95% of draws)
+    assert np.mean(np.asarray(top) >= 230) > 0.8
+    wide = [FourMMasker.split_budget(rng, np.full(5, 10.0), 256).max() for _ in range(500)]
+    assert max(wide) < 200
+
+
+def test_zero_alpha_keys_get_nothing() -> None:
+    strategy = MaskingStrategy(
+        alphas={"img_a": KeyAlphas(input_alpha=1000.0, target_alpha=0.0)}
+        | {k: KeyAlphas(input_alpha=0.0, target_alpha=0.5) for k in ("img_b", "tgt")}
+    )
+    mix = MaskingMixture(strategies=[strategy], input_tokens=TokenRange(low=100, high=100))
+    masker = FourMMasker(LAYOUTS, mix)
+    for _ in range(20):
+        _, inp, tgt, _, _ = masker.budgets(image_sample(), masker.rng)
+        assert inp["img_a"] == 100 and inp["img_b"] == 0 and inp["pix"] == 0
+        assert tgt["img_a"] == 0
+
+
+def test_input_only_and_target_only_respected() -> None:
+    masker = FourMMasker(LAYOUTS, mixture(0.3), seed=5)
+    for _ in range(100):
+        out = masker(image_sample())
+        assert bool(out["pix"].target_mask.all())
+        assert bool(out["tgt"].input_mask.all())
+
+
+def test_empty_and_absent_keys_get_nothing() -> None:
+    masker = FourMMasker(LAYOUTS, mixture(1.0), seed=2)
+    for _ in range(20):
+        out = masker({"img_a": 196, "img_b": 0, "seq": []})
+        assert set(out) == {"img_a"}
+        assert out["img_a"].input_budget == 128
+    with pytest.raises(KeyError):
+        masker({"unknown": 3})
+
+
+def test_span_mask_worked_example() -> None:
+    # reference §3.3: a b c d [EOS] with masks 0 1 1 0 1 -> a [S_1] d [S_2] / [S_1] b c [S_2] [EOS] [S_3]
+    a, b, c, d, eos = 300, 301, 302, 303, 3
+    inp, tgt = span_mask([[a], [b], [c], [d], [eos]], np.array([1, 0, 0, 1, 0], dtype=bool))
+    assert inp == [a, 5, d, 6]
+    assert tgt == [5, b, c, 6, eos, 7]
+    assert merge_spans(inp, tgt) == [a, b, c, d, eos]
+    assert span_mask([[a], [b]], np.ones(2, dtype=bool)) == ([a, b], [5])
+
+
+def _sentinels(ids: torch.Tensor) -> list[int]:
+    return [int(t) for t in ids if 4 <= int(t) < 204]
+
+
+def test_sequence_span_structure_and_reconstruction() -> None:
+    masker = FourMMasker(LAYOUTS, mixture(1.0, keys=("seq",), n_in=256, n_tgt=400), seed=11)
+    seq = list(range(1000, 1060)) + [3]
+    for _ in range(50):
+        m = masker({"seq": seq})["seq"]
+        assert m.input_ids is not None and m.target_ids is not None
+        assert len(m.input_ids) <= m.input_budget
+        s_in, s_tgt = _sentinels(m.input_ids), _sentinels(m.target_ids)
+        assert s_in == list(range(5, 5 + len(s_in)))  # [S_1], [S_2], ... in order
+        assert s_tgt == list(range(5, 6 + len(s_in)))  # plus the closing sentinel
+        assert merge_spans(m.input_ids.tolist(), m.target_ids.tolist()) == seq
+
+
+def test_sequence_input_fits_small_budget_and_target_window() -> None:
+    strategy = MaskingStrategy(alphas={"seq": KeyAlphas(input_alpha=1.0, target_alpha=1.0, keep=KeepScheme.ALL)})
+    mix = MaskingMixture(
+        strategies=[strategy], input_tokens=TokenRange(low=10, high=10), target_tokens=TokenRange(low=8, high=8)
+    )
+    masker = FourMMasker(LAYOUTS, mix, seed=0)
+    for _ in range(30):
+        m = masker({"seq": list(range(1000, 1050))})["seq"]
+        assert len(m.input_ids) <= 10
+        assert len(m.target_ids) == 8
+        assert 4 <= int(m.target_ids[0]) < 204  # the window starts at a sentinel
+
+
+def test_chunk_masking_keeps_chunks_whole() -> None:
+    chunks = [[500 + 10 * i + j for j in range(3)] for i in range(8)] + [[3]]
+    masker = FourMMasker(LAYOUTS, mixture(1.0, keys=("meta",), n_in=20, n_tgt=64), seed=4)
+    for _ in range(50):
+        m = masker({"meta": chunks})["meta"]
+        for ids in (m.input_ids, m.target_ids):
+            plain = [int(t) for t in ids if not 4 <= int(t) < 204]
+            groups = [plain[i : i + 1] for i in range(len(plain))]
+            # every non-sentinel run splits into whole chunks
+            runs, cur = [], []
+            for t in ids.tolist():
+                if 4 <= t < 204:
+                    runs.append(cur)
+                    cur = []
+                else:
+                    cur.append(t)
+            runs.append(cur)
+            whole = {tuple(c) for c in chunks}
+            for run in runs:
+                i = 0
+                while i < len(run):
+                    n = 1 if run[i] == 3 else 3
+                    assert tuple(run[i : i + n]) in whole
+                    i += n
+            assert groups is not None
+        assert merge_spans(m.input_ids.tolist(), m.target_ids.tolist()) == sum(chunks, [])
+
+
+def test_chunks_from_boundaries_and_max_tokens() -> None:
+    assert chunk_boundaries_to_chunks([1, 2, 3, 4, 5], [2, 4]) == [[1, 2], [3, 4], [5]]
+    masker = FourMMasker({"meta": KeyLayout(MaskingUnit.CHUNK, 7)}, mixture(1.0, keys=("meta",)), seed=0)
+    m = masker({"meta": [[10, 11, 12], [20, 21, 22], [30, 31]]})["meta"]
+    assert len(m.target_ids) <= 7
+    seen = {int(t) for t in torch.cat([m.input_ids, m.target_ids]) if not 4 <= int(t) < 204}
+    assert seen <= {10, 11, 12, 20, 21, 22}  # the third chunk does not fit in 7 tokens: dropped whole
+
+
+def test_deterministic_under_seed() -> None:
+    sample = image_sample() | {"seq": list(range(1000, 1040)), "glob": 16}
+
+    def run(seed: int):
+        masker = FourMMasker(LAYOUTS, mixture(0.5), seed=seed)
+        return [masker(sample) for _ in range(5)]
+
+    a, b, c = run(9), run(9), run(10)
+    flat = lambda rs: [t for r in rs for m in r.values() for t in (m.input_mask, m.target_mask)]  # noqa: E731
+    assert all(torch.equal(x, y) for x, y in zip(flat(a), flat(b), strict=True))
+    assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(flat(a), flat(c), strict=False))
+
+
+def test_strategy_choice_follows_weights() -> None:
+    s = MaskingStrategy(alphas={"img_a": KeyAlphas(input_alpha=1.0, target_alpha=1.0)})
+    mix = MaskingMixture(strategies=[s, s, s], weights=[1.0, 0.0, 3.0])
+    masker = FourMMasker(LAYOUTS, mix, seed=0)
+    picks = np.array([masker.budgets({"img_a": 196}, masker.rng)[0] for _ in range(2000)])
+    assert not (picks == 1).any()
+    assert abs((picks == 2).mean() - 0.75) < 0.05
+    with pytest.raises(ValueError):
+        MaskingMixture(strategies=[s], weights=[1.0, 2.0])
+
+
+def test_own_format_roundtrip(tmp_path: Path) -> None:
+    mix = mixture(0.5, keys=("img_a", "seq"), keep=KeepScheme.BINARY)
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(mix.model_dump(mode="json")))
+    assert load_mixture(path) == mix
+    official = tmp_path / "official.yaml"
+    official.write_text("a:\n  input_alphas: [1.0, 0.0]\n  target_alphas: [0.5, 0.5]\n  keep: [all, binary]\n")
+    loaded = load_mixture(official)
+    assert loaded.weights is None and len(loaded.strategies) == 2
+    assert loaded.strategies[1].alphas["a"].keep == KeepScheme.BINARY
+
+
+def test_official_mixture_loads() -> None:
+    path = ml4m_data_dir(Path(__file__).parent) / "mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
+    if not path.is_file():
+        pytest.skip(f"official mixture not at {path}")
+    mix = load_mixture(path)
+    assert len(mix.strategies) == 7
+    assert mix.weights == [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    keep_all = [s for s in mix.strategies if any(a.keep == KeepScheme.ALL for a in s.alphas.values())]
+    assert len(keep_all) == 2
+    # usable on arbitrary layouts: every listed key as a token key
+    layouts = {k: KeyLayout(MaskingUnit.TOKEN, 196) for k in mix.keys()}
+    out = FourMMasker(layouts, mix, seed=0)({k: 196 for k in layouts})
+    assert sum(m.input_budget for m in out.values()) == 256
+
+
+def test_layouts_from_registry() -> None:
+    from fourm_core.registry import Registry
+
+    reg = Registry(strict=False)
+    layouts = layouts_from_registry(reg)
+    assert set(layouts) == set(reg.model_keys())
+    for key, members in reg.model_keys().items():
+        assert layouts[key].unit == members[0].spec.masking
+
+
+def test_sequence_without_input_budget_is_all_target() -> None:
+    strategy = MaskingStrategy(alphas={"seq": KeyAlphas(input_alpha=1.0, target_alpha=1.0)})
+    mix = MaskingMixture(
+        strategies=[strategy], input_tokens=TokenRange(low=0, high=0), target_tokens=TokenRange(low=64, high=64)
+    )
+    m = FourMMasker(LAYOUTS, mix, seed=0)({"seq": [1000, 1001, 3]})["seq"]
+    assert m.input_ids.tolist() == []
+    assert m.target_ids.tolist() == [5, 1000, 1001, 3, 6]
