@@ -15,6 +15,7 @@ tensors that are saved with the tokenizer weights.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -25,8 +26,8 @@ import torch.nn.functional as F
 __all__ = ["TRANSFORMS", "Transform", "make_transform"]
 
 
-class Transform:
-    """Base class; subclasses set ``name``, ``out_channels`` rules and the four methods."""
+class Transform(ABC):
+    """Base class; subclasses set ``name`` and implement the four abstract methods."""
 
     name: ClassVar[str]
     #: whether the model sees class indices (embedded) rather than float channels
@@ -43,15 +44,17 @@ class Transform:
         self.stats: dict[str, torch.Tensor] = {}
 
     # -- statistics ------------------------------------------------------------------------------------------------
-    def fit(self, raws: Sequence[np.ndarray]) -> None:
+    def fit(self, raws: Sequence[np.ndarray]) -> None:  # noqa: B027 (a hook most transforms do not need)
         """Learn dataset statistics from training arrays (most transforms need none)."""
 
     # -- conversion ------------------------------------------------------------------------------------------------
+    @abstractmethod
     def to_tensor(self, raw: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
+        """See the module docstring."""
 
     def batch(self, raws: Sequence[np.ndarray]) -> torch.Tensor:
         """Stack converted samples into one batch tensor."""
@@ -67,12 +70,13 @@ class Transform:
         return output
 
     # -- training and evaluation -----------------------------------------------------------------------------------
+    @abstractmethod
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def metrics(self, true: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> dict[str, float]:
         """Reconstruction quality over a set of samples, in the stored form."""
-        raise NotImplementedError
 
     def baseline(self, train: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
         """The trivial reconstruction a bound must beat: the training mean (or majority) for every sample."""
