@@ -317,9 +317,12 @@ class FourMMasker:
             raise KeyError(f"sample has keys without a layout: {sorted(unknown)}")
         length = np.array([self._length(sample[k], self.layouts[k]) if k in sample else 0 for k in self.keys])
         present = length > 0
-        token_like = np.array([self.layouts[k].unit == MaskingUnit.TOKEN for k in self.keys])
-        # token keys cannot use more than their tokens; sequences are capped at max_tokens as in ml-4m (sentinels
-        # make a masked sequence longer than its content)
+        token_like = np.array(
+            [self.layouts[k].unit == MaskingUnit.TOKEN or self.layouts[k].embedding for k in self.keys]
+        )
+        # token keys and embedding rows cannot use more than they have (a short caption's embedding rows cap its
+        # input budget); sequences are capped at max_tokens as in ml-4m (sentinels make a masked sequence longer
+        # than its content)
         cap = np.where(token_like, np.minimum(length, self.max_tokens), self.max_tokens)
 
         in_ok = present & ~self.target_only

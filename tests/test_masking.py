@@ -280,3 +280,12 @@ def test_sequence_without_input_budget_is_all_target() -> None:
     m = FourMMasker(LAYOUTS, mix, seed=0)({"seq": [1000, 1001, 3]})["seq"]
     assert m.input_ids.tolist() == []
     assert m.target_ids.tolist() == [5, 1000, 1001, 3, 6]
+
+
+def test_embedding_rows_cap_their_input_budget() -> None:
+    layouts = {"emb": KeyLayout(MaskingUnit.SPAN, 77, input_only=True, embedding=True), **LAYOUTS}
+    masker = FourMMasker(layouts, mixture(10.0, keys=("emb", "img_a"), n_in=128, n_tgt=16), seed=3)
+    for _ in range(20):
+        out = masker({"emb": 5, "img_a": 196})
+        assert out["emb"].input_budget <= 5 and int((~out["emb"].input_mask).sum()) == out["emb"].input_budget
+        assert out["emb"].target_budget == 0
