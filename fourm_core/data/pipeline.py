@@ -1,0 +1,212 @@
+"""From a store sample to what masking and collation take: one content entry per model key.
+
+:class:`StoreDataset` gives ``{modality: {array: value}}``; :class:`~fourm_core.masking.FourMMasker` and
+:class:`~fourm_core.collate.Collator` want, per model key, token ids, pixels, text-vocabulary ids or embedding rows.
+:class:`SampleBuilder` is that step, as ml-4m's transforms do it at load time:
+
+* image / global tokens (read in ``"tokens"`` form, one crop): an int64 tensor of ids;
+* pixels (``"raw"``): a float32 (C, H, W) tensor, ImageNet mean/std normalised (ml-4m's ``RGBTransform``), cropped
+  and flipped like the chosen token crop when the sample carries one;
+* sequences (``"raw"``, or ``"raw+tokens"`` when items carry tokenizer ids): the key's serializer writes the official
+  string (random orders from ``rng``), the text vocabulary encodes it and ``[EOS]`` ends it; span keys give a 1-D
+  tensor truncated to ``max_tokens``, chunk keys a list of id chunks with ``[EOS]`` as its own last chunk;
+* sequence embeddings (``"raw"``): float32 rows (rows x width), at most ``max_tokens``.
+
+Empty modalities (absent, unlabelled, nothing to serialise) are left out, so masking gives them no tokens. Nothing
+here names a modality: kinds, arrays and codecs come from the specs and the registry.
+
+Not done yet: sequences with image coordinates (boxes, poses, instance points) are serialised from the full image
+even when a non-identity crop is chosen (ml-4m crops them too); with ``crop=0`` everything is aligned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fourm_core.masking import EOS_ID
+from fourm_core.serialization import SerializationError
+from fourm_core.spec import MaskingUnit, ModalityKind
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SampleBuilder", "form_of", "forms_for", "open_store_dataset"]
+
+#: ml-4m normalises RGB pixel inputs with the ImageNet statistics (``imagenet_default_mean_and_std=True``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_RAW, _TOKENS = "raw", "tokens"
+_TOKEN_KINDS = (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
+#: what :func:`fourm_core.tokenizers.pretokenize.apply_crop` needs to resample pixels
+_PIXEL_RESAMPLING = SimpleNamespace(name="pixels", resample="bilinear", flip_negates=())
+
+
+def form_of(spec: Any) -> str:
+    """The :class:`StoreDataset` form a modality is read in for training: pre-tokenised grids and globals as
+    ``"tokens"``, sequences whose items carry tokenizer ids as ``"raw+tokens"``, everything else ``"raw"``."""
+    if spec.kind in _TOKEN_KINDS:
+        return _TOKENS
+    if spec.kind == ModalityKind.SEQUENCE and any(a.form == _TOKENS for a in spec.storage):
+        return f"{_RAW}+{_TOKENS}"
+    return _RAW
+
+
+def forms_for(registry: Any, store_parts: Iterable[str]) -> dict[str, str]:
+    """``{modality: form}`` for every registered modality whose parts in that form are all in ``store_parts``
+    (a store's ``parts()``): the modalities and forms to open a :class:`StoreDataset` with."""
+    parts = set(store_parts)
+    out = {}
+    for m in registry.modalities():
+        form = form_of(m.spec)
+        if all(f"{m.name}/{f}" in parts for f in form.split("+")):
+            out[m.name] = form
+    return out
+
+
+def open_store_dataset(
+    path: str | Path, registry: Any, crop: int | str | None = 0, seed: int = 0, **kwargs: Any
+) -> Any:
+    """A :class:`StoreDataset` over every modality the store holds in its training form (:func:`forms_for`)."""
+    from fourm_core.data.loader import StoreDataset
+    from fourm_core.storage.store import AlignedStore
+
+    forms = forms_for(registry, AlignedStore.open(path, mode="r").parts())
+    return StoreDataset(path, list(forms), form=forms, crop=crop, seed=seed, **kwargs)
+
+
+@dataclass
+class SampleBuilder:
+    """Turns one :class:`StoreDataset` sample into ``{model key: content}`` for the masker and the collator.
+
+    ``vocabulary`` is a :class:`~fourm_core.vocab.TextVocabulary` (anything with ``encode(text) -> list[int]``).
+    ``skipped`` counts, per model key, the samples whose value could not be serialised (left out, like empties).
+    """
+
+    registry: Any
+    preset: str
+    vocabulary: Any
+    pixel_mean: Sequence[float] = IMAGENET_MEAN
+    pixel_std: Sequence[float] = IMAGENET_STD
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.keys = self.registry.model_keys(self.preset)
+
+    # -- entry point ---------------------------------------------------------------------------------------------
+    def __call__(self, sample: Mapping[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
+        """Content per model key of ``sample``; ``rng`` draws serialisation orders and variants (canonical
+        orders without it), so a fixed seed gives the same content every time."""
+        crop = sample.get("crop") or {}
+        out: dict[str, Any] = {}
+        for key, members in self.keys.items():
+            rows = {m.name: sample[m.name] for m in members if sample.get(m.name)}
+            if not rows:
+                continue
+            spec = members[0].spec
+            if spec.kind in _TOKEN_KINDS:
+                value = self._tokens(next(iter(rows.values())))
+            elif spec.kind == ModalityKind.PIXELS:
+                value = self._pixels(spec, next(iter(rows.values())), crop.get("settings"))
+            elif spec.kind == ModalityKind.SEQUENCE_EMBEDDING:
+                value = self._embedding(spec, next(iter(rows.values())))
+            else:
+                value = self._sequence(key, members, rows, rng)
+            if value is not None:
+                out[key] = value
+        return out
+
+    # -- per kind ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _tokens(row: Mapping[str, Any]) -> torch.Tensor | None:
+        ids = np.asarray(row[_TOKENS])
+        if ids.ndim == 2:  # read without a crop choice: the first crop is the full image
+            ids = ids[0]
+        return torch.from_numpy(ids.astype(np.int64)) if ids.size else None
+
+    def _pixels(self, spec: Any, row: Mapping[str, Any], setting: Any) -> torch.Tensor:
+        array = np.asarray(row[_first_raw(spec)])
+        if setting is not None:
+            from fourm_core.tokenizers.pretokenize import apply_crop
+
+            array = apply_crop(array, _PIXEL_RESAMPLING, setting, array.shape[0])  # type: ignore[arg-type]
+        x = torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32)
+        x = (x[..., None] if x.ndim == 2 else x).permute(2, 0, 1) / 255.0
+        size = spec.layout(self.preset).image_size
+        if size is not None and tuple(x.shape[1:]) != (size, size):
+            x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+        c = x.shape[0]
+        mean = torch.tensor(self.pixel_mean[:c], dtype=torch.float32).view(c, 1, 1)
+        std = torch.tensor(self.pixel_std[:c], dtype=torch.float32).view(c, 1, 1)
+        return (x - mean) / std
+
+    def _embedding(self, spec: Any, row: Mapping[str, Any]) -> torch.Tensor | None:
+        rows = np.asarray(row[_first_raw(spec)], dtype=np.float32)
+        rows = rows.reshape(rows.shape[0], -1)[: spec.layout(self.preset).max_tokens]
+        return torch.from_numpy(np.ascontiguousarray(rows)) if len(rows) else None
+
+    def _sequence(
+        self, key: str, members: Sequence[Any], rows: Mapping[str, Mapping[str, Any]], rng: random.Random | None
+    ) -> torch.Tensor | list[list[int]] | None:
+        serializer = self.registry.key_serializer(key, self.preset)
+        spec = members[0].spec
+        try:
+            if len(members) > 1:  # a group: {member: its stored value}
+                value: Any = {name: _single(row) for name, row in rows.items()}
+            elif hasattr(serializer, "from_store"):  # items plus their tokens (poses, instances)
+                value = serializer.from_store(dict(next(iter(rows.values()))), rng)
+            else:
+                value = _single(next(iter(rows.values())))
+                if hasattr(serializer, "choose"):  # several stored variants: draw one
+                    value = serializer.choose(value, rng if rng is not None else random.Random(0))
+            text = serializer.serialize(value, rng)
+        except (SerializationError, KeyError):
+            self.skipped[key] = self.skipped.get(key, 0) + 1
+            return None
+        if not text.strip():
+            return None
+        max_tokens = spec.layout(self.preset).max_tokens
+        if spec.masking == MaskingUnit.CHUNK:
+            chunks = [self.vocabulary.encode(c) for c in self.registry.masking_chunks(members[0].name, text)]
+            return [c for c in chunks if c] + [[EOS_ID]]
+        ids = (list(self.vocabulary.encode(text)) + [EOS_ID])[:max_tokens]
+        return torch.tensor(ids, dtype=torch.long)
+
+    # -- batches -------------------------------------------------------------------------------------------------
+    def build_batch(
+        self,
+        samples: Sequence[Mapping[str, Any]],
+        masker: Any,
+        collator: Any,
+        seeds: Sequence[int] | None = None,
+    ) -> Any:
+        """Build, mask and collate ``samples`` into one :class:`~fourm_core.collate.CollatedBatch`; sample ``i``
+        draws its serialisation from ``random.Random(seeds[i])`` and its masks from ``default_rng(seeds[i])``
+        (without ``seeds``: canonical serialisation and the masker's own generator)."""
+        contents, masks = [], []
+        for i, sample in enumerate(samples):
+            seed = None if seeds is None else int(seeds[i])
+            content = self(sample, None if seed is None else random.Random(seed))
+            rng = None if seed is None else np.random.default_rng(seed)
+            contents.append(content)
+            masks.append(masker(collator.masking_sample(content), rng))
+        return collator(contents, masks)
+
+
+def _first_raw(spec: Any) -> str:
+    """Name of the first raw array a modality stores (its data for pixels and embeddings)."""
+    return next(a.name for a in spec.storage if a.form == _RAW)
+
+
+def _single(row: Mapping[str, Any]) -> Any:
+    """The stored value of a one-array row (a caption's text, a record's values)."""
+    raw = {k: v for k, v in row.items() if k != _TOKENS}
+    if len(raw) != 1:
+        raise KeyError(f"cannot serialise a row of arrays {sorted(row)} without the codec's from_store")
+    return next(iter(raw.values()))
