@@ -39,6 +39,8 @@ def _bias_from_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tens
 
 
 class Attention(nn.Module):
+    """Self-attention with a fused ``qkv`` projection (ml-4m's names), through ``scaled_dot_product_attention``."""
+
     def __init__(
         self,
         dim: int,
@@ -69,6 +71,8 @@ class Attention(nn.Module):
 
 
 class CrossAttention(nn.Module):
+    """Attention from decoder queries (``q``) to the encoder context (fused ``kv``), ml-4m's names."""
+
     def __init__(
         self,
         dim: int,
@@ -141,7 +145,7 @@ class DropPath(nn.Module):
         return x * keep / (1 - self.p)
 
 
-def _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp):
+def _mlp(dim: int, mlp_ratio: float, act_layer: type[nn.Module], mlp_bias: bool, gated_mlp: bool) -> nn.Module:
     hidden = int(dim * mlp_ratio)
     return (GatedMlp if gated_mlp else Mlp)(dim, hidden, act_layer=act_layer, bias=mlp_bias)
 
@@ -151,17 +155,17 @@ class Block(nn.Module):
 
     def __init__(
         self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        proj_bias=True,
-        mlp_bias=True,
-        drop_path=0.0,
-        act_layer=nn.GELU,
-        norm_layer=LayerNorm,
-        gated_mlp=False,
-        qk_norm=False,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        proj_bias: bool = True,
+        mlp_bias: bool = True,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = LayerNorm,
+        gated_mlp: bool = False,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
@@ -180,17 +184,17 @@ class DecoderBlock(nn.Module):
 
     def __init__(
         self,
-        dim,
-        num_heads,
-        mlp_ratio=4.0,
-        qkv_bias=False,
-        proj_bias=True,
-        mlp_bias=True,
-        drop_path=0.0,
-        act_layer=nn.GELU,
-        norm_layer=LayerNorm,
-        gated_mlp=False,
-        qk_norm=False,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        proj_bias: bool = True,
+        mlp_bias: bool = True,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = LayerNorm,
+        gated_mlp: bool = False,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
