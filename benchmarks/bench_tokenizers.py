@@ -44,26 +44,6 @@ def make_store(path: Path, n: int, workers: int) -> None:
     label_store(path, workers=workers)
 
 
-def markdown(reports: list[dict]) -> str:
-    lines = [
-        "| tokenizer | family | steps | train s | bound | baseline (mean) | diffusion decoder | perplexity "
-        "| codes used |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in reports:
-        ev, tr = r["evaluation"], r["training"]
-
-        def fmt(m: dict) -> str:
-            return ", ".join(f"{k} {v:.3f}" for k, v in m.items())
-
-        lines.append(
-            f"| {r['name']} | {r['family']} | {tr['steps']} | {tr['seconds']} | {fmt(ev['bound'])} | "
-            f"{fmt(ev['baseline'])} | {fmt(ev['diffusion']) if 'diffusion' in ev else '-'} | "
-            f"{ev['usage']['perplexity']:.1f} | {ev['usage']['codes_used']:.0%} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="an existing labelled tiny store (default: render one)")
@@ -79,7 +59,7 @@ def main() -> None:
     from fourm_core.registry import Registry
     from fourm_core.storage.store import AlignedStore
     from fourm_core.tokenizers.config import TrainConfig
-    from fourm_core.tokenizers.workflow import plan_tokenizers, train_tokenizer
+    from fourm_core.tokenizers.workflow import bound_markdown, plan_tokenizers, train_tokenizer
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,8 +95,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    out.with_suffix(".md").write_text(markdown(reports))
-    print(markdown(reports))
+    out.with_suffix(".md").write_text(bound_markdown(reports))
+    print(bound_markdown(reports))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from fourm_core.spec import PRESETS
 DEFAULT_IMAGE_SIZE = {"tiny": 64, "paper": 224}
 
 
-def _progress(console: Console) -> Progress:
+def progress_bar(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -27,6 +27,16 @@ def _progress(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+def work_table(title: str, worker: str, rows: list[tuple[str, str | None, int, int, float, str | None]]) -> Table:
+    """Per-modality results of a block-wise job (labeling, pre-tokenisation): who did it, done, failed, rate, note."""
+    table = Table(title=title)
+    for col in ("modality", worker, "done", "failed", "samples/s", "note"):
+        table.add_column(col)
+    for name, who, done, failed, rate, note in rows:
+        table.add_row(name, who or "-", str(done), str(failed), f"{rate:.0f}" if rate else "-", escape(note or ""))
+    return table
 
 
 def _manifest(preset: str) -> Any:
@@ -40,7 +50,7 @@ def _write(console: Console, args: argparse.Namespace, adapter: Any, image_size:
     from fourm_core.storage.source_writer import create_source_store, write_source
 
     store = create_source_store(args.out, adapter, image_size, args.preset, args.block_size, _manifest(args.preset))
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"{adapter.name} -> {args.out}", total=len(store.todo_blocks("source")))
         report = write_source(store, adapter, args.workers, lambda n, total: progress.update(task, completed=n))
     console.print(
@@ -75,7 +85,7 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
 
     choices = dict(item.split("=", 1) for item in args.labeler)
     AlignedStore.open(args.store, expected_manifest=_manifest(AlignedStore.open(args.store).preset))
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
         def on_plan(plan: ModalityPlan) -> None:
@@ -97,19 +107,8 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
             on_plan=on_plan,
             on_progress=on_progress,
         )
-    table = Table(title="labeling")
-    for col in ("modality", "labeler", "done", "failed", "samples/s", "note"):
-        table.add_column(col)
-    for p in plans:
-        table.add_row(
-            p.name,
-            p.labeler or "-",
-            str(p.done),
-            str(p.failed),
-            f"{p.samples_per_s:.0f}" if p.seconds else "-",
-            escape(p.skip_reason or ""),
-        )
-    console.print(table)
+    rows = [(p.name, p.labeler, p.done, p.failed, p.samples_per_s, p.skip_reason) for p in plans]
+    console.print(work_table("labeling", "labeler", rows))
     return 0
 
 

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fourm_core.cli_data import progress_bar, work_table
+
 DEFAULT_DIR = "tokenizers"
 
 
@@ -126,9 +128,7 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
     from fourm_core.registry import Registry
     from fourm_core.tokenizers.pretokenize import tokenize_store
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as progress:
+    with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
         def on_progress(name: str, done: int, total: int) -> None:
@@ -145,19 +145,8 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
             seed=args.seed,
             on_progress=on_progress,
         )
-    table = Table(title="pre-tokenisation")
-    for col in ("modality", "tokenizer", "done", "failed", "samples/s", "note"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(
-            r.modality,
-            r.tokenizer or "-",
-            str(r.done),
-            str(r.failed),
-            f"{r.samples_per_s:.0f}" if r.seconds else "-",
-            escape(r.note),
-        )
-    console.print(table)
+    rows = [(r.modality, r.tokenizer, r.done, r.failed, r.samples_per_s, r.note) for r in results]
+    console.print(work_table("pre-tokenisation", "tokenizer", rows))
     return 0
 
 

@@ -11,6 +11,7 @@ time budget, measure its bound on held-out scenes and pre-tokenise the store. St
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -62,50 +63,33 @@ def _sequence_examples(registry: Registry, store: Any, text: Any, index: int) ->
         if not values:
             continue
         serializer = registry.key_serializer(key, store.preset)
-        if len(members) == 1 and hasattr(serializer, "from_store"):  # items + their tokens (poses, instances)
-            (row,) = values.values()
-            try:
-                value = serializer.from_store(row)
-                serialized = serializer.serialize(value)
-            except SerializationError as exc:
-                lines += [f"## `{key}`", "", f"- not serializable yet: {exc}", ""]
-                continue
-            ids = text.encode(serialized)
-            lines += [
-                f"## `{key}` ({', '.join(values)}, assembled from stored items and their tokens)",
-                "",
-                f"- string: `{serialized}`",
-                f"- {len(ids)} ids: `{ids[:48]}{' ...' if len(ids) > 48 else ''}`",
-                "",
-            ]
-            continue
+        assemble, shown = False, None
         if len(members) > 1:
             value = {name: next(iter(v.values())) for name, v in values.items()}
+            shown = value
         else:
             (raw,) = values.values()
-            if len(raw) > 1:
-                lines += [
-                    f"## `{key}`",
-                    "",
-                    f"- stored as arrays {sorted(raw)}; its tokenizer assembles the sequence (not trained yet)",
-                    "",
-                ]
+            if hasattr(serializer, "from_store"):  # items + their tokens (poses, instances)
+                value, assemble = raw, True
+            elif len(raw) > 1:
+                lines += [f"## `{key}`", "", f"- stored as arrays {sorted(raw)} and no codec assembles them", ""]
                 continue
-            value = next(iter(raw.values()))
-            if hasattr(serializer, "choose"):  # stores keep several variants (palettes of 1..7 colours): draw one
-                import random
-
-                value = serializer.choose(value, random.Random(index))
+            else:
+                value = shown = next(iter(raw.values()))
+                if hasattr(serializer, "choose"):  # stores keep several variants (palettes of 1..7 colours): draw one
+                    value = shown = serializer.choose(value, random.Random(index))
         try:
+            if assemble:
+                value = serializer.from_store(value)
             serialized = serializer.serialize(value)
-        except SerializationError as exc:  # e.g. pose tokens come from a tokenizer that is not trained yet
+        except SerializationError as exc:  # e.g. item tokens come from a tokenizer that is not trained yet
             lines += [f"## `{key}`", "", f"- not serializable yet: {exc}", ""]
             continue
         ids = text.encode(serialized)
         lines += [
-            f"## `{key}` ({', '.join(values)})",
+            f"## `{key}` ({', '.join(values)}{', assembled from stored items and their tokens' if assemble else ''})",
             "",
-            f"- stored: `{json.dumps(_jsonable(value))[:300]}`",
+            *([f"- stored: `{json.dumps(_jsonable(shown))[:300]}`"] if shown is not None else []),
             f"- string: `{serialized}`",
             f"- {len(ids)} ids: `{ids[:48]}{' ...' if len(ids) > 48 else ''}`",
             "",
@@ -150,26 +134,13 @@ def _tokenizers(registry: Registry, store: Any, out: Path, seconds: float, conso
 
 
 def _bound_markdown(reports: list[dict[str, Any]], seconds: float) -> str:
-    lines = [
-        "# Tokenizer bounds on held-out demo scenes",
-        "",
+    from fourm_core.tokenizers.workflow import bound_markdown
+
+    intro = (
         f"Each tokenizer trained for about {seconds:.0f} s on the demo store (see benchmarks/ for the 110 s table). "
-        "Baseline: the training mean (or majority) for every sample.",
-        "",
-        "| tokenizer | steps | bound | baseline | codes used |",
-        "|---|---|---|---|---|",
-    ]
-
-    def fmt(metrics: dict[str, float]) -> str:
-        return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-
-    for r in reports:
-        ev = r["evaluation"]
-        lines.append(
-            f"| {r['name']} | {r['training']['steps']} | {fmt(ev['bound'])} | {fmt(ev['baseline'])} | "
-            f"{ev['usage']['codes_used']:.0%} |"
-        )
-    return "\n".join(lines) + "\n"
+        "Baseline: the training mean (or majority) for every sample."
+    )
+    return f"# Tokenizer bounds on held-out demo scenes\n\n{intro}\n\n{bound_markdown(reports)}"
 
 
 def run_demo(

@@ -204,10 +204,11 @@ def evaluate(tok: Tokenizer, split: Split, limit: int = 512, diffusion_limit: in
     ids = _batched_ids(tok, truth)
     recon = _batched_decode(tok, ids)
     transform = tok.transform
+    baseline = transform.baseline(split.train[:2000], len(truth))
     result: dict[str, Any] = {
         "items": len(truth),
         "bound": transform.metrics(truth, recon),
-        "baseline": transform.metrics(truth, transform.baseline(split.train[:2000], len(truth))),
+        "baseline": transform.metrics(truth, baseline),
         "usage": codebook_usage(ids, tok.vocab_size),
     }
     if tok.config.transform == "embedding":
@@ -219,7 +220,7 @@ def evaluate(tok: Tokenizer, split: Split, limit: int = 512, diffusion_limit: in
     if tok.config.evaluator:
         extra = resolve_ref(tok.config.evaluator)
         result["bound"].update(extra(truth, recon))
-        result["baseline"].update(extra(truth, transform.baseline(split.train[:2000], len(truth))))
+        result["baseline"].update(extra(truth, baseline))
     if tok.diffusion is not None:
         n = min(diffusion_limit, len(truth))
         sampled = _batched_decode(tok, ids[:n], sampler="diffusion")

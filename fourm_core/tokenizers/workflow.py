@@ -16,7 +16,7 @@ from fourm_core.tokenizers.pictures import comparison_png
 from fourm_core.tokenizers.tokenizer import Tokenizer
 from fourm_core.tokenizers.training import Split, collect, evaluate, fit
 
-__all__ = ["TokenizerPlan", "eval_tokenizer", "plan_tokenizers", "train_tokenizer"]
+__all__ = ["TokenizerPlan", "bound_markdown", "eval_tokenizer", "plan_tokenizers", "train_tokenizer"]
 
 REPORT = "report.json"
 
@@ -124,3 +124,25 @@ def eval_tokenizer(
             rows["diffusion"] = tok.decode_raw(ids, sampler="diffusion")
         result["png"] = str(comparison_png(tok.config.transform, originals, rows, png) or "")
     return result
+
+
+def bound_markdown(reports: list[dict[str, Any]]) -> str:
+    """The bound table of training reports as markdown: bound next to the mean baseline, the diffusion decoder
+    where there is one, and codebook usage."""
+
+    def fmt(metrics: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+
+    lines = [
+        "| tokenizer | family | steps | train s | bound | baseline (mean) | diffusion decoder | perplexity "
+        "| codes used |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        ev, tr = r["evaluation"], r["training"]
+        lines.append(
+            f"| {r['name']} | {r['family']} | {tr['steps']} | {tr['seconds']} | {fmt(ev['bound'])} | "
+            f"{fmt(ev['baseline'])} | {fmt(ev['diffusion']) if 'diffusion' in ev else '-'} | "
+            f"{ev['usage']['perplexity']:.1f} | {ev['usage']['codes_used']:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
