@@ -289,3 +289,196 @@ def test_embedding_rows_cap_their_input_budget() -> None:
         out = masker({"emb": 5, "img_a": 196})
         assert out["emb"].input_budget <= 5 and int((~out["emb"].input_mask).sum()) == out["emb"].input_budget
         assert out["emb"].target_budget == 0
+
+
+# -- budget redistribution (water-filling) ----------------------------------------------------------------------
+
+
+def _random_sample(rng: np.random.Generator) -> dict:
+    """Neutral keys with random presence and sizes: small token counts and short sequences make caps bind."""
+    sample: dict = {}
+    for key, layout in LAYOUTS.items():
+        if rng.random() < 0.2:
+            continue
+        if layout.unit == MaskingUnit.TOKEN:
+            sample[key] = int(rng.integers(1, layout.max_tokens + 1))
+        elif layout.unit == MaskingUnit.SPAN:
+            sample[key] = [*rng.integers(1000, 2000, size=int(rng.integers(1, 80))).tolist(), 3]
+        else:
+            sample[key] = [[500 + i, 600 + i] for i in range(int(rng.integers(1, 30)))] + [[3]]
+    return sample
+
+
+def _capacities(sample: dict) -> dict[str, int]:
+    """What a key can hold: token count (capped at max_tokens), or a sequence's tokens after the max_tokens cut."""
+    out = {}
+    for key, content in sample.items():
+        layout = LAYOUTS[key]
+        if layout.unit == MaskingUnit.TOKEN:
+            out[key] = min(content, layout.max_tokens)
+        elif layout.unit == MaskingUnit.SPAN:
+            out[key] = min(len(content), layout.max_tokens)
+        else:
+            total = 0
+            for chunk in content:
+                if total + len(chunk) > layout.max_tokens:
+                    break
+                total += len(chunk)
+            out[key] = total
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.5, 5.0])
+def test_redistributed_budgets_fill_up_to_capacity(alpha: float) -> None:
+    masker = FourMMasker(LAYOUTS, mixture(alpha, n_in=200, n_tgt=200), seed=0)
+    rng = np.random.default_rng(17)
+    filled = 0
+    for _ in range(400):
+        sample = _random_sample(rng)
+        if not sample:
+            continue
+        _, inp, tgt, n_in, n_tgt = masker.budgets(sample, masker.rng)
+        cap = _capacities(sample)
+        in_cap = sum(c for k, c in cap.items() if not LAYOUTS[k].target_only)
+        assert sum(inp.values()) == min(n_in, in_cap)
+        tgt_cap = {
+            k: c - inp[k] if LAYOUTS[k].unit == MaskingUnit.TOKEN else min(c + 2, LAYOUTS[k].max_tokens)
+            for k, c in cap.items()
+            if not LAYOUTS[k].input_only
+        }
+        assert sum(tgt.values()) == min(n_tgt, sum(tgt_cap.values()))
+        for k in sample:
+            assert 0 <= inp[k] <= cap[k]
+            assert 0 <= tgt[k] <= tgt_cap.get(k, 0)
+        filled += sum(inp.values()) == n_in
+    assert filled > 100  # the samples are not all too small to fill the budget
+
+
+def test_without_redistribution_the_capped_budget_is_lost() -> None:
+    """ml-4m behaviour (``redistribute=False``): caps cut budgets, and what they cut is gone."""
+    old = FourMMasker(LAYOUTS, mixture(0.05, n_in=200, n_tgt=200), seed=0, redistribute=False)
+    new = FourMMasker(LAYOUTS, mixture(0.05, n_in=200, n_tgt=200), seed=0)
+    rng = np.random.default_rng(5)
+    samples = [s for s in (_random_sample(rng) for _ in range(300)) if s]
+    old_fill = np.mean([sum(old.budgets(s, old.rng)[1].values()) / 200 for s in samples])
+    new_fill = np.mean([sum(new.budgets(s, new.rng)[1].values()) / 200 for s in samples])
+    assert old_fill < 0.85 < new_fill
+
+
+def test_zero_alpha_keys_never_receive_redistributed_budget() -> None:
+    # only "glob" (16 tokens) has positive alphas: the rest of the budget has nowhere to go
+    strategy = MaskingStrategy(
+        alphas={
+            "glob": KeyAlphas(input_alpha=1.0, target_alpha=1.0),
+            "seq": KeyAlphas(input_alpha=0.0, target_alpha=2.0),
+        }
+    )
+    mix = MaskingMixture(strategies=[strategy], input_tokens=TokenRange(low=64, high=64))
+    masker = FourMMasker(LAYOUTS, mix, seed=1)
+    for _ in range(200):
+        sample = image_sample() | {"glob": 16, "seq": list(range(1000, 1030)) + [3]}
+        _, inp, tgt, _, _ = masker.budgets(sample, masker.rng)
+        assert inp["glob"] == 16  # capped, and its 48-token excess is not handed to alpha-0 keys
+        assert all(v == 0 for k, v in inp.items() if k != "glob")
+        assert {k for k, v in tgt.items() if v} <= {"seq"}  # glob is all input; the seq is the only target key
+        assert tgt["seq"] == 33  # 31 tokens + 2 sentinels: its whole target
+
+
+def test_rgb_to_all_style_strategy_keeps_zero_alpha_inputs_empty() -> None:
+    """One key takes all input alpha (the rgb-to-all pattern), everything else has input alpha 0."""
+    alphas = {"pix": KeyAlphas(input_alpha=1000.0, target_alpha=0.0)} | {
+        k: KeyAlphas(input_alpha=0.0, target_alpha=0.5) for k in ("img_a", "img_b", "glob", "tgt")
+    }
+    mix = MaskingMixture(strategies=[MaskingStrategy(alphas=alphas)])  # 256 / 256 budgets
+    masker = FourMMasker(LAYOUTS, mix, seed=2)
+    for _ in range(100):
+        out = masker(image_sample() | {"glob": 16})
+        assert out["pix"].input_budget == 196  # capped; the 60 extra inputs are lost, not given to alpha-0 keys
+        assert sum(m.input_budget for m in out.values()) == 196
+        assert sum(m.target_budget for m in out.values()) == 256
+        for key, m in out.items():
+            assert int((~m.input_mask).sum()) == m.input_budget
+            assert int((~m.target_mask).sum()) == m.target_budget
+            assert not bool((~m.input_mask & ~m.target_mask).any())
+            assert key != "pix" or bool(m.target_mask.all())
+
+
+def test_budgets_deterministic_under_seed() -> None:
+    rng = np.random.default_rng(3)
+    samples = [s for s in (_random_sample(rng) for _ in range(50)) if s]
+
+    def draw(seed: int) -> list:
+        masker = FourMMasker(LAYOUTS, mixture(0.5), seed=seed)
+        return [masker.budgets(s, masker.rng) for s in samples]
+
+    assert draw(4) == draw(4)
+    assert draw(4) != draw(5)
+
+
+def test_split_budget_sums_exactly_and_zero_alpha_comes_last() -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(500):
+        alphas = rng.choice([0.0, 0.01, 0.5, 3.0], size=int(rng.integers(1, 12)))
+        total = int(rng.integers(0, 400))
+        budget = FourMMasker.split_budget(rng, alphas, total)
+        assert budget.sum() == total and (budget >= 0).all()
+        if (alphas > 0).any():
+            assert budget[alphas == 0].sum() == 0
+
+
+# -- the vectorised paths equal the reference ones --------------------------------------------------------------
+
+
+def test_vectorised_span_masking_equals_reference() -> None:
+    from fourm_core.masking import _span_arrays
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        lens = rng.integers(1, 4, size=int(rng.integers(1, 40)))
+        units = [rng.integers(1000, 2000, size=n).tolist() for n in lens]
+        keep = rng.random(len(units)) < rng.random()
+        ids = np.array(sum(units, []), dtype=np.int64)
+        ref = span_mask(units, keep)
+        got = _span_arrays(ids, lens.astype(np.int64), keep)
+        assert (got[0].tolist(), got[1].tolist()) == ref
+        singles = [[t] for t in ids.tolist()]
+        keep1 = rng.random(len(ids)) < 0.5
+        got = _span_arrays(ids, None, keep1)
+        assert (got[0].tolist(), got[1].tolist()) == span_mask(singles, keep1)
+
+
+def _reference_keep(rng: np.random.Generator, units: list[list[int]], n_in: int, p: float) -> np.ndarray:
+    """The loop ml-4m (and this module before vectorising) runs: redraw with p * 0.9 until the input fits."""
+    while True:
+        keep = rng.random(len(units)) <= p if p > 0 else np.zeros(len(units), dtype=bool)
+        if len(span_mask(units, keep)[0]) <= n_in:
+            return keep
+        p = p * 0.9 if p > 1e-6 else 0.0
+
+
+@pytest.mark.parametrize(("n_units", "chunk", "n_in", "p"), [(60, 1, 10, 0.8), (60, 1, 30, 0.5), (20, 3, 12, 1.0)])
+def test_block_trials_have_the_reference_law(n_units: int, chunk: int, n_in: int, p: float) -> None:
+    units = [[1000 + chunk * i + j for j in range(chunk)] for i in range(n_units)]
+    ids = np.array(sum(units, []), dtype=np.int64)
+    lens = None if chunk == 1 else np.full(n_units, chunk, dtype=np.int64)
+    rng = np.random.default_rng(1)
+    n = 3000
+    fast = np.array([FourMMasker._fitting_keep(rng, lens, len(ids), n_in, p).sum() for _ in range(n)])
+    ref = np.array([_reference_keep(rng, units, n_in, p).sum() for _ in range(n)])
+    # kept units per accepted mask: same mean within 5 standard errors, similar spread
+    se = np.sqrt(fast.var() / n + ref.var() / n)
+    assert abs(fast.mean() - ref.mean()) < 5 * se + 1e-9
+    assert abs(fast.std() - ref.std()) < 0.15 * ref.std() + 0.1
+    for k in (FourMMasker._fitting_keep(rng, lens, len(ids), n_in, p) for _ in range(50)):
+        inp, _ = span_mask(units, k)
+        assert len(inp) <= n_in
+
+
+def test_masked_key_takes_numpy_or_torch() -> None:
+    from fourm_core.masking import MaskedKey
+
+    a = MaskedKey(np.array([True, False]), torch.tensor([False, True]), 1, 1)
+    assert isinstance(a.input_mask, torch.Tensor) and isinstance(a.target_mask, torch.Tensor)
+    assert a.input_mask.tolist() == [True, False] and a.arrays()[1].tolist() == [False, True]
+    seq = MaskedKey(None, None, 4, 3, np.array([10, 5, 11]), np.array([5, 12, 6]))
+    assert seq.input_mask.tolist() == [False] * 3 and seq.target_ids.tolist() == [5, 12, 6]
