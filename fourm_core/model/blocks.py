@@ -29,10 +29,15 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
-def _bias_from_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, N, M) or (B, 1, M) bool, True = blocked -> (B, 1, N|1, M) additive float bias."""
-    if mask is None:
-        return None
+def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, N, M) or (B, 1, M) bool, True = blocked -> (B, 1, N|1, M) additive float bias.
+
+    A floating ``mask`` is taken as such a bias already and returned as is, so :class:`~fourm_core.model.FourM`
+    builds each bias once per forward and shares it across blocks instead of rebuilding it in every block (and
+    keeping one copy per block alive for the backward).
+    """
+    if mask is None or mask.is_floating_point():
+        return mask
     bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
     bias = bias.masked_fill(mask, -torch.finfo(dtype).max)
     return bias.unsqueeze(1)
@@ -61,12 +66,13 @@ class Attention(nn.Module):
             self.k_norm = norm_layer(self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: bool (True = blocked) or an additive bias from :func:`attention_bias`."""
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias_from_mask(mask, q.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -101,7 +107,7 @@ class CrossAttention(nn.Module):
         k, v = kv.unbind(0)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias_from_mask(mask, q.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -206,7 +212,13 @@ class DecoderBlock(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp)
 
-    def forward(self, x, context, sa_mask=None, xa_mask=None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        sa_mask: torch.Tensor | None = None,
+        xa_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = x + self.drop_path(self.self_attn(self.norm1(x), sa_mask))
         x = x + self.drop_path(self.cross_attn(self.query_norm(x), self.context_norm(context), xa_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fourm_core.model.blocks import Block, DecoderBlock, LayerNorm, xavier_uniform_fused
+from fourm_core.model.blocks import Block, DecoderBlock, LayerNorm, attention_bias, xavier_uniform_fused
 from fourm_core.model.embeddings import build_decoder_embedding, build_encoder_embedding, is_sequence
 
 #: Official size registry (``@register_model`` in fm.py): width, encoder/decoder depth, heads.
@@ -306,13 +306,25 @@ class FourM(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward_encoder(self, x: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder blocks; a bool ``encoder_mask`` becomes one additive bias shared by every block."""
+        bias = attention_bias(encoder_mask, x.dtype)
         for block in self.encoder:
-            x = block(x, encoder_mask)
+            x = block(x, bias)
         return self.encoder_norm(x)
 
-    def forward_decoder(self, y, context, encoder_mask, decoder_attention_mask) -> torch.Tensor:
+    def forward_decoder(
+        self,
+        y: torch.Tensor,
+        context: torch.Tensor,
+        encoder_mask: torch.Tensor,
+        decoder_attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Decoder blocks; both masks become additive biases once, shared by every block (the (B, 1, M, M)
+        self-attention bias is the big one: built per block it cost a fill and a copy kept alive per layer)."""
+        xa_bias = attention_bias(encoder_mask, y.dtype)
+        sa_bias = attention_bias(decoder_attention_mask, y.dtype)
         for block in self.decoder:
-            y = block(y, context, sa_mask=decoder_attention_mask, xa_mask=encoder_mask)
+            y = block(y, context, sa_mask=sa_bias, xa_mask=xa_bias)
         return self.decoder_norm(y)
 
     def forward(

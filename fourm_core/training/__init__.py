@@ -1,0 +1,1 @@
+"""Training: run configuration, deterministic batches, the DeepSpeed engine, FLOP counting."""
