@@ -20,6 +20,7 @@ from rich.table import Table
 from fourm_core import __version__
 from fourm_core.cli_data import add_data_commands
 from fourm_core.cli_tokenizer import add_tokenizer_commands
+from fourm_core.cli_train import add_train_commands
 from fourm_core.registry import Modality, Registry
 from fourm_core.spec import PRESETS
 
@@ -227,7 +228,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default (grows with the project; see ``fourm_core.demo``)."""
     from fourm_core.demo import run_demo
 
-    return run_demo(Path(args.out), console, samples=args.samples, tokenizer_seconds=args.tokenizer_seconds)
+    return run_demo(
+        Path(args.out),
+        console,
+        samples=args.samples,
+        tokenizer_seconds=args.tokenizer_seconds,
+        train_seconds=args.train_seconds,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = add_data_commands(sub, console)
     add_tokenizer_commands(sub, data, console)
+    add_train_commands(sub, console)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
     p.add_argument("--samples", type=int, default=256, help="synthetic scenes to render")
     p.add_argument("--tokenizer-seconds", type=float, default=30.0, help="training time per tokenizer")
+    p.add_argument("--train-seconds", type=float, default=240.0, help="training time of the tiny 4M (seconds)")
     p.set_defaults(func=cmd_demo)
     return parser
 

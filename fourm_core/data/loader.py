@@ -101,6 +101,11 @@ class StoreDataset(Dataset):
         return rows
 
     def __getitem__(self, index: int) -> Sample:
+        return self.read(index)
+
+    def read(self, index: int, crop: int | None = None) -> Sample:
+        """Sample ``index``; ``crop`` overrides the dataset's crop choice for this read (a trainer that derives
+        every random choice from its sample position picks the crop itself)."""
         if not 0 <= index < self.n:
             raise IndexError(f"sample {index} outside 0..{self.n - 1} of {self.path}")
         block, offset = divmod(index, self.block_size)
@@ -112,8 +117,10 @@ class StoreDataset(Dataset):
         if self.source_fields:
             row = self._block("source", block)[offset] or {}
             sample["source"] = {f: row[f] for f in self.source_fields if f in row}
-        if self.crop is not None:
-            k = self._choose_crop(index)
+        if crop is not None and not 0 <= crop < self.n_crops:
+            raise ValueError(f"{self.path} has {self.n_crops} crops per sample; crop {crop} does not exist")
+        if self.crop is not None or crop is not None:
+            k = crop if crop is not None else self._choose_crop(index)
             for m, name in self.cropped:
                 if name in sample[m]:
                     sample[m] = {**sample[m], name: sample[m][name][k]}

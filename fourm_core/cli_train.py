@@ -1,0 +1,100 @@
+"""``fourm train``: run a training config on this process, or on N processes through torchrun.
+
+``fourm train --config C`` trains in this process (a world of one). ``--nproc N`` re-launches the same command
+under ``torchrun --nproc_per_node N`` on 127.0.0.1 (gloo on CPU, NCCL on GPUs), with the CPU threads split
+between the processes. ``--set schedule.steps=20`` overrides any config key. A run resumes from its latest
+checkpoint unless ``--restart``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["add_train_commands", "parse_overrides"]
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["schedule.steps=20", "engine.precision=bf16"]`` -> ``{dotted key: YAML-parsed value}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun with ``--nproc`` processes."""
+    from fourm_core.training.engine import _free_port
+
+    threads = max(1, (os.cpu_count() or 1) // args.nproc)
+    # a world this process belongs to (an embedding program, a test) must not leak into the launched one
+    inherited = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(threads))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
+        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+        "-m", "fourm_core.training.launch", "--config", args.config,
+        *[f"--set={s}" for s in args.set], *(["--restart"] if args.restart else []),
+    ]  # fmt: skip
+    return subprocess.call(command, env=env)
+
+
+def run_training(config_path: str, overrides: list[str], restart: bool, console: Console) -> int:
+    """Train in this process (rank from the environment when torchrun started it), rank 0 drawing progress."""
+    from fourm_core.cli_data import progress_bar
+    from fourm_core.training.config import load_run_config
+    from fourm_core.training.engine import train
+
+    config = load_run_config(config_path, **parse_overrides(overrides))
+    rank = int(os.environ.get("RANK", "0"))
+    with progress_bar(console) as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(step: int, total: int, record: dict[str, Any]) -> None:
+            mfu = record.get("mfu")
+            bar.update(
+                task,
+                completed=step,
+                total=total,
+                description=f"loss {record['loss']:.3f} | {record['useful_tokens_per_s'] or 0:,.0f} tok/s"
+                + (f" | MFU {mfu:.0%}" if mfu is not None else ""),
+            )
+
+        result = train(config, resume=not restart, progress=progress if rank == 0 else None)
+    if rank == 0:
+        if result.resumed_from:
+            console.print(f"resumed at step {result.resumed_from}")
+        if result.validation:
+            first, last = result.validation[0], result.validation[-1]
+            console.print(f"validation loss {first['loss']:.3f} (step {first['step']}) -> {last['loss']:.3f} "
+                          f"(step {last['step']})")  # fmt: skip
+            console.print(json.dumps({k: round(v, 3) for k, v in last["losses"].items()}))
+        console.print(f"weights: {escape(str(result.final_dir))}; log: {escape(str(result.log_path))}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    if args.nproc > 1:
+        return _launch(args)
+    return run_training(args.config, args.set, args.restart, console)
+
+
+def add_train_commands(sub: Any, console: Console) -> None:
+    p = sub.add_parser("train", help="train a 4M model from a YAML run config (DeepSpeed)")
+    p.add_argument("--config", required=True, help="run config YAML (see configs/train/)")
+    p.add_argument("--nproc", type=int, default=1, help="processes on this machine (torchrun)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--restart", action="store_true", help="ignore existing checkpoints in out_dir")
+    p.set_defaults(func=lambda a: cmd_train(a, console))

@@ -1,0 +1,178 @@
+"""What a user configures for ``fourm train``: one YAML file, validated by pydantic.
+
+The same file scales from a 2-core CPU to a GPU cluster by changing the model size, the batch and the launcher
+(``--nproc``); everything a run depends on is in it, so a checkpoint records it and a resume can refuse a
+different one. Sizes and recipes are the official ones (:data:`fourm_core.model.fourm.SIZES`); budgets, schedule and
+optimiser follow the 4M-21 recipe (AdamW 0.9/0.95, weight decay 0.05, linear warmup then cosine decay, in tokens).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fourm_core.model.fourm import RECIPES, SIZES
+
+__all__ = [
+    "DatasetConfig",
+    "EngineConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "load_run_config",
+]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class ModelConfig(BaseModel):
+    """The FourM to train: an official size and recipe, any constructor key overridden (``dim``, depths, ...)."""
+
+    model_config = _STRICT
+    size: str = "tiny"
+    recipe: str = "swiglu_nobias"
+    #: modality layout preset of the plugins (token grid sizes, sequence lengths): must match the stores
+    preset: str = "tiny"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    #: start from these weights (a ``save_pretrained`` directory); the modality set must match
+    init: str | None = None
+    #: restrict the model to these model keys (default: every key some dataset provides)
+    keys: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelConfig:
+        if self.size not in SIZES:
+            raise ValueError(f"model.size {self.size!r} is not one of {sorted(SIZES)}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"model.recipe {self.recipe!r} is not one of {sorted(RECIPES)}")
+        return self
+
+
+class DatasetConfig(BaseModel):
+    """One training dataset: a store (pre-tokenised images + raw sequences) or a text corpus for text-only
+    co-training. Each may have its own masking mixture (official ml-4m YAML or ours); without one, the default
+    all-to-all mixture over the keys it has."""
+
+    model_config = _STRICT
+    name: str
+    weight: float = Field(1.0, gt=0)
+    #: a store made by ``fourm data ...`` and pre-tokenised by ``fourm data tokenize``
+    store: str | None = None
+    #: text files, one document per line (language co-training, as 4M-21 with C4)
+    text: list[str] | None = None
+    #: the modality text documents become (a caption-like sequence modality)
+    text_modality: str | None = None
+    mixture: str | None = None
+    #: only these modalities of the store (default: every modality it holds in its training form)
+    modalities: list[str] | None = None
+    #: the last ``val_samples`` samples of a store are held out for validation (never trained on)
+    val_samples: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if (self.store is None) == (self.text is None):
+            raise ValueError(f"dataset {self.name!r}: give exactly one of store / text")
+        if self.text is not None and not self.text_modality:
+            raise ValueError(f"dataset {self.name!r}: a text dataset needs text_modality")
+        if self.text is not None and self.val_samples:
+            raise ValueError(f"dataset {self.name!r}: validation samples come from stores only")
+        return self
+
+
+class OptimConfig(BaseModel):
+    """AdamW as in the paper; ``lr`` absolute, or ``blr`` scaled by global batch / 256 (ml-4m's rule)."""
+
+    model_config = _STRICT
+    lr: float | None = Field(None, gt=0)
+    blr: float = Field(1e-4, gt=0)
+    min_lr: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = Field(0.05, ge=0)
+    clip_grad: float | None = Field(1.0, gt=0)
+
+
+class ScheduleConfig(BaseModel):
+    """Length of the run and warmup, in tokens (input + target budgets x global batch, as ml-4m) or steps."""
+
+    model_config = _STRICT
+    steps: int | None = Field(None, gt=0)
+    total_tokens: float | None = Field(None, gt=0)
+    warmup_tokens: float | None = Field(None, ge=0)
+    warmup_steps: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _length(self) -> ScheduleConfig:
+        if (self.steps is None) == (self.total_tokens is None):
+            raise ValueError("schedule: give exactly one of steps / total_tokens")
+        if self.warmup_tokens is not None and self.warmup_steps is not None:
+            raise ValueError("schedule: give at most one of warmup_tokens / warmup_steps")
+        return self
+
+
+class EngineConfig(BaseModel):
+    """DeepSpeed settings: ZeRO stage, precision, micro-batch per process, accumulation, CPU threads."""
+
+    model_config = _STRICT
+    micro_batch_size: int = Field(16, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    #: torch threads per process on CPU (default: cores / processes)
+    threads: int | None = Field(None, gt=0)
+    #: dense peak GFLOP/s of one process for the MFU (default: measured at start with a square matmul)
+    peak_gflops: float | None = Field(None, gt=0)
+
+
+class RunConfig(BaseModel):
+    """A whole training run (the ``fourm train --config`` file)."""
+
+    model_config = _STRICT
+    out_dir: str
+    seed: int = 0
+    vocabulary: str
+    datasets: list[DatasetConfig] = Field(..., min_length=1)
+    #: input / target token budgets per sample: one number or an inclusive [low, high] range
+    input_tokens: int | tuple[int, int] = 128
+    target_tokens: int | tuple[int, int] = 128
+    #: which pre-tokenised crop to read: "random" (one per sample position) or a fixed index
+    crop: int | Literal["random"] = "random"
+    loss_type: Literal["mod", "token"] = "mod"
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig
+    engine: EngineConfig = EngineConfig()
+    log_every: int = Field(10, gt=0)
+    eval_every: int | None = Field(None, gt=0)
+    checkpoint_every: int | None = Field(None, gt=0)
+    #: checkpoints kept on disk (oldest deleted first)
+    keep_checkpoints: int = Field(2, gt=0)
+
+    @model_validator(mode="after")
+    def _names(self) -> RunConfig:
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset names must be unique, got {names}")
+        return self
+
+    def budget(self, which: str) -> tuple[int, int]:
+        """``(low, high)`` of the input or target token budget."""
+        value = self.input_tokens if which == "input" else self.target_tokens
+        return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def load_run_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read a YAML run config; ``overrides`` are dotted keys (``schedule.steps=20``) applied before validation.
+    Relative paths in the file are relative to the working directory (configs name ``demo/world.zarr``)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return RunConfig.model_validate(data)

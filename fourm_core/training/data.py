@@ -1,0 +1,265 @@
+"""Training batches as a pure function of the sample position: what makes resume exact and ranks agree.
+
+Sample position ``p`` counts samples over the whole run. Everything random about sample ``p`` (which dataset, which
+sample, which pre-tokenised crop, the serialisation order, the masking) is drawn from ``default_rng([seed, p])``, so
+a resumed run needs only the step number to continue with exactly the batches it would have seen, and a run on two
+processes with half the micro-batch each sees the same samples as one process with two accumulation steps
+(:func:`sample_position` lays positions out that way).
+
+Datasets: stores (pre-tokenised images, raw sequences serialised at load time) and text corpora (text-only
+co-training). One dataset is read in epochs of a seeded permutation; several are mixed by weight, each draw
+uniform over the chosen dataset (ml-4m resamples shards with replacement too). Each dataset has its own masker,
+with its own mixture (official ml-4m YAML or ours) or the default all-to-all mixture over the keys it has.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fourm_core.collate import CollatedBatch, Collator
+from fourm_core.data.loader import StoreDataset, TextCorpusDataset
+from fourm_core.data.pipeline import SampleBuilder, forms_for
+from fourm_core.masking import (
+    FourMMasker,
+    KeyAlphas,
+    KeyLayout,
+    MaskingMixture,
+    MaskingStrategy,
+    TokenRange,
+    layouts_from_registry,
+    load_mixture,
+)
+from fourm_core.model.fourm import modality_info_from_registry
+from fourm_core.spec import ModalityKind
+from fourm_core.storage.store import AlignedStore
+from fourm_core.training.config import DatasetConfig, RunConfig
+
+__all__ = ["ALL_TO_ALL_ALPHAS", "TrainingData", "adapt_mixture_keys", "default_mixture", "sample_position"]
+
+#: the all-to-all components of the 4M-21 mixture: Dirichlet alphas from "one modality" to "all evenly"
+ALL_TO_ALL_ALPHAS = (0.01, 0.1, 1.0, 10.0)
+_RESOLUTION = re.compile(r"@\d+$")
+
+
+def sample_position(step: int, micro: int, rank: int, index: int, *, accum: int, world: int, micro_batch: int) -> int:
+    """Global position of sample ``index`` of micro-batch ``micro`` on ``rank`` at optimiser step ``step``.
+
+    Micro-batches of one step are laid out accumulation-major then rank, so (1 process, accumulation 2) and
+    (2 processes, accumulation 1) assign the same samples to the same half-batches."""
+    return ((step * accum + micro) * world + rank) * micro_batch + index
+
+
+def default_mixture(
+    layouts: Mapping[str, KeyLayout],
+    info: Mapping[str, Mapping[str, Any]],
+    input_tokens: TokenRange,
+    target_tokens: TokenRange,
+) -> MaskingMixture:
+    """All-to-all with alphas 0.01 / 0.1 / 1 / 10 over every key, plus "pixels to all" (pixel keys as the only
+    inputs, every other key a target), equally weighted: the 4M-21 mixture without its caption/T5 biases, which
+    name modalities (give the official file or your own to get them)."""
+    strategies = [
+        MaskingStrategy(alphas={k: KeyAlphas(input_alpha=a, target_alpha=a) for k in layouts})
+        for a in ALL_TO_ALL_ALPHAS
+    ]
+    pixels = [k for k in layouts if info.get(k, {}).get("type") == ModalityKind.PIXELS.value]
+    if pixels:
+        strategies.append(
+            MaskingStrategy(
+                alphas={
+                    k: KeyAlphas(input_alpha=1.0 if k in pixels else 0.0, target_alpha=0.0 if k in pixels else 0.5)
+                    for k in layouts
+                }
+            )
+        )
+    return MaskingMixture(strategies=strategies, input_tokens=input_tokens, target_tokens=target_tokens)
+
+
+def adapt_mixture_keys(mixture: MaskingMixture, keys: Sequence[str]) -> MaskingMixture:
+    """Rename mixture keys to ``keys`` where they differ only by the ``@resolution`` suffix (an official 224 px
+    mixture on a 64 px preset: ``tok_x@224`` -> ``tok_x@64``); keys with no counterpart are dropped."""
+    by_base: dict[str, str] = {}
+    for k in keys:
+        by_base.setdefault(_RESOLUTION.sub("", k), k)
+    strategies = []
+    for s in mixture.strategies:
+        alphas = {}
+        for k, a in s.alphas.items():
+            target = k if k in keys else by_base.get(_RESOLUTION.sub("", k))
+            if target is not None:
+                alphas[target] = a
+        strategies.append(MaskingStrategy(alphas=alphas))
+    return mixture.model_copy(update={"strategies": strategies})
+
+
+@dataclass
+class _Source:
+    """One configured dataset, opened: its samples, the positions it trains on, its masker."""
+
+    config: DatasetConfig
+    dataset: Any
+    train: int
+    masker: FourMMasker
+    n_crops: int = 1
+    val: list[int] = field(default_factory=list)
+
+    def read(self, index: int, crop: int | None) -> dict[str, Any]:
+        if isinstance(self.dataset, StoreDataset):
+            return self.dataset.read(index, crop if self.n_crops > 1 else None)
+        return self.dataset[index]
+
+
+class TrainingData:
+    """Batches for a :class:`RunConfig`: ``batch(position, n)`` is the micro-batch of samples ``position ..
+    position + n - 1``; ``validation_batches(n)`` the fixed held-out batches (crop 0, masks from a fixed seed)."""
+
+    def __init__(self, config: RunConfig, registry: Any, vocabulary: Any) -> None:
+        self.config = config
+        self.registry = registry
+        self.preset = config.model.preset
+        self.builder = SampleBuilder(registry, self.preset, vocabulary)
+        all_info = modality_info_from_registry(registry, self.preset, vocabulary.size)
+        opened = [self._open(d) for d in config.datasets]
+        provided: dict[str, None] = {}
+        for _, modalities in opened:
+            for m in modalities:
+                provided[registry.get(m).model_key(self.preset)] = None
+        keys = [k for k in all_info if k in provided]
+        if config.model.keys is not None:
+            unknown = set(config.model.keys) - set(all_info)
+            if unknown:
+                raise ValueError(f"model.keys: no plugin provides {sorted(unknown)} in preset {self.preset!r}")
+            keys = [k for k in keys if k in config.model.keys]
+        if not keys:
+            raise ValueError("no dataset provides any model key; pre-tokenise the stores (fourm data tokenize)")
+        self.modality_info = {k: all_info[k] for k in keys}
+        self.collator = Collator(self.modality_info)
+        layouts = {k: v for k, v in layouts_from_registry(registry, self.preset).items() if k in self.modality_info}
+        in_range, tgt_range = (TokenRange(low=lo, high=hi) for lo, hi in (config.budget("input"),
+                                                                           config.budget("target")))  # fmt: skip
+        self.sources: list[_Source] = []
+        for d, (dataset, _) in zip(config.datasets, opened, strict=True):
+            if d.mixture:
+                mixture = adapt_mixture_keys(load_mixture(d.mixture), keys).model_copy(
+                    update={"input_tokens": in_range, "target_tokens": tgt_range}
+                )
+            else:
+                mixture = default_mixture(layouts, self.modality_info, in_range, tgt_range)
+            n = len(dataset)
+            if d.val_samples >= n:
+                raise ValueError(f"dataset {d.name!r}: val_samples {d.val_samples} >= its {n} samples")
+            n_crops = getattr(dataset, "n_crops", 1)
+            self.sources.append(
+                _Source(
+                    d,
+                    dataset,
+                    n - d.val_samples,
+                    FourMMasker(layouts, mixture),
+                    n_crops,
+                    list(range(n - d.val_samples, n)),
+                )  # fmt: skip
+            )
+        weights = np.array([s.config.weight for s in self.sources], dtype=np.float64)
+        self.weights = weights / weights.sum()
+        self._perm_epoch: int | None = None
+        self._perm: np.ndarray | None = None
+
+    # -- opening ------------------------------------------------------------------------------------------------
+    def _open(self, d: DatasetConfig) -> tuple[Any, list[str]]:
+        if d.text is not None:
+            documents = [line.strip() for path in d.text for line in Path(path).read_text().splitlines()]
+            dataset = TextCorpusDataset(documents, d.text_modality or "")
+            if not len(dataset):
+                raise ValueError(f"dataset {d.name!r}: no documents in {d.text}")
+            self.registry.get(d.text_modality)  # unknown modality: a clear KeyError now, not mid-run
+            return dataset, [d.text_modality or ""]
+        assert d.store is not None
+        if not Path(d.store).exists():
+            raise FileNotFoundError(f"dataset {d.name!r}: no store at {d.store}")
+        forms = forms_for(self.registry, AlignedStore.open(d.store, mode="r").parts())
+        if d.modalities is not None:
+            missing = set(d.modalities) - set(forms)
+            if missing:
+                raise ValueError(
+                    f"dataset {d.name!r}: {d.store} has no {sorted(missing)} in training form (labelled and, for "
+                    "image-like modalities, pre-tokenised)"
+                )
+            forms = {m: f for m, f in forms.items() if m in d.modalities}
+        return StoreDataset(d.store, list(forms), form=forms, crop=None, seed=self.config.seed), list(forms)
+
+    # -- positions ----------------------------------------------------------------------------------------------
+    def locate(self, position: int) -> tuple[int, int, int | None, int]:
+        """(dataset, sample index, crop, content seed) of sample ``position``."""
+        rng = np.random.default_rng([self.config.seed, position])
+        which = int(rng.choice(len(self.sources), p=self.weights)) if len(self.sources) > 1 else 0
+        source = self.sources[which]
+        if len(self.sources) == 1:
+            epoch, offset = divmod(position, source.train)
+            if self._perm_epoch != epoch:
+                self._perm = np.random.default_rng([self.config.seed, 1, epoch]).permutation(source.train)
+                self._perm_epoch = epoch
+            assert self._perm is not None
+            index = int(self._perm[offset])
+        else:
+            index = int(rng.integers(source.train))
+        crop_choice = self.config.crop
+        crop = int(rng.integers(source.n_crops)) if crop_choice == "random" else int(crop_choice)
+        if crop >= source.n_crops:
+            raise ValueError(f"dataset {source.config.name!r} has {source.n_crops} crops; crop {crop} does not exist")
+        return which, index, crop, int(rng.integers(2**62))
+
+    def content(self, which: int, index: int, crop: int | None, seed: int) -> tuple[dict[str, Any], Any]:
+        """Builder content and masks of one sample."""
+        source = self.sources[which]
+        content = self.builder(source.read(index, crop), random.Random(seed))
+        content = {k: v for k, v in content.items() if k in self.modality_info}
+        masks = source.masker(self.collator.masking_sample(content), np.random.default_rng(seed))
+        return content, masks
+
+    def batch(self, position: int, n: int) -> CollatedBatch:
+        """The micro-batch of samples ``position .. position + n - 1``."""
+        contents, masks = [], []
+        for p in range(position, position + n):
+            c, m = self.content(*self.locate(p))
+            contents.append(c)
+            masks.append(m)
+        return self.collator(contents, masks)
+
+    def validation_batches(self, batch_size: int) -> list[CollatedBatch]:
+        """Held-out samples of every store (crop 0), masked from a fixed seed per sample: the same batches at
+        every evaluation, so per-modality validation losses are comparable along the run."""
+        items = [(w, i) for w, s in enumerate(self.sources) for i in s.val]
+        batches = []
+        for start in range(0, len(items), batch_size):
+            contents, masks = [], []
+            for w, i in items[start : start + batch_size]:
+                seed = int(np.random.default_rng([self.config.seed, 2, w, i]).integers(2**62))
+                c, m = self.content(w, i, 0 if self.sources[w].n_crops > 1 else None, seed)
+                contents.append(c)
+                masks.append(m)
+            batches.append(self.collator(contents, masks))
+        return batches
+
+    @staticmethod
+    def useful_tokens(collator: Collator, batch: CollatedBatch) -> tuple[int, int]:
+        """(visible encoder inputs, real decoder targets) of a batch."""
+        n_enc, n_dec = collator.token_counts(batch.mod_dict)
+        return int(n_enc.sum()), int(n_dec.sum())
+
+
+def cast_floats(batch: CollatedBatch, dtype: torch.dtype) -> CollatedBatch:
+    """Pixel and embedding tensors in the model's dtype (bf16 training); ids and masks unchanged."""
+    if dtype == torch.float32:
+        return batch
+    mod_dict = {
+        k: {n: t.to(dtype) if t.is_floating_point() else t for n, t in d.items()} for k, d in batch.mod_dict.items()
+    }
+    return CollatedBatch(mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens)
