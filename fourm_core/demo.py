@@ -4,8 +4,9 @@ Today: discover the plugins and run the conformance suite on each modality; rend
 pseudo-label every modality that has a labeler; train the shared WordPiece vocabulary on the store's captions and
 write the vocabulary manifests; serialize one labelled sample of every sequence modality in the official format with
 its token ids; draw a picture of a few scenes' modalities; train every learned tokenizer on the store with a short
-time budget, measure its bound on held-out scenes and pre-tokenise the store. Stages reuse what a previous run wrote
-(the store resumes, trained tokenizers are kept). Model training and generation join this job as they land.
+time budget, measure its bound on held-out scenes and pre-tokenise the store; train a tiny 4M on the store and draw
+its one-pass predictions from pixels. Stages reuse what a previous run wrote (the store resumes, trained tokenizers
+and the trained model are kept). Generation and retrieval join this job as they land.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ DEMO_SAMPLES = 256
 DEMO_SIZE = 64
 #: training time per tokenizer in the demo (the benchmark uses 110 s; the bound table says what this buys)
 DEMO_TOKENIZER_SECONDS = 30.0
+#: training time of the demo's tiny 4M (``benchmarks/train_world.py`` trains longer on a bigger store)
+DEMO_TRAIN_SECONDS = 240.0
+#: the demo's 4M: the official "tiny" recipe narrowed to what 2 CPU cores train in minutes
+DEMO_MODEL = {"dim": 256, "encoder_depth": 4, "decoder_depth": 4, "num_heads": 4}
 
 
 def _jsonable(value: Any) -> Any:
@@ -143,12 +148,63 @@ def _bound_markdown(reports: list[dict[str, Any]], seconds: float) -> str:
     return f"# Tokenizer bounds on held-out demo scenes\n\n{intro}\n\n{bound_markdown(reports)}"
 
 
+def _train_model(registry: Registry, out: Path, seconds: float, console: Console) -> dict[str, Any]:
+    """Train (or reuse) a tiny 4M on the demo store for about ``seconds``; write curves, the validation table and
+    the pixels-to-all probe picture. The step count comes from timing a few steps first."""
+    from fourm_core.model.fourm import FourM
+    from fourm_core.training.config import RunConfig
+    from fourm_core.training.data import TrainingData
+    from fourm_core.training.engine import FINAL, LOG_NAME, train
+    from fourm_core.training.report import curves_svg, probe_figure, read_log, validation_table
+    from fourm_core.vocab import TextVocabulary
+
+    run = out / "model"
+    summary_path = run / "summary.json"
+    if (run / FINAL / "model.safetensors").exists() and summary_path.exists():
+        return json.loads(summary_path.read_text())
+    base = {
+        "out_dir": str(run),
+        "vocabulary": str(out / "vocab" / "text_tokenizer.json"),
+        "datasets": [{"name": "world", "store": str(out / "world.zarr"), "val_samples": 32}],
+        "input_tokens": 128,
+        "target_tokens": 128,
+        "model": {"size": "tiny", "preset": "tiny", "overrides": DEMO_MODEL},
+        "optim": {"lr": 1e-3, "min_lr": 1e-5},
+        "engine": {"micro_batch_size": 16},
+    }
+    timing = RunConfig.model_validate({**base, "out_dir": str(run / "timing"), "schedule": {"steps": 3}})
+    t = time.perf_counter()
+    train(timing, registry, resume=False)
+    per_step = (time.perf_counter() - t) / 3
+    steps = max(5, int(seconds / per_step))
+    config = RunConfig.model_validate(
+        {**base, "schedule": {"steps": steps, "warmup_steps": max(1, steps // 12)},
+         "eval_every": max(1, steps // 8), "checkpoint_every": max(1, steps // 4), "log_every": max(1, steps // 40)}
+    )  # fmt: skip
+    result = train(config, registry)
+    records = read_log(run / LOG_NAME)
+    curves_svg(records, run / "curves.svg")
+    (run / "validation.md").write_text(validation_table(records, every=2) + "\n")
+    data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
+    model = FourM.from_pretrained(run / FINAL)
+    accuracy = probe_figure(model, data, registry, out / "tokenizers", run / "pixels2all.png", n=6)
+    summary = {
+        "steps": result.steps,
+        "validation_first": result.validation[0]["loss"],
+        "validation_last": result.validation[-1]["loss"],
+        "probe_token_accuracy": accuracy,
+    }
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def run_demo(
     out: Path,
     console: Console,
     samples: int = DEMO_SAMPLES,
     workers: int = 1,
     tokenizer_seconds: float = DEMO_TOKENIZER_SECONDS,
+    train_seconds: float = DEMO_TRAIN_SECONDS,
 ) -> int:
     """Run the demo into ``out``; returns a process exit code (non-zero when a plugin fails conformance)."""
     from fourm_core.labeling.runner import label_store
@@ -173,7 +229,7 @@ def run_demo(
     (out / "conformance.json").write_text(json.dumps([r.__dict__ for r in results], indent=2) + "\n")
     stage("plugins and conformance", t0)
     console.print(
-        f"[bold]1/6[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
+        f"[bold]1/7[/bold] {len(registry.plugins())} plugins, {len(registry.modalities())} modalities, "
         f"{len(registry.model_keys())} model keys; conformance {len(results) - len(failures)}/"
         f"{len(results)} checks pass"
     )
@@ -188,7 +244,7 @@ def run_demo(
     report = write_source(store, adapter, workers)
     stage("render synthetic world", t0)
     console.print(
-        f"[bold]2/6[/bold] synthetic world: {samples} scenes at {DEMO_SIZE} px in {out / 'world.zarr'} "
+        f"[bold]2/7[/bold] synthetic world: {samples} scenes at {DEMO_SIZE} px in {out / 'world.zarr'} "
         f"({report.written} new, {report.samples_per_s:.0f} scenes/s)"
     )
 
@@ -198,7 +254,7 @@ def run_demo(
     stage("pseudo-labeling", t0)
     labelled = [p for p in plans if p.labeler]
     console.print(
-        f"[bold]3/6[/bold] labelled {len(labelled)} modalities: "
+        f"[bold]3/7[/bold] labelled {len(labelled)} modalities: "
         + ", ".join(f"{p.name} ({p.labeler})" for p in labelled)
     )
     for p in plans:
@@ -215,7 +271,7 @@ def run_demo(
     store.set_manifest(build_manifest(registry, "tiny", text))
     stage("vocabulary", t0)
     console.print(
-        f"[bold]4/6[/bold] vocabulary: {text.size} ids from {len(captions)} stored texts and "
+        f"[bold]4/7[/bold] vocabulary: {text.size} ids from {len(captions)} stored texts and "
         f"{len(words)} plugin words; manifests in {out / 'vocab'}"
     )
 
@@ -226,7 +282,7 @@ def run_demo(
     info = store.info()
     (out / "store_info.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     stage("examples and pictures", t0)
-    console.print(f"[bold]5/6[/bold] {out / 'sequences.md'}, {out / 'scenes.png'}, {out / 'store_info.json'}")
+    console.print(f"[bold]5/7[/bold] {out / 'sequences.md'}, {out / 'scenes.png'}, {out / 'store_info.json'}")
 
     t0 = time.perf_counter()
     reports = _tokenizers(registry, store, out, tokenizer_seconds, console)
@@ -235,8 +291,16 @@ def run_demo(
     (out / "sequences.md").write_text("\n".join(_sequence_examples(registry, store, text, 0)))  # with item tokens
     stage("tokenizers and pre-tokenisation", t0)
     console.print(
-        f"[bold]6/6[/bold] {len(reports)} tokenizers in {out / 'tokenizers'} (reconstructions.png in each), "
+        f"[bold]6/7[/bold] {len(reports)} tokenizers in {out / 'tokenizers'} (reconstructions.png in each), "
         f"bounds in {out / 'tokenizers.md'}, tokens in the store"
+    )
+
+    t0 = time.perf_counter()
+    summary = _train_model(registry, out, train_seconds, console)
+    stage("4M training", t0)
+    console.print(
+        f"[bold]7/7[/bold] tiny 4M: {summary['steps']} steps, validation loss {summary['validation_first']:.3f} -> "
+        f"{summary['validation_last']:.3f}; curves, table and pixels-to-all picture in {out / 'model'}"
     )
 
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
