@@ -173,7 +173,7 @@ def _vocab_from(config: RunConfig):  # noqa: ANN202
     return TextVocabulary.load(config.vocabulary)
 
 
-@pytest.mark.parametrize(("zero", "precision"), [(1, "fp32"), (2, "bf16")])
+@pytest.mark.parametrize(("zero", "precision"), [(1, "fp32"), (2, "bf16"), (3, "fp32")])
 def test_zero_stages_and_bf16_train(
     world: dict[str, Path], registry: Registry, tmp_path: Path, zero: int, precision: str
 ) -> None:

@@ -7,8 +7,7 @@ processes with half the micro-batch each sees the same samples as one process wi
 (:func:`sample_position` lays positions out that way).
 
 Datasets: stores (pre-tokenised images, raw sequences serialised at load time) and text corpora (text-only
-co-training). One dataset is read in epochs of a seeded permutation; several are mixed by weight, each draw
-uniform over the chosen dataset (ml-4m resamples shards with replacement too). Each dataset has its own masker,
+co-training), read in epochs of a seeded block-window shuffle; several are mixed by weight. Each dataset has its own masker,
 with its own mixture (official ml-4m YAML or ours) or the default all-to-all mixture over the keys it has.
 """
 
@@ -46,6 +45,8 @@ __all__ = ["ALL_TO_ALL_ALPHAS", "TrainingData", "adapt_mixture_keys", "default_m
 
 #: the all-to-all components of the 4M-21 mixture: Dirichlet alphas from "one modality" to "all evenly"
 ALL_TO_ALL_ALPHAS = (0.01, 0.1, 1.0, 10.0)
+#: store blocks whose samples are shuffled together (see :meth:`TrainingData.order`)
+WINDOW_BLOCKS = 4
 _RESOLUTION = re.compile(r"@\d+$")
 
 
@@ -169,8 +170,7 @@ class TrainingData:
             )
         weights = np.array([s.config.weight for s in self.sources], dtype=np.float64)
         self.weights = weights / weights.sum()
-        self._perm_epoch: int | None = None
-        self._perm: np.ndarray | None = None
+        self._orders: dict[int, tuple[int, np.ndarray]] = {}
 
     # -- opening ------------------------------------------------------------------------------------------------
     def _open(self, d: DatasetConfig) -> tuple[Any, list[str]]:
@@ -196,20 +196,38 @@ class TrainingData:
         return StoreDataset(d.store, list(forms), form=forms, crop=None, seed=self.config.seed), list(forms)
 
     # -- positions ----------------------------------------------------------------------------------------------
+    def order(self, which: int, epoch: int) -> np.ndarray:
+        """Sample order of dataset ``which`` in ``epoch``: blocks shuffled, then samples shuffled within windows of
+        :data:`WINDOW_BLOCKS` blocks. Near-random, yet consecutive positions stay within a few store blocks, so
+        the dataset's block cache serves them (a plain permutation re-read a 64-sample block of every part for
+        each sample: 1.2 s of a 2 s CPU step on a 2,048-scene store)."""
+        cached = self._orders.get(which)
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        source = self.sources[which]
+        block = getattr(source.dataset, "block_size", source.train) or source.train
+        rng = np.random.default_rng([self.config.seed, 1, which, epoch])
+        blocks = rng.permutation(-(-source.train // block))
+        parts = []
+        for w in range(0, len(blocks), WINDOW_BLOCKS):
+            window = np.concatenate(
+                [np.arange(b * block, min((b + 1) * block, source.train)) for b in blocks[w : w + WINDOW_BLOCKS]]
+            )
+            parts.append(rng.permutation(window))
+        order = np.concatenate(parts)
+        self._orders[which] = (epoch, order)
+        return order
+
     def locate(self, position: int) -> tuple[int, int, int | None, int]:
-        """(dataset, sample index, crop, content seed) of sample ``position``."""
+        """(dataset, sample index, crop, content seed) of sample ``position``.
+
+        Position ``p`` picks a dataset by weight, then reads that dataset's epoch order at ``p`` (so with one
+        dataset every sample is seen once per epoch; with several, each dataset's order is thinned by its share)."""
         rng = np.random.default_rng([self.config.seed, position])
         which = int(rng.choice(len(self.sources), p=self.weights)) if len(self.sources) > 1 else 0
         source = self.sources[which]
-        if len(self.sources) == 1:
-            epoch, offset = divmod(position, source.train)
-            if self._perm_epoch != epoch:
-                self._perm = np.random.default_rng([self.config.seed, 1, epoch]).permutation(source.train)
-                self._perm_epoch = epoch
-            assert self._perm is not None
-            index = int(self._perm[offset])
-        else:
-            index = int(rng.integers(source.train))
+        epoch, offset = divmod(position, source.train)
+        index = int(self.order(which, epoch)[offset])
         crop_choice = self.config.crop
         crop = int(rng.integers(source.n_crops)) if crop_choice == "random" else int(crop_choice)
         if crop >= source.n_crops:
