@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "COORD_BINS",
+    "CropFollowing",
     "KeyValueField",
     "GroupSerializer",
     "KeyValueRecordCodec",
@@ -26,6 +27,7 @@ __all__ = [
     "TokenCursor",
     "code_token",
     "coord_bin",
+    "crop_is_identity",
     "parse_code_token",
     "parse_value_token",
     "value_token",
@@ -66,6 +68,29 @@ class SequenceSerializer(Protocol[V]):
 
     def example(self, rng: random.Random) -> V:
         """A random valid value, for the conformance suite and documentation."""
+
+
+@runtime_checkable
+class CropFollowing(Protocol[V]):
+    """Optional for serializers whose values hold image coordinates (boxes, points), marked ``spatial = True``.
+
+    When training picks a pre-tokenised crop other than the full image, image tokens show that crop; a spatial
+    value must follow it or it would supervise the wrong places. ``crop`` maps the value into the crop; a spatial
+    serializer without ``crop`` has its values left out of such samples (never misaligned)."""
+
+    spatial: bool
+
+    def crop(self, value: V, settings: Sequence[float], image_size: int) -> V:
+        """``value`` seen through the crop ``settings`` = ml-4m's ``[top, left, height, width, flip]`` in pixels of
+        an ``image_size`` square image (flip mirrors the crop horizontally)."""
+
+
+def crop_is_identity(settings: Sequence[float] | None, image_size: int) -> bool:
+    """True when ``settings`` (``[top, left, h, w, flip]``) is the whole image, unflipped (or absent)."""
+    if settings is None:
+        return True
+    top, left, h, w, flip = (float(v) for v in settings)
+    return top == 0 and left == 0 and h == image_size and w == image_size and not flip
 
 
 def value_token(slot: int, value: int) -> str:

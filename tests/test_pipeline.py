@@ -117,7 +117,9 @@ def test_contents_per_kind(registry: Registry, dataset: StoreDataset, builder: S
     keys = registry.model_keys(PRESET)
     kinds = {k: ms[0].spec for k, ms in keys.items()}
     rgb_key, depth_key = registry.get("rgb").model_key(PRESET), registry.get("depth").model_key(PRESET)
-    assert {rgb_key, depth_key, "caption", "det", "metadata", "t5_caption", "sam_instance"} <= set(content)
+    assert {rgb_key, depth_key, "caption", "det", "metadata", "t5_caption"} <= set(content)
+    # instance points cannot follow a crop yet: present on the full image only
+    assert ("sam_instance" in content) == (sample["crop"]["index"] == 0)
     assert registry.get("normal").model_key(PRESET) not in content  # empty modalities are left out
     for key, value in content.items():
         spec, layout = kinds[key], kinds[key].layout(PRESET)
@@ -213,3 +215,28 @@ def test_pixels_follow_the_crop_and_uncropped_reads_use_the_full_image(
     cropped = builder({**full, "crop": {"index": 0, "settings": np.array([0, 0, 32, 32, 0])}})
     assert cropped[rgb_key].shape == plain[rgb_key].shape and not torch.equal(cropped[rgb_key], plain[rgb_key])
     torch.testing.assert_close(cropped[rgb_key][:, :2, :2].mean(), plain[rgb_key][:, :1, :1].mean(), atol=0.1, rtol=0)
+
+
+def test_image_coordinates_follow_the_crop_or_are_left_out(
+    registry: Registry, store_path: Path, builder: SampleBuilder
+) -> None:
+    sample = open_store_dataset(store_path, registry, crop=None).read(7, 0)
+    full = builder(sample)
+    assert {"det", "sam_instance", "human_poses"} & set(full)
+    codec = registry.key_serializer("det", PRESET)
+    boxes = sample["det"]["boxes"]
+    flipped = builder({**sample, "crop": {"index": 1, "settings": np.array([0, 0, 64, 64, 1])}})
+    expected = codec.serialize([{**b, "xmin": 1 - b["xmax"], "xmax": 1 - b["xmin"]} for b in boxes])
+    assert builder.vocabulary.decode(flipped["det"][:-1].tolist()) == builder.vocabulary.decode(
+        builder.vocabulary.encode(expected)
+    )
+    # spatial codecs without a crop transform are left out of cropped samples, never misaligned
+    before = dict(builder.uncropped)
+    cropped = builder({**sample, "crop": {"index": 1, "settings": np.array([8, 8, 40, 40, 0])}})
+    for key in ("sam_instance", "human_poses"):
+        if key in full:
+            assert key not in cropped and builder.uncropped[key] == before.get(key, 0) + 1
+    assert "caption" in cropped  # non-spatial sequences are untouched
+    inside = codec.crop(boxes, [8, 8, 40, 40, 0], 64)
+    assert all(0 <= b.xmin <= b.xmax <= 1 and 0 <= b.ymin <= b.ymax <= 1 for b in inside)
+    assert len(inside) <= len(boxes)

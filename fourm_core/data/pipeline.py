@@ -15,8 +15,10 @@
 Empty modalities (absent, unlabelled, nothing to serialise) are left out, so masking gives them no tokens. Nothing
 here names a modality: kinds, arrays and codecs come from the specs and the registry.
 
-Not done yet: sequences with image coordinates (boxes, poses, instance points) are serialised from the full image
-even when a non-identity crop is chosen (ml-4m crops them too); with ``crop=0`` everything is aligned.
+Sequences with image coordinates (serializers marked ``spatial``) follow a non-identity crop through the
+serializer's ``crop`` (boxes are clipped, renormalised and mirrored); spatial serializers without one are left out
+of such samples (counted in ``uncropped``) rather than supervising the wrong places. With ``crop=0`` (the full
+image) everything is used as stored.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from fourm_core.masking import EOS_ID
-from fourm_core.serialization import SerializationError
+from fourm_core.serialization import CropFollowing, SerializationError, crop_is_identity
 from fourm_core.spec import MaskingUnit, ModalityKind
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SampleBuilder", "form_of", "forms_for", "open_store_dataset"]
@@ -95,9 +97,12 @@ class SampleBuilder:
     pixel_mean: Sequence[float] = IMAGENET_MEAN
     pixel_std: Sequence[float] = IMAGENET_STD
     skipped: dict[str, int] = field(default_factory=dict)
+    #: per model key, samples left out because their image coordinates cannot follow a non-identity crop
+    uncropped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys = self.registry.model_keys(self.preset)
+        self._size: int | None = None
 
     # -- entry point ---------------------------------------------------------------------------------------------
     def __call__(self, sample: Mapping[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
@@ -117,7 +122,7 @@ class SampleBuilder:
             elif spec.kind == ModalityKind.SEQUENCE_EMBEDDING:
                 value = self._embedding(spec, next(iter(rows.values())))
             else:
-                value = self._sequence(key, members, rows, rng)
+                value = self._sequence(key, members, rows, rng, crop.get("settings"))
             if value is not None:
                 out[key] = value
         return out
@@ -151,8 +156,24 @@ class SampleBuilder:
         rows = rows.reshape(rows.shape[0], -1)[: spec.layout(self.preset).max_tokens]
         return torch.from_numpy(np.ascontiguousarray(rows)) if len(rows) else None
 
+    def _image_size(self) -> int:
+        """Side of the stored images the crop settings are in pixels of (the pixel modality's layout)."""
+        if self._size is None:
+            sizes = [
+                ms[0].spec.layout(self.preset).image_size
+                for ms in self.keys.values()
+                if ms[0].spec.kind == ModalityKind.PIXELS
+            ]
+            self._size = int(sizes[0]) if sizes and sizes[0] else 0
+        return self._size
+
     def _sequence(
-        self, key: str, members: Sequence[Any], rows: Mapping[str, Mapping[str, Any]], rng: random.Random | None
+        self,
+        key: str,
+        members: Sequence[Any],
+        rows: Mapping[str, Mapping[str, Any]],
+        rng: random.Random | None,
+        setting: Any = None,
     ) -> torch.Tensor | list[list[int]] | None:
         serializer = self.registry.key_serializer(key, self.preset)
         spec = members[0].spec
@@ -165,6 +186,11 @@ class SampleBuilder:
                 value = _single(next(iter(rows.values())))
                 if hasattr(serializer, "choose"):  # several stored variants: draw one
                     value = serializer.choose(value, rng if rng is not None else random.Random(0))
+            if getattr(serializer, "spatial", False) and not crop_is_identity(setting, self._image_size()):
+                if not isinstance(serializer, CropFollowing) or len(members) > 1:
+                    self.uncropped[key] = self.uncropped.get(key, 0) + 1
+                    return None  # image coordinates that cannot follow the crop: left out, never misaligned
+                value = serializer.crop(value, setting, self._image_size())
             text = serializer.serialize(value, rng)
         except (SerializationError, KeyError):
             self.skipped[key] = self.skipped.get(key, 0) + 1

@@ -49,6 +49,8 @@ class DetSerializer:
     ``random`` (uses the ``rng`` given to :meth:`serialize`)."""
 
     modality = "det"
+    #: boxes are image coordinates: they follow the training crop (:meth:`crop`)
+    spatial = True
 
     def __init__(
         self,
@@ -94,6 +96,23 @@ class DetSerializer:
             parts.extend(value_token(slot, coord_bin(x, COORD_BINS)) for slot, x in enumerate(coords))
             parts.append(" ".join(words))
         return " ".join(parts)
+
+    def crop(self, value: Sequence[Box | dict], settings: Sequence[float], image_size: int) -> list[Box]:
+        """Boxes seen through the crop ``[top, left, h, w, flip]`` (pixels of an ``image_size`` image): clipped to
+        the crop and renormalised to it, mirrored when flipped; boxes with less than a pixel inside are dropped."""
+        top, left, h, w, flip = (float(v) for v in settings)
+        out = []
+        for b in self._boxes(value):
+            x0 = min(max((b.xmin * image_size - left) / w, 0.0), 1.0)
+            x1 = min(max((b.xmax * image_size - left) / w, 0.0), 1.0)
+            y0 = min(max((b.ymin * image_size - top) / h, 0.0), 1.0)
+            y1 = min(max((b.ymax * image_size - top) / h, 0.0), 1.0)
+            if (x1 - x0) * w < 1 or (y1 - y0) * h < 1:
+                continue
+            if flip:
+                x0, x1 = 1.0 - x1, 1.0 - x0
+            out.append(b.model_copy(update={"xmin": x0, "xmax": x1, "ymin": y0, "ymax": y1}))
+        return out
 
     def parse(self, text: str) -> list[Box]:
         """Boxes of a det string (scores are 1.0); malformed strings raise an error naming the token."""

@@ -235,3 +235,20 @@ def test_examples_encode_without_unknown_tokens(ml4m_vocabulary: TextVocabulary)
         value_tokens = [t for t in text.split() if re.fullmatch(r"v[0-3]=\d+", t)]
         assert [i for i in ids if 204 <= i < 4204] == [value_id(t) for t in value_tokens]
         assert len([i for i in ids if 4204 <= i < 4284]) == len(value_tokens) // 4  # one class token per box
+
+
+def test_crop_clips_renormalises_mirrors_and_drops() -> None:
+    from fourm_det.serializer import DetSerializer
+
+    codec = DetSerializer()
+    boxes = [
+        {"xmin": 0.0, "ymin": 0.0, "xmax": 0.5, "ymax": 0.5, "label": "cat"},  # top-left quarter
+        {"xmin": 0.75, "ymin": 0.75, "xmax": 1.0, "ymax": 1.0, "label": "dog"},  # outside the crop below
+    ]
+    (cat,) = codec.crop(boxes, [0, 0, 32, 32, 0], 64)  # the top-left quarter of a 64 px image
+    assert (cat.xmin, cat.ymin, cat.xmax, cat.ymax, cat.label) == (0.0, 0.0, 1.0, 1.0, "cat")
+    half = codec.crop(boxes, [16, 16, 32, 32, 1], 64)  # centre crop, mirrored
+    assert [b.label for b in half] == ["cat"]
+    assert (half[0].xmin, half[0].xmax, half[0].ymin, half[0].ymax) == (0.5, 1.0, 0.0, 0.5)
+    full = codec.crop(boxes, [0, 0, 64, 64, 0], 64)
+    assert codec.serialize(full) == codec.serialize(boxes)

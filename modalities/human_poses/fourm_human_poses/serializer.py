@@ -58,6 +58,9 @@ class HumanPoseSerializer:
     """Writes and reads the human_poses string; ``pose_tokens`` is the pose tokenizer's token count (8)."""
 
     modality = "human_poses"
+    #: boxes and 3D poses in image coordinates; no crop transform yet (mask tokens would need re-tokenising),
+    #: so training leaves this modality out of samples whose crop is not the full image
+    spatial = True
 
     def __init__(self, pose_tokens: int = 8) -> None:
         self.pose_tokens = pose_tokens

@@ -40,6 +40,9 @@ class SamInstanceSerializer:
     """Writes and reads the sam_instance string; ``image_size`` bounds coordinates in examples."""
 
     modality = "sam_instance"
+    #: query points, boxes and per-box mask tokens; no crop transform yet (mask tokens would need re-tokenising),
+    #: so training leaves this modality out of samples whose crop is not the full image
+    spatial = True
 
     def __init__(self, tokens_per_instance: int = 16, image_size: int = 224) -> None:
         self.tokens_per_instance = tokens_per_instance
