@@ -7,8 +7,8 @@ processes with half the micro-batch each sees the same samples as one process wi
 (:func:`sample_position` lays positions out that way).
 
 Datasets: stores (pre-tokenised images, raw sequences serialised at load time) and text corpora (text-only
-co-training), read in epochs of a seeded block-window shuffle; several are mixed by weight. Each dataset has its own masker,
-with its own mixture (official ml-4m YAML or ours) or the default all-to-all mixture over the keys it has.
+co-training), read in epochs of a seeded block-window shuffle; several are mixed by weight. Each dataset has its
+own masker, with its own mixture (official ml-4m YAML or ours) or the default all-to-all mixture over its keys.
 """
 
 from __future__ import annotations
