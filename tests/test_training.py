@@ -118,18 +118,39 @@ def _vocab(world: dict[str, Path]):  # noqa: ANN202
     return TextVocabulary.load(world["vocab"])
 
 
+KILL_AT_STEP = """
+import os, sys
+from fourm_core.training.config import load_run_config
+from fourm_core.training.engine import train
+train(load_run_config(sys.argv[1]), progress=lambda step, total, record: os.kill(os.getpid(), 9) if step == 5 else None)
+"""
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the distributed variables an in-process run leaves behind."""
+    inherited = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    return {**{k: v for k, v in os.environ.items() if k not in inherited}, "OMP_NUM_THREADS": "1"}
+
+
 def test_killed_run_resumes_to_the_same_weights(world: dict[str, Path], registry: Registry, tmp_path: Path) -> None:
     straight = train(run_config(world, tmp_path / "a", checkpoint_every=2), registry)
-    # "killed" after step 5: the checkpoint of step 4 survives, step 5 is lost and recomputed
+    # kill -9 after step 5: the checkpoint of step 4 survives, step 5 is lost and recomputed
     interrupted = run_config(world, tmp_path / "b", checkpoint_every=2)
-    first = train(interrupted, registry, stop_after=5)
-    assert first.final_dir is None and first.steps == 5
+    path = tmp_path / "b.yaml"
+    path.write_text(__import__("yaml").safe_dump(interrupted.model_dump(mode="json")))
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(path)], capture_output=True, text=True,
+                          env=clean_env(), cwd=REPO, timeout=600)  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert not (tmp_path / "b" / "final").exists()
+    assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step00000004"
     resumed = train(interrupted, registry)
     assert resumed.resumed_from == 4 and resumed.steps == 6
     a, b = weights(straight.final_dir), weights(resumed.final_dir)  # type: ignore[arg-type]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    log = [r for r in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert len([r for r in log if '"train"' in r]) == 5 + 2  # steps 1-5 before the kill, 5-6 after the resume
     # a different run in the same directory is refused rather than mixed
     with pytest.raises(ValueError, match="different run"):
         train(run_config(world, tmp_path / "b", checkpoint_every=2, seed=1), registry)
@@ -144,7 +165,7 @@ def test_two_processes_equal_one_process_with_accumulation(
     config = run_config(world, tmp_path / "two", **common)
     path = tmp_path / "two.yaml"
     path.write_text(__import__("yaml").safe_dump(config.model_dump(mode="json")))
-    env = {**os.environ, "FOURM_DISABLE_PLUGINS": EXAMPLE_PLUGIN, "OMP_NUM_THREADS": "1"}
+    env = {**clean_env(), "FOURM_DISABLE_PLUGINS": EXAMPLE_PLUGIN}
     proc = subprocess.run(
         [sys.executable, "-m", "fourm_core.cli", "train", "--config", str(path), "--nproc", "2"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=600,

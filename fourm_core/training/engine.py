@@ -208,13 +208,11 @@ def train(
     registry: Any = None,
     *,
     resume: bool = True,
-    stop_after: int | None = None,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) the training described by ``config`` on this process's rank.
 
-    ``stop_after``: return after that many total steps without the final export, as if the job had been killed
-    there (the resume tests use it). ``progress(step, total, record)`` is called on rank 0 after each logged step.
+    ``progress(step, total, record)`` is called on rank 0 after each logged step.
     """
     import deepspeed
     import torch.distributed as dist
@@ -360,8 +358,6 @@ def train(
             dist.barrier()
             if rank == 0:
                 _prune(ckpt_dir, config.keep_checkpoints)
-        if stop_after is not None and done >= stop_after:
-            return result
     if validation:
         evaluate(total_steps)
     result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage)
