@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="overrides --minutes")
     parser.add_argument("--val-samples", type=int, default=64)
     parser.add_argument("--probe-scenes", type=int, default=6)
+    parser.add_argument("--probe", nargs="*", default=["depth"], help="modalities with a figure of their own")
     args = parser.parse_args()
 
     data = yaml.safe_load(Path(args.config).read_text())
@@ -69,6 +70,9 @@ def main() -> None:
     model = FourM.from_pretrained(out / FINAL)
     data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
     accuracy = probe_figure(model, data, registry, args.tokenizers, out / "pixels2all.png", n=args.probe_scenes)
+    for name in args.probe:  # one figure per named modality, over more scenes
+        key = registry.get(name).model_key(config.model.preset)
+        probe_figure(model, data, registry, args.tokenizers, out / f"pixels2{name}.png", n=10, targets=[key])
     train_lines = [r for r in records if r["kind"] == "train"]
     summary = {
         "steps": result.steps,

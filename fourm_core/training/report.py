@@ -138,11 +138,13 @@ def probe_figure(
     n: int = 6,
     inputs: Sequence[str] | None = None,
     size: int = 80,
+    targets: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Pixels -> every image-token target, on ``n`` held-out scenes of the first store: a PNG with the input row,
     then per target key the ground truth and the one-pass prediction, both decoded by that key's tokenizer (so the
     truth row is the tokenizer's bound). Returns the token accuracy per key. Keys come from the modality info
-    (``type``), never from names; targets without a trained tokenizer in ``tokenizers`` are left out."""
+    (``type``), never from names; ``targets`` restricts them; targets without a trained tokenizer in ``tokenizers``
+    are left out."""
     from PIL import Image, ImageDraw
 
     from fourm_core.tokenizers.pictures import picture
@@ -165,6 +167,8 @@ def probe_figure(
     accuracy: dict[str, float] = {}
     for key, meta in info.items():
         if meta["type"] != "image_tokens" or not meta.get("target", True) or key in inputs:
+            continue
+        if targets is not None and key not in targets:
             continue
         modality = members[key][0].name
         tokenizer = registry.tokenizer(modality, preset, tokenizers)
