@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_WORD_ID = 204  # past [PAD], [EOS] and the sentinels
 PRESET = "tiny"
 
 #: name -> (model overrides on top of the ``tiny`` size, recipe, batch size, encoder budget, decoder budget)
@@ -80,37 +79,6 @@ def vm_rss_mb() -> float:
     return float("nan")
 
 
-def random_sample(layouts: dict, info: dict, rng: np.random.Generator) -> dict:
-    """Random data for every model key, by kind (as tests/test_collate.py builds it): token ids, normalised pixels,
-    embedding rows, word ids for sequences (chunks for chunk-masked ones)."""
-    from fourm_core.masking import EOS_ID
-    from fourm_core.spec import MaskingUnit, ModalityKind
-
-    sample: dict = {}
-    for key, m in info.items():
-        kind, unit, n = ModalityKind(m["type"]), layouts[key].unit, m["max_tokens"]
-        if kind == ModalityKind.PIXELS:
-            s = m["image_size"]
-            sample[key] = torch.from_numpy(rng.standard_normal((3, s, s)).astype(np.float32))
-        elif kind == ModalityKind.SEQUENCE_EMBEDDING:
-            sample[key] = rng.standard_normal((int(rng.integers(3, n + 1)), m["feature_dim"])).astype(np.float32)
-        elif kind == ModalityKind.SEQUENCE and unit == MaskingUnit.CHUNK:
-            chunks, total = [], 1
-            while True:
-                chunk = rng.integers(FIRST_WORD_ID, m["vocab_size"], size=int(rng.integers(2, 5))).tolist()
-                if total + len(chunk) > n:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-            sample[key] = [*chunks, [EOS_ID]]
-        elif kind == ModalityKind.SEQUENCE:
-            length = int(rng.integers(n // 2, n))
-            sample[key] = [*rng.integers(FIRST_WORD_ID, m["vocab_size"], size=length - 1).tolist(), EOS_ID]
-        else:
-            sample[key] = rng.integers(0, m["vocab_size"], size=n).astype(np.int16)
-    return sample
-
-
 def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int = 0) -> tuple[dict, list]:
     """(modality_info, ``count`` collated batches) over the ``tiny`` preset's model keys."""
     from fourm_core.collate import Collator
@@ -124,6 +92,7 @@ def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int
     )
     from fourm_core.model.fourm import modality_info_from_registry
     from fourm_core.registry import Registry
+    from fourm_core.testing.contents import random_contents
 
     registry = Registry()
     info = modality_info_from_registry(registry, PRESET)
@@ -138,7 +107,7 @@ def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int
     rng = np.random.default_rng(seed)
     batches = []
     for _ in range(count):
-        samples = [random_sample(layouts, info, rng) for _ in range(batch_size)]
+        samples = [random_contents(layouts, info, rng, min_sequence=None) for _ in range(batch_size)]
         masks = [masker(collator.masking_sample(s)) for s in samples]
         batches.append(collator(samples, masks))
     return info, batches

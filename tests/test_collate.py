@@ -10,7 +10,6 @@ import torch
 
 from fourm_core.collate import Collator, sequence_length
 from fourm_core.masking import (
-    EOS_ID,
     NUM_SENTINELS,
     SENTINEL_BASE_ID,
     FourMMasker,
@@ -24,10 +23,10 @@ from fourm_core.masking import (
 from fourm_core.model import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.spec import MaskingUnit, ModalityKind
+from fourm_core.testing.contents import random_contents
 
 PRESET = "tiny"
 TEXT_VOCAB = 1000
-FIRST_WORD_ID = 204  # past [PAD], [EOS] and the sentinels
 BATCH = 4
 TINY = {"dim": 64, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}
 
@@ -39,32 +38,8 @@ def setup() -> tuple[dict, dict]:
 
 
 def random_sample(layouts: dict, info: dict, rng: np.random.Generator) -> dict:
-    """Token data for every model key, as a loader would give it (keys chosen by kind, never by name)."""
-    sample: dict = {}
-    for key, m in info.items():
-        kind, unit, n = ModalityKind(m["type"]), layouts[key].unit, m["max_tokens"]
-        if kind == ModalityKind.PIXELS:
-            s = m["image_size"]
-            sample[key] = torch.from_numpy(rng.standard_normal((3, s, s)).astype(np.float32))
-        elif kind == ModalityKind.SEQUENCE_EMBEDDING:
-            rows = int(rng.integers(3, n + 1))
-            sample[key] = rng.standard_normal((rows, m["feature_dim"])).astype(np.float32)
-        elif kind == ModalityKind.SEQUENCE and unit == MaskingUnit.CHUNK:
-            chunks, total = [], 1
-            while True:
-                chunk = rng.integers(FIRST_WORD_ID, TEXT_VOCAB, size=int(rng.integers(2, 5))).tolist()
-                if total + len(chunk) > n:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-            sample[key] = [*chunks, [EOS_ID]]
-        elif kind == ModalityKind.SEQUENCE:
-            length = int(rng.integers(2, n))
-            sample[key] = [*rng.integers(FIRST_WORD_ID, TEXT_VOCAB, size=length - 1).tolist(), EOS_ID]
-        else:  # image / global tokens, int16 as the store keeps them, sometimes in the loader's dict form
-            tokens = rng.integers(0, m["vocab_size"], size=n).astype(np.int16)
-            sample[key] = {"tokens": tokens} if rng.random() < 0.5 else tokens
-    return sample
+    """Token data for every model key, as a loader would give it (token grids half the time in dict form)."""
+    return random_contents(layouts, info, rng, dict_tokens=0.5)
 
 
 def all_to_all(layouts: dict, n_in: int = 32, n_tgt: int = 32) -> MaskingMixture:
