@@ -296,7 +296,7 @@ def train(
         with torch.no_grad():
             for i, batch in enumerate(validation):
                 seed_position(config.seed + 1, i)
-                batch = cast_floats(batch, dtype)
+                batch = cast_floats(batch, dtype).to(engine.device)
                 _, losses = engine(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens,
                                    loss_type=config.loss_type)  # fmt: skip
                 for k, v in losses.items():
@@ -323,7 +323,7 @@ def train(
             batch = data.batch(position, e.micro_batch_size)
             n_in, n_tgt = data.useful_tokens(data.collator, batch)
             seed_position(config.seed, position)
-            batch = cast_floats(batch, dtype)
+            batch = cast_floats(batch, dtype).to(engine.device)
             loss, losses = engine(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens,
                                   loss_type=config.loss_type)  # fmt: skip
             engine.backward(loss)
@@ -397,9 +397,10 @@ def _log_record(
     """One training log line, averaged over the micro-batches since the last one and summed over ranks."""
     import torch.distributed as dist
 
-    t = torch.tensor([w["loss"], w["micro"], w["tokens_in"], w["tokens_tgt"], w["flops"]], dtype=torch.float64)
+    values = [w["loss"], w["micro"], w["tokens_in"], w["tokens_tgt"], w["flops"]]
+    t = torch.tensor(values, dtype=torch.float64, device=engine.device)  # NCCL reduces device tensors only
     dist.all_reduce(t)
-    loss, micro, tokens_in, tokens_tgt, flops = t.tolist()
+    loss, micro, tokens_in, tokens_tgt, flops = t.cpu().tolist()
     seconds = w["seconds"]
     grad_norm = engine.get_global_grad_norm()
     grad_norm = w.get("grad_norm") if grad_norm is None else grad_norm
