@@ -7,6 +7,7 @@ Attention runs through ``scaled_dot_product_attention``; masks are boolean with 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,32 @@ def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tenso
     return bias.unsqueeze(1)
 
 
+@dataclass
+class KVCache:
+    """Keys/values of one decoder block during incremental decoding (:meth:`DecoderBlock.forward_cached`).
+
+    ``k`` / ``v``: (B, H, T, head_dim) self-attention keys/values of the T positions decoded so far (grown by
+    :meth:`append`); ``cross_k`` / ``cross_v``: the encoder context's keys/values, computed once per sequence.
+    Not a module and never part of a state_dict.
+    """
+
+    cross_k: torch.Tensor
+    cross_v: torch.Tensor
+    k: torch.Tensor | None = field(default=None)
+    v: torch.Tensor | None = field(default=None)
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else int(self.k.shape[2])
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> int:
+        """Add the newest positions' keys/values; returns how many positions were cached before."""
+        past = self.length
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return past
+
+
 class Attention(nn.Module):
     """Self-attention with a fused ``qkv`` projection (ml-4m's names), through ``scaled_dot_product_attention``."""
 
@@ -73,6 +100,26 @@ class Attention(nn.Module):
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+    def forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Causal self-attention of ``x`` (the T newest positions) over the cached positions and itself.
+
+        The keys/values of ``x`` are appended to ``cache``, so decoding token t costs O(t) instead of recomputing
+        all t positions (O(t^2) per token). Same projections and norms as :meth:`forward`.
+        """
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        past = cache.append(k, v)
+        bias = None
+        if N > 1:  # causal among the new positions; every cached one is visible
+            rows = torch.arange(N, device=x.device).unsqueeze(1) + past
+            blocked = torch.arange(past + N, device=x.device).unsqueeze(0) > rows
+            bias = attention_bias(blocked.unsqueeze(0), q.dtype)
+        out = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -107,6 +154,27 @@ class CrossAttention(nn.Module):
         k, v = kv.unbind(0)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, M, head_dim) keys and values of the (normed) context: fixed while a sequence is decoded, so
+        the incremental path computes them once instead of once per generated token."""
+        B, M, _ = context.shape
+        kv = self.kv(context).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        if self.qk_norm:
+            k = self.k_norm(k)
+        return k, v
+
+    def forward_kv(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward` with the context's keys/values from :meth:`context_kv`."""
+        B, N, C = x.shape
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q = self.q_norm(q)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
@@ -222,6 +290,18 @@ class DecoderBlock(nn.Module):
         x = x + self.drop_path(self.self_attn(self.norm1(x), sa_mask))
         x = x + self.drop_path(self.cross_attn(self.query_norm(x), self.context_norm(context), xa_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def init_cache(self, context: torch.Tensor) -> KVCache:
+        """An empty self-attention cache plus this block's cross-attention keys/values of ``context``."""
+        k, v = self.cross_attn.context_kv(self.context_norm(context))
+        return KVCache(cross_k=k, cross_v=v)
+
+    def forward_cached(self, x: torch.Tensor, cache: KVCache, xa_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` for the newest positions ``x`` of a causally decoded sequence (inference only, so no
+        drop path): self-attention over ``cache`` + ``x``, cross-attention to the cached context keys/values."""
+        x = x + self.self_attn.forward_cached(self.norm1(x), cache)
+        x = x + self.cross_attn.forward_kv(self.query_norm(x), cache.cross_k, cache.cross_v, xa_mask)
+        return x + self.mlp(self.norm2(x))
 
 
 def build_1d_sincos_posemb(max_len: int, embed_dim: int, temperature: float = 10000.0) -> torch.Tensor:

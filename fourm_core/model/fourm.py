@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fourm_core.model.blocks import Block, DecoderBlock, LayerNorm, attention_bias, xavier_uniform_fused
+from fourm_core.model.blocks import (
+    Block,
+    DecoderBlock,
+    KVCache,
+    LayerNorm,
+    attention_bias,
+    xavier_uniform_fused,
+)
 from fourm_core.model.embeddings import build_decoder_embedding, build_encoder_embedding, is_sequence
 
 #: Official size registry (``@register_model`` in fm.py): width, encoder/decoder depth, heads.
@@ -325,6 +332,31 @@ class FourM(nn.Module):
         sa_bias = attention_bias(decoder_attention_mask, y.dtype)
         for block in self.decoder:
             y = block(y, context, sa_mask=sa_bias, xa_mask=xa_bias)
+        return self.decoder_norm(y)
+
+    # ------------------------------------------------------------------ incremental decoding (generation)
+    def encode(self, mod_dict: dict[str, dict[str, torch.Tensor]], num_encoder_tokens: int):
+        """``(context, encoder_mask)`` exactly as :meth:`forward` computes them, for callers that decode many
+        times against one encoding (autoregressive generation encodes once per target)."""
+        enc_dict = {k: self.encoder_embeddings[k](dict(d)) for k, d in mod_dict.items() if k in self.encoder_embeddings}
+        x, emb, encoder_mask, _ = self.forward_mask_encoder(enc_dict, num_encoder_tokens)
+        x = self.forward_encoder(x + emb, encoder_mask)
+        return self.decoder_proj_context(x) + emb, encoder_mask
+
+    def init_decoder_cache(self, context: torch.Tensor) -> list[KVCache]:
+        """One :class:`~fourm_core.model.blocks.KVCache` per decoder block: the cross-attention keys/values of
+        ``context`` computed once, the self-attention part empty."""
+        return [block.init_cache(context) for block in self.decoder]
+
+    def forward_decoder_cached(
+        self, y: torch.Tensor, cache: list[KVCache], encoder_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Decoder output for the newest positions ``y`` (B, T, D) of a causally decoded sequence, attending to
+        every position in ``cache`` (which grows by T). Equals the matching rows of :meth:`forward_decoder` with a
+        causal mask, up to float rounding; the decoder runs only for the new positions."""
+        xa_bias = attention_bias(encoder_mask, y.dtype)
+        for block, block_cache in zip(self.decoder, cache, strict=True):
+            y = block.forward_cached(y, block_cache, xa_mask=xa_bias)
         return self.decoder_norm(y)
 
     def forward(

@@ -1,0 +1,192 @@
+"""Generation schedules: which target keys to generate, in which order, and how (ml-4m
+``build_chained_generation_schedules``, as configuration instead of a string-building helper).
+
+A :class:`GenerationSchedule` is an ordered list of :class:`StepConfig` s, one per target key: the first target is
+generated from the given inputs, every later one also sees what the earlier ones produced (a chain such as
+sequence -> global tokens -> image tokens). It loads from YAML or a Python list and is checked against the model's
+``modality_info`` *before* any compute (:meth:`GenerationSchedule.validate_for`), so a typo or an impossible scheme
+fails with the key and the problem named instead of a shape error deep in the decoder.
+
+Token counts per step (:func:`tokens_per_step`) and temperature per step (:func:`temperature_at`) live here too,
+so they can be tested and plotted without a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "GenerationSchedule",
+    "ScheduleError",
+    "StepConfig",
+    "load_schedule",
+    "temperature_at",
+    "tokens_per_step",
+]
+
+#: Kinds decoded in parallel (MaskGIT / ROAR) and kinds decoded token by token; from ``modality_info[key]["type"]``.
+PARALLEL_KINDS = ("image_tokens", "global_tokens")
+SEQUENTIAL_KINDS = ("sequence",)
+_AUTOREGRESSIVE = "autoregressive"
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot run on this model; the message names the key and the problem."""
+
+
+class StepConfig(BaseModel):
+    """How one target key is generated.
+
+    ``num_steps`` / ``token_schedule`` only matter for MaskGIT and ROAR (an autoregressive step decodes one token
+    per decoder call until ``[EOS]`` or ``max_tokens``). ``temperature_schedule``: ``constant``; ``linear`` decays
+    to 0 with the fraction of tokens already decoded (ml-4m); ``onex`` is ml-4m's ``onex:{min}:{power}``
+    shape, ``min_temperature + (temperature - min_temperature) / (1 + i) ** onex_power`` at step i. ``top_k``: an
+    int, or a float in (0, 1) as a fraction of the vocabulary (ml-4m accepts both). ``cfg_scale`` 1 is unguided;
+    ``cfg_conditions`` lists the input keys the unconditional pass drops (``None``: every conditioning key).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    scheme: Literal["maskgit", "roar", "autoregressive"]
+    num_steps: int = Field(1, ge=1)
+    token_schedule: Literal["cosine", "linear"] = "cosine"
+    temperature: float = Field(1.0, ge=0.0)
+    temperature_schedule: Literal["constant", "linear", "onex"] = "constant"
+    min_temperature: float = Field(0.0, ge=0.0)
+    onex_power: float = Field(1.0, gt=0.0)
+    top_k: int | float | None = None
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    cfg_scale: float = 1.0
+    cfg_conditions: list[str] | None = None
+    #: autoregressive only: stop after this many tokens (default and cap: the key's ``max_tokens``)
+    max_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int | float | None) -> int | float | None:
+        if value is None:
+            return value
+        if isinstance(value, float) and not value.is_integer():
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"top_k {value}: an int >= 1 or a vocabulary fraction in (0, 1)")
+            return value
+        if value < 1:
+            raise ValueError(f"top_k {value}: must be >= 1")
+        return int(value)
+
+
+class GenerationSchedule(BaseModel):
+    """Ordered steps; each target key appears once and becomes an input of every later step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[StepConfig] = Field(min_length=1)
+
+    @classmethod
+    def from_list(cls, steps: Sequence[Mapping[str, Any] | StepConfig]) -> GenerationSchedule:
+        return cls(steps=[s if isinstance(s, StepConfig) else StepConfig(**s) for s in steps])
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> GenerationSchedule:
+        """A YAML file (or YAML text): a list of steps, or a mapping with ``steps``."""
+        text = Path(source).read_text() if isinstance(source, Path) or _is_file(source) else str(source)
+        data = yaml.safe_load(text)
+        if isinstance(data, Mapping):
+            return cls(**data)
+        if isinstance(data, list):
+            return cls.from_list(data)
+        raise ScheduleError(f"a schedule is a list of steps or a mapping with 'steps', got {type(data).__name__}")
+
+    @property
+    def targets(self) -> list[str]:
+        return [s.target for s in self.steps]
+
+    def validate_for(self, modality_info: Mapping[str, Mapping[str, Any]], inputs: Iterable[str] = ()) -> None:
+        """Raise :class:`ScheduleError` naming the key and the problem unless every step can run: a known key
+        that the model can predict, a scheme that fits its kind, no more steps than tokens, each target once and
+        not already given, guidance conditions that are inputs by then."""
+        known = set(inputs)
+        for key in known:
+            if key not in modality_info:
+                raise ScheduleError(f"input {key!r}: unknown key (model keys: {sorted(modality_info)})")
+            if not modality_info[key].get("input", True):
+                raise ScheduleError(f"input {key!r}: the model takes this key as a target only")
+        for i, step in enumerate(self.steps):
+            key, where = step.target, f"step {i} (target {step.target!r})"
+            info = modality_info.get(key)
+            if info is None:
+                raise ScheduleError(f"{where}: unknown key (model keys: {sorted(modality_info)})")
+            kind = info["type"]
+            if not info.get("target", True) or kind not in PARALLEL_KINDS + SEQUENTIAL_KINDS:
+                raise ScheduleError(f"{where}: input-only key (type {kind!r}) cannot be a target")
+            if key in known:
+                raise ScheduleError(f"{where}: already given as an input or generated by an earlier step")
+            if step.scheme == _AUTOREGRESSIVE and kind not in SEQUENTIAL_KINDS:
+                raise ScheduleError(f"{where}: autoregressive needs a sequence key, this one is {kind!r}")
+            if step.scheme != _AUTOREGRESSIVE and kind in SEQUENTIAL_KINDS:
+                raise ScheduleError(f"{where}: {step.scheme} cannot decode a sequence key; use autoregressive")
+            n = int(info["max_tokens"])
+            if step.scheme != _AUTOREGRESSIVE and step.num_steps > n:
+                raise ScheduleError(f"{where}: {step.num_steps} steps for {n} tokens (at most one step per token)")
+            for cond in step.cfg_conditions or ():
+                if cond not in known:
+                    raise ScheduleError(f"{where}: guidance condition {cond!r} is not an input at this step")
+            known.add(key)
+
+
+def load_schedule(source: GenerationSchedule | Sequence[Mapping[str, Any]] | str | Path) -> GenerationSchedule:
+    """A schedule from a schedule, a list of step dicts, a YAML path or YAML text."""
+    if isinstance(source, GenerationSchedule):
+        return source
+    if isinstance(source, (str, Path)):
+        return GenerationSchedule.from_yaml(source)
+    return GenerationSchedule.from_list(source)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return "\n" not in text and Path(text).is_file()
+    except OSError:
+        return False
+
+
+def tokens_per_step(num_tokens: int, num_steps: int, kind: str = "cosine") -> list[int]:
+    """How many tokens each of ``num_steps`` steps fixes; all >= 1, summing to ``num_tokens``.
+
+    ``cosine`` (MaskGIT): the still-masked count follows ``N * cos(pi/2 * t)``, so early steps fix few tokens
+    (when the model knows least) and later ones many. ``linear``: equal shares, larger ones first.
+    """
+    if not 1 <= num_steps <= num_tokens:
+        raise ScheduleError(f"{num_steps} steps for {num_tokens} tokens")
+    if kind == "linear":
+        base, extra = divmod(num_tokens, num_steps)
+        return [base + (1 if i < extra else 0) for i in range(num_steps)]
+    if kind != "cosine":
+        raise ScheduleError(f"unknown token schedule {kind!r}")
+    remaining = [round(num_tokens * math.cos(math.pi / 2 * i / num_steps)) for i in range(num_steps + 1)]
+    remaining[0], remaining[-1] = num_tokens, 0
+    counts = [max(1, a - b) for a, b in zip(remaining[:-1], remaining[1:])]
+    while sum(counts) > num_tokens:  # steps raised to 1 are paid for by the largest steps
+        counts[counts.index(max(counts))] -= 1
+    return counts
+
+
+def temperature_at(step: StepConfig, index: int, total: int, done_fraction: float | None = None) -> float:
+    """The temperature of step ``index`` of ``total`` (tokens for autoregressive, steps otherwise).
+
+    ``done_fraction``: share of the target's tokens fixed before this step (``linear`` decays with it; default
+    ``index / total``)."""
+    t0 = step.temperature
+    if step.temperature_schedule == "constant":
+        return t0
+    if step.temperature_schedule == "linear":
+        done = index / max(total, 1) if done_fraction is None else done_fraction
+        return max(t0 * (1.0 - done), 1e-9)
+    return step.min_temperature + (t0 - step.min_temperature) / (1 + index) ** step.onex_power

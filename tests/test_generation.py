@@ -1,0 +1,279 @@
+"""Generation: schedules, MaskGIT / ROAR / cached autoregressive decoding, guidance, sampling, ensembling.
+
+A tiny random-init FourM (dim 32, 1 encoder + 2 decoder blocks) over one key of every kind: the tests check
+mechanics (shapes, coverage, exact equalities between paths), not sample quality.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from fourm_core.collate import Collator
+from fourm_core.generation import (
+    GenerationSampler,
+    GenerationSchedule,
+    ScheduleError,
+    ensemble,
+    filter_logits,
+    load_schedule,
+    tokens_per_step,
+)
+from fourm_core.masking import EOS_ID, SENTINEL_BASE_ID
+from fourm_core.model import FourM, fourm_config
+from fourm_core.training.report import predict_tokens
+
+INFO = {
+    "px": {"type": "pixels", "pos": "2d", "max_tokens": 4, "image_size": 16, "patch_size": 8},
+    "grid": {"type": "image_tokens", "pos": "2d", "max_tokens": 16, "image_size": 16, "patch_size": 4,
+             "vocab_size": 32},
+    "glob": {"type": "global_tokens", "pos": "learned", "max_tokens": 4, "vocab_size": 16},
+    "seq": {"type": "sequence", "pos": "1d", "max_tokens": 24, "vocab_size": 64},
+}  # fmt: skip
+for _i, (_key, _info) in enumerate(INFO.items()):
+    _info.update(id=_i + 1, input=True, target=_info["type"] != "pixels")
+
+S1 = SENTINEL_BASE_ID + 1
+
+
+@pytest.fixture(scope="module")
+def model() -> FourM:
+    torch.manual_seed(0)
+    return FourM(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=2, num_heads=2)).eval()
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def step(target: str, scheme: str, **kw: object) -> dict:
+    return {"target": target, "scheme": scheme, **kw}
+
+
+# ---------------------------------------------------------------------------------------------- schemes
+
+
+@pytest.mark.parametrize("scheme,steps", [("maskgit", 4), ("roar", 5), ("maskgit", 16), ("roar", 1)])
+def test_parallel_schemes_fill_every_position_once(model: FourM, pixels: torch.Tensor, scheme: str, steps: int) -> None:
+    trace: list[dict] = []
+    out = GenerationSampler(model).generate({"px": pixels}, [step("grid", scheme, num_steps=steps)], seed=0,
+                                            batch_size=3, trace=trace)  # fmt: skip
+    ids = out["grid"]
+    assert ids.shape == (3, 16) and ids.dtype == torch.long
+    assert 0 <= int(ids.min()) and int(ids.max()) < 32
+    fixed = torch.cat([t["fixed"] for t in trace if "fixed" in t], dim=1)  # (B, positions fixed over all steps)
+    assert fixed.shape == (3, 16)
+    assert all(sorted(row.tolist()) == list(range(16)) for row in fixed)  # each position exactly once
+    sizes = [t["fixed"].shape[1] for t in trace if "fixed" in t]
+    assert sizes == tokens_per_step(16, steps)  # both schemes follow the (default cosine) token schedule
+
+
+def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: FourM, pixels: torch.Tensor) -> None:
+    for target in ("grid", "glob"):
+        out = GenerationSampler(model).generate({"px": pixels}, [step(target, "maskgit", temperature=0.0)],
+                                                batch_size=2)  # fmt: skip
+        probe = predict_tokens(model, Collator(INFO), [{"px": pixels}] * 2, ["px"], target)
+        assert torch.equal(out[target], probe)
+
+
+def test_token_schedules() -> None:
+    for n, s in [(16, 1), (16, 4), (16, 16), (196, 12), (5, 3)]:
+        for kind in ("cosine", "linear"):
+            counts = tokens_per_step(n, s, kind)
+            assert len(counts) == s and sum(counts) == n and min(counts) >= 1
+    assert tokens_per_step(16, 4, "linear") == [4, 4, 4, 4]
+    cosine = tokens_per_step(196, 12)
+    assert cosine[0] < cosine[-1]  # few tokens first, when the model knows least
+
+
+# ---------------------------------------------------------------------------------------------- autoregressive
+
+
+def test_autoregressive_returns_eos_terminated_ids(model: FourM, pixels: torch.Tensor) -> None:
+    ids = GenerationSampler(model).generate({"px": pixels}, [step("seq", "autoregressive")], seed=3,
+                                            batch_size=4)["seq"]  # fmt: skip
+    assert ids.shape == (4, 24) and int(ids.max()) < 64
+    for row in ids.tolist():
+        if EOS_ID in row:
+            end = row.index(EOS_ID)
+            assert all(t == 0 for t in row[end + 1 :])
+            assert not any(SENTINEL_BASE_ID <= t < SENTINEL_BASE_ID + 200 for t in row[:end])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_kv_cache_equals_full_recomputation(model: FourM, pixels: torch.Tensor, temperature: float) -> None:
+    sampler = GenerationSampler(model, stop_ids=())  # decode the full length
+    schedule = [step("seq", "autoregressive", temperature=temperature)]
+    times = {}
+    out = {}
+    for use_cache in (False, True):
+        start = time.perf_counter()
+        out[use_cache] = sampler.generate({"px": pixels}, schedule, seed=5, batch_size=3, use_cache=use_cache)["seq"]
+        times[use_cache] = time.perf_counter() - start
+    assert torch.equal(out[True], out[False])
+    print(f"\n24 tokens x 3 samples, T={temperature}: full {times[False] * 1e3:.1f} ms, "
+          f"cached {times[True] * 1e3:.1f} ms, x{times[False] / times[True]:.2f}")  # fmt: skip
+
+
+def test_cached_logits_match_the_training_forward(model: FourM, pixels: torch.Tensor) -> None:
+    """Greedy tokens are the argmax of the teacher-forced logits of the ordinary forward over the same span."""
+    ids = GenerationSampler(model, stop_ids=()).generate({"px": pixels}, [step("seq", "autoregressive",
+                                                         temperature=0.0, max_tokens=10)])["seq"][:, :10]  # fmt: skip
+    sampler = GenerationSampler(model)
+    state = {"px": sampler._input_entry("px", [pixels])}
+    entry = sampler._empty("seq", 1)
+    entry["tensor"][0, 0] = S1
+    entry["input_mask"][0, 0] = False
+    span = torch.cat([torch.tensor([S1]), ids[0], torch.tensor([0])])  # [S_1] t1..t10, a last (ignored) target
+    entry["tensor"][0, 1 : 1 + len(span)] = span
+    entry["target_mask"][0, 1 : 1 + len(span)] = False
+    entry["decoder_attention_mask"][0, 1 : 1 + len(span)] = 1
+    mod_dict = sampler._batch(state, (), "seq", entry)
+    with torch.no_grad():
+        logits = model(mod_dict, 5, len(span) - 1, return_logits=True)["seq"]
+    assert torch.equal(logits[0].argmax(-1)[:10], ids[0])
+
+
+# ---------------------------------------------------------------------------------------------- guidance
+
+
+@pytest.mark.parametrize("target,scheme", [("grid", "maskgit"), ("seq", "autoregressive")])
+def test_guidance_scale_one_is_unguided_and_zero_is_unconditional(
+    model: FourM, pixels: torch.Tensor, target: str, scheme: str
+) -> None:
+    sampler = GenerationSampler(model)
+    kw = {"num_steps": 3} if scheme == "maskgit" else {}
+
+    def run(inputs: dict, scale: float) -> torch.Tensor:
+        schedule = [step(target, scheme, temperature=1.0, cfg_scale=scale, **kw)]
+        return sampler.generate(inputs, schedule, seed=11, batch_size=2)[target]
+
+    plain = run({"px": pixels}, 1.0)
+    assert torch.equal(plain, run({"px": pixels}, 1.0))
+    assert torch.equal(run({"px": pixels}, 0.0), run({}, 1.0))  # the unconditional pass drops every condition
+    guided = run({"px": pixels}, 3.0)
+    assert guided.shape == plain.shape
+
+
+def test_guidance_drops_only_the_listed_conditions(model: FourM, pixels: torch.Tensor) -> None:
+    sampler = GenerationSampler(model)
+    glob = torch.tensor([1, 2, 3, 4])
+    schedule = [step("grid", "maskgit", num_steps=2, cfg_scale=0.0, cfg_conditions=["glob"])]
+    kept = sampler.generate({"px": pixels, "glob": glob}, schedule, seed=2)["grid"]
+    without = sampler.generate({"px": pixels}, [step("grid", "maskgit", num_steps=2)], seed=2)["grid"]
+    assert torch.equal(kept, without)  # scale 0 with only `glob` dropped: conditioned on the pixels alone
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def test_top_k_one_is_greedy_and_seeds(model: FourM, pixels: torch.Tensor) -> None:
+    sampler = GenerationSampler(model)
+
+    def run(seed: int, roar: int = 4, **kw: object) -> dict[str, torch.Tensor]:
+        schedule = [step("seq", "autoregressive", max_tokens=12, **kw), step("grid", "roar", num_steps=roar, **kw)]
+        return sampler.generate({"px": pixels}, schedule, seed=seed, batch_size=2)
+
+    # one ROAR step: no random order, so only the token draws differ between the two
+    greedy = run(0, roar=1, temperature=0.0)
+    assert all(torch.equal(greedy[k], run(7, roar=1, temperature=2.0, top_k=1)[k]) for k in greedy)
+    a, b, c = run(1), run(1), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_filter_logits() -> None:
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_k=0.5)).tolist() == [[False, False, True, True]]
+    # probabilities 0.64, 0.24, 0.09, 0.03: the nucleus of 0.7 holds the first two tokens
+    assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert not torch.isinf(filter_logits(logits, top_p=1.0)).any()
+
+
+# ---------------------------------------------------------------------------------------------- chains
+
+
+def test_chained_targets_see_earlier_generations(model: FourM, pixels: torch.Tensor) -> None:
+    trace: list[dict] = []
+    schedule = [step("seq", "autoregressive", max_tokens=8), step("glob", "maskgit", num_steps=2),
+                step("grid", "roar", num_steps=2)]  # fmt: skip
+    out = GenerationSampler(model).generate({"px": pixels}, schedule, seed=4, batch_size=2, trace=trace)
+    batches = {t["target"]: t["mod_dict"] for t in trace if "mod_dict" in t and t["step"] == 0}
+    assert list(batches) == ["seq", "glob", "grid"]
+    # the sequence step sees only the pixels (and its own `[S_1]` input)
+    assert batches["seq"]["glob"]["input_mask"].all() and not batches["seq"]["px"]["input_mask"].any()
+    # the global step sees the generated sequence as input
+    seq = batches["glob"]["seq"]
+    used = ~seq["input_mask"][:, :24]
+    assert torch.equal(seq["tensor"][:, :24][used], out["seq"][used])
+    assert used.any()
+    # the grid step sees both earlier targets
+    assert torch.equal(batches["grid"]["glob"]["tensor"], out["glob"])
+    assert not batches["grid"]["glob"]["input_mask"].any()
+    assert torch.equal(batches["grid"]["seq"]["tensor"], seq["tensor"])
+    # within MaskGIT / ROAR, tokens fixed by the first step are inputs of the second
+    second = next(t for t in trace if t["target"] == "grid" and t["step"] == 1 and "mod_dict" in t)["mod_dict"]
+    assert int((~second["grid"]["input_mask"]).sum()) == 2 * tokens_per_step(16, 2)[0]
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "steps,inputs,message",
+    [
+        ([step("nope", "maskgit")], ["px"], "'nope'): unknown key"),
+        ([step("px", "maskgit")], [], "'px'): input-only key"),
+        ([step("grid", "autoregressive")], ["px"], "'grid'): autoregressive needs a sequence key"),
+        ([step("seq", "maskgit")], ["px"], "'seq'): maskgit cannot decode a sequence key"),
+        ([step("glob", "roar", num_steps=5)], ["px"], "'glob'): 5 steps for 4 tokens"),
+        ([step("grid", "maskgit"), step("grid", "roar")], ["px"], "'grid'): already given"),
+        ([step("grid", "maskgit")], ["grid"], "'grid'): already given"),
+        ([step("grid", "maskgit", cfg_conditions=["glob"])], ["px"], "condition 'glob' is not an input"),
+        ([step("grid", "maskgit")], ["typo"], "input 'typo': unknown key"),
+    ],
+)
+def test_schedule_errors_name_the_key_and_problem(steps: list, inputs: list, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        GenerationSchedule.from_list(steps).validate_for(INFO, inputs)
+
+
+def test_schedule_from_yaml_and_field_errors(tmp_path) -> None:  # noqa: ANN001
+    text = "- {target: seq, scheme: autoregressive, top_p: 0.9}\n- {target: grid, scheme: maskgit, num_steps: 8}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    for source in (text, tmp_path / "s.yaml", str(tmp_path / "s.yaml"), f"steps:\n{text}".replace("- ", "  - ")):
+        schedule = load_schedule(source)
+        assert schedule.targets == ["seq", "grid"] and schedule.steps[1].num_steps == 8
+    with pytest.raises(ValueError, match="scheme"):
+        load_schedule([step("grid", "diffusion")])
+    with pytest.raises(ValueError, match="top_k"):
+        load_schedule([step("grid", "maskgit", top_k=0)])
+
+
+def test_invalid_schedule_fails_before_compute(pixels: torch.Tensor) -> None:
+    class Boom(FourM):
+        def forward(self, *a: object, **k: object) -> None:  # pragma: no cover - must not run
+            raise AssertionError("computed")
+
+    boom = Boom(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    with pytest.raises(ScheduleError, match="'glob'"):
+        GenerationSampler(boom).generate({"px": pixels}, [step("grid", "maskgit"), step("glob", "maskgit",
+                                                                                       num_steps=9)])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- ensemble
+
+
+def test_ensemble_majority_vote() -> None:
+    a = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    b = torch.tensor([[1, 9, 3], [4, 5, 7]])
+    c = torch.tensor([[2, 9, 8], [0, 5, 8]])
+    assert ensemble([a, b, c]).tolist() == [[1, 9, 3], [4, 5, 6]]  # last: 6/7/8 tie -> smallest id
+    fused = ensemble([{"grid": a}, {"grid": b}, {"grid": c}])
+    assert isinstance(fused, dict) and torch.equal(fused["grid"], ensemble([a, b, c]))
+    with pytest.raises(NotImplementedError, match="continuous"):
+        ensemble([a], kind="mean")
