@@ -11,11 +11,13 @@ too, as the collator passes them), embedding rows a caption's length, span seque
 10-40 tokens, detections and instances tens to hundreds, poses often absent), metadata 8-20 chunks of 2-3 ids.
 Sequences come as the pipeline gives them (id tensors; chunk lists).
 
-Rows (median of ``--repeats`` passes over ``--samples`` samples, with min..max):
+Rows (median of ``--repeats`` passes over ``--samples`` samples, with min..max; the passes of the configs are
+interleaved, so drift in the machine's speed hits every config alike):
 - ``shared rng``: one generator for all samples (``masker(sample, rng)``);
 - ``rng per sample``: ``default_rng(seed)`` per sample, what the training data path does (its cost included);
 - ``ml-4m budgets``: ``redistribute=False`` (what caps cut off is lost);
-- ``baseline <ref>``: ``fourm_core/masking.py`` as of a git revision, for before/after figures.
+- ``baseline <ref>`` (and ``, rng per sample``): ``fourm_core/masking.py`` as of a git revision, for before/after
+  figures.
 
 Fill: mean over samples of (assigned budget / n_in) and (tokens actually used / n_in), the same for targets. A
 sequence may use less than its budget (span masking keeps a random fraction), so "used" <= "assigned".
@@ -196,12 +198,23 @@ def main() -> None:
         }
         old_mixture = old.MaskingMixture.model_validate(mixture.model_dump())
         configs[f"baseline {args.baseline_ref}"] = (old.FourMMasker(old_layouts, old_mixture, seed=0), False)
+        configs[f"baseline {args.baseline_ref}, rng per sample"] = (
+            old.FourMMasker(old_layouts, old_mixture, seed=0),
+            True,
+        )
 
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
-    for name, (masker, per_sample) in configs.items():
+    for masker, per_sample in configs.values():
         rate(masker, samples, min(200, args.samples), per_sample)  # warm up
-        rates = [rate(masker, samples, args.samples, per_sample) for _ in range(args.repeats)]
+    # passes interleaved over the configs: on a shared (virtual) machine the speed drifts over seconds, and
+    # timing one config after the other would fold that drift into the before/after comparison
+    all_rates: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name, (masker, per_sample) in configs.items():
+            all_rates[name].append(rate(masker, samples, args.samples, per_sample))
+    for name, (masker, per_sample) in configs.items():
+        rates = all_rates[name]
         results[name] = {
             "median": round(statistics.median(rates), 1),
             "min": round(min(rates), 1),

@@ -11,8 +11,8 @@ water-filled over the keys of the same draw that have room, in proportion to the
 alpha 0 never receive any. ``redistribute=False`` gives ml-4m's budgets.
 
 The sampler runs per sample in a data loader worker, so it is written for one core: plain Python over the ~20 keys
-for the budgets, a fixed number of numpy calls per key with budget, numpy arrays inside :class:`MaskedKey` (read
-as torch tensors on access).
+for the budgets, a fixed number of numpy calls per sequence with budget and for all token keys together, numpy
+arrays inside :class:`MaskedKey` (read as torch tensors on access).
 
 The core never names a modality: everything about a model key (its masking unit, size, input/target-only flags)
 comes from :class:`KeyLayout`, built from the registry by :func:`layouts_from_registry` or given by the caller.
@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -310,8 +310,6 @@ _ALL_TRUE = np.ones(_TEMPLATE_SIZE, dtype=bool)
 _ALL_FALSE = np.zeros(_TEMPLATE_SIZE, dtype=bool)
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _SENTINEL_OFFSETS = np.arange(1, NUM_SENTINELS + 1, dtype=np.int64)
-#: ``arange(n)`` rows that ``rng.permuted`` shuffles (into a copy) per (rows, n)
-_RANK_BASES: dict[tuple[int, int], np.ndarray] = {}
 #: ``KEEP_PROB_DECAY ** t``: the keep probability of span-masking trial t (p0 * 0.9^t; 0.9^400 is ~4e-19)
 _DECAY_POWERS = KEEP_PROB_DECAY ** np.arange(400, dtype=float)
 #: A keep probability at most this small is the last nonzero trial; every later trial keeps nothing.
@@ -336,30 +334,61 @@ def _span_arrays(
     """:func:`span_mask` on a flat id array, in a fixed number of numpy operations instead of a Python loop.
 
     ``ids`` holds the units' tokens back to back; ``lens`` the (non-empty) unit lengths, ``None`` for one token
-    per unit. Works per token: a dropped token whose predecessor is kept (or that comes first) opens a run, which
-    is exactly the first token of the first dropped unit of a run, since units are dropped whole. A side not
-    wanted (no budget for it) comes back empty."""
+    per unit. A side not wanted (no budget for it) comes back empty. See :func:`_spans`."""
+    inp, tgt, _, _ = _spans(ids, lens, keep, sentinel_base, want_input, want_target)
+    return inp, tgt
+
+
+#: ``[S_1], [S_2], ...`` ids per sentinel base (a masker's base never changes: one array per masker)
+_SENTINELS: dict[int, np.ndarray] = {}
+#: the run starts of a sequence dropped whole: one run, from token 0
+_FIRST_START = np.zeros(1, dtype=np.int64)
+
+
+def _spans(
+    ids: np.ndarray, lens: np.ndarray | None, keep: np.ndarray, sentinel_base: int, want_input: bool, want_target: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(input, target, token index of each run's first token, dropped per token)`` of :func:`_span_arrays`.
+
+    Works per token: a dropped token whose predecessor is kept (or that comes first) opens a run, which is
+    exactly the first token of the first dropped unit of a run, since units are dropped whole. The run starts
+    and dropped flags let :meth:`FourMMasker._sequence_np` find a run's sentinel in the target without
+    searching the target for sentinel ids. A sequence dropped whole (half the calls on 4M-21 samples: keys
+    without input budget, trials that keep nothing) takes a shortcut: input ``[S_1]``, target
+    ``[S_1] ids [S_2]``; its "dropped" flags are not returned then (only one run, nothing to look up)."""
     n = len(ids)
+    sentinels = _SENTINELS.get(sentinel_base)
+    if sentinels is None:
+        sentinels = _SENTINELS.setdefault(sentinel_base, _SENTINEL_OFFSETS + sentinel_base)
+    if n and not keep.any():  # half the calls (no input budget, or a trial that kept nothing): one run
+        inp = sentinels[:1].copy() if want_input else _EMPTY_IDS
+        if not want_target:
+            return inp, _EMPTY_IDS, _FIRST_START, keep
+        tgt = np.empty(n + 2, dtype=np.int64)
+        tgt[0], tgt[n + 1] = sentinels[0], sentinels[1]
+        tgt[1 : n + 1] = ids
+        return inp, tgt, _FIRST_START, keep
     kept = keep if lens is None else np.repeat(keep, lens)
     dropped = ~kept
     opens = dropped.copy()
     opens[1:] &= kept[:-1]
-    runs = int(np.count_nonzero(opens))
+    starts = np.flatnonzero(opens)
+    runs = len(starts)
     if runs + 1 > NUM_SENTINELS - 1:
         raise ValueError(f"{runs + 1} spans exceed the {NUM_SENTINELS} sentinels")
     # per token: its run's sentinel where it opens a run, then the token itself; a closing row for [S_{runs+1}]
     pairs = np.empty((n + 1, 2), dtype=np.int64)
     pairs[:n, 1] = ids
-    pairs[:n, 0][opens] = _SENTINEL_OFFSETS[:runs] + sentinel_base
+    pairs[starts, 0] = sentinels[:runs]
     pairs[n, 0] = sentinel_base + runs + 1
     inp = np.where(kept, ids, pairs[:n, 0])[kept | opens] if want_input else _EMPTY_IDS
     if not want_target:
-        return inp, _EMPTY_IDS
+        return inp, _EMPTY_IDS, starts, dropped
     used = np.empty((n + 1, 2), dtype=bool)
     used[:n, 0] = opens
     used[:n, 1] = dropped
     used[n] = (True, False)
-    return inp, pairs[used]
+    return inp, pairs[used], starts, dropped
 
 
 def merge_spans(
@@ -411,20 +440,23 @@ def _level(cap: Sequence[int], weights: Sequence[float], total: int) -> list[int
     their weights (largest remainders for the integer part, which never overflows a cap: those keys sit strictly
     below theirs)."""
     out = [0] * len(cap)
-    keys = sorted((i for i, w in enumerate(weights) if w > 0.0), key=lambda i: cap[i] / weights[i])
+    # (ratio, index) pairs sort like the stable sort by ratio; plain tuples, no key function per element
+    order = sorted([(c / w, i) for i, (c, w) in enumerate(zip(cap, weights, strict=True)) if w > 0.0])
+    keys = [i for _, i in order]
     # weight of the keys from k on, summed from the end (no cancellation as subtracting would cause)
-    suffix = [0.0] * (len(keys) + 1)
-    for k in range(len(keys) - 1, -1, -1):
-        suffix[k] = suffix[k + 1] + weights[keys[k]]
+    suffix = list(accumulate(reversed([weights[i] for i in keys]), initial=0.0))[::-1]
     left = total
     for k, i in enumerate(keys):
-        if cap[i] <= left and cap[i] * suffix[k] <= left * weights[i]:  # full at the current level
-            out[i] = cap[i]
-            left -= cap[i]
+        c = cap[i]
+        if c <= left and c * suffix[k] <= left * weights[i]:  # full at the current level
+            out[i] = c
+            left -= c
             continue
         rest = keys[k:]
-        for i2, v in zip(rest, _apportion([weights[i2] / suffix[k] for i2 in rest], left), strict=True):
-            out[i2] = min(v, cap[i2])
+        s = suffix[k]
+        for i2, v in zip(rest, _apportion([weights[i2] / s for i2 in rest], left), strict=True):
+            c = cap[i2]
+            out[i2] = v if v < c else c
         break
     return out
 
@@ -463,6 +495,7 @@ class _Side(NamedTuple):
     positive: list[bool]  # alpha > 0: may receive redistributed budget
     token_like: list[bool]
     max_tokens: list[int]
+    fallback: list[float]  # the clamped alphas where positive, else 0: the weights of _water_fill's fallback
 
 
 class _Plan(NamedTuple):
@@ -480,9 +513,13 @@ class FourMMasker:
     so the encoder and decoder get the full ``n_in`` / ``n_tgt`` tokens whenever the sample has them. ``False``
     reproduces ml-4m, where budget cut off by the caps is lost (batches carry that much padding).
 
-    Per sample the work is Python over the ~20 keys for the budgets and a fixed number of numpy calls per key
-    with budget (a permutation for token keys, a vectorised span masking for sequences); keys without budget
-    cost no random draw.
+    Per sample the work is Python over the ~20 keys for the budgets, a fixed number of numpy calls for all token
+    keys with budget together (one block of uniform keys, :func:`_flat_token_masks`) and per sequence with
+    budget (a vectorised span masking, with a shortcut for sequences dropped whole); keys without budget cost no
+    random draw.
+
+    Random stream: for the same generator state, budgets and sequence masks are those of the previous
+    (per-key ``rng.permuted``) version; token masks follow the same law from a different stream.
     """
 
     def __init__(
@@ -562,13 +599,16 @@ class FourMMasker:
                 pos = [j for j, i in enumerate(present) if ok[i]]
                 keys = [present[j] for j in pos]
                 raw = table[idx, keys]
+                clamped = np.maximum(raw, MIN_ALPHA)
+                positive = (raw > 0).tolist()
                 sides.append(
                     _Side(
                         pos,
-                        np.maximum(raw, MIN_ALPHA),
-                        (raw > 0).tolist(),
+                        clamped,
+                        positive,
                         [self._token_like[i] for i in keys],
                         [self._max[i] for i in keys],
+                        [float(a) if p else 0.0 for a, p in zip(clamped.tolist(), positive, strict=True)],
                     )
                 )
             plan = _Plan(*sides)
@@ -578,7 +618,13 @@ class FourMMasker:
         return plan
 
     def _allocate(
-        self, rng: np.random.Generator, alphas: np.ndarray, positive: list[bool], cap: list[int], total: int
+        self,
+        rng: np.random.Generator,
+        alphas: np.ndarray,
+        positive: list[bool],
+        cap: list[int],
+        total: int,
+        fallback: list[float] | None = None,
     ) -> list[int]:
         """Split ``total`` by one Dirichlet draw with (clamped) ``alphas``, capped at ``cap``; with redistribution
         what the caps cut off is water-filled over keys with a positive alpha (alpha 0 means "never", as
@@ -595,7 +641,8 @@ class FourMMasker:
         if not self.redistribute or sum(capped) == total:
             return capped
         weights = [s if p else 0.0 for s, p in zip(shares, positive, strict=True)]
-        fallback = [float(a) if p else 0.0 for a, p in zip(alphas.tolist(), positive, strict=True)]
+        if fallback is None:
+            fallback = [float(a) if p else 0.0 for a, p in zip(alphas.tolist(), positive, strict=True)]
         return _water_fill(capped, cap, weights, total, fallback)
 
     def _scan(
@@ -624,6 +671,8 @@ class FourMMasker:
                 units[i] = (ids, lens)
                 tokens = len(ids)
             else:
+                if type(content) is torch.Tensor:  # len() of a tensor costs several times that of an array
+                    content = content.numpy()
                 n = len(content)  # type: ignore[arg-type]
                 ids = _span_ids(content, max_tokens[i])  # type: ignore[arg-type]
                 units[i] = (ids, None)
@@ -658,7 +707,8 @@ class FourMMasker:
                 cap = [tokens[j] for j in side.pos]
             else:  # ml-4m: sequences are capped at max_tokens whatever their length
                 cap = [tokens[j] if t else m for j, t, m in zip(side.pos, side.token_like, side.max_tokens)]
-            for j, b in zip(side.pos, self._allocate(rng, side.alphas, side.positive, cap, n_in), strict=True):
+            budget = self._allocate(rng, side.alphas, side.positive, cap, n_in, side.fallback)
+            for j, b in zip(side.pos, budget, strict=True):
                 inp[j] = b
 
         tgt = [0] * n
@@ -672,7 +722,8 @@ class FourMMasker:
                 ]
             else:
                 cap = [tokens[j] - inp[j] if t else m for j, t, m in zip(side.pos, side.token_like, side.max_tokens)]
-            for j, b in zip(side.pos, self._allocate(rng, side.alphas, side.positive, cap, n_tgt), strict=True):
+            budget = self._allocate(rng, side.alphas, side.positive, cap, n_tgt, side.fallback)
+            for j, b in zip(side.pos, budget, strict=True):
                 tgt[j] = b
         return idx, inp, tgt, n_in, n_tgt
 
@@ -775,9 +826,17 @@ class FourMMasker:
             keep = _mask(len(ids) if lens is None else len(lens), False)
         else:
             keep = self._fitting_keep(rng, lens, len(ids), n_in, self._keep_prob(rng, scheme))
-        inp, tgt = _span_arrays(ids, lens, keep, self.sentinel_base, n_in > 0, n_tgt > 0)
+        inp, tgt, starts, dropped = _spans(ids, lens, keep, self.sentinel_base, n_in > 0, n_tgt > 0)
         if len(tgt) > n_tgt:
-            tgt = self._target_window(rng, tgt, n_tgt)
+            # _target_window from the run starts: run r's sentinel sits after the r earlier sentinels and the
+            # dropped tokens before the run
+            start = 0
+            if len(starts) > 1:
+                r = int(rng.random() * len(starts))
+                start = r + int(np.count_nonzero(dropped[: starts[r]]))
+                if len(tgt) - start < n_tgt:
+                    start = 0  # the earliest sentinel, whose suffix (the whole target) fills the budget
+            tgt = tgt[start : start + n_tgt]
         return inp, tgt
 
     def sequence_masks(
@@ -813,25 +872,35 @@ class FourMMasker:
         idx, inp, tgt, _, _ = self._draw(present, tokens, rng)
         keep, token_like = self.keep[idx], self._token_like
         masked: list[MaskedKey | None] = [None] * len(present)
-        # token keys of one size with inputs or targets share one batched permutation draw
-        by_size: dict[int, list[int]] = {}
+        # token keys with inputs or targets share one block of uniform keys (see _flat_token_masks)
+        drawn: list[int] = []
+        # token keys without budget (most keys of a concentrated draw): all-masked, cut from one allocation
+        idle: list[int] = []
         for j, (i, n, n_in, n_tgt) in enumerate(zip(present, length, inp, tgt, strict=True)):
             if token_like[i]:
                 if n_in + n_tgt == 0:
-                    masked[j] = MaskedKey(_mask(n, True), _mask(n, True), 0, 0)
+                    idle.append(j)
                 elif n_in >= n:
                     masked[j] = MaskedKey(_mask(n, False), _mask(n, True), n_in, n_tgt)
                 else:
-                    by_size.setdefault(n, []).append(j)
+                    drawn.append(j)
                 continue
             ids, lens = units[i]
             i_ids, t_ids = self._sequence_np(rng, ids, lens, n_in, n_tgt, keep[i])
             masked[j] = MaskedKey(None, None, n_in, n_tgt, i_ids, t_ids)
-        for n, rows in by_size.items():
-            for j, input_mask, target_mask in zip(
-                rows, *_batched_token_masks(rng, n, [inp[j] for j in rows], [tgt[j] for j in rows]), strict=True
+        if drawn:
+            d_in, d_tgt = [inp[j] for j in drawn], [tgt[j] for j in drawn]
+            for j, a, b, input_mask, target_mask in zip(
+                drawn, d_in, d_tgt, *_flat_token_masks(rng, [length[j] for j in drawn], d_in, d_tgt), strict=True
             ):
-                masked[j] = MaskedKey(input_mask, target_mask, inp[j], tgt[j])
+                masked[j] = MaskedKey(input_mask, target_mask, a, b)
+        if idle:
+            block = np.ones(2 * sum(length[j] for j in idle), dtype=bool)
+            at = 0
+            for j in idle:
+                n = length[j]
+                masked[j] = MaskedKey(block[at : at + n], block[at + n : at + 2 * n], 0, 0)
+                at += 2 * n
         return {self.keys[i]: m for i, m in zip(present, masked, strict=True)}  # type: ignore[misc]
 
     def mask_batch(
@@ -852,22 +921,84 @@ class FourMMasker:
         ]
 
 
-def _batched_token_masks(
-    rng: np.random.Generator, n: int, n_in: list[int], n_tgt: list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(input masks, target masks), one row per key, of token keys with ``n`` tokens: each row's ranks are an
-    independent uniform permutation (rank < ``n_in`` input, the next ``n_tgt`` ranks targets), drawn for all rows
-    in one ``rng.permuted`` call instead of one ``rng.permutation`` per key."""
-    if len(n_in) == 1:
-        rank = rng.permutation(n)[None]
-    else:
-        base = _RANK_BASES.get((len(n_in), n))
-        if base is None:
-            base = _RANK_BASES.setdefault((len(n_in), n), np.tile(np.arange(n), (len(n_in), 1)))
-        rank = rng.permuted(base, axis=1)
-    a = np.array(n_in)[:, None]
-    # ranks below n_in wrap around to huge unsigned values: masked as targets too
-    return rank >= a, (rank - a).view(np.uint64) >= np.array(n_tgt)[:, None]
+#: per width w up to _PAD_TABLE_MAX: row n is 0 on its first n columns and 2 (past every uniform key) after; the
+#: padding of keys with sizes ``sizes`` is ``table[sizes]``, one gather (the sets of sizes vary too much per sample,
+#: with embedding rows following caption lengths, for a cache per set of sizes to hit)
+_PAD_TABLES: dict[int, np.ndarray] = {}
+_PAD_TABLE_MAX = 1024
+
+
+def _padding(sizes: list[int], width: int) -> np.ndarray:
+    """(len(sizes), width) float32: 0 on row r's first ``sizes[r]`` columns, 2 after."""
+    if width > _PAD_TABLE_MAX:
+        return (np.arange(width)[None, :] >= np.array(sizes)[:, None]) * np.float32(2.0)
+    table = _PAD_TABLES.get(width)
+    if table is None:
+        n = np.arange(width + 1)[:, None]
+        table = _PAD_TABLES.setdefault(width, ((np.arange(width)[None, :] >= n) * 2.0).astype(np.float32))
+    return table[sizes]
+
+
+def _flat_token_masks(
+    rng: np.random.Generator, sizes: list[int], n_in: list[int], n_tgt: list[int]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(input masks, target masks) of several token keys (sizes ``sizes``, ``0 < n_in + n_tgt``, ``n_in < size``):
+    per key a uniform random ``n_in``-subset of its positions is input and a uniform random ``n_tgt``-subset of
+    the rest is target, as ranks of a uniform permutation give.
+
+    Drawn for all keys of a sample at once, in a fixed number of numpy calls whatever the sizes: one row of
+    float32 uniform keys per key (half the generator work of doubles), padded to the longest with 2 (larger than
+    any key, so never chosen), sorted row-wise
+    (numpy sorts short rows several times faster than one flat array of the same size); a key's ``n_in``
+    smallest keys are its inputs, the next ``n_tgt`` its targets, found by comparing with the thresholds read off
+    the sorted rows. I.i.d. uniform keys rank positions by a uniform permutation: the same law as one
+    ``rng.permutation`` per key, which this replaced, in a third of the numpy calls. A tie at a threshold (24-bit
+    keys: probability ~1e-5 per key) would break the exact counts: then the masks are drawn again by permutation.
+    Both ways the law is exact: "no tie at a threshold" is symmetric in the positions, so the subsets it leaves
+    are still uniform.
+    The masks are views of two (keys, longest) arrays."""
+    rows, width = len(sizes), max(sizes)
+    keys = rng.random((rows, width), dtype=np.float32)
+    if min(sizes) < width:
+        keys += _padding(sizes, width)
+    srt = np.sort(keys, axis=1)
+    # thresholds (and the next sorted key, to rule out ties) at ranks n_in and n_in + n_tgt of every row
+    idx = [
+        i
+        for st, n, a, b in zip(range(0, rows * width, width), sizes, n_in, n_tgt, strict=True)
+        for i in (st + a - 1, st + a, st + a + b - 1, st + min(a + b, n - 1))
+    ]
+    g = srt.take(idx).tolist()  # index -1 (first row, no input) reads a value that goes unused
+    lo, hi = [], []
+    for k, n, a, b in zip(range(0, 4 * rows, 4), sizes, n_in, n_tgt, strict=True):
+        if a == 0:
+            lo.append(-1.0)  # below every key
+        elif g[k] < g[k + 1]:
+            lo.append(g[k])
+        else:  # tie at the input threshold
+            return _permuted_token_masks(rng, sizes, n_in, n_tgt)
+        if b == 0:
+            hi.append(lo[-1])
+        elif a + b == n:
+            hi.append(1.5)  # above every key but the padding
+        elif g[k + 2] < g[k + 3]:
+            hi.append(g[k + 2])
+        else:  # tie at the target threshold
+            return _permuted_token_masks(rng, sizes, n_in, n_tgt)
+    # float32 thresholds (exact: read off the float32 keys): comparing with float64 ones would convert the keys
+    bounds = np.array((lo, hi), dtype=np.float32)[:, :, None]
+    not_input = keys > bounds[0]
+    # target: not input and within the first n_in + n_tgt keys; an input is always within, so xor masks both
+    not_target = not_input ^ (keys <= bounds[1])
+    return [not_input[r, :n] for r, n in enumerate(sizes)], [not_target[r, :n] for r, n in enumerate(sizes)]
+
+
+def _permuted_token_masks(
+    rng: np.random.Generator, sizes: list[int], n_in: list[int], n_tgt: list[int]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_flat_token_masks` by one ``rng.permutation`` per key (the fallback on ties)."""
+    out = [FourMMasker._token_masks_np(rng, n, a, b) for n, a, b in zip(sizes, n_in, n_tgt, strict=True)]
+    return [o[0] for o in out], [o[1] for o in out]
 
 
 def _expected_fit_trial(keep_prob: float, n_units: int, n_tokens: int, n_in: int) -> int:
