@@ -52,10 +52,9 @@ def main() -> None:
     if steps is None:  # time a few steps, then size the run to the budget
         timing = {"out_dir": str(Path(args.out) / "timing"), "schedule": {"steps": 6}, "eval_every": None}
         probe = RunConfig.model_validate({**data, **timing, "checkpoint_every": None})
-        t = time.perf_counter()
         train(probe, registry, resume=False)
-        per_step = (time.perf_counter() - t) / 6
-        steps = max(10, int(args.minutes * 60 / per_step))
+        per_step = read_log(Path(args.out) / "timing" / LOG_NAME)[-1]["seconds_per_step"]  # steps only, no start-up
+        steps = max(10, int(0.9 * args.minutes * 60 / per_step))
     data["schedule"] = {"steps": steps, "warmup_steps": max(1, steps // 12)}
     data["eval_every"] = max(1, steps // 10)
     data["checkpoint_every"] = max(1, steps // 5)

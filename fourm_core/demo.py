@@ -172,11 +172,12 @@ def _train_model(registry: Registry, out: Path, seconds: float, console: Console
         "optim": {"lr": 1e-3, "min_lr": 1e-5},
         "engine": {"micro_batch_size": 16},
     }
-    timing = RunConfig.model_validate({**base, "out_dir": str(run / "timing"), "schedule": {"steps": 3}})
-    t = time.perf_counter()
+    # time a few steps from the log (start-up, the peak measurement and evaluation are not steps); 10% margin for
+    # the evaluations of the real run
+    timing = RunConfig.model_validate({**base, "out_dir": str(run / "timing"), "schedule": {"steps": 4}})
     train(timing, registry, resume=False)
-    per_step = (time.perf_counter() - t) / 3
-    steps = max(5, int(seconds / per_step))
+    per_step = read_log(run / "timing" / LOG_NAME)[-1]["seconds_per_step"]
+    steps = max(5, int(0.9 * seconds / per_step))
     config = RunConfig.model_validate(
         {**base, "schedule": {"steps": steps, "warmup_steps": max(1, steps // 12)},
          "eval_every": max(1, steps // 8), "checkpoint_every": max(1, steps // 4), "log_every": max(1, steps // 40)}
