@@ -1,0 +1,134 @@
+"""``fourm generate``: any-to-any generation from the command line, one sample at a time.
+
+Example (tiny preset)::
+
+    fourm generate --model RUN/final --tokenizers tokenizers --vocab vocab/text_tokenizer.json \\
+        --input rgb=photo.png --input caption="a red car on a road" \\
+        --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--schedule s.yaml]
+
+writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/grid.png`` (the inputs and every
+picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
+ids of every target), then prints a table of what it wrote. Every mistake in the request (unknown modality, an
+input-only target, a missing tokenizer, a wrong image shape) is reported before the model runs. The command is a
+thin shell over :func:`fourm_core.generation.outputs.run_generation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["add_generate_commands", "cmd_generate", "parse_inputs"]
+
+
+def parse_inputs(items: list[str]) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` -> ``{name: value}``; the value is a file path or text (split at the first ``=``,
+    so text may contain more)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--input takes NAME=VALUE (a file or text), got {item!r}")
+        if name in out:
+            raise ValueError(f"--input {name} is given twice")
+        out[name] = value
+    return out
+
+
+def cmd_generate(args: argparse.Namespace, console: Console) -> int:
+    """Load the model, check the request, generate, write the files, print what was written. Request errors
+    print one red line and return 2 (no traceback: they are the user's to fix, and name what to fix)."""
+    import torch
+
+    from fourm_core.generation.outputs import run_generation
+    from fourm_core.generation.requests import GenerationRequestError, infer_preset
+    from fourm_core.generation.schedule import ScheduleError
+    from fourm_core.model.fourm import FourM
+    from fourm_core.registry import Registry
+    from fourm_core.vocab import TextVocabulary
+
+    try:
+        inputs = parse_inputs(args.input)
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+        registry = Registry()
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model_dir = Path(args.model)
+        if not (model_dir / "config.json").is_file():
+            raise GenerationRequestError(f"--model {model_dir}: no config.json (give a run's final/ folder)")
+        model = FourM.from_pretrained(model_dir)
+        preset = infer_preset(registry, model.modality_info, args.preset)
+        vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
+        result = run_generation(
+            model, registry, preset, vocabulary, inputs, targets, args.tokenizers,
+            schedule=args.schedule, seed=args.seed, steps=args.steps, temperature=args.temperature,
+            top_p=args.top_p,
+        )  # fmt: skip
+    except (GenerationRequestError, ScheduleError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
+        return 2
+    written = write_result(result, Path(args.out))
+    table = Table(title=f"generated (seed {args.seed}, preset {preset})")
+    for col in ("target", "model key", "file", "content"):
+        table.add_column(col)
+    for name, out in result.items():
+        if out.text is not None:
+            content = out.text if out.parse_error is None else f"{out.text}  (unparsed: {out.parse_error})"
+        else:
+            content = f"{len(out.ids)} tokens"
+        table.add_row(name, out.key, escape(str(written.get(name, "outputs.json"))), escape(content[:120]))
+    console.print(table)
+    console.print(f"grid: {escape(str(written['grid']))}; outputs: {escape(str(written['json']))}")
+    return 0
+
+
+def write_result(result: Any, out_dir: Path) -> dict[str, Path]:
+    """One file per picture (or vector) target, ``grid.png`` and ``outputs.json``; returns what went where
+    (sequences live in ``outputs.json`` only, where their text and value sit together)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, output in result.items():
+        if output.text is None:
+            written[name] = output.save(out_dir / _file_name(name))
+    written["grid"] = result.grid_png(out_dir / "grid.png")
+    written["json"] = out_dir / "outputs.json"
+    written["json"].write_text(json.dumps(result.to_json(), indent=2))
+    return written
+
+
+def _file_name(name: str) -> str:
+    """A file stem for a target name (model keys carry ``@``)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser:
+    """Register ``fourm generate`` on the top-level subparsers."""
+    p = sub.add_parser("generate", help="generate target modalities from input modalities with a trained model")
+    p.add_argument("--model", required=True, help="a saved model folder (a run's final/)")
+    p.add_argument("--tokenizers", help="trained tokenizer directory (needed for image and global tokens)")
+    p.add_argument("--vocab", help="text vocabulary JSON (needed for sequence inputs and targets)")
+    p.add_argument("--preset", help="preset of the model (default: inferred from its keys)")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input modality: a picture / .npy / .json / .txt file, or text for sequences; repeat",
+    )
+    p.add_argument("--targets", required=True, help="comma-separated modalities to generate, in order")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / global target")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (0: argmax)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(func=lambda a: cmd_generate(a, console))
+    return p

@@ -1,0 +1,280 @@
+"""What generation gives back, in forms people use: arrays, pictures, text, values, files.
+
+The sampler returns token ids per model key; ids mean nothing to a user. :class:`GenerationOutput` turns one
+target's ids into the stored form through the modality's own parts (the tokenizer's ``decode_raw`` for image and
+global tokens; the text vocabulary, then the key's serializer ``parse`` for sequences), draws pictures through
+:func:`fourm_core.tokenizers.pictures.picture` by the tokenizer's transform, and saves PNG or JSON.
+:class:`GenerationResult` holds every target and draws one labelled grid of the inputs and the pictures.
+
+:func:`run_generation` is the whole path from user values to a result, with every check done before any compute.
+Keys and transforms come from the specs and the model's ``modality_info``, never from modality names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fourm_core.generation.requests import (
+    GenerationInputs,
+    Requested,
+    build_inputs,
+    default_schedule,
+    validate_targets,
+)
+from fourm_core.masking import EOS_ID, PAD_ID
+from fourm_core.spec import ModalityKind
+
+__all__ = ["GenerationOutput", "GenerationResult", "decode_outputs", "jsonable", "run_generation"]
+
+
+@dataclass
+class GenerationOutput:
+    """One generated target of one sample.
+
+    ``ids``: the sampler's ids (1-D; sequences end with ``[EOS]`` and are padded). ``array``: the decoded value:
+    the tokenizer's stored form (e.g. an (H, W) depth map) for token keys, the parsed value for sequences (the
+    text itself when parsing fails: a young model writes malformed boxes, and its text is still worth seeing).
+    ``text``: sequences only, the decoded text. ``parse_error``: why the text did not parse, if it did not.
+    ``transform``: the tokenizer transform that says how to draw ``array`` (``None`` for sequences).
+    """
+
+    name: str
+    key: str
+    kind: ModalityKind
+    ids: torch.Tensor
+    array: Any
+    text: str | None = None
+    parse_error: str | None = None
+    transform: str | None = None
+
+    def picture(self) -> np.ndarray | None:
+        """(H, W, 3) uint8 for image-like outputs, ``None`` for sequences and vectors (global embeddings)."""
+        if self.transform is None or self.kind == ModalityKind.SEQUENCE:
+            return None
+        from fourm_core.tokenizers.pictures import picture
+
+        return picture(self.transform, np.asarray(self.array))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready record: ids (sequences up to their ``[EOS]``), and text + value for sequences (the raw
+        array for vectors; pictures are saved as PNG instead)."""
+        record: dict[str, Any] = {"key": self.key, "kind": self.kind.value, "ids": _trimmed(self.ids, self.kind)}
+        if self.kind == ModalityKind.SEQUENCE:
+            record["text"] = self.text
+            record["value"] = jsonable(self.array) if self.parse_error is None else None
+            if self.parse_error is not None:
+                record["parse_error"] = self.parse_error
+        elif self.picture() is None:
+            record["value"] = jsonable(self.array)
+        return record
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """A PNG for pictures, JSON otherwise; the suffix is set accordingly."""
+        from PIL import Image
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = self.picture()
+        if picture is not None:
+            path = path.with_suffix(".png")
+            Image.fromarray(picture).save(path)
+        else:
+            path = path.with_suffix(".json")
+            path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+
+@dataclass
+class GenerationResult(Mapping[str, GenerationOutput]):
+    """Every target of one generation, by the name it was asked for (``result["depth"]``), with the inputs for
+    the grid. Iteration follows the schedule's order."""
+
+    outputs: dict[str, GenerationOutput]
+    inputs: GenerationInputs | None = None
+    seed: int | None = None
+    schedule: Any = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> GenerationOutput:
+        if name in self.outputs:
+            return self.outputs[name]
+        for output in self.outputs.values():  # a model key works too
+            if output.key == name:
+                return output
+        raise KeyError(f"{name!r} was not generated (targets: {', '.join(self.outputs)})")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.outputs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"seed", "inputs": {name: text}, "targets": {name: record}}``: text and parsed value of every sequence
+        output and the ids of every target (pictures themselves go to PNG files)."""
+        return {
+            "seed": self.seed,
+            "inputs": dict(self.inputs.texts) if self.inputs is not None else {},
+            "targets": {name: out.to_json() for name, out in self.outputs.items()},
+        }
+
+    def grid_png(self, path: str | os.PathLike[str], size: int = 128, text_width: int = 100) -> Path:
+        """One row: the input pictures, then every picture output, each labelled above; below it, the text of
+        every sequence input and output (wrapped to ``text_width`` characters). One file to look at instead of
+        one per target."""
+        from PIL import Image, ImageDraw
+
+        tiles: list[tuple[str, np.ndarray]] = []
+        lines: list[str] = []
+        if self.inputs is not None:
+            tiles += [(f"in: {name}", pic) for name, pic in self.inputs.pictures.items()]
+            lines += [f"in {name}: {text}" for name, text in self.inputs.texts.items()]
+        for name, out in self.outputs.items():
+            picture = out.picture()
+            if picture is not None:
+                tiles.append((name, picture))
+            elif out.kind == ModalityKind.SEQUENCE:
+                lines.append(f"{name}: {out.text}")
+            else:
+                lines.append(f"{name}: ids {_trimmed(out.ids, out.kind)}")
+        wrapped = [w for line in lines for w in (textwrap.wrap(line, text_width) or [""])]
+        label_h, gap, line_h = 16, 4, 13
+        width = max(len(tiles) * (size + gap) + gap, 6 * text_width + 2 * gap, 200)
+        height = label_h + size + 2 * gap + line_h * len(wrapped) + (gap if wrapped else 0)
+        canvas = Image.new("RGB", (width, height), (255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        for i, (label, picture) in enumerate(tiles):
+            x = gap + i * (size + gap)
+            tile = Image.fromarray(np.ascontiguousarray(picture)).resize((size, size), Image.NEAREST)
+            canvas.paste(tile, (x, label_h + gap))
+            draw.text((x, 2), label[: size // 6], fill=(0, 0, 0))
+        y = label_h + size + 2 * gap
+        for line in wrapped:
+            draw.text((gap, y), line, fill=(0, 0, 0))
+            y += line_h
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(path)
+        return path
+
+
+def decode_outputs(
+    registry: Any,
+    preset: str,
+    vocabulary: Any,
+    ids: Mapping[str, torch.Tensor],
+    targets: Sequence[Requested],
+    tokenizers_dir: str | os.PathLike[str] | None,
+    sample: int = 0,
+) -> dict[str, GenerationOutput]:
+    """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for)."""
+    out = {}
+    for req in targets:
+        row = ids[req.key][sample].detach().cpu()
+        if req.kind == ModalityKind.SEQUENCE:
+            out[req.name] = _decode_sequence(registry, preset, vocabulary, req, row)
+        else:
+            tokenizer = registry.tokenizer(req.modality, preset, tokenizers_dir)
+            array = tokenizer.decode_raw(row[None])[0]
+            transform = getattr(getattr(tokenizer, "config", None), "transform", None)
+            out[req.name] = GenerationOutput(req.name, req.key, req.kind, row, array, transform=transform)
+    return out
+
+
+def _decode_sequence(
+    registry: Any, preset: str, vocabulary: Any, req: Requested, row: torch.Tensor
+) -> GenerationOutput:
+    """ids -> text (up to ``[EOS]``, padding dropped) -> the serializer's value; unparsable text is kept as text."""
+    tokens = row.tolist()
+    if EOS_ID in tokens:
+        tokens = tokens[: tokens.index(EOS_ID)]
+    tokens = [t for t in tokens if t != PAD_ID]
+    text = vocabulary.decode(tokens) if tokens else ""
+    text = " ".join(text.split())
+    try:
+        value: Any = registry.key_serializer(req.key, preset).parse(text)
+        error = None
+    except Exception as exc:  # any codec's complaint: the text stays available
+        value, error = text, f"{type(exc).__name__}: {exc}"
+    return GenerationOutput(req.name, req.key, req.kind, row, value, text=text, parse_error=error)
+
+
+def _trimmed(ids: torch.Tensor, kind: ModalityKind) -> list[int]:
+    values = [int(v) for v in torch.as_tensor(ids).reshape(-1).tolist()]
+    if kind == ModalityKind.SEQUENCE and EOS_ID in values:
+        values = values[: values.index(EOS_ID) + 1]
+    return values
+
+
+def jsonable(value: Any) -> Any:
+    """Any parsed value as JSON data: pydantic models and dataclasses as dicts, arrays and tensors as lists,
+    numpy scalars as numbers; anything else unknown as its string (a value is never lost to a TypeError)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "model_dump"):
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def run_generation(
+    model: Any,
+    registry: Any,
+    preset: str,
+    vocabulary: Any,
+    inputs: Mapping[str, Any],
+    targets: Sequence[str],
+    tokenizers_dir: str | os.PathLike[str] | None,
+    schedule: Any = None,
+    seed: int = 0,
+    steps: int = 8,
+    temperature: float = 0.5,
+    top_p: float | None = None,
+) -> GenerationResult:
+    """User values -> a :class:`GenerationResult`, all checks first: targets (known, predictable, tokenizer
+    trained), inputs (known, not target-only, right shape), then the schedule against the model; only then the
+    tokenizers encode the inputs and the sampler runs. ``schedule``: a schedule, YAML path or list of steps
+    (default: :func:`~fourm_core.generation.requests.default_schedule` with ``steps`` and ``temperature``)."""
+    from fourm_core.generation.requests import GenerationRequestError, resolve
+    from fourm_core.generation.sampler import GenerationSampler
+    from fourm_core.generation.schedule import load_schedule
+
+    input_keys = [resolve(registry, preset, name).key for name in inputs]
+    requested = validate_targets(model, registry, preset, targets, tokenizers_dir, input_keys, vocabulary)
+    if any(r.kind == ModalityKind.SEQUENCE for r in requested) and vocabulary is None:
+        raise GenerationRequestError("sequence targets need the text vocabulary (--vocab)")
+    if schedule is None:
+        schedule = default_schedule(model.modality_info, requested, steps, temperature, top_p)
+    else:
+        schedule = load_schedule(schedule)
+        wanted = {r.key for r in requested}
+        if set(schedule.targets) != wanted:
+            raise GenerationRequestError(f"the schedule generates {sorted(schedule.targets)}, the targets are "
+                                         f"{sorted(wanted)}")  # fmt: skip
+    schedule.validate_for(model.modality_info, input_keys)
+    contents = build_inputs(registry, preset, vocabulary, inputs, tokenizers_dir, model=model)
+    ids = GenerationSampler(model).generate(dict(contents), schedule, seed=seed)
+    by_key = {r.key: r for r in requested}
+    ordered = [by_key[k] for k in schedule.targets]
+    outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
+    return GenerationResult(outputs, contents, seed, schedule)

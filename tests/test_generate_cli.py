@@ -1,0 +1,262 @@
+"""``fourm generate`` and the request / output layer under it, on a small labelled synthetic store.
+
+A random-init tiny FourM (rgb, depth, normal, caption, det keys), a depth tokenizer trained for 2 steps and a text
+vocabulary from the store's captions: the tests check the plumbing (shapes, files, JSON, errors before compute),
+not sample quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+
+from fourm_core.cli_generate import add_generate_commands, parse_inputs
+from fourm_core.data.pipeline import SampleBuilder
+from fourm_core.generation import sampler as sampler_module
+from fourm_core.generation.outputs import GenerationResult, jsonable, run_generation
+from fourm_core.generation.requests import (
+    GenerationRequestError,
+    build_inputs,
+    default_schedule,
+    infer_preset,
+    validate_targets,
+)
+from fourm_core.hookspecs import hookimpl
+from fourm_core.labeling.runner import label_store
+from fourm_core.masking import EOS_ID
+from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.registry import Registry
+from fourm_core.sources.adapters import SyntheticSource
+from fourm_core.spec import ModalitySpec, grid_presets
+from fourm_core.storage.source_writer import create_source_store, write_source
+from fourm_core.storage.store import AlignedStore
+from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
+from fourm_core.tokenizers.training import collect, fit
+from fourm_core.vocab import TextVocabulary, build_text_vocabulary
+from helpers import EXAMPLE_PLUGIN
+
+PRESET = "tiny"
+LABELLED = ["rgb", "depth", "caption", "det"]
+MODEL_MODALITIES = ["rgb", "depth", "normal", "caption", "det"]
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry(disabled={EXAMPLE_PLUGIN})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
+    """40 labelled scenes, a depth tokenizer (2 steps), a vocabulary, a saved random-init model and a PNG."""
+    root = tmp_path_factory.mktemp("generate")
+    path = root / "w.zarr"
+    source = SyntheticSource(40, 64, 5)
+    write_source(create_source_store(path, source, 64, PRESET, 16), source)
+    label_store(path, registry=registry, only=LABELLED)
+    store = AlignedStore.open(path, mode="r")
+    config = config_from_spec(registry.get("depth").spec, PRESET).model_copy(
+        update={"dim": 32, "enc_depth": 1, "dec_depth": 1, "heads": 2, "diffusion": None}
+    )
+    tok = Tokenizer(config)
+    fit(tok, collect(store, tok.config, registry, 0.2).train, TrainConfig(steps=2, max_seconds=None, batch_size=8))
+    tok.save_pretrained(root / "toks" / tok.name)
+    texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
+    words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
+    vocab_path = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
+    vocab = TextVocabulary.load(vocab_path)
+    keys = {registry.get(name).model_key(PRESET) for name in MODEL_MODALITIES}
+    info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
+    torch.manual_seed(0)
+    model = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model.save_pretrained(root / "final")
+    rgb = store.read("rgb/raw", 3)["rgb"]
+    Image.fromarray(rgb).save(root / "photo.png")
+    return {
+        "root": root,
+        "model": root / "final",
+        "toks": root / "toks",
+        "vocab_path": vocab_path,
+        "vocab": vocab,
+        "rgb": rgb,
+        "depth": store.read("depth/raw", 3)["depth"],
+        "photo": root / "photo.png",
+    }
+
+
+@pytest.fixture(scope="module")
+def model(world: dict) -> FourM:
+    return FourM.from_pretrained(world["model"]).eval()
+
+
+@pytest.fixture
+def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any sampler run or tokenizer encoding fails the test: request errors must come before both."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compute started before the request was checked")
+
+    monkeypatch.setattr(sampler_module.GenerationSampler, "generate", refuse)
+    monkeypatch.setattr(Tokenizer, "encode", refuse)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``fourm generate ...`` through a parser of its own (cli.py wires the same function)."""
+    out = io.StringIO()
+    parser = argparse.ArgumentParser(prog="fourm")
+    add_generate_commands(parser.add_subparsers(dest="command", required=True), Console(file=out, width=200))
+    args = parser.parse_args(argv)
+    return args.func(args), out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    rc, printed = run_cli(["generate", "--model", str(world["model"]), "--tokenizers", str(world["toks"]),
+                           "--vocab", str(world["vocab_path"]), "--input", f"rgb={world['photo']}",
+                           "--targets", "depth,caption", "--out", str(out), "--steps", "4"])  # fmt: skip
+    assert rc == 0, printed
+    depth = np.asarray(Image.open(out / "depth.png"))
+    assert depth.shape == (64, 64, 3) and depth.dtype == np.uint8
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape[0] >= 128 and grid.shape[1] >= 2 * 128  # the input and the depth picture side by side
+    record = json.loads((out / "outputs.json").read_text())
+    targets = record["targets"]
+    assert list(targets) == ["depth", "caption"]
+    assert targets["depth"]["key"] == "tok_depth@64" and len(targets["depth"]["ids"]) == 64
+    assert isinstance(targets["caption"]["text"], str) and "value" in targets["caption"]
+    assert len(targets["caption"]["ids"]) <= 48
+    assert not (out / "caption.png").exists()  # sequences live in outputs.json
+    assert "depth.png" in printed and "grid" in printed
+
+
+def test_cli_request_errors_exit_2_with_the_modality_named(world: dict, tmp_path: Path, no_compute: None) -> None:
+    rc, printed = run_cli(["generate", "--model", str(world["model"]), "--tokenizers", str(world["toks"]),
+                           "--input", f"rgb={world['photo']}", "--targets", "normal", "--out",
+                           str(tmp_path / "x")])  # fmt: skip
+    assert rc == 2 and "normal" in printed and "tokenizer" in printed
+    assert not (tmp_path / "x").exists()
+
+
+def test_parse_inputs() -> None:
+    assert parse_inputs(["rgb=a.png", "caption=a = b"]) == {"rgb": "a.png", "caption": "a = b"}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_inputs(["rgb"])
+
+
+# ---------------------------------------------------------------------------------------------- the library
+
+
+def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, tmp_path: Path) -> None:
+    def go(seed: int) -> GenerationResult:
+        return run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
+                              world["toks"], seed=seed, steps=3)  # fmt: skip
+
+    result = go(0)
+    depth, caption = result["depth"], result["caption"]
+    assert result["tok_depth@64"] is depth  # model keys work too
+    assert depth.ids.shape == (64,) and depth.array.shape == (64, 64)
+    picture = depth.picture()
+    assert picture is not None and picture.shape == (64, 64, 3) and picture.dtype == np.uint8
+    assert caption.picture() is None and caption.ids.shape == (48,) and isinstance(caption.text, str)
+    assert caption.array == caption.text or caption.parse_error is None
+    assert depth.save(tmp_path / "d").suffix == ".png" and caption.save(tmp_path / "c").suffix == ".json"
+    json.dumps(result.to_json())
+    assert torch.equal(go(0)["depth"].ids, depth.ids)  # one seed, one result
+
+
+def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) -> None:
+    spec = registry.get("rgb").spec
+    inputs = build_inputs(registry, PRESET, world["vocab"], {"rgb": world["rgb"]})
+    expected = SampleBuilder(registry, PRESET, world["vocab"])._pixels(spec, {"rgb": world["rgb"]}, None)
+    assert torch.allclose(inputs["rgb@64"], expected, atol=1e-6)
+    wide = np.zeros((96, 160, 3), np.uint8)
+    assert build_inputs(registry, PRESET, None, {"rgb": wide})["rgb@64"].shape == (3, 64, 64)
+
+
+def test_token_and_sequence_inputs(world: dict, registry: Registry) -> None:
+    inputs = build_inputs(registry, PRESET, world["vocab"], {"depth": world["depth"], "caption": "a red car"},
+                          world["toks"])  # fmt: skip
+    tok = registry.tokenizer("depth", PRESET, world["toks"])
+    assert torch.equal(inputs["tok_depth@64"], tok.encode_raw([world["depth"]])[0])
+    ids = inputs["caption"].tolist()
+    assert ids[-1] == EOS_ID and world["vocab"].decode(ids[:-1]) == "a red car"
+    assert "depth" in inputs.pictures and inputs.texts == {"caption": "a red car"}
+    # values (not text) go through the key's serializer: boxes, and a member of a chunk-masked group
+    boxes = registry.serializer("det").example(random.Random(0))
+    meta = registry.serializer("metadata_image").example(random.Random(0))
+    valued = build_inputs(registry, PRESET, world["vocab"], {"det": boxes, "metadata_image": meta})
+    assert valued["det"].tolist()[-1] == EOS_ID
+    chunks = valued[registry.get("metadata_image").model_key(PRESET)]
+    assert isinstance(chunks, list) and chunks[-1] == [EOS_ID] and len(chunks) > 2
+
+
+def test_default_schedule(model: FourM) -> None:
+    schedule = default_schedule(model.modality_info, ["tok_depth@64", "caption"], steps=100)
+    assert [s.scheme for s in schedule.steps] == ["maskgit", "autoregressive"]
+    assert schedule.steps[0].num_steps == 64  # at most one step per token
+
+
+def test_infer_preset(model: FourM, registry: Registry) -> None:
+    assert infer_preset(registry, model.modality_info) == PRESET
+    with pytest.raises(GenerationRequestError, match="preset"):
+        infer_preset(registry, model.modality_info, "paper")
+
+
+def test_jsonable() -> None:
+    assert jsonable({"a": np.float32(1.5), "b": (np.arange(2), torch.tensor([3]))}) == {"a": 1.5, "b": [[0, 1], [3]]}
+
+
+# ---------------------------------------------------------------------------------------------- errors, before compute
+
+
+class _TargetOnlyPlugin:
+    """An in-process plugin with a target-only image modality (no built-in one is target-only)."""
+
+    @hookimpl
+    def fourm_register_modalities(self, register) -> None:  # noqa: ANN001
+        register(ModalitySpec(name="probe_out", key="tok_probe_out", key_has_resolution=True, kind="image_tokens",
+                              embedding="2d", vocabulary="own", masking="token", presets=grid_presets(1024, 256),
+                              target_only=True))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "inputs,targets,named,why",
+    [
+        ({"rgb": "photo"}, ["dpeth"], "dpeth", "unknown modality"),
+        ({"rgb": "photo"}, ["rgb"], "rgb", "input-only"),
+        ({"rgb": "photo"}, ["normal"], "normal", "no trained tokenizer"),
+        ({"rgb": np.zeros((64, 64), np.uint8)}, ["depth"], "rgb", "shape"),
+        ({"rgb": np.zeros((64, 64, 3), np.float32)}, ["depth"], "rgb", "uint8"),
+        ({"rgb": "/no/such/photo.png"}, ["depth"], "rgb", "no file"),
+        ({"rgb": "photo", "det": "not a det string"}, ["depth"], "det", "not a valid value"),
+        ({"rgb": "photo"}, ["depth", "depth"], "depth", "already a target"),
+        ({"rgb": "photo", "caption": "a car"}, ["caption"], "caption", "given as an input"),
+    ],
+)
+def test_request_errors_come_before_compute(
+    world: dict, model: FourM, registry: Registry, no_compute: None, inputs: dict, targets: list, named: str, why: str
+) -> None:
+    inputs = {k: world["rgb"] if isinstance(v, str) and v == "photo" else v for k, v in inputs.items()}
+    with pytest.raises(GenerationRequestError, match=why) as caught:
+        run_generation(model, registry, PRESET, world["vocab"], inputs, targets, world["toks"])
+    assert str(caught.value).startswith(named)
+
+
+def test_target_only_input_and_input_only_target_are_refused(world: dict, model: FourM) -> None:
+    extended = Registry(disabled={EXAMPLE_PLUGIN}, extra_plugins=[("probe_out", _TargetOnlyPlugin())])
+    assert "probe_out" in extended
+    with pytest.raises(GenerationRequestError, match="^probe_out: a target-only modality"):
+        build_inputs(extended, PRESET, None, {"probe_out": np.zeros((64, 64), np.float32)})
+    with pytest.raises(GenerationRequestError, match="^rgb: an input-only modality"):
+        validate_targets(model, extended, PRESET, ["rgb"], world["toks"])
