@@ -20,6 +20,7 @@ from rich.table import Table
 from fourm_core import __version__
 from fourm_core.cli_data import add_data_commands
 from fourm_core.cli_generate import add_generate_commands
+from fourm_core.cli_retrieve import add_retrieve_commands
 from fourm_core.cli_tokenizer import add_tokenizer_commands
 from fourm_core.cli_train import add_train_commands
 from fourm_core.registry import Modality, Registry
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tokenizer_commands(sub, data, console)
     add_train_commands(sub, console)
     add_generate_commands(sub, console)
+    add_retrieve_commands(sub, console)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
