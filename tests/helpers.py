@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 from fourm_core.registry import ENTRY_POINT_GROUP, Registry
 
@@ -138,3 +139,44 @@ class BlobSource:
 
     def describe(self) -> dict:
         return {"n": self.n, "size": self.size}
+
+
+def small_world(
+    root: Path,
+    registry: Registry,
+    labelled: list[str],
+    tokenizers: dict[str, object] | None = None,
+    crops: int | None = None,
+    scenes: int = 40,
+) -> dict[str, Path]:
+    """A labelled synthetic store of ``scenes`` scenes at 64 px (tiny preset), tokenizers shrunk to dim 32 and fitted
+    with the given ``TrainConfig`` per modality, the store pre-tokenised with ``crops`` crops when given, and a
+    vocabulary trained on its captions: ``{"root", "store", "toks", "vocab"}``."""
+    from fourm_core.labeling.runner import label_store
+    from fourm_core.sources.adapters import SyntheticSource
+    from fourm_core.storage.source_writer import create_source_store, write_source
+    from fourm_core.storage.store import AlignedStore
+    from fourm_core.tokenizers import Tokenizer, config_from_spec
+    from fourm_core.tokenizers.pretokenize import tokenize_store
+    from fourm_core.tokenizers.training import collect, fit
+    from fourm_core.vocab import build_text_vocabulary
+
+    path = root / "w.zarr"
+    source = SyntheticSource(scenes, 64, 5)
+    write_source(create_source_store(path, source, 64, "tiny", 16), source)
+    label_store(path, registry=registry, only=labelled)
+    store = AlignedStore.open(path, mode="r")
+    for name, train in (tokenizers or {}).items():
+        config = config_from_spec(registry.get(name).spec, "tiny").model_copy(
+            update={"dim": 32, "enc_depth": 1, "dec_depth": 1, "heads": 2, "diffusion": None}
+        )
+        tok = Tokenizer(config)
+        split = collect(store, tok.config, registry, 0.2)
+        fit(tok, split.train + split.held_out, train)  # type: ignore[arg-type]
+        tok.save_pretrained(root / "toks" / tok.name)
+    if crops is not None:
+        tokenize_store(path, root / "toks", registry, only=list(tokenizers or {}), crops=crops, seed=0)
+    texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
+    words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
+    vocab = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
+    return {"root": root, "store": path, "toks": root / "toks", "vocab": vocab}

@@ -31,18 +31,14 @@ from fourm_core.generation.requests import (
     validate_targets,
 )
 from fourm_core.hookspecs import hookimpl
-from fourm_core.labeling.runner import label_store
 from fourm_core.masking import EOS_ID
 from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
-from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.spec import ModalitySpec, grid_presets
-from fourm_core.storage.source_writer import create_source_store, write_source
 from fourm_core.storage.store import AlignedStore
-from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
-from fourm_core.tokenizers.training import collect, fit
-from fourm_core.vocab import TextVocabulary, build_text_vocabulary
-from helpers import EXAMPLE_PLUGIN
+from fourm_core.tokenizers import Tokenizer, TrainConfig
+from fourm_core.vocab import TextVocabulary
+from helpers import EXAMPLE_PLUGIN, small_world
 
 PRESET = "tiny"
 LABELLED = ["rgb", "depth", "caption", "det"]
@@ -57,21 +53,10 @@ def registry() -> Registry:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """40 labelled scenes, a depth tokenizer (2 steps), a vocabulary, a saved random-init model and a PNG."""
-    root = tmp_path_factory.mktemp("generate")
-    path = root / "w.zarr"
-    source = SyntheticSource(40, 64, 5)
-    write_source(create_source_store(path, source, 64, PRESET, 16), source)
-    label_store(path, registry=registry, only=LABELLED)
-    store = AlignedStore.open(path, mode="r")
-    config = config_from_spec(registry.get("depth").spec, PRESET).model_copy(
-        update={"dim": 32, "enc_depth": 1, "dec_depth": 1, "heads": 2, "diffusion": None}
-    )
-    tok = Tokenizer(config)
-    fit(tok, collect(store, tok.config, registry, 0.2).train, TrainConfig(steps=2, max_seconds=None, batch_size=8))
-    tok.save_pretrained(root / "toks" / tok.name)
-    texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
-    words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
-    vocab_path = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
+    two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
+    built = small_world(tmp_path_factory.mktemp("generate"), registry, LABELLED, {"depth": two_steps})
+    root, vocab_path = built["root"], built["vocab"]
+    store = AlignedStore.open(built["store"], mode="r")
     vocab = TextVocabulary.load(vocab_path)
     keys = {registry.get(name).model_key(PRESET) for name in MODEL_MODALITIES}
     info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}

@@ -15,20 +15,13 @@ import torch
 from safetensors.torch import load_file
 
 from fourm_core.collate import Collator
-from fourm_core.labeling.runner import label_store
 from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
-from fourm_core.sources.adapters import SyntheticSource
-from fourm_core.storage.source_writer import create_source_store, write_source
-from fourm_core.storage.store import AlignedStore
-from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
-from fourm_core.tokenizers.pretokenize import tokenize_store
-from fourm_core.tokenizers.training import collect, fit
+from fourm_core.tokenizers import TrainConfig
 from fourm_core.training.config import RunConfig, load_run_config
 from fourm_core.training.data import TrainingData, adapt_mixture_keys, sample_position
 from fourm_core.training.engine import decay_groups, schedule_steps, train, warmup_cosine
-from fourm_core.vocab import build_text_vocabulary
-from helpers import EXAMPLE_PLUGIN
+from helpers import EXAMPLE_PLUGIN, small_world
 
 PRESET = "tiny"
 LABELLED = ["rgb", "depth", "caption", "det", "metadata_image", "color_palette"]
@@ -44,25 +37,12 @@ def registry() -> Registry:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[str, Path]:
     """40 labelled scenes, depth pre-tokenised with 2 crops, a vocabulary and a small text corpus."""
-    root = tmp_path_factory.mktemp("training")
-    path = root / "w.zarr"
-    source = SyntheticSource(40, 64, 5)
-    write_source(create_source_store(path, source, 64, PRESET, 16), source)
-    label_store(path, registry=registry, only=LABELLED)
-    store = AlignedStore.open(path, mode="r")
-    config = config_from_spec(registry.get("depth").spec, PRESET).model_copy(
-        update={"dim": 32, "enc_depth": 1, "dec_depth": 1, "heads": 2, "diffusion": None}
-    )
-    tok = Tokenizer(config)
-    fit(tok, collect(store, tok.config, registry, 0.2).train, TrainConfig(steps=2, max_seconds=None, batch_size=8))
-    tok.save_pretrained(root / "toks" / tok.name)
-    tokenize_store(path, root / "toks", registry, crops=2, seed=0)
-    texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
-    words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
-    vocab = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
+    two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
+    world = small_world(tmp_path_factory.mktemp("training"), registry, LABELLED, {"depth": two_steps}, crops=2)
+    root = world["root"]
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(f"a short document number {i} about roads and trees" for i in range(50)))
-    return {"root": root, "store": path, "vocab": vocab, "corpus": corpus}
+    return {**world, "corpus": corpus}
 
 
 def run_config(world: dict[str, Path], out: Path, **changes: object) -> RunConfig:
