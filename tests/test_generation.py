@@ -275,5 +275,11 @@ def test_ensemble_majority_vote() -> None:
     assert ensemble([a, b, c]).tolist() == [[1, 9, 3], [4, 5, 6]]  # last: 6/7/8 tie -> smallest id
     fused = ensemble([{"grid": a}, {"grid": b}, {"grid": c}])
     assert isinstance(fused, dict) and torch.equal(fused["grid"], ensemble([a, b, c]))
-    with pytest.raises(NotImplementedError, match="continuous"):
-        ensemble([a], kind="mean")
+    with pytest.raises(ValueError, match="continuous"):
+        ensemble([a], kind="mean")  # token ids are voted, never averaged
+    with pytest.raises(ValueError, match="kind"):
+        ensemble([a], kind="median")
+    maps = [torch.full((2, 2), v) for v in (1.0, 2.0, 6.0)]
+    assert torch.equal(ensemble(maps, kind="mean"), torch.full((2, 2), 3.0))
+    fused_maps = ensemble([{"depth": m} for m in maps], kind="mean")
+    assert isinstance(fused_maps, dict) and torch.equal(fused_maps["depth"], torch.full((2, 2), 3.0))

@@ -1,8 +1,9 @@
 """Fusing several generations of the same condition (ml-4m's "ensembling" of repeated samples).
 
-Only discrete fusion is here: a majority vote per token position over N id tensors. Averaging the *decoded*
-outputs (depth maps, normals, feature maps) is continuous fusion and needs each key's tokenizer decoder; it is out
-of scope for this module (decode each generation and average the maps instead).
+Two fusions, as the paper's ensembling uses them: ``"vote"``, a majority vote per token position over N id tensors
+(class-like outputs: token ids, or decoded class maps given as ids), and ``"mean"``, the per-element mean of N
+decoded continuous outputs (depth maps, normals, feature maps, embeddings: decode each generation with the key's
+tokenizer first, then fuse).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ __all__ = ["ensemble"]
 def ensemble(
     ids_list: Sequence[torch.Tensor] | Sequence[Mapping[str, torch.Tensor]], kind: str = "vote"
 ) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Majority vote per position over N generations.
+    """Fuse N generations: ``kind="vote"`` (majority per position) or ``"mean"`` (per-element mean).
 
-    ``ids_list``: N int tensors of one shape, or N ``{key: ids}`` dicts (as :meth:`GenerationSampler.generate`
-    returns; fused per key). Ties go to the smallest id, so the result does not depend on the order of the
-    generations. Sequences are voted position by position as well (they are not aligned first), which is only
-    meaningful for sequences of equal structure.
+    ``ids_list``: N tensors of one shape, or N ``{key: tensor}`` dicts (as :meth:`GenerationSampler.generate`
+    returns; fused per key). Votes take int ids; ties go to the smallest id, so the result does not depend on the
+    order of the generations. Sequences are voted position by position as well (they are not aligned first), which
+    is only meaningful for sequences of equal structure. Means take floating (decoded) values; averaging token ids
+    would mix unrelated codes, so int tensors are refused there.
     """
-    if kind != "vote":
-        raise NotImplementedError(f"ensemble kind {kind!r}: only 'vote' (continuous fusion is out of scope)")
+    fuse = {"vote": _vote, "mean": _mean}.get(kind)
+    if fuse is None:
+        raise ValueError(f"ensemble kind {kind!r}: use 'vote' (token ids, classes) or 'mean' (decoded continuous maps)")
     if not ids_list:
         raise ValueError("nothing to ensemble")
     first = ids_list[0]
@@ -33,8 +36,15 @@ def ensemble(
         keys = set(first)
         if any(set(d) != keys for d in ids_list):  # type: ignore[arg-type]
             raise ValueError("every generation must hold the same keys")
-        return {k: _vote([d[k] for d in ids_list]) for k in first}  # type: ignore[index]
-    return _vote(list(ids_list))  # type: ignore[arg-type]
+        return {k: fuse([d[k] for d in ids_list]) for k in first}  # type: ignore[index]
+    return fuse(list(ids_list))  # type: ignore[arg-type]
+
+
+def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
+    values = [torch.as_tensor(t) for t in tensors]
+    if not all(v.is_floating_point() for v in values):
+        raise ValueError("'mean' fuses decoded continuous outputs; vote token ids with kind='vote'")
+    return torch.stack([v.float() for v in values]).mean(dim=0)
 
 
 def _vote(tensors: list[torch.Tensor]) -> torch.Tensor:
