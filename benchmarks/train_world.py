@@ -23,7 +23,7 @@ from fourm_core.model.fourm import FourM
 from fourm_core.registry import Registry
 from fourm_core.training.config import RunConfig
 from fourm_core.training.data import TrainingData
-from fourm_core.training.engine import FINAL, LOG_NAME, train
+from fourm_core.training.engine import FINAL, LOG_NAME, steps_for_seconds, train
 from fourm_core.training.report import curves_svg, probe_figure, read_log, validation_table
 from fourm_core.vocab import TextVocabulary
 
@@ -50,11 +50,8 @@ def main() -> None:
     registry = Registry()
     steps = args.steps
     if steps is None:  # time a few steps, then size the run to the budget
-        timing = {"out_dir": str(Path(args.out) / "timing"), "schedule": {"steps": 6}, "eval_every": None}
-        probe = RunConfig.model_validate({**data, **timing, "checkpoint_every": None})
-        train(probe, registry, resume=False)
-        per_step = read_log(Path(args.out) / "timing" / LOG_NAME)[-1]["seconds_per_step"]  # steps only, no start-up
-        steps = max(10, int(0.9 * args.minutes * 60 / per_step))
+        sizing = RunConfig.model_validate({**data, "schedule": {"steps": 1}})
+        steps = max(10, steps_for_seconds(sizing, args.minutes * 60, registry, probe_steps=6))
     data["schedule"] = {"steps": steps, "warmup_steps": max(1, steps // 12)}
     data["eval_every"] = max(1, steps // 10)
     data["checkpoint_every"] = max(1, steps // 5)

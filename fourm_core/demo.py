@@ -154,7 +154,7 @@ def _train_model(registry: Registry, out: Path, seconds: float, console: Console
     from fourm_core.model.fourm import FourM
     from fourm_core.training.config import RunConfig
     from fourm_core.training.data import TrainingData
-    from fourm_core.training.engine import FINAL, LOG_NAME, train
+    from fourm_core.training.engine import FINAL, LOG_NAME, steps_for_seconds, train
     from fourm_core.training.report import curves_svg, probe_figure, read_log, validation_table
     from fourm_core.vocab import TextVocabulary
 
@@ -172,12 +172,7 @@ def _train_model(registry: Registry, out: Path, seconds: float, console: Console
         "optim": {"lr": 1e-3, "min_lr": 1e-5},
         "engine": {"micro_batch_size": 16},
     }
-    # time a few steps from the log (start-up, the peak measurement and evaluation are not steps); 10% margin for
-    # the evaluations of the real run
-    timing = RunConfig.model_validate({**base, "out_dir": str(run / "timing"), "schedule": {"steps": 4}})
-    train(timing, registry, resume=False)
-    per_step = read_log(run / "timing" / LOG_NAME)[-1]["seconds_per_step"]
-    steps = max(5, int(0.9 * seconds / per_step))
+    steps = max(5, steps_for_seconds(RunConfig.model_validate({**base, "schedule": {"steps": 1}}), seconds, registry))
     config = RunConfig.model_validate(
         {**base, "schedule": {"steps": steps, "warmup_steps": max(1, steps // 12)},
          "eval_every": max(1, steps // 8), "checkpoint_every": max(1, steps // 4), "log_every": max(1, steps // 40)}

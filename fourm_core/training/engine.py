@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from fourm_core.training.config import RunConfig
+from fourm_core.training.config import RunConfig, ScheduleConfig
 
-__all__ = ["TrainResult", "decay_groups", "init_distributed", "train", "warmup_cosine"]
+__all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds", "train", "warmup_cosine"]
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
@@ -373,6 +373,24 @@ def _grad_norm(module: torch.nn.Module) -> float:
     """Global L2 norm of the gradients before clipping (what ml-4m logs)."""
     norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def steps_for_seconds(config: RunConfig, seconds: float, registry: Any = None, probe_steps: int = 4) -> int:
+    """How many steps of ``config`` fit in ``seconds``: a few steps are run in ``<out_dir>/timing`` (no evaluation
+    or checkpoints) and timed from their log line, so start-up and the peak measurement are not counted; 10% is
+    kept for the evaluations of the real run."""
+    timing = config.model_copy(
+        update={
+            "out_dir": str(Path(config.out_dir) / "timing"),
+            "schedule": ScheduleConfig(steps=probe_steps),
+            "eval_every": None,
+            "checkpoint_every": None,
+        }  # fmt: skip
+    )
+    train(timing, registry, resume=False)
+    lines = (Path(timing.out_dir) / LOG_NAME).read_text().splitlines()
+    per_step = float(json.loads(lines[-1])["seconds_per_step"])
+    return max(1, int(0.9 * seconds / per_step))
 
 
 def _has_targets(batch: Any, key: str) -> bool:
