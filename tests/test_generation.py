@@ -167,6 +167,58 @@ def test_guidance_drops_only_the_listed_conditions(model: FourM, pixels: torch.T
     assert torch.equal(kept, without)  # scale 0 with only `glob` dropped: conditioned on the pixels alone
 
 
+@pytest.mark.parametrize("target,scheme", [("grid", "maskgit"), ("seq", "autoregressive")])
+def test_one_weighted_condition_equals_single_guidance(
+    model: FourM, pixels: torch.Tensor, target: str, scheme: str
+) -> None:
+    sampler = GenerationSampler(model)
+    inputs = {"px": pixels, "glob": torch.tensor([1, 2, 3, 4])}
+    kw = {"num_steps": 3} if scheme == "maskgit" else {"max_tokens": 10}
+    single = [step(target, scheme, temperature=1.0, cfg_scale=2.5, cfg_conditions=["glob"], **kw)]
+    multi = [step(target, scheme, temperature=1.0, cfg_weights={"glob": 2.5}, **kw)]
+    a = sampler.generate(inputs, single, seed=5, batch_size=2)[target]
+    assert torch.equal(a, sampler.generate(inputs, multi, seed=5, batch_size=2)[target])
+
+
+def test_multi_condition_guidance_sums_weighted_differences(model: FourM, pixels: torch.Tensor) -> None:
+    sampler = GenerationSampler(model)
+    glob = torch.tensor([1, 2, 3, 4])
+    # weights {px: 1, glob: 0}: uncond + 1 * (only px - uncond) + 0 * (only glob - uncond) = the px-only logits
+    multi = [step("grid", "roar", num_steps=1, temperature=0.0, cfg_weights={"px": 1.0, "glob": 0.0})]
+    only_px = sampler.generate({"px": pixels}, [step("grid", "roar", num_steps=1, temperature=0.0)], seed=1)
+    assert torch.equal(sampler.generate({"px": pixels, "glob": glob}, multi, seed=1)["grid"], only_px["grid"])
+    # weights {px: 0, glob: 0}: the unconditional logits
+    zero = [step("grid", "roar", num_steps=1, temperature=0.0, cfg_weights={"px": 0.0, "glob": 0.0})]
+    nothing = sampler.generate({}, [step("grid", "roar", num_steps=1, temperature=0.0)], seed=1, batch_size=1)
+    assert torch.equal(sampler.generate({"px": pixels, "glob": glob}, zero, seed=1)["grid"], nothing["grid"])
+    # three decoder passes per step: uncond, px only, glob only
+    trace: list[dict] = []
+    strong = [step("grid", "roar", num_steps=1, temperature=0.0, cfg_weights={"px": 2.0, "glob": 1.5})]
+    sampler.generate({"px": pixels, "glob": glob}, strong, seed=1, trace=trace)
+    guidance = GenerationSampler._guidance(load_schedule(strong), 0, {"px", "glob"})
+    assert guidance.drops == [frozenset({"px", "glob"}), frozenset({"glob"}), frozenset({"px"})]
+    logits = [torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 3.0]])]
+    assert torch.allclose(guidance.combine(logits), torch.tensor([[2.0, 4.0]]))  # u + 2 (c1 - u) + 1.5 (c2 - u)
+
+
+def test_guidance_grows_with_finished_targets(model: FourM, pixels: torch.Tensor) -> None:
+    sampler = GenerationSampler(model)
+    first = step("glob", "maskgit", num_steps=2, temperature=0.0)
+    second = step("grid", "maskgit", num_steps=2, temperature=0.0, cfg_scale=0.0, cfg_conditions=["px"])
+    grown = sampler.generate({"px": pixels}, GenerationSchedule.from_list([first, second], cfg_grow=True))
+    plain = sampler.generate({"px": pixels}, [first, second])
+    # without growth the unconditional pass keeps the generated `glob`; with it, nothing is left
+    alone = [step("grid", "maskgit", num_steps=2, temperature=0.0)]
+    assert torch.equal(plain["grid"], sampler.generate({"glob": plain["glob"][0]}, alone)["grid"])
+    assert torch.equal(grown["grid"], sampler.generate({}, alone, batch_size=1)["grid"])
+    # multi-condition steps gain the finished target as a condition of weight cfg_grow_weight
+    chain = GenerationSchedule.from_list(
+        [first, step("grid", "maskgit", cfg_weights={"px": 2.0})], cfg_grow=True, cfg_grow_weight=0.5
+    )
+    assert chain.guided_conditions(1, {"px", "glob"}) == (frozenset(), {"px": 2.0, "glob": 0.5})
+    assert chain.guided_conditions(0, {"px"}) == (frozenset(), {})
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 
 
@@ -235,6 +287,7 @@ def test_chained_targets_see_earlier_generations(model: FourM, pixels: torch.Ten
         ([step("grid", "maskgit")], ["grid"], "'grid'): already given"),
         ([step("grid", "maskgit", cfg_conditions=["glob"])], ["px"], "condition 'glob' is not an input"),
         ([step("grid", "maskgit")], ["typo"], "input 'typo': unknown key"),
+        ([step("grid", "maskgit", cfg_weights={"px": 1.0, "seq": 2.0})], ["px"], "condition 'seq' is not an input"),
     ],
 )
 def test_schedule_errors_name_the_key_and_problem(steps: list, inputs: list, message: str) -> None:
@@ -252,6 +305,10 @@ def test_schedule_from_yaml_and_field_errors(tmp_path) -> None:  # noqa: ANN001
         load_schedule([step("grid", "diffusion")])
     with pytest.raises(ValueError, match="top_k"):
         load_schedule([step("grid", "maskgit", top_k=0)])
+    with pytest.raises(ValueError, match="cfg_weights replaces"):
+        load_schedule([step("grid", "maskgit", cfg_scale=2.0, cfg_weights={"px": 2.0})])
+    grown = load_schedule("cfg_grow: true\ncfg_grow_weight: 2\nsteps:\n  - {target: grid, scheme: maskgit}\n")
+    assert grown.cfg_grow and grown.cfg_grow_weight == 2.0
 
 
 def test_invalid_schedule_fails_before_compute(pixels: torch.Tensor) -> None:

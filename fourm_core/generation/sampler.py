@@ -17,6 +17,8 @@ sequence -> global tokens -> image tokens conditions each key on the previous on
   ``uncond + scale * (cond - uncond)`` computed as ``torch.lerp(uncond, cond, scale)``, which is exact at the ends:
   scale 1 gives the conditional logits bit for bit (and skips the unconditional pass), scale 0 the unconditional
   ones. The unconditional pass drops the step's ``cfg_conditions`` (default: every conditioning key).
+  Multi-condition guidance (``cfg_weights``) runs one pass per weighted condition beside the unconditional one and
+  sums the weighted differences; ``cfg_grow`` on the schedule adds every finished target to the guided conditions.
 
 Batches are built in the official format for every key of ``model.modality_info`` (dispatch on ``type`` only), so
 the image steps run the model's ordinary :meth:`FourM.forward`. All randomness comes from one ``torch.Generator``
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,6 +89,35 @@ def sample_tokens(
     return ids, probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
+@dataclass(frozen=True)
+class _Guidance:
+    """Decoder passes of one step and how their logits combine.
+
+    ``drops``: the condition keys each pass leaves out. Single guidance (``weights`` None): one pass is returned
+    as is; two passes ``[cond, uncond]`` give ``uncond + scale * (cond - uncond)`` as ``torch.lerp`` (exact at
+    scale 0 and 1). Multi-condition (``weights``): passes ``[uncond, cond_1, ...]`` give
+    ``uncond + sum_i w_i * (cond_i - uncond)``; a single condition goes through ``lerp`` too, so it equals single
+    guidance bit for bit."""
+
+    drops: list[frozenset[str]]
+    weights: list[float] | None = None
+    scale: float = 1.0
+
+    def combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        if self.weights is None:
+            if len(logits) == 1:
+                return logits[0]
+            cond, uncond = logits
+            return torch.lerp(uncond.float(), cond.float(), self.scale)
+        uncond, conds = logits[0].float(), [c.float() for c in logits[1:]]
+        if len(conds) == 1:
+            return torch.lerp(uncond, conds[0], self.weights[0])
+        out = uncond.clone()
+        for weight, cond in zip(self.weights, conds, strict=True):
+            out += weight * (cond - uncond)
+        return out
+
+
 class GenerationSampler:
     """``GenerationSampler(model).generate(inputs, schedule, seed=0)`` -> ``{target key: ids}``.
 
@@ -143,12 +175,12 @@ class GenerationSampler:
         self.model.eval()
         try:
             with torch.no_grad(), self._fixed_decoder_order():
-                for step in schedule.steps:
-                    conditions = set(state)
+                for index, step in enumerate(schedule.steps):
+                    guidance = self._guidance(schedule, index, set(state))
                     if step.scheme == "autoregressive":
-                        ids = self._autoregressive(step, state, conditions, len(samples), generator, use_cache, trace)
+                        ids = self._autoregressive(step, state, guidance, len(samples), generator, use_cache, trace)
                     else:
-                        ids = self._parallel(step, state, conditions, len(samples), generator, trace)
+                        ids = self._parallel(step, state, guidance, len(samples), generator, trace)
                     outputs[step.target] = ids
         finally:
             self.model.train(was_training)
@@ -251,30 +283,29 @@ class GenerationSampler:
         return max(1, int(torch.stack(counts).sum(dim=0).max())) if counts else 1
 
     @staticmethod
-    def _passes(step: StepConfig, conditions: Collection[str]) -> list[frozenset[str]]:
-        """Key sets to drop per decoder pass: ``[cond]``, ``[uncond]`` or ``[cond, uncond]``. Guidance scale 1
-        (or nothing to drop) needs only the conditional pass, scale 0 only the unconditional one."""
-        drop = frozenset(step.cfg_conditions if step.cfg_conditions is not None else conditions)
-        if step.cfg_scale == 1.0 or not drop:
-            return [frozenset()]
-        if step.cfg_scale == 0.0:
-            return [drop]
-        return [frozenset(), drop]
+    def _guidance(schedule: GenerationSchedule, index: int, conditions: Collection[str]) -> _Guidance:
+        """The decoder passes of step ``index`` (key sets each drops) and how to combine their logits.
 
-    @staticmethod
-    def _guide(logits: list[torch.Tensor], scale: float) -> torch.Tensor:
-        """``uncond + scale * (cond - uncond)`` as ``lerp`` (exact at scale 0 and 1)."""
-        if len(logits) == 1:
-            return logits[0]
-        cond, uncond = logits
-        return torch.lerp(uncond.float(), cond.float(), scale)
+        Single guidance: ``[cond, uncond]``, or only ``cond`` at scale 1 (or nothing to drop) and only ``uncond``
+        at scale 0. Multi-condition: ``uncond`` (every weighted key dropped), then per weighted key a pass that
+        keeps only that one of them."""
+        step = schedule.steps[index]
+        drop, weights = schedule.guided_conditions(index, conditions)
+        if weights:
+            everything = frozenset(weights)
+            return _Guidance([everything, *(everything - {k} for k in weights)], list(weights.values()))
+        if step.cfg_scale == 1.0 or not drop:
+            return _Guidance([frozenset()], None, 1.0)
+        if step.cfg_scale == 0.0:
+            return _Guidance([drop], None, 1.0)
+        return _Guidance([frozenset(), drop], None, step.cfg_scale)
 
     # ------------------------------------------------------------------ image / global tokens
     def _parallel(
         self,
         step: StepConfig,
         state: dict[str, Entry],
-        conditions: Collection[str],
+        guidance: _Guidance,
         batch: int,
         generator: torch.Generator,
         trace: list[dict[str, Any]] | None,
@@ -285,7 +316,6 @@ class GenerationSampler:
         ids = torch.zeros(batch, n, dtype=torch.long, device=dev)
         known = torch.zeros(batch, n, dtype=torch.bool, device=dev)
         counts = tokens_per_step(n, step.num_steps, step.token_schedule)
-        passes = self._passes(step, conditions)
         for i, count in enumerate(counts):
             if step.scheme == _ROAR:  # random order: `count` of the still-masked positions, decoded and all kept
                 scores = torch.rand(batch, n, generator=generator, device=dev).masked_fill(known, 2.0)
@@ -300,14 +330,14 @@ class GenerationSampler:
             entry = {"tensor": ids.clone(), "input_mask": ~known, "target_mask": ~selected,
                      "decoder_attention_mask": attn}  # fmt: skip
             logits = []
-            for drop in passes:
+            for drop in guidance.drops:
                 mod_dict = self._batch(state, drop, key, entry)
                 n_enc = self._num_encoder_tokens(mod_dict)
                 logits.append(self.model(mod_dict, n_enc, n_sel, return_logits=True)[key][:, :n_sel])
                 if trace is not None and not drop:
                     trace.append({"target": key, "step": i, "mod_dict": mod_dict, "num_encoder_tokens": n_enc})
             temperature = temperature_at(step, i, len(counts), done_fraction=float(known[0].sum()) / n)
-            tokens, confidence = sample_tokens(self._guide(logits, step.cfg_scale), temperature, step.top_k,
+            tokens, confidence = sample_tokens(guidance.combine(logits), temperature, step.top_k,
                                                step.top_p, generator)  # fmt: skip
             if step.scheme == _ROAR:
                 keep = torch.arange(n_sel, device=dev).expand(batch, -1)
@@ -334,7 +364,7 @@ class GenerationSampler:
         self,
         step: StepConfig,
         state: dict[str, Entry],
-        conditions: Collection[str],
+        guidance: _Guidance,
         batch: int,
         generator: torch.Generator,
         use_cache: bool,
@@ -349,7 +379,7 @@ class GenerationSampler:
         entry["tensor"][:, 0] = self.first_sentinel  # the input of a fully masked sequence: `[S_1]`
         entry["input_mask"][:, 0] = False
         streams = []
-        for drop in self._passes(step, conditions):
+        for drop in guidance.drops:
             mod_dict = self._batch(state, drop, key, entry)
             n_enc = self._num_encoder_tokens(mod_dict)
             context, encoder_mask = model.encode(mod_dict, n_enc)
@@ -372,7 +402,7 @@ class GenerationSampler:
                     y = model.forward_decoder(self._sequence_embed(key, tokens, 0), context, encoder_mask, causal)
                 logits.append(head.forward_logits(y[:, -1]))
             temperature = temperature_at(step, t, limit)
-            new, _ = sample_tokens(self._guide(logits, step.cfg_scale), temperature, step.top_k, step.top_p,
+            new, _ = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p,
                                    generator)  # fmt: skip
             tokens = torch.cat([tokens, new.unsqueeze(1)], dim=1)
             done |= torch.isin(new, stop_ids)

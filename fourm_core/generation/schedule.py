@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "GenerationSchedule",
@@ -49,6 +49,12 @@ class StepConfig(BaseModel):
     shape, ``min_temperature + (temperature - min_temperature) / (1 + i) ** onex_power`` at step i. ``top_k``: an
     int, or a float in (0, 1) as a fraction of the vocabulary (ml-4m accepts both). ``cfg_scale`` 1 is unguided;
     ``cfg_conditions`` lists the input keys the unconditional pass drops (``None``: every conditioning key).
+
+    ``cfg_weights``: multi-condition guidance (composable-diffusion style, ml-4m ``generate_multi_guided``):
+    ``{condition key: weight}`` gives ``uncond + sum_i w_i * (cond_i - uncond)``, where ``uncond`` drops every
+    weighted key and ``cond_i`` keeps only key ``i`` of them (unweighted inputs stay in every pass). One key with
+    weight ``w`` equals single guidance with ``cfg_conditions=[key], cfg_scale=w``. It replaces ``cfg_scale`` /
+    ``cfg_conditions``, which must then keep their defaults.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +71,7 @@ class StepConfig(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     cfg_scale: float = 1.0
     cfg_conditions: list[str] | None = None
+    cfg_weights: dict[str, float] | None = None
     #: autoregressive only: stop after this many tokens (default and cap: the key's ``max_tokens``)
     max_tokens: int | None = Field(None, ge=1)
 
@@ -81,17 +88,53 @@ class StepConfig(BaseModel):
             raise ValueError(f"top_k {value}: must be >= 1")
         return int(value)
 
+    @model_validator(mode="after")
+    def _one_guidance(self) -> StepConfig:
+        if self.cfg_weights is not None:
+            if not self.cfg_weights:
+                raise ValueError("cfg_weights is empty: give {condition key: weight} or leave it out")
+            if self.cfg_scale != 1.0 or self.cfg_conditions is not None:
+                raise ValueError("cfg_weights replaces cfg_scale / cfg_conditions; give one or the other")
+        return self
+
 
 class GenerationSchedule(BaseModel):
-    """Ordered steps; each target key appears once and becomes an input of every later step."""
+    """Ordered steps; each target key appears once and becomes an input of every later step.
+
+    ``cfg_grow``: guidance grows with finished targets (ml-4m ``cfg_grow_conditioning``): every target generated
+    by an earlier step joins the guided conditions of each later guided step: the keys a single-guidance step's
+    unconditional pass drops (already all of them when ``cfg_conditions`` is ``None``), or a new weighted condition
+    of weight ``cfg_grow_weight`` in a multi-condition step. So a chain caption -> global -> image tokens guides
+    the image tokens towards the generated global tokens as well as the caption.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     steps: list[StepConfig] = Field(min_length=1)
+    cfg_grow: bool = False
+    cfg_grow_weight: float = 1.0
 
     @classmethod
-    def from_list(cls, steps: Sequence[Mapping[str, Any] | StepConfig]) -> GenerationSchedule:
-        return cls(steps=[s if isinstance(s, StepConfig) else StepConfig(**s) for s in steps])
+    def from_list(cls, steps: Sequence[Mapping[str, Any] | StepConfig], **options: Any) -> GenerationSchedule:
+        """Steps as dicts or :class:`StepConfig` s; ``options``: schedule fields (``cfg_grow`` ...)."""
+        return cls(steps=[s if isinstance(s, StepConfig) else StepConfig(**s) for s in steps], **options)
+
+    def guided_conditions(self, index: int, inputs: Iterable[str]) -> tuple[frozenset[str], dict[str, float]]:
+        """What step ``index`` guides on, given the user's input keys: ``(dropped keys, {})`` for single guidance
+        (empty when unguided) or ``(frozenset(), {key: weight})`` for multi-condition guidance, with the earlier
+        targets added under ``cfg_grow``."""
+        step = self.steps[index]
+        grown = [s.target for s in self.steps[:index]] if self.cfg_grow else []
+        if step.cfg_weights is not None:
+            weights = dict(step.cfg_weights)
+            for key in grown:
+                weights.setdefault(key, self.cfg_grow_weight)
+            return frozenset(), weights
+        if step.cfg_scale == 1.0:
+            return frozenset(), {}
+        if step.cfg_conditions is None:
+            return frozenset([*inputs, *(s.target for s in self.steps[:index])]), {}
+        return frozenset([*step.cfg_conditions, *grown]), {}
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> GenerationSchedule:
@@ -135,7 +178,7 @@ class GenerationSchedule(BaseModel):
             n = int(info["max_tokens"])
             if step.scheme != _AUTOREGRESSIVE and step.num_steps > n:
                 raise ScheduleError(f"{where}: {step.num_steps} steps for {n} tokens (at most one step per token)")
-            for cond in step.cfg_conditions or ():
+            for cond in [*(step.cfg_conditions or ()), *(step.cfg_weights or {})]:
                 if cond not in known:
                     raise ScheduleError(f"{where}: guidance condition {cond!r} is not an input at this step")
             known.add(key)
