@@ -4,7 +4,8 @@ Example (tiny preset)::
 
     fourm generate --model RUN/final --tokenizers tokenizers --vocab vocab/text_tokenizer.json \\
         --input rgb=photo.png --input caption="a red car on a road" \\
-        --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--schedule s.yaml]
+        --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--ensemble N] \\
+        [--schedule s.yaml]
 
 writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/grid.png`` (the inputs and every
 picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
@@ -69,13 +70,14 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         result = run_generation(
             model, registry, preset, vocabulary, inputs, targets, args.tokenizers,
             schedule=args.schedule, seed=args.seed, steps=args.steps, temperature=args.temperature,
-            top_p=args.top_p,
+            top_p=args.top_p, ensemble=args.ensemble,
         )  # fmt: skip
     except (GenerationRequestError, ScheduleError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
         return 2
     written = write_result(result, Path(args.out))
-    table = Table(title=f"generated (seed {args.seed}, preset {preset})")
+    fused = f", {args.ensemble} generations fused" if args.ensemble > 1 else ""
+    table = Table(title=f"generated (seed {args.seed}, preset {preset}{fused})")
     for col in ("target", "model key", "file", "content"):
         table.add_column(col)
     for name, out in result.items():
@@ -128,6 +130,9 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
     p.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / global target")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (0: argmax)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="draw N generations and fuse them per target (mean of continuous maps, vote of classes, "
+                   "most frequent text)")  # fmt: skip
     p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(func=lambda a: cmd_generate(a, console))

@@ -160,6 +160,28 @@ def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, t
     assert torch.equal(go(0)["depth"].ids, depth.ids)  # one seed, one result
 
 
+def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry: Registry) -> None:
+    result = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
+                            world["toks"], seed=3, steps=2, temperature=2.0, ensemble=5)  # fmt: skip
+    depth, caption = result["depth"], result["caption"]
+    assert len(depth.samples) == 5 and len(caption.samples) == 5
+    draws = np.stack([np.asarray(s.array, np.float64) for s in depth.samples])
+    assert len({s.ids.numpy().tobytes() for s in depth.samples}) > 1  # five different draws at temperature 2
+    np.testing.assert_allclose(depth.array, draws.mean(axis=0), rtol=1e-5, atol=1e-5)  # the mean of decoded maps
+    assert depth.array.shape == (64, 64) and depth.picture() is not None
+    texts = [s.text for s in caption.samples]
+    assert texts.count(caption.text) == max(texts.count(t) for t in texts)  # the most frequent text
+    record = result.to_json()["targets"]
+    assert record["depth"]["ensemble"] == 5 and record["caption"]["sample_texts"] == texts
+    # a plain generation is one draw, not an ensemble of one
+    single = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"],
+                            world["toks"], seed=3, steps=2, temperature=2.0)  # fmt: skip
+    assert single["depth"].samples == [] and single["depth"].ids.shape == (64,)
+    with pytest.raises(GenerationRequestError, match="ensemble 0"):
+        run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"], world["toks"],
+                       ensemble=0)  # fmt: skip
+
+
 def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) -> None:
     spec = registry.get("rgb").spec
     inputs = build_inputs(registry, PRESET, world["vocab"], {"rgb": world["rgb"]})

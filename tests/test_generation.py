@@ -340,3 +340,30 @@ def test_ensemble_majority_vote() -> None:
     assert torch.equal(ensemble(maps, kind="mean"), torch.full((2, 2), 3.0))
     fused_maps = ensemble([{"depth": m} for m in maps], kind="mean")
     assert isinstance(fused_maps, dict) and torch.equal(fused_maps["depth"], torch.full((2, 2), 3.0))
+
+
+def test_transforms_fuse_decoded_values() -> None:
+    """Ensembling fuses decoded values by the tokenizer transform: classes and binary maps vote, directions are
+    renormalised, everything else is the mean in its stored dtype."""
+    import numpy as np
+
+    from fourm_core.tokenizers.transforms import make_transform
+
+    classes = [np.array([[1, 2], [3, 3]], np.int16), np.array([[1, 0], [4, 3]], np.int16),
+               np.array([[2, 0], [4, 1]], np.int16)]  # fmt: skip
+    fused = make_transform("classes", 1, 5).fuse(classes)
+    assert fused.tolist() == [[1, 0], [4, 3]] and fused.dtype == np.int16
+    edges = [np.array([[0, 255, 255]], np.uint8), np.array([[0, 255, 0]], np.uint8), np.array([[255, 0, 0]], np.uint8)]
+    assert make_transform("edges", 1).fuse(edges).tolist() == [[0, 255, 0]]
+    normals = make_transform("unit_vectors", 3).fuse([np.array([[[1, 0, 0]]], np.float32),
+                                                      np.array([[[0, 1, 0]]], np.float32)])  # fmt: skip
+    np.testing.assert_allclose(normals, [[[0.5**0.5, 0.5**0.5, 0.0]]], rtol=1e-6)
+    depth = make_transform("robust_depth", 1).fuse([np.zeros((2, 2), np.float32), np.full((2, 2), 3, np.float32)])
+    assert depth.dtype == np.float32 and np.all(depth == 1.5)
+    rgb = make_transform("color", 3).fuse([np.zeros((1, 1, 3), np.uint8), np.full((1, 1, 3), 4, np.uint8)])
+    assert rgb.dtype == np.uint8 and rgb.tolist() == [[[2, 2, 2]]]
+    embedding = make_transform("embedding", 4).fuse([np.array([1, 0, 0, 0], np.float32),
+                                                     np.array([0, 0, 0, 1], np.float32)])  # fmt: skip
+    np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="shapes"):
+        make_transform("color", 3).fuse([np.zeros((1, 1, 3), np.uint8), np.zeros((2, 1, 3), np.uint8)])

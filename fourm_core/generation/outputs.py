@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import textwrap
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,15 @@ from fourm_core.generation.requests import (
 from fourm_core.masking import EOS_ID, PAD_ID
 from fourm_core.spec import ModalityKind
 
-__all__ = ["GenerationOutput", "GenerationResult", "decode_outputs", "jsonable", "run_generation"]
+__all__ = [
+    "GenerationOutput",
+    "GenerationResult",
+    "decode_ensemble",
+    "decode_outputs",
+    "fuse_outputs",
+    "jsonable",
+    "run_generation",
+]
 
 
 @dataclass
@@ -46,6 +55,8 @@ class GenerationOutput:
     text itself when parsing fails: a young model writes malformed boxes, and its text is still worth seeing).
     ``text``: sequences only, the decoded text. ``parse_error``: why the text did not parse, if it did not.
     ``transform``: the tokenizer transform that says how to draw ``array`` (``None`` for sequences).
+    ``samples``: for an ensembled output, the N generations it fuses (each an output of its own); ``ids`` is then
+    the per-position vote of their ids and ``array`` the fused value (:func:`fuse_outputs`).
     """
 
     name: str
@@ -56,6 +67,7 @@ class GenerationOutput:
     text: str | None = None
     parse_error: str | None = None
     transform: str | None = None
+    samples: list[GenerationOutput] = field(default_factory=list, repr=False)
 
     def picture(self) -> np.ndarray | None:
         """(H, W, 3) uint8 for image-like outputs, ``None`` for sequences and vectors (global embeddings)."""
@@ -69,8 +81,12 @@ class GenerationOutput:
         """JSON-ready record: ids (sequences up to their ``[EOS]``), and text + value for sequences (the raw
         array for vectors; pictures are saved as PNG instead)."""
         record: dict[str, Any] = {"key": self.key, "kind": self.kind.value, "ids": _trimmed(self.ids, self.kind)}
+        if self.samples:
+            record["ensemble"] = len(self.samples)
         if self.kind == ModalityKind.SEQUENCE:
             record["text"] = self.text
+            if self.samples:
+                record["sample_texts"] = [s.text for s in self.samples]
             record["value"] = jsonable(self.array) if self.parse_error is None else None
             if self.parse_error is not None:
                 record["parse_error"] = self.parse_error
@@ -167,6 +183,55 @@ class GenerationResult(Mapping[str, GenerationOutput]):
         return path
 
 
+def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> GenerationOutput:
+    """One output from N generations of one target (the paper's ensembling, Table 5).
+
+    Image and global tokens: each generation is decoded first, then the decoded values are fused by the
+    tokenizer's ``transform.fuse`` (mean for continuous maps and embeddings, renormalised for directions, a vote
+    for classes and binary maps); fusing token ids instead would mix codes that mean unrelated patches.
+    Sequences: the most frequent text wins (ties: the earliest draw), kept whole, since a token-wise vote of
+    sentences of different lengths is not a sentence. ``ids`` of a fused image output is the per-position vote."""
+    from fourm_core.generation.ensemble import ensemble
+
+    samples = list(samples)
+    if not samples:
+        raise ValueError("nothing to fuse")
+    first = samples[0]
+    if len(samples) == 1:
+        return first
+    if first.kind == ModalityKind.SEQUENCE:
+        texts = [s.text for s in samples]
+        counts = Counter(texts)
+        winner = max(texts, key=lambda t: (counts[t], -texts.index(t)))
+        return dataclasses.replace(samples[texts.index(winner)], samples=samples)
+    if transform is None:
+        raise ValueError(f"{first.name}: fusing decoded values needs the tokenizer's transform")
+    ids = ensemble([s.ids for s in samples], "vote")
+    array = transform.fuse([np.asarray(s.array) for s in samples])
+    return GenerationOutput(first.name, first.key, first.kind, ids, array, transform=first.transform,
+                            samples=samples)  # fmt: skip
+
+
+def decode_ensemble(
+    registry: Any,
+    preset: str,
+    vocabulary: Any,
+    ids: Mapping[str, torch.Tensor],
+    targets: Sequence[Requested],
+    tokenizers_dir: str | os.PathLike[str] | None,
+) -> dict[str, GenerationOutput]:
+    """Decode every row of the sampler's ``ids`` (N generations of one condition) and fuse them per target."""
+    rows = int(next(iter(ids.values())).shape[0])
+    decoded = [decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i) for i in range(rows)]
+    out = {}
+    for req in targets:
+        transform = None
+        if req.kind != ModalityKind.SEQUENCE:
+            transform = registry.tokenizer(req.modality, preset, tokenizers_dir).transform
+        out[req.name] = fuse_outputs([d[req.name] for d in decoded], transform)
+    return out
+
+
 def decode_outputs(
     registry: Any,
     preset: str,
@@ -250,11 +315,14 @@ def run_generation(
     steps: int = 8,
     temperature: float = 0.5,
     top_p: float | None = None,
+    ensemble: int = 1,
 ) -> GenerationResult:
     """User values -> a :class:`GenerationResult`, all checks first: targets (known, predictable, tokenizer
     trained), inputs (known, not target-only, right shape), then the schedule against the model; only then the
     tokenizers encode the inputs and the sampler runs. ``schedule``: a schedule, YAML path or list of steps
-    (default: :func:`~fourm_core.generation.requests.default_schedule` with ``steps`` and ``temperature``)."""
+    (default: :func:`~fourm_core.generation.requests.default_schedule` with ``steps`` and ``temperature``).
+    ``ensemble``: draw that many generations of the request in one batch (each chain conditions on its own earlier
+    targets) and fuse them per target (:func:`fuse_outputs`)."""
     from fourm_core.generation.requests import GenerationRequestError, resolve
     from fourm_core.generation.sampler import GenerationSampler
     from fourm_core.generation.schedule import load_schedule
@@ -271,10 +339,15 @@ def run_generation(
         if set(schedule.targets) != wanted:
             raise GenerationRequestError(f"the schedule generates {sorted(schedule.targets)}, the targets are "
                                          f"{sorted(wanted)}")  # fmt: skip
+    if ensemble < 1:
+        raise GenerationRequestError(f"ensemble {ensemble}: draw at least one generation")
     schedule.validate_for(model.modality_info, input_keys)
     contents = build_inputs(registry, preset, vocabulary, inputs, tokenizers_dir, model=model)
-    ids = GenerationSampler(model).generate(dict(contents), schedule, seed=seed)
+    ids = GenerationSampler(model).generate(dict(contents), schedule, seed=seed, batch_size=ensemble)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
-    outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
+    if ensemble == 1:
+        outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
+    else:
+        outputs = decode_ensemble(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
     return GenerationResult(outputs, contents, seed, schedule)

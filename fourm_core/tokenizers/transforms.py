@@ -83,10 +83,45 @@ class Transform(ABC):
         mean = np.mean(np.stack([np.asarray(r, np.float64) for r in train]), axis=0)
         return [mean.astype(np.asarray(train[0]).dtype)] * n
 
+    # -- ensembling ------------------------------------------------------------------------------------------------
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        """One value from N decoded generations of the same condition (the paper's ensembling): the per-element
+        mean, in the stored dtype (rounded for integer data). Classes and binary maps vote instead, unit vectors
+        are renormalised: a mean of class ids or of directions is not a class or a direction."""
+        stack = _stack(raws)
+        mean = stack.astype(np.float64).mean(axis=0)
+        if np.issubdtype(stack.dtype, np.integer):
+            mean = np.rint(mean)
+        return mean.astype(stack.dtype)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # images
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+def _stack(raws: Sequence[np.ndarray]) -> np.ndarray:
+    if not len(raws):
+        raise ValueError("nothing to fuse")
+    arrays = [np.asarray(r) for r in raws]
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"cannot fuse arrays of shapes {sorted({a.shape for a in arrays})}")
+    return np.stack(arrays)
+
+
+def _majority(stack: np.ndarray) -> np.ndarray:
+    """Per-element most frequent value along axis 0 of an integer stack (ties: the smallest value)."""
+    values = stack.astype(np.int64)
+    low = int(values.min())
+    shifted = (values - low).reshape(len(values), -1)
+    counts = np.zeros((int(shifted.max()) + 1, shifted.shape[1]), dtype=np.int64)
+    np.add.at(counts, (shifted, np.arange(shifted.shape[1])[None, :]), 1)
+    return (counts.argmax(0) + low).reshape(stack.shape[1:])
+
+
+def _binary_majority(raws: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 0/1: set where more than half of the binary maps are set."""
+    return ((_stack(raws) > 0).mean(axis=0) > 0.5).astype(np.uint8)
 
 
 def _chw(raw: np.ndarray) -> torch.Tensor:
@@ -198,6 +233,11 @@ class UnitVectors(Transform):
         norm = t.norm(dim=0, keepdim=True)
         return torch.where(norm < 0.25, t, t / norm.clamp_min(1e-6)).permute(1, 2, 0).cpu().numpy()
 
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        # the mean direction, renormalised like a decoder output (short where the draws disagree or see no surface)
+        mean = _stack(raws).astype(np.float32).mean(axis=0)
+        return self.to_raw(_chw(mean)).astype(np.asarray(raws[0]).dtype)
+
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, target)
 
@@ -247,9 +287,11 @@ class Classes(Transform):
         return {"miou": float(np.mean(inter[seen] / union[seen])), "pixel_acc": float(inter.sum() / len(t))}
 
     def baseline(self, train: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-        stack = np.stack([np.asarray(r, np.int64) for r in train])
-        counts = np.apply_along_axis(np.bincount, 0, stack, minlength=int(stack.max()) + 1)
-        return [counts.argmax(0).astype(np.int16)] * n
+        return [_majority(_stack(train)).astype(np.int16)] * n
+
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        stack = _stack(raws)
+        return _majority(stack).astype(stack.dtype)
 
 
 class Edges(Transform):
@@ -289,8 +331,10 @@ class Edges(Transform):
         return {"f1": f1(precision, recall), "precision": precision, "recall": recall, "f1_exact": exact_f1}
 
     def baseline(self, train: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-        mean = np.mean(np.stack([np.asarray(r) > 0 for r in train]), axis=0)
-        return [((mean > 0.5).astype(np.uint8)) * 255] * n
+        return [_binary_majority(train) * np.uint8(255)] * n
+
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        return _binary_majority(raws) * np.uint8(255)
 
 
 class Features(Transform):
@@ -338,6 +382,9 @@ class Embedding(Transform):
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
         return F.normalize(tensor.detach().float().cpu(), dim=-1).numpy()
+
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        return self.to_raw(torch.from_numpy(_stack(raws).astype(np.float32).mean(axis=0)))
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (1 - F.cosine_similarity(output, target, dim=-1)).mean()
@@ -402,8 +449,10 @@ class Masks(Transform):
         return {"iou": float(np.mean(ious))}
 
     def baseline(self, train: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-        mean = np.mean(np.stack([np.asarray(r) > 0 for r in train]), axis=0)
-        return [(mean > 0.5).astype(np.uint8)] * n
+        return [_binary_majority(train)] * n
+
+    def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
+        return _binary_majority(raws)
 
 
 TRANSFORMS: dict[str, type[Transform]] = {
