@@ -182,6 +182,33 @@ def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry:
                        ensemble=0)  # fmt: skip
 
 
+def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: FourM, tmp_path: Path) -> None:
+    import fourm_core as fm
+    from fourm_core.api import ModelAssetsError
+
+    # what `fourm train` leaves: final/ with the weights and fourm.json naming the vocabulary and the tokenizers
+    run = tmp_path / "run"
+    model.save_pretrained(run / "final")
+    assets = {"vocabulary": str(world["vocab_path"]), "tokenizers": str(world["toks"]), "preset": PRESET}
+    (run / "final" / "fourm.json").write_text(json.dumps(assets))
+    api = fm.FourM.from_pretrained(run, registry=registry)
+    assert api.preset == PRESET and api.tokenizers == str(world["toks"]) and api.vocabulary.size == world["vocab"].size
+    out = api.generate({"rgb": world["rgb"]}, targets=["depth", "caption"], seed=0, steps=3)
+    want = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
+                          world["toks"], seed=0, steps=3)  # fmt: skip
+    assert torch.equal(out["depth"].ids, want["depth"].ids) and out["caption"].text == want["caption"].text
+    assert out["depth"].array.shape == (64, 64) and out["depth"].save(tmp_path / "depth").is_file()
+    image = out.show()  # no viewer here: the grid comes back
+    assert image.size[0] >= 2 * 128 and np.asarray(image).std() > 0
+    # the same folder without the sidecar: sequence targets need a vocabulary someone names
+    (run / "final" / "fourm.json").unlink()
+    bare = fm.FourM.from_pretrained(run / "final", tokenizers=world["toks"], registry=registry)
+    with pytest.raises(GenerationRequestError, match="vocab"):
+        bare.generate({"rgb": world["rgb"]}, targets=["caption"])
+    with pytest.raises(ModelAssetsError, match="no config.json"):
+        fm.FourM.from_pretrained(tmp_path / "nowhere")
+
+
 def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) -> None:
     spec = registry.get("rgb").spec
     inputs = build_inputs(registry, PRESET, world["vocab"], {"rgb": world["rgb"]})

@@ -261,6 +261,26 @@ def test_retrieve_end_to_end(world: dict[str, Path], registry: Registry, model: 
     print(f"\nretrieve (predict + decode + search), dim-32 model: {seconds * 1e3:.1f} ms")
 
 
+def test_api_retrieve_equals_the_library_path(
+    world: dict[str, Path], registry: Registry, model: FourM, tokenizer: Tokenizer, tmp_path: Path
+) -> None:
+    import fourm_core as fm
+
+    path = build_index(world["store"], GLOBAL, registry).save(tmp_path / "world.usearch")
+    api = fm.FourM.from_pretrained(world["root"] / "run", tokenizers=world["toks"], vocabulary=world["vocab"],
+                                   registry=registry)  # fmt: skip
+    caption = "two blue cubes in a room."
+    hits = api.retrieve({"caption": caption}, index=path, k=5)
+    vocabulary = TextVocabulary.load(world["vocab"])
+    want = retrieve(model, text_inputs(registry, PRESET, vocabulary, {"caption": caption}),
+                    EmbeddingIndex.load(path), tokenizer, k=5)  # fmt: skip
+    assert [h.index for h in hits] == [h.index for h in want] and len(hits) == 5
+    assert [h.similarity for h in hits] == pytest.approx([h.similarity for h in want], abs=1e-6)
+    no_tokenizers = fm.FourM.from_pretrained(world["model"], vocabulary=world["vocab"], registry=registry)
+    with pytest.raises(FileNotFoundError, match="tokenizers="):
+        no_tokenizers.retrieve({"caption": caption}, index=path)
+
+
 # ---------------------------------------------------------------------------------------------- the commands
 
 

@@ -72,7 +72,7 @@ def weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def test_training_lowers_the_loss_logs_and_exports(world: dict[str, Path], registry: Registry, tmp_path: Path) -> None:
-    config = run_config(world, tmp_path / "run", **{"schedule.steps": 8, "eval_every": 4})
+    config = run_config(world, tmp_path / "run", **{"schedule.steps": 8, "eval_every": 4, "tokenizers": "toks"})
     result = train(config, registry)
     assert result.steps == 8 and result.final_dir is not None
     log = [__import__("json").loads(line) for line in result.log_path.read_text().splitlines()]
@@ -90,6 +90,10 @@ def test_training_lowers_the_loss_logs_and_exports(world: dict[str, Path], regis
     model = FourM.from_pretrained(result.final_dir)
     assert set(model.modality_info) == set(TrainingData(config, registry, _vocab(world)).modality_info)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()) == ["step00000008"]
+    # the export names what generation needs, as absolute paths
+    assets = __import__("json").loads((result.final_dir / "fourm.json").read_text())
+    assert assets == {"vocabulary": str(Path(world["vocab"]).resolve()), "tokenizers": str(Path("toks").resolve()),
+                      "preset": PRESET}  # fmt: skip
 
 
 def _vocab(world: dict[str, Path]):  # noqa: ANN202

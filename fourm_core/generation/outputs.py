@@ -144,9 +144,34 @@ class GenerationResult(Mapping[str, GenerationOutput]):
         }
 
     def grid_png(self, path: str | os.PathLike[str], size: int = 128, text_width: int = 100) -> Path:
+        """:meth:`grid_image` saved as PNG: one file to look at instead of one per target."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.grid_image(size, text_width).save(path)
+        return path
+
+    def show(self, size: int = 128) -> Any:
+        """The grid of every input and output (:meth:`grid_image`): displayed inline in a notebook, in the
+        system's image viewer elsewhere (nothing opens on a machine without one); the PIL image is returned."""
+        image = self.grid_image(size)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                display(image)
+                return image
+        except ImportError:
+            pass
+        try:
+            image.show()
+        except Exception:  # noqa: BLE001 (no viewer on a headless machine: the returned image is still there)
+            pass
+        return image
+
+    def grid_image(self, size: int = 128, text_width: int = 100) -> Any:
         """One row: the input pictures, then every picture output, each labelled above; below it, the text of
-        every sequence input and output (wrapped to ``text_width`` characters). One file to look at instead of
-        one per target."""
+        every sequence input and output (wrapped to ``text_width`` characters). A PIL image."""
         from PIL import Image, ImageDraw
 
         tiles: list[tuple[str, np.ndarray]] = []
@@ -177,10 +202,7 @@ class GenerationResult(Mapping[str, GenerationOutput]):
         for line in wrapped:
             draw.text((gap, y), line, fill=(0, 0, 0))
             y += line_h
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        canvas.save(path)
-        return path
+        return canvas
 
 
 def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> GenerationOutput:

@@ -34,6 +34,8 @@ __all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
+#: the exported model's sidecar naming its vocabulary, tokenizers and preset
+ASSETS_NAME = "fourm.json"
 LOG_NAME = "log.jsonl"
 
 
@@ -165,7 +167,7 @@ def config_fingerprint(config: RunConfig) -> str:
     """Hash of everything that decides the batches and the model, so a resume refuses a different run. The
     length of the run, logging and checkpointing cadence may change between resumes."""
     data = config.model_dump(mode="json")
-    for volatile in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir"):
+    for volatile in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "tokenizers"):
         data.pop(volatile, None)
     data["schedule"] = None
     data["engine"] = {k: v for k, v in data["engine"].items() if k not in ("threads", "peak_gflops")}
@@ -360,7 +362,7 @@ def train(
                 _prune(ckpt_dir, config.keep_checkpoints)
     if validation:
         evaluate(total_steps)
-    result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage)
+    result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage, _assets(config))
     engine.save_checkpoint(str(ckpt_dir), tag=f"step{total_steps:08d}",
                            client_state={"step": total_steps, "fingerprint": fingerprint})  # fmt: skip
     dist.barrier()
@@ -439,8 +441,20 @@ def _log_record(
     }
 
 
-def _export(engine: Any, directory: Path, rank: int, zero_stage: int) -> Path:
-    """The trained weights as ``model.safetensors`` + ``config.json`` in fp32 (ZeRO-3 parameters gathered)."""
+def _assets(config: RunConfig) -> dict[str, Any]:
+    """What generation needs beside the weights: the text vocabulary, the tokenizers and the preset, as absolute
+    paths (the run config's paths are relative to where training ran)."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else None
+
+    return {"vocabulary": absolute(config.vocabulary), "tokenizers": absolute(config.tokenizers),
+            "preset": config.model.preset}  # fmt: skip
+
+
+def _export(engine: Any, directory: Path, rank: int, zero_stage: int, assets: dict[str, Any]) -> Path:
+    """The trained weights as ``model.safetensors`` + ``config.json`` in fp32 (ZeRO-3 parameters gathered), and
+    ``fourm.json`` with the assets generation needs (:func:`_assets`)."""
     import deepspeed
     import torch.distributed as dist
 
@@ -451,6 +465,8 @@ def _export(engine: Any, directory: Path, rank: int, zero_stage: int) -> Path:
                 _save_fp32(module, directory)
     elif rank == 0:
         _save_fp32(module, directory)
+    if rank == 0:
+        (directory / ASSETS_NAME).write_text(json.dumps(assets, indent=2) + "\n")
     dist.barrier()
     return directory
 
