@@ -41,7 +41,7 @@ from fourm_core.vocab import TextVocabulary
 from helpers import EXAMPLE_PLUGIN, small_world
 
 PRESET = "tiny"
-LABELLED = ["rgb", "depth", "caption", "det"]
+LABELLED = ["rgb", "depth", "caption", "det", "human_poses"]
 MODEL_MODALITIES = ["rgb", "depth", "normal", "caption", "det"]
 
 
@@ -54,7 +54,8 @@ def registry() -> Registry:
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """40 labelled scenes, a depth tokenizer (2 steps), a vocabulary, a saved random-init model and a PNG."""
     two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
-    built = small_world(tmp_path_factory.mktemp("generate"), registry, LABELLED, {"depth": two_steps})
+    built = small_world(tmp_path_factory.mktemp("generate"), registry, LABELLED,
+                        {"depth": two_steps, "human_poses": two_steps})  # fmt: skip
     root, vocab_path = built["root"], built["vocab"]
     store = AlignedStore.open(built["store"], mode="r")
     vocab = TextVocabulary.load(vocab_path)
@@ -74,6 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
         "rgb": rgb,
         "depth": store.read("depth/raw", 3)["depth"],
         "photo": root / "photo.png",
+        "store": built["store"],
     }
 
 
@@ -233,6 +235,25 @@ def test_token_and_sequence_inputs(world: dict, registry: Registry) -> None:
     assert valued["det"].tolist()[-1] == EOS_ID
     chunks = valued[registry.get("metadata_image").model_key(PRESET)]
     assert isinstance(chunks, list) and chunks[-1] == [EOS_ID] and len(chunks) > 2
+
+
+def test_raw_people_are_item_tokenised_as_in_training(world: dict, registry: Registry) -> None:
+    """A stored raw row of people (no tokens) goes through the item tokenizer, then the serializer: the same
+    content ``fourm data tokenize`` + the training pipeline give that sample."""
+    from fourm_core.data.pipeline import open_store_dataset
+    from fourm_core.tokenizers.pretokenize import tokenize_store
+
+    store = AlignedStore.open(world["store"], mode="r")
+    index = next(i for i in range(store.n_samples) if (store.read("human_poses/raw", i) or {}).get("humans"))
+    raw = store.read("human_poses/raw", index)
+    inputs = build_inputs(registry, PRESET, world["vocab"], {"human_poses": raw}, world["toks"])
+    tokenize_store(world["store"], world["toks"], registry, only=["human_poses"], crops=1, seed=0)
+    trained = SampleBuilder(registry, PRESET, world["vocab"])(open_store_dataset(world["store"], registry)[index])
+    key = registry.get("human_poses").model_key(PRESET)
+    assert torch.equal(torch.as_tensor(inputs[key]), torch.as_tensor(trained[key]))
+    assert inputs.texts["human_poses"].startswith("human v0=")
+    with pytest.raises(GenerationRequestError, match="human_poses: needs its trained tokenizer"):
+        build_inputs(registry, PRESET, world["vocab"], {"human_poses": raw})
 
 
 def test_default_schedule(model: FourM) -> None:

@@ -205,6 +205,8 @@ def build_inputs(
             _tokenizer(registry, preset, req, tokenizers_dir)
         elif req.kind == ModalityKind.SEQUENCE and vocabulary is None:
             raise GenerationRequestError(f"{req.name}: a sequence input needs the text vocabulary (--vocab)")
+        elif req.kind == ModalityKind.SEQUENCE and _needs_item_tokens(registry, preset, req, value):
+            _tokenizer(registry, preset, req, tokenizers_dir)
     groups: dict[str, dict[str, Any]] = {}
     for req, value in requested:
         spec = registry.get(req.modality).spec
@@ -224,6 +226,8 @@ def build_inputs(
         else:
             groups.setdefault(req.key, {})[req.name] = (req, value)
     for key, members in groups.items():
+        members = {name: (req, _with_item_tokens(registry, preset, req, value, tokenizers_dir))
+                   for name, (req, value) in members.items()}  # fmt: skip
         content, text = _sequence(registry, preset, vocabulary, key, members)
         out[key] = content
         out.texts[", ".join(members)] = text
@@ -297,6 +301,37 @@ def _encode_tokens(
         raise GenerationRequestError(f"{req.name}: cannot tokenise the given array: {exc}") from None
     transform = getattr(getattr(tokenizer, "config", None), "transform", None)
     return ids[0].long(), picture(transform, array) if transform else None
+
+
+def _needs_item_tokens(registry: Any, preset: str, req: Requested, value: Any) -> bool:
+    """A stored-form value of an item-tokenised sequence (people, instances) without its tokens: the raw row a
+    store holds (``{"humans": [...]}``), which the modality's item tokenizer must encode first."""
+    serializer = registry.key_serializer(req.key, preset)
+    return isinstance(value, Mapping) and "tokens" not in value and hasattr(serializer, "from_store")
+
+
+def _with_item_tokens(
+    registry: Any, preset: str, req: Requested, value: Any, directory: str | os.PathLike[str] | None
+) -> Any:
+    """The value the serializer takes: a raw row of an item-tokenised sequence becomes its items (with tokens
+    from the modality's trained item tokenizer, exactly as ``fourm data tokenize`` stores them); anything else
+    is returned as given."""
+    if not _needs_item_tokens(registry, preset, req, value):
+        return value
+    from fourm_core.tokenizers.training import item_function
+
+    tokenizer = _tokenizer(registry, preset, req, directory)
+    items_of = item_function(tokenizer.config)
+    if items_of is None:
+        raise GenerationRequestError(f"{req.name}: the tokenizer encodes no items; give the value with its tokens")
+    try:
+        items = [np.asarray(x) for x in items_of(dict(value), tokenizer.config.input_size)]
+        tokens = tokenizer.encode_raw(items).numpy() if items else np.zeros((0, tokenizer.n_tokens), np.int64)
+        return registry.key_serializer(req.key, preset).from_store({**value, "tokens": tokens})
+    except GenerationRequestError:
+        raise
+    except Exception as exc:  # the item function or tokenizer names what is wrong with the value
+        raise GenerationRequestError(f"{req.name}: cannot tokenise the given items: {exc}") from None
 
 
 def _sequence(
