@@ -144,9 +144,17 @@ def fourm_masking_chunks(modality: ModalitySpec, sequence: str) -> list[str] | N
 
 @hookspec
 def fourm_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
-    """Provide decoders that turn a modality's tokens into the raw modality and a picture or text.
+    """Provide decoders that draw a modality's generated value as a picture.
 
-    Call ``register(DecoderSpec(modality="depth", factory="pkg.decode:DepthDecoder"))``. The factory builds an object
-    with ``to_modality(tokens, tokenizer) -> value`` and ``render(value) -> PIL.Image | str`` (a colour map for depth,
-    boxes drawn on the image for det, a table for metadata). Several named decoders may exist per modality.
+    Call ``register(DecoderSpec(modality="det", factory="pkg.decoders:DetDecoder"))``. ``factory()`` is called with
+    no arguments (once; the object is cached) and builds an object with
+    ``render(value, context: RenderContext) -> (H, W, 3) uint8 array | None``. For a sequence modality ``value`` is
+    what the modality's serializer ``parse`` returns (for a group such as ``metadata``, the group's
+    ``{member: member value}`` dict, handed to the member that stands for the key); ``context``
+    (:class:`fourm_core.generation.rendering.RenderContext`) gives the input picture as the model saw it (or None),
+    the output ``size``, the ``preset`` and ``tokenizer(name)``, a modality's trained tokenizer or None (per-item
+    tokens such as pose or mask codes decode with it). Examples: boxes drawn on the image for det, a table for
+    metadata. :func:`~fourm_core.generation.rendering.render_output` calls the first registered decoder, resizes
+    its picture to ``size`` x ``size`` and turns an exception into a warning and no picture. Several named decoders
+    may exist per modality.
     """

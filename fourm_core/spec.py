@@ -354,7 +354,8 @@ class SerializerSpec(_Frozen):
 
 
 class DecoderSpec(_Frozen):
-    """Turns a modality's tokens back into the raw modality and a picture or text."""
+    """Draws a modality's generated value as a picture: ``factory()`` builds an object with ``render(value,
+    context)`` (see ``fourm_register_decoders`` and :mod:`fourm_core.generation.rendering`)."""
 
     modality: str = Field(..., pattern=_NAME.pattern)
     name: str = Field("default", pattern=_NAME.pattern)

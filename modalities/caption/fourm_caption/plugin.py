@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 SPEC = ModalitySpec(
     name="caption",
@@ -42,5 +42,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=("source:caption",),
             description="The source's caption (scene-graph caption, or a photo's sidecar .txt).",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="caption",
+            factory="fourm_caption.decoders:CaptionDecoder",
+            description="The caption as wrapped text on white.",
         )
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 SPEC = ModalitySpec(
     name="color_palette",
@@ -49,5 +49,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=("modality:rgb",),
             description="Median-cut palettes of 1..7 colours.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="color_palette",
+            factory="fourm_color_palette.decoders:PaletteDecoder",
+            description="The palette as side-by-side swatches.",
         )
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 from fourm_det.classes import COCO_CLASSES
 
 SPEC = ModalitySpec(
@@ -47,5 +47,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=("source:boxes",),
             description="Exact boxes of every visible thing from the synthetic world.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="det",
+            factory="fourm_det.decoders:DetDecoder",
+            description="Boxes and class names drawn over the input picture.",
         )
     )

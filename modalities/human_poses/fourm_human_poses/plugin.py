@@ -6,6 +6,7 @@ from __future__ import annotations
 from fourm_core.hookspecs import hookimpl
 from fourm_core.spec import (
     ArraySpec,
+    DecoderSpec,
     LabelerSpec,
     ModalitySpec,
     PresetLayout,
@@ -72,5 +73,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=("source:humans",),
             description="Exact 3D poses, shapes and boxes of the synthetic figures.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="human_poses",
+            factory="fourm_human_poses.decoders:HumanPoseDecoder",
+            description="Skeletons (pose tokens decoded by the pose tokenizer) over the input picture.",
         )
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 FIELDS = (
     KeyValueField("geometric_complexity", 17, lo=0, hi=0.75, bins=50, description="angular variance of normals"),
@@ -62,5 +62,17 @@ def fourm_register_labelers(register):
                 "modality:depth",
             ),
             description="Angular variance of normals and Sobel occlusion edges of depth.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="metadata_geometric",
+            factory="fourm_metadata_geometric.decoders:MetadataDecoder",
+            description="The metadata record as a name: value table.",
         )
     )

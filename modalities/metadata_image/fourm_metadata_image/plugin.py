@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 #: Type ids and binning are the official ``MetadataTransform`` table (ids are fixed so adding fields never shifts them).
 FIELDS = (
@@ -71,5 +71,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=("modality:rgb",),
             description="Luma/HSV statistics, colourfulness and original size.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="metadata_image",
+            factory="fourm_metadata_image.decoders:MetadataDecoder",
+            description="The metadata record as a name: value table.",
         )
     )

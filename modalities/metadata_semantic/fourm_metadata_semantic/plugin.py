@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fourm_core.hookspecs import hookimpl
 from fourm_core.serialization import KeyValueField, KeyValueSerializer
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
+from fourm_core.spec import ArraySpec, DecoderSpec, LabelerSpec, ModalitySpec, PresetLayout, SerializerSpec
 
 FIELDS = (
     KeyValueField("caption_n_chars", 2, description="characters in the caption"),
@@ -67,5 +67,17 @@ def fourm_register_labelers(register):
             default=True,
             requires=(),
             description="Counts and class-set shares from the other modalities.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="metadata_semantic",
+            factory="fourm_metadata_semantic.decoders:MetadataDecoder",
+            description="The metadata record as a name: value table.",
         )
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fourm_core.hookspecs import hookimpl
 from fourm_core.spec import (
     ArraySpec,
+    DecoderSpec,
     LabelerSpec,
     ModalitySpec,
     PresetLayout,
@@ -78,5 +79,17 @@ def fourm_register_labelers(register):
             factory="fourm_sam_instance.labelers:felzenszwalb_labeler",
             requires=("modality:rgb", "package:skimage"),
             description="Graph-based colour segments (scikit-image), a classical stand-in for SAM.",
+        )
+    )
+
+
+@hookimpl
+def fourm_register_decoders(register):
+    """The picture of a generated value."""
+    register(
+        DecoderSpec(
+            modality="sam_instance",
+            factory="fourm_sam_instance.decoders:SamInstanceDecoder",
+            description="Instance masks (decoded by the mask tokenizer) in distinct colours over the input picture.",
         )
     )
