@@ -92,12 +92,13 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
 
 
 def write_result(result: Any, out_dir: Path) -> dict[str, Path]:
-    """One file per picture (or vector) target, ``grid.png`` and ``outputs.json``; returns what went where
-    (sequences live in ``outputs.json`` only, where their text and value sit together)."""
+    """One file per picture (or vector) target, ``grid.png`` and ``outputs.json``; returns what went where.
+    A sequence's text and value live in ``outputs.json``; its picture (boxes drawn on the input, a skeleton ...)
+    is written as a PNG too when its plugin drew one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, output in result.items():
-        if output.text is None:
+        if output.text is None or output.picture() is not None:
             written[name] = output.save(out_dir / _file_name(name))
     written["grid"] = result.grid_png(out_dir / "grid.png")
     written["json"] = out_dir / "outputs.json"

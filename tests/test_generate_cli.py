@@ -123,7 +123,8 @@ def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
     assert targets["depth"]["key"] == "tok_depth@64" and len(targets["depth"]["ids"]) == 64
     assert isinstance(targets["caption"]["text"], str) and "value" in targets["caption"]
     assert len(targets["caption"]["ids"]) <= 48
-    assert not (out / "caption.png").exists()  # sequences live in outputs.json
+    # a caption that parses is drawn by its plugin (a random model may write reserved tokens, which do not parse)
+    assert (out / "caption.png").exists() == (targets["caption"].get("parse_error") is None)
     assert "depth.png" in printed and "grid" in printed
 
 
@@ -209,6 +210,24 @@ def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: Fo
         bare.generate({"rgb": world["rgb"]}, targets=["caption"])
     with pytest.raises(ModelAssetsError, match="no config.json"):
         fm.FourM.from_pretrained(tmp_path / "nowhere")
+
+
+def test_parsed_sequences_are_drawn_by_their_plugin(world: dict, registry: Registry) -> None:
+    from fourm_core.generation.outputs import decode_outputs
+    from fourm_core.generation.requests import resolve
+
+    vocab = world["vocab"]
+    good = torch.tensor([[*vocab.encode("a red car on a road."), EOS_ID, 0, 0]])
+    bad = torch.tensor([[*vocab.encode("a v1=3 car"), EOS_ID, 0, 0]])
+    req = resolve(registry, PRESET, "caption")
+    drawn = decode_outputs(registry, PRESET, vocab, {"caption": good}, [req], None, image=world["rgb"])["caption"]
+    picture = drawn.picture()
+    assert drawn.parse_error is None and picture is not None and picture.shape == (128, 128, 3)
+    assert picture.min() < 100 and picture.max() == 255  # dark text on white
+    unparsed = decode_outputs(registry, PRESET, vocab, {"caption": bad}, [req], None)["caption"]
+    assert unparsed.parse_error is not None and unparsed.picture() is None
+    grid = np.asarray(GenerationResult({"caption": drawn}).grid_image())
+    assert grid.shape[0] > 128 and (grid[20:148, 4:132] == picture).all()  # the drawn caption is a tile
 
 
 def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) -> None:

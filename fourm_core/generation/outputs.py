@@ -68,10 +68,16 @@ class GenerationOutput:
     parse_error: str | None = None
     transform: str | None = None
     samples: list[GenerationOutput] = field(default_factory=list, repr=False)
+    #: sequences: the picture the modality's decoder drew of the parsed value (boxes on the image, a skeleton ...)
+    rendered: np.ndarray | None = field(default=None, repr=False)
 
     def picture(self) -> np.ndarray | None:
-        """(H, W, 3) uint8 for image-like outputs, ``None`` for sequences and vectors (global embeddings)."""
-        if self.transform is None or self.kind == ModalityKind.SEQUENCE:
+        """(H, W, 3) uint8: image-like outputs by their tokenizer transform, sequences as their plugin's decoder
+        drew them (``None`` when the text did not parse or the modality has no decoder), ``None`` for vectors
+        (global embeddings)."""
+        if self.kind == ModalityKind.SEQUENCE:
+            return self.rendered
+        if self.transform is None:
             return None
         from fourm_core.tokenizers.pictures import picture
 
@@ -95,7 +101,8 @@ class GenerationOutput:
         return record
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """A PNG for pictures, JSON otherwise; the suffix is set accordingly."""
+        """A PNG for pictures (a drawn sequence too: its text and value are in :meth:`to_json`), JSON otherwise;
+        the suffix is set accordingly."""
         from PIL import Image
 
         path = Path(path)
@@ -183,9 +190,9 @@ class GenerationResult(Mapping[str, GenerationOutput]):
             picture = out.picture()
             if picture is not None:
                 tiles.append((name, picture))
-            elif out.kind == ModalityKind.SEQUENCE:
+            if out.kind == ModalityKind.SEQUENCE:
                 lines.append(f"{name}: {out.text}")
-            else:
+            elif picture is None:
                 lines.append(f"{name}: ids {_trimmed(out.ids, out.kind)}")
         wrapped = [w for line in lines for w in (textwrap.wrap(line, text_width) or [""])]
         label_h, gap, line_h = 16, 4, 13
@@ -241,10 +248,12 @@ def decode_ensemble(
     ids: Mapping[str, torch.Tensor],
     targets: Sequence[Requested],
     tokenizers_dir: str | os.PathLike[str] | None,
+    image: np.ndarray | None = None,
 ) -> dict[str, GenerationOutput]:
     """Decode every row of the sampler's ``ids`` (N generations of one condition) and fuse them per target."""
     rows = int(next(iter(ids.values())).shape[0])
-    decoded = [decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i) for i in range(rows)]
+    decoded = [decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i, image)
+               for i in range(rows)]  # fmt: skip
     out = {}
     for req in targets:
         transform = None
@@ -262,13 +271,29 @@ def decode_outputs(
     targets: Sequence[Requested],
     tokenizers_dir: str | os.PathLike[str] | None,
     sample: int = 0,
+    image: np.ndarray | None = None,
 ) -> dict[str, GenerationOutput]:
-    """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for)."""
+    """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for). Sequences
+    that parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
+    from fourm_core.generation.rendering import RenderContext, render_output
+
+    def tokenizer_of(name: str) -> Any:
+        if tokenizers_dir is None:
+            return None
+        try:
+            return registry.tokenizer(name, preset, tokenizers_dir)
+        except Exception:  # noqa: BLE001 (no trained tokenizer: decoders draw what they can without one)
+            return None
+
+    context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_of)
     out = {}
     for req in targets:
         row = ids[req.key][sample].detach().cpu()
         if req.kind == ModalityKind.SEQUENCE:
-            out[req.name] = _decode_sequence(registry, preset, vocabulary, req, row)
+            decoded = _decode_sequence(registry, preset, vocabulary, req, row)
+            if decoded.parse_error is None:
+                decoded.rendered = render_output(registry, req.modality, decoded.array, context)
+            out[req.name] = decoded
         else:
             tokenizer = registry.tokenizer(req.modality, preset, tokenizers_dir)
             array = tokenizer.decode_raw(row[None])[0]
@@ -368,8 +393,10 @@ def run_generation(
     ids = GenerationSampler(model).generate(dict(contents), schedule, seed=seed, batch_size=ensemble)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
+    pixels = [r.name for r in contents.requested.values() if r.kind == ModalityKind.PIXELS]
+    image = contents.pictures.get(pixels[0]) if pixels else None  # what sequence pictures are drawn over
     if ensemble == 1:
-        outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
+        outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir, image=image)
     else:
-        outputs = decode_ensemble(registry, preset, vocabulary, ids, ordered, tokenizers_dir)
+        outputs = decode_ensemble(registry, preset, vocabulary, ids, ordered, tokenizers_dir, image=image)
     return GenerationResult(outputs, contents, seed, schedule)
