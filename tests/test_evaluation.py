@@ -1,0 +1,84 @@
+"""Held-out evaluation (the shape of the paper's Table 1): per target the model's metrics beside the tokenizer
+bound, kNN against scene labels for global embeddings, ensembling, and the errors for what cannot be evaluated.
+
+A random-init tiny FourM on a small labelled synthetic store with briefly trained tokenizers: the tests check what
+is measured and how, not how good an untrained model is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fourm_core.api import FourM as Api
+from fourm_core.evaluation import EvalConfig, evaluate, label_knn, scores_markdown
+from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.registry import Registry
+from fourm_core.storage.store import AlignedStore
+from fourm_core.tokenizers import TrainConfig
+from fourm_core.vocab import TextVocabulary
+from helpers import EXAMPLE_PLUGIN, small_world
+
+PRESET = "tiny"
+MODALITIES = ["rgb", "depth", "semseg", "dinov2_global", "caption"]
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry(disabled={EXAMPLE_PLUGIN})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
+    steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
+    labelled = ["rgb", "depth", "semseg", "dinov2", "dinov2_global", "caption"]
+    built = small_world(tmp_path_factory.mktemp("evaluation"), registry, labelled,
+                        {"depth": steps, "semseg": steps, "dinov2_global": steps})  # fmt: skip
+    vocab = TextVocabulary.load(built["vocab"])
+    keys = {registry.get(name).model_key(PRESET) for name in MODALITIES}
+    info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
+    torch.manual_seed(0)
+    network = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    return {**built, "model": Api(network, registry, PRESET, vocab, built["toks"])}
+
+
+def test_every_tokenised_target_is_scored_beside_its_bound(world: dict) -> None:
+    scores = evaluate(world["model"], world["store"], EvalConfig(samples=8, bank=32, batch_size=4))
+    assert set(scores) == {"depth", "semseg", "dinov2_global"}  # caption is a sequence; rgb is the input
+    depth = scores["depth"]
+    assert depth.n == 8 and set(depth.model) == {"abs_rel", "delta1"} and set(depth.bound) == {"abs_rel", "delta1"}
+    assert all(np.isfinite(v) for v in depth.model.values())
+    assert 0 <= scores["semseg"].model["miou"] <= 1
+    knn = scores["dinov2_global"]
+    assert {"cosine", "knn_label_top1", "knn_label_top5"} <= set(knn.model) and knn.model["knn_label_top5"] >= \
+        knn.model["knn_label_top1"]  # fmt: skip
+    table = scores_markdown({"tiny": scores})
+    assert "| tiny |" in table and "| tokenizer bound |" in table and "depth abs_rel" in table
+
+
+def test_ensemble_fuses_draws_and_targets_can_be_named(world: dict) -> None:
+    one = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["depth"], label_field=None,
+                                                              temperature=1.0, steps=2))  # fmt: skip
+    five = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["depth"], label_field=None,
+                                                               temperature=1.0, steps=2, ensemble=5))  # fmt: skip
+    assert list(one) == ["depth"] and one["depth"].bound == five["depth"].bound  # the bound does not sample
+    assert one["depth"].model != five["depth"].model
+
+
+def test_what_cannot_be_evaluated_is_named(world: dict) -> None:
+    with pytest.raises(ValueError, match="caption: cannot be evaluated"):
+        evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["caption"]))
+    with pytest.raises(ValueError, match="normal: cannot be evaluated"):
+        evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["normal"]))
+    n = AlignedStore.open(world["store"], mode="r").n_samples
+    with pytest.raises(ValueError, match="keep some to train"):
+        evaluate(world["model"], world["store"], EvalConfig(samples=n))
+
+
+def test_label_knn() -> None:
+    bank = np.array([[1, 0], [0, 1], [0.9, 0.1], [-1, 0]], np.float32)
+    labels = ["a", "b", "a", "c"]
+    queries = np.array([[1, 0.05], [0, 1], [-1, 0.1]], np.float32)
+    got = label_knn(bank, labels, queries, ["a", "a", "d"])
+    assert got["knn_label_top1"] == pytest.approx(1 / 3)  # only the first query's nearest is labelled like it
+    assert got["knn_label_top5"] == pytest.approx(2 / 3)  # all 4 are within the top 5; no bank sample is "d"
