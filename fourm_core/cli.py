@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
+from fourm_core.cli_bench import add_bench_commands
 from fourm_core.cli_data import add_data_commands
 from fourm_core.cli_generate import add_generate_commands
 from fourm_core.cli_retrieve import add_retrieve_commands
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(sub, console)
     add_generate_commands(sub, console)
     add_retrieve_commands(sub, console)
+    add_bench_commands(sub, console)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")

@@ -236,20 +236,21 @@ def scores_markdown(
     rows: Mapping[str, Mapping[str, TaskScores]], metrics: Mapping[str, Sequence[str]] | None = None
 ) -> str:
     """A markdown table: one row per evaluated model (``rows``: row name -> its scores), one column per
-    (modality, metric); a ``tokenizer bound`` row from the first model's bounds. ``metrics``: which metrics per
-    modality (default: all)."""
+    (modality, metric), and a ``tokenizer bound`` row (each task's bound from the first row that has it).
+    ``metrics``: the columns, modality -> metric names, in order (default: every metric of the first row)."""
     first = next(iter(rows.values()))
-    columns = [(m, k) for m, s in first.items() for k in (metrics or {}).get(m, list(s.model))]
-    head = "| model | " + " | ".join(f"{m} {k}" for m, k in columns) + " |"
-    lines = [head, "|" + "---|" * (len(columns) + 1)]
+    wanted = metrics or {m: list(s.model) for m, s in first.items()}
+    columns = [(m, k) for m, names in wanted.items() for k in names]
+    lines = ["| model | " + " | ".join(f"{m} {k}" for m, k in columns) + " |", "|" + "---|" * (len(columns) + 1)]
 
-    def cell(scores: Mapping[str, TaskScores], m: str, k: str, bound: bool = False) -> str:
-        if m not in scores:
+    def cell(scores: Mapping[str, TaskScores] | None, m: str, k: str, bound: bool = False) -> str:
+        if scores is None or m not in scores:
             return "-"
         value = (scores[m].bound if bound else scores[m].model).get(k)
         return "-" if value is None else f"{value:.3f}"
 
     for name, scores in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell(scores, m, k) for m, k in columns) + " |")
-    lines.append("| tokenizer bound | " + " | ".join(cell(first, m, k, bound=True) for m, k in columns) + " |")
+    bounds = [cell(next((s for s in rows.values() if m in s), None), m, k, bound=True) for m, k in columns]
+    lines.append("| tokenizer bound | " + " | ".join(bounds) + " |")
     return "\n".join(lines) + "\n"

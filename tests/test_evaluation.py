@@ -6,6 +6,9 @@ is measured and how, not how good an untrained model is."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -33,7 +36,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
     labelled = ["rgb", "depth", "semseg", "dinov2", "dinov2_global", "caption"]
     built = small_world(tmp_path_factory.mktemp("evaluation"), registry, labelled,
-                        {"depth": steps, "semseg": steps, "dinov2_global": steps})  # fmt: skip
+                        {"depth": steps, "semseg": steps, "dinov2_global": steps}, crops=1)  # fmt: skip
     vocab = TextVocabulary.load(built["vocab"])
     keys = {registry.get(name).model_key(PRESET) for name in MODALITIES}
     info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
@@ -82,3 +85,37 @@ def test_label_knn() -> None:
     got = label_knn(bank, labels, queries, ["a", "a", "d"])
     assert got["knn_label_top1"] == pytest.approx(1 / 3)  # only the first query's nearest is labelled like it
     assert got["knn_label_top5"] == pytest.approx(2 / 3)  # all 4 are within the top 5; no bank sample is "d"
+
+
+def test_quality_bench_trains_each_row_once_and_tabulates(world: dict, tmp_path: Path) -> None:
+    from fourm_core.quality_bench import QualityBenchConfig, run_quality_bench
+
+    config = QualityBenchConfig.model_validate({
+        "store": str(world["store"]), "tokenizers": str(world["toks"]), "vocabulary": str(world["vocab"]),
+        "out_dir": str(tmp_path / "runs"), "val_samples": 6,
+        "train": {"input_tokens": 32, "target_tokens": 32,
+                  "model": {"size": "tiny", "preset": PRESET,
+                            "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}},
+                  "schedule": {"steps": 2}, "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0}},
+        "tasks": {"depth": ["abs_rel"], "dinov2_global": ["knn_label_top1"]},
+        "rows": [{"name": "all"}, {"name": "no globals", "modalities": ["rgb", "depth", "caption"]},
+                 {"name": "specialists", "specialists": ["depth"]}],
+        "evaluation": {"bank": 16},
+        "ensemble": {"row": "all", "n": 2},
+    })  # fmt: skip
+    lines: list[str] = []
+    result = run_quality_bench(config, world["model"].registry, log=lines.append)
+    rows = result["rows"]
+    assert list(rows) == ["all", "no globals", "specialists", "all, ensemble of 2"]
+    assert set(rows["all"]) == {"depth", "dinov2_global"} and set(rows["no globals"]) == {"depth"}
+    assert set(rows["specialists"]) == {"depth"} and rows["specialists"]["depth"]["n"] == 6
+    mixture = json.loads((tmp_path / "runs" / "specialists" / "depth" / "mixture.json").read_text())
+    assert {k: v["target_alphas"] for k, v in mixture.items()} == {"rgb@64": [0.0], "tok_depth@64": [1.0]}
+    table = result["markdown"].splitlines()
+    assert table[0] == "| model | depth abs_rel | dinov2_global knn_label_top1 |"
+    assert table[3].startswith("| no globals | ") and table[3].endswith(" | - |")  # trained without the task
+    assert table[-1].startswith("| tokenizer bound |")
+    # a second call reuses the three finished runs instead of training again
+    again: list[str] = []
+    run_quality_bench(config, world["model"].registry, log=again.append)
+    assert sum("reusing" in line for line in again) == 3 and not any("reusing" in line for line in lines)
