@@ -97,14 +97,10 @@ class QualityBenchConfig(BaseModel):
 
 def load_quality_config(path: str | os.PathLike[str], **overrides: Any) -> QualityBenchConfig:
     """Read the YAML; ``overrides`` are dotted keys (``train.schedule.steps=20``) set before validation."""
+    from fourm_core.training.config import apply_overrides
+
     data = yaml.safe_load(Path(path).read_text()) or {}
-    for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return QualityBenchConfig.model_validate(data)
+    return QualityBenchConfig.model_validate(apply_overrides(data, overrides))
 
 
 def _slug(text: str) -> str:

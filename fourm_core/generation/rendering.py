@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "RecordDecoder",
     "RenderContext",
     "base_picture",
     "distinct_colour",
@@ -179,3 +180,12 @@ def table_picture(rows: Sequence[tuple[str, str]], size: int) -> np.ndarray:
     """``name: value`` lines on white (a title row has no value), never wrapped so that columns stay intact."""
     lines = [f"{name}: {text}" if text else name for name, text in rows] or ["(empty)"]
     return text_picture(lines, size, wrap=False)
+
+
+class RecordDecoder:
+    """A decoder for record-like values (``{field: value}``, or a group's ``{member: {field: value}}``): every
+    field as a ``name: value`` line on white. Shared by plugins whose values are records (metadata), which
+    register ``factory="fourm_core.generation.rendering:RecordDecoder"`` instead of each writing the same class."""
+
+    def render(self, value: Mapping[str, Any], context: RenderContext) -> np.ndarray:
+        return table_picture(record_rows(value), context.size)

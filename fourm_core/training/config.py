@@ -23,6 +23,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "ScheduleConfig",
+    "apply_overrides",
     "load_run_config",
 ]
 
@@ -172,10 +173,15 @@ def load_run_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read a YAML run config; ``overrides`` are dotted keys (``schedule.steps=20``) applied before validation.
     Relative paths in the file are relative to the working directory (configs name ``demo/world.zarr``)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
+    return RunConfig.model_validate(apply_overrides(data, overrides))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``schedule.steps``) in a config mapping, creating missing levels; returns ``data``."""
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return RunConfig.model_validate(data)
+    return data
