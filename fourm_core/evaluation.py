@@ -24,14 +24,26 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EvalConfig", "TaskScores", "evaluate", "label_knn", "scores_markdown"]
+from fourm_core.spec import ModalityKind
+
+__all__ = [
+    "EvalConfig",
+    "TaskScores",
+    "evaluate",
+    "held_out_split",
+    "input_contents",
+    "input_names",
+    "label_knn",
+    "scores_markdown",
+]
 
 _IMAGE_KINDS = ("image_tokens", "global_tokens")
 _SOURCE_PART = "source"
 
 
 class EvalConfig(BaseModel):
-    """What to evaluate and how to sample. ``targets`` ``None``: every modality the model predicts whose tokenizer
+    """What to evaluate and how to sample. ``inputs`` ``None``: the model's pixel modalities (the paper evaluates
+    from RGB). ``targets`` ``None``: every modality the model predicts whose tokenizer
     is trained and whose truth the store holds (except those that only re-encode an input, such as RGB tokens from
     RGB pixels). ``samples``: the last N samples of the store, the split a training run holds out
     (``val_samples``). ``steps`` / ``temperature``: the MaskGIT schedule per target (1 step at temperature 0 is the
@@ -41,7 +53,7 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[str] = Field(default_factory=lambda: ["rgb"], min_length=1)
+    inputs: list[str] | None = Field(None, min_length=1)
     targets: list[str] | None = None
     samples: int = Field(64, ge=1)
     steps: int = Field(1, ge=1)
@@ -78,26 +90,14 @@ def evaluate(
     input is missing from the store, a named target cannot be evaluated, or the store is too small."""
     import time
 
-    from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
-    from fourm_core.generation.requests import resolve
     from fourm_core.storage.store import AlignedStore
 
     config = config or EvalConfig()
     store = AlignedStore.open(store_path, mode="r")
-    if config.samples >= store.n_samples:
-        raise ValueError(f"{store_path}: {config.samples} held-out samples of {store.n_samples}; keep some to train")
-    held_out = list(range(store.n_samples - config.samples, store.n_samples))
-    input_keys = [resolve(model.registry, model.preset, name).key for name in config.inputs]
-    tasks = _tasks(model, store, config)
-    dataset = open_store_dataset(store_path, model.registry, crop=0)
-    builder = SampleBuilder(model.registry, model.preset, model.vocabulary)
-    contents = []
-    for index in held_out:
-        built = builder(dataset[index])
-        missing = [k for k in input_keys if k not in built]
-        if missing:
-            raise ValueError(f"sample {index} of {store_path} has no input {', '.join(missing)}")
-        contents.append({k: built[k] for k in input_keys})
+    held_out = held_out_split(store, config.samples)
+    inputs = input_names(model, config.inputs)
+    tasks = _tasks(model, store, config, inputs)
+    contents = input_contents(model, store_path, held_out, inputs)
     labels = _labels(store, config.label_field) if config.label_field else None
     out: dict[str, TaskScores] = {}
     for task in tasks:
@@ -130,14 +130,56 @@ class _Task:
     tokenizer: Any
 
 
-def _tasks(model: Any, store: Any, config: EvalConfig) -> list[_Task]:
+def held_out_split(store: Any, samples: int) -> list[int]:
+    """The last ``samples`` indices of the store (what a training run's ``val_samples`` holds out)."""
+    if samples >= store.n_samples:
+        raise ValueError(f"{store.path}: {samples} held-out samples of {store.n_samples}; keep some to train")
+    return list(range(store.n_samples - samples, store.n_samples))
+
+
+def input_names(model: Any, inputs: Sequence[str] | None) -> list[str]:
+    """The given input modalities, or by default every pixel modality the model takes as input."""
+    if inputs is not None:
+        return list(inputs)
+    info = model.network.modality_info
+    found = []
+    for m in model.registry.modalities():
+        key = m.model_key(model.preset)
+        if m.spec.kind == ModalityKind.PIXELS and key in info and info[key].get("input", True):
+            found.append(m.name)
+    if not found:
+        raise ValueError("the model takes no pixel modality as input: name the evaluation inputs")
+    return found
+
+
+def input_contents(
+    model: Any, store_path: str | os.PathLike[str], indices: Sequence[int], inputs: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per sample the model-key contents of ``inputs`` (full image, built exactly as in training)."""
+    from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
+    from fourm_core.generation.requests import resolve
+
+    keys = [resolve(model.registry, model.preset, name).key for name in inputs]
+    dataset = open_store_dataset(store_path, model.registry, crop=0)
+    builder = SampleBuilder(model.registry, model.preset, model.vocabulary)
+    contents = []
+    for index in indices:
+        built = builder(dataset[index])
+        missing = [k for k in keys if k not in built]
+        if missing:
+            raise ValueError(f"sample {index} of {store_path} has no input {', '.join(missing)}")
+        contents.append({k: built[k] for k in keys})
+    return contents
+
+
+def _tasks(model: Any, store: Any, config: EvalConfig, inputs: Sequence[str]) -> list[_Task]:
     """The evaluable targets: predicted by the model, tokenised by a trained tokenizer of image or global tokens
     (not per-item), with the truth in the store, and not a re-encoding of an input."""
     from fourm_core.tokenizers.training import source_of
 
     registry, preset, info = model.registry, model.preset, model.network.modality_info
     names = config.targets if config.targets is not None else registry.names()
-    input_modalities = set(config.inputs)
+    input_modalities = set(inputs)
     tasks = []
     for name in names:
         modality = registry.get(name)

@@ -43,7 +43,8 @@ class RowConfig(BaseModel):
     name: str
     modalities: list[str] | None = None
     specialists: list[str] | None = None
-    inputs: list[str] = Field(default_factory=lambda: ["rgb"], min_length=1)
+    #: the inputs of a specialist and of every row's evaluation (default: the store's pixel modalities)
+    inputs: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> RowConfig:
@@ -138,6 +139,18 @@ def _specialist_mixture(registry: Any, preset: str, inputs: list[str], task: str
     return str(path)
 
 
+def _pixel_modalities(registry: Any, store_path: str) -> list[str]:
+    """The store's pixel modalities: the default inputs of specialists and evaluations."""
+    from fourm_core.spec import ModalityKind
+    from fourm_core.storage.store import AlignedStore
+
+    parts = AlignedStore.open(store_path, mode="r").parts()
+    found = [m.name for m in registry.modalities() if m.spec.kind == ModalityKind.PIXELS and f"{m.name}/raw" in parts]
+    if not found:
+        raise ValueError(f"{store_path} holds no pixel modality: give each row its inputs")
+    return found
+
+
 def _trained(config: Any, registry: Any, log: Callable[[str], None]) -> tuple[Path, float]:
     """Train (or reuse a finished run of the same config); returns the final folder and training seconds."""
     from fourm_core.training.engine import config_fingerprint, train
@@ -173,13 +186,15 @@ def run_quality_bench(
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
     timings: dict[str, float] = {}
+    pixels = _pixel_modalities(registry, bench.store)
     for row in bench.rows:
         row_dir = out_dir / _slug(row.name)
+        inputs = row.inputs or pixels
         plans: list[tuple[str, list[str] | None, str | None, list[str]]] = []
         if row.specialists is not None:
             for task in row.specialists:
-                mixture = _specialist_mixture(registry, preset, row.inputs, task, row_dir / task / "mixture.json")
-                plans.append((f"{row.name} / {task}", [*row.inputs, task], mixture, [task]))
+                mixture = _specialist_mixture(registry, preset, inputs, task, row_dir / task / "mixture.json")
+                plans.append((f"{row.name} / {task}", [*inputs, task], mixture, [task]))
         else:
             plans.append((row.name, row.modalities, None, tasks))
         scores: dict[str, Any] = {}
@@ -196,7 +211,7 @@ def run_quality_bench(
                 log(f"[{label}] predicts none of {targets}: nothing to evaluate (is the store pre-tokenised?)")
                 continue
             start = time.perf_counter()
-            got = evaluate(model, bench.store, EvalConfig(**{**eval_fields, "inputs": row.inputs,
+            got = evaluate(model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs,
                                                             "targets": predicted}))  # fmt: skip
             timings[f"evaluate {label}"] = round(time.perf_counter() - start, 1)
             scores.update(got)

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 __all__ = [
     "COORD_BINS",
     "CropFollowing",
+    "ItemMatching",
     "KeyValueField",
     "GroupSerializer",
     "KeyValueRecordCodec",
@@ -83,6 +84,23 @@ class CropFollowing(Protocol[V]):
     def crop(self, value: V, settings: Sequence[float], image_size: int) -> V:
         """``value`` seen through the crop ``settings`` = ml-4m's ``[top, left, height, width, flip]`` in pixels of
         an ``image_size`` square image (flip mirrors the crop horizontally)."""
+
+
+@runtime_checkable
+class ItemMatching(Protocol[V]):
+    """Optional for serializers whose values are lists of items, each with an image box and the codes of a per-item
+    tokenizer (the tokenizer config's ``items``). With it, held-out evaluation
+    (:mod:`fourm_core.evaluation_items`) can match generated items to the stored ones by box and score the decoded
+    items. Boxes are ``(xmin, ymin, xmax, ymax)`` as fractions of the image side, in [0, 1]; ``image_size`` is the
+    side in pixels of the model's (and the store's) square image, for formats that write pixels."""
+
+    def item_boxes(self, value: V, image_size: int) -> list[tuple[tuple[float, float, float, float], Any]]:
+        """For a parsed value: each item's box and its tokenizer codes (a 1-D int array), in the order the item
+        tokenizer decodes them; an item written several times (e.g. found by two queries) is listed once."""
+
+    def truth_boxes(self, row: dict[str, Any], image_size: int) -> list[tuple[float, float, float, float]]:
+        """For a stored raw row: one box per item, aligned with the items the tokenizer's ``items`` function
+        extracts from the same row."""
 
 
 def crop_is_identity(settings: Sequence[float] | None, image_size: int) -> bool:

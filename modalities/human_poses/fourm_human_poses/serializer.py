@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fourm_core.serialization import SerializationError, TokenCursor, code_token, coord_bin, value_token
@@ -159,6 +160,17 @@ class HumanPoseSerializer:
                     fields["betas"] = tuple(BETAS.decode(v) for v in cursor.values(0, 10))
             humans.append(Human(bbox=bbox, **fields))  # type: ignore[arg-type]
         return humans
+
+    # -- ItemMatching (held-out evaluation matches people by box) --------------------------------------------------
+    def item_boxes(
+        self, value: Sequence[Human | dict], image_size: int = 0
+    ) -> list[tuple[tuple[float, float, float, float], np.ndarray]]:
+        """Each person's box (already image fractions; ``image_size`` is unused) and pose tokens, in order."""
+        return [(tuple(float(v) for v in h.bbox), np.asarray(h.pose_tokens, np.int64)) for h in self._humans(value)]
+
+    def truth_boxes(self, row: dict, image_size: int = 0) -> list[tuple[float, float, float, float]]:
+        """The stored people's boxes, in the order of :func:`fourm_human_poses.tokenizing.pose_items`."""
+        return [tuple(float(v) for v in h["bbox"]) for h in row.get("humans") or []]  # type: ignore[misc]
 
     def example(self, rng: random.Random) -> list[Human]:
         """0..3 random people."""

@@ -158,6 +158,23 @@ class SamInstanceSerializer:
             out.append(QueryPoint(x=x, y=y, instances=found))
         return out
 
+    # -- ItemMatching (held-out evaluation matches instances by box) -----------------------------------------------
+    def item_boxes(
+        self, value: Sequence[QueryPoint | dict], image_size: int
+    ) -> list[tuple[tuple[float, float, float, float], np.ndarray]]:
+        """Every distinct instance (one found by several points is listed once), in order of first appearance: its
+        pixel box (inclusive corners in an ``image_size`` image) as image fractions, and its mask tokens."""
+        seen: dict[tuple, None] = {}
+        for point in self._points(value):
+            for inst in point.instances:
+                seen.setdefault((inst.bbox, inst.tokens), None)
+        return [(_fractions(bbox, image_size), np.asarray(tokens, np.int64)) for bbox, tokens in seen]
+
+    def truth_boxes(self, row: dict, image_size: int) -> list[tuple[float, float, float, float]]:
+        """The stored instances' boxes as image fractions, in the order of
+        :func:`fourm_sam_instance.tokenizing.mask_items` (the ``boxes`` array)."""
+        return [_fractions(tuple(int(v) for v in b), image_size) for b in np.asarray(row["boxes"]).reshape(-1, 4)]
+
     def example(self, rng: random.Random) -> list[QueryPoint]:
         """1..5 random query points with 0..2 instances each (at most 225 tokens, inside the paper budget)."""
         s = self.image_size
@@ -171,3 +188,9 @@ class SamInstanceSerializer:
                 instances.append(Instance(bbox=(x0, y0, x1, y1), tokens=tokens))
             points.append(QueryPoint(x=rng.randrange(s), y=rng.randrange(s), instances=tuple(instances)))
         return points
+
+
+def _fractions(bbox: Sequence[int], image_size: int) -> tuple[float, float, float, float]:
+    """Inclusive pixel corners ``(xmin, ymin, xmax, ymax)`` as the box's extent in image fractions."""
+    x0, y0, x1, y1 = bbox
+    return (x0 / image_size, y0 / image_size, (x1 + 1) / image_size, (y1 + 1) / image_size)
