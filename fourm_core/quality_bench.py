@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fourm_core.spec import ModalityKind
+
 __all__ = ["QualityBenchConfig", "RowConfig", "load_quality_config", "run_quality_bench"]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -211,8 +213,8 @@ def run_quality_bench(
                 log(f"[{label}] predicts none of {targets}: nothing to evaluate (is the store pre-tokenised?)")
                 continue
             start = time.perf_counter()
-            got = evaluate(model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs,
-                                                            "targets": predicted}))  # fmt: skip
+            got = _evaluate_all(model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs,
+                                                                 "targets": predicted}))  # fmt: skip
             timings[f"evaluate {label}"] = round(time.perf_counter() - start, 1)
             scores.update(got)
             if row.specialists is None:
@@ -222,7 +224,8 @@ def run_quality_bench(
     if bench.ensemble is not None:
         e = bench.ensemble
         start = time.perf_counter()
-        targets = [t for t in tasks if t in rows[e.row]]
+        # ensembling fuses decoded maps and embeddings; item sequences have no per-sample fusion
+        targets = [t for t in tasks if t in rows[e.row] and registry.get(t).spec.kind != ModalityKind.SEQUENCE]
         fields = {**eval_fields, "targets": targets, "ensemble": e.n, "temperature": e.temperature, "steps": e.steps}
         got = evaluate(models[e.row], bench.store, EvalConfig(**fields))
         timings[f"evaluate {e.row} x{e.n}"] = round(time.perf_counter() - start, 1)
@@ -236,6 +239,23 @@ def run_quality_bench(
         "timings_s": timings,
         "markdown": markdown,
     }
+
+
+def _evaluate_all(model: Any, store: str, config: Any) -> dict[str, Any]:
+    """Image and global-token targets through :func:`~fourm_core.evaluation.evaluate`, item-tokenised sequences
+    (poses, instances) through :func:`~fourm_core.evaluation_items.evaluate_items`."""
+    from fourm_core.evaluation import evaluate
+    from fourm_core.evaluation_items import evaluate_items
+
+    targets = config.targets or []
+    sequences = [t for t in targets if model.registry.get(t).spec.kind == ModalityKind.SEQUENCE]
+    maps = [t for t in targets if t not in sequences]
+    out: dict[str, Any] = {}
+    if maps:
+        out.update(evaluate(model, store, config.model_copy(update={"targets": maps})))
+    if sequences:
+        out.update(evaluate_items(model, store, config.model_copy(update={"targets": sequences})))
+    return {t: out[t] for t in targets if t in out}
 
 
 def _short(metrics: dict[str, float], names: list[str]) -> str:

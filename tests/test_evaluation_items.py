@@ -180,3 +180,10 @@ def test_an_oracle_generator_scores_the_bound_end_to_end(world: dict, registry: 
     for task in scores.values():
         assert task.model["recall"] == task.model["precision"] == task.model["parse_rate"] == 1.0
         assert {k: task.model[k] for k in task.bound} == pytest.approx(task.bound)
+
+
+def test_the_quality_benchmark_routes_item_targets_here(world: dict) -> None:
+    from fourm_core.quality_bench import _evaluate_all
+
+    scores = _evaluate_all(world["model"], str(world["store"]), EvalConfig(samples=4, targets=list(ITEMS)))
+    assert list(scores) == list(ITEMS) and all("parse_rate" in s.model for s in scores.values())
