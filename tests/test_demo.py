@@ -1,5 +1,5 @@
 """``fourm demo`` end to end on a tiny configuration: every stage runs, writes its outputs, and a second run reuses
-them instead of redoing the work."""
+them instead of redoing the work; the report it ends with loads in headless Chromium (``test_report.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import assert_report_loads, chromium
 
 from fourm_core.cli import main
 
@@ -28,11 +29,27 @@ def test_tiny_demo_runs_every_stage_and_reuses_its_outputs(tmp_path: Path, capsy
     info = json.loads((out / "store_info.json").read_text())
     assert info["n_samples"] == 64
     first = capsys.readouterr().out
-    assert "7/7" in first
+    assert "8/8" in first and "report:" in first
     summary = json.loads((out / "model" / "summary.json").read_text())
     assert summary["steps"] >= 5 and summary["validation_last"] < summary["validation_first"]
     assert (out / "model" / "final" / "model.safetensors").exists()
     assert (out / "model" / "pixels2all.png").stat().st_size > 0 and (out / "model" / "curves.svg").exists()
+    generation = json.loads((out / "generation" / "generation.json").read_text())
+    scenes = generation["scenes"]
+    assert [s["index"] for s in scenes] == [32, 33, 34]  # the first held-out scenes (val_samples 32 of 64)
+    kinds = {t["kind"] for t in scenes[0]["targets"]}
+    assert kinds == {"image_tokens", "global_tokens", "sequence"} and len(scenes[0]["targets"]) >= 18
+    assert all((out / t["picture"]).stat().st_size > 0 for s in scenes for t in s["targets"] if "picture" in t)
+    assert len(generation["chains"]) == 2 and (out / generation["chains"][0]["picture"]).exists()
+    queries = generation["retrieval"]["queries"]
+    assert {q["by"] for q in queries} == {"rgb@64", "caption"} and all(len(q["hits"]) == 5 for q in queries)
+    assert "generation and retrieval" in timings
+    report = out / "report.html"
     assert main(args) == 0  # second run: store resumes, tokenizers are reused (no training lines)
     second = capsys.readouterr().out
     assert "steps, bound" in first and "steps, bound" not in second
+    assert "(reused)" in second and "8/8" in second
+    # ground truth + prediction per picture target and scene, inputs, chains, hits: all decoded by the browser
+    pictures = sum("picture" in t for s in scenes for t in s["targets"])
+    if chromium() is not None:  # without it (and FOURM_REQUIRE_CHROMIUM unset) the rest of this test still counts
+        assert_report_loads(report, pictures + len(scenes) + 2 * len(generation["chains"]))
