@@ -79,6 +79,16 @@ def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: Four
         assert torch.equal(out[target], probe)
 
 
+def test_logits_for_one_key_equal_that_key_of_all_logits(model: FourM, pixels: torch.Tensor) -> None:
+    trace: list[dict] = []
+    GenerationSampler(model).generate({"px": pixels}, [step("grid", "maskgit", num_steps=2)], trace=trace)
+    mod_dict, n_enc = trace[0]["mod_dict"], trace[0]["num_encoder_tokens"]
+    every = model(mod_dict, n_enc, 16, return_logits=True)
+    only = model(mod_dict, n_enc, 16, return_logits=True, logits_for=("grid",))
+    assert set(every) == {"grid", "glob", "seq"} and list(only) == ["grid"]
+    assert torch.equal(only["grid"], every["grid"])
+
+
 def test_token_schedules() -> None:
     for n, s in [(16, 1), (16, 4), (16, 16), (196, 12), (5, 3)]:
         for kind in ("cosine", "linear"):

@@ -333,7 +333,7 @@ class GenerationSampler:
             for drop in guidance.drops:
                 mod_dict = self._batch(state, drop, key, entry)
                 n_enc = self._num_encoder_tokens(mod_dict)
-                logits.append(self.model(mod_dict, n_enc, n_sel, return_logits=True)[key][:, :n_sel])
+                logits.append(self.model(mod_dict, n_enc, n_sel, return_logits=True, logits_for=(key,))[key][:, :n_sel])
                 if trace is not None and not drop:
                     trace.append({"target": key, "step": i, "mod_dict": mod_dict, "num_encoder_tokens": n_enc})
             temperature = temperature_at(step, i, len(counts), done_fraction=float(known[0].sum()) / n)

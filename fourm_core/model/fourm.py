@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Collection
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -366,8 +367,12 @@ class FourM(nn.Module):
         num_decoder_tokens: int,
         loss_type: str = "mod",
         return_logits: bool = False,
+        logits_for: Collection[str] | None = None,
     ):
-        """Official batch format in, ``(loss, {model_key: loss})`` out (or per-key logits with ``return_logits``)."""
+        """Official batch format in, ``(loss, {model_key: loss})`` out (or per-key logits with ``return_logits``).
+
+        ``logits_for``: with ``return_logits``, only these keys' logits (ml-4m runs every output head over every
+        decoder position; a sampler that decodes one key would spend most of a step on heads it throws away)."""
         enc_dict = {k: self.encoder_embeddings[k](dict(d)) for k, d in mod_dict.items() if k in self.encoder_embeddings}
         x, emb, encoder_mask, _ = self.forward_mask_encoder(enc_dict, num_encoder_tokens)
         dec_dict = {
@@ -382,7 +387,8 @@ class FourM(nn.Module):
         y = self.forward_decoder(y_tok + y_emb, context, encoder_mask, dec_attn)
 
         if return_logits:
-            return {k: self.decoder_embeddings[k].forward_logits(y) for k in dec_dict}
+            wanted = dec_dict if logits_for is None else [k for k in dec_dict if k in logits_for]
+            return {k: self.decoder_embeddings[k].forward_logits(y) for k in wanted}
         losses: dict[str, torch.Tensor] = {}
         weights: dict[str, int] = {}
         for k in dec_dict:
