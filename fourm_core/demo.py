@@ -350,6 +350,29 @@ def _generation_line(record: dict[str, Any]) -> str:
     return ", ".join(parts) + cached
 
 
+def _draw_sequence(
+    registry: Registry, preset: str, req: Any, text: str | None, image: np.ndarray, tokenizers: Path
+) -> np.ndarray | None:
+    """The picture the modality's decoder draws of a stored sequence text (``None`` when there is none)."""
+    from fourm_core.generation.rendering import RenderContext, render_output
+
+    if not text:
+        return None
+    try:
+        value = registry.key_serializer(req.key, preset).parse(text)
+    except Exception:  # noqa: BLE001 (a stored text the codec cannot read back is shown as text only)
+        return None
+
+    def tokenizer_of(name: str) -> Any:
+        try:
+            return registry.tokenizer(name, preset, tokenizers)
+        except Exception:  # noqa: BLE001 (no trained tokenizer: the decoder draws what it can)
+            return None
+
+    return render_output(registry, req.modality, value, RenderContext(image=image, preset=preset,
+                                                                     tokenizer=tokenizer_of))  # fmt: skip
+
+
 def _generate_and_retrieve(
     registry: Registry,
     out: Path,
@@ -461,6 +484,7 @@ def _generate_and_retrieve(
         inputs = [dict(build_inputs(registry, preset, vocabulary, {pixel_modality: _raw_value(registry, store,
                   pixel_modality, i)}, tokenizers, model=model)) for i in held_out]  # fmt: skip
         scenes_out = [{"index": i, "text": texts.get(i, ""), "picture": thumb(i), "targets": []} for i in held_out]
+        images = [np.asarray(_raw_value(registry, store, pixel_modality, i)) for i in held_out]
         record["target_seconds"] = {}
         for req in requested:
             key = req.key
@@ -469,7 +493,7 @@ def _generate_and_retrieve(
             schedule = default_schedule(info, [req], steps=8, temperature=0.5)
             ids = sampler.generate(inputs, schedule, seed=0)
             for s, (index, scene) in enumerate(zip(held_out, scenes_out, strict=True)):
-                output = decode_outputs(registry, preset, vocabulary, ids, [req], tokenizers, s)[req.name]
+                output = decode_outputs(registry, preset, vocabulary, ids, [req], tokenizers, s, images[s])[req.name]
                 entry: dict[str, Any] = {"key": key, "kind": info[key]["type"]}
                 if key in tokenizer:
                     truth = _raw_value(registry, store, req.modality, index)
@@ -491,6 +515,13 @@ def _generate_and_retrieve(
                         else None  # fmt: skip
                     entry["prediction"] = output.text
                     entry["parsed"] = output.parse_error is None
+                    drawn = [_draw_sequence(registry, preset, req, entry["truth"], images[s], tokenizers),
+                             output.picture()]  # fmt: skip
+                    if any(d is not None for d in drawn):  # stored | generated, as the plugin draws them
+                        blank = np.full((*next(d for d in drawn if d is not None).shape[:2], 3), 200, np.uint8)
+                        path = folder / f"scene_{index}" / f"{_stem(key)}.png"
+                        entry["picture"] = rel(_save_png(tile_row([blank if d is None else d for d in drawn], 96),
+                                                         path))  # fmt: skip
                 scene["targets"].append(entry)
                 progress.advance(task)
             record["target_seconds"][key] = round(time.perf_counter() - t0, 3)

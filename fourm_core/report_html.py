@@ -192,8 +192,11 @@ def _training(out: Path) -> str:
         return '<p class="note">No trained 4M yet.</p>'
     log = run / "log.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-    parts = [f"<p>{summary['steps']} steps; mean validation loss {summary['validation_first']:.3f} &rarr; "
-             f"{summary['validation_last']:.3f}.</p>"]  # fmt: skip
+    # the demo writes validation_first/last, benchmarks/train_world.py val_first/last
+    first = summary.get("validation_first", summary.get("val_first"))
+    last = summary.get("validation_last", summary.get("val_last"))
+    loss = f"; mean validation loss {first:.3f} &rarr; {last:.3f}" if first is not None and last is not None else ""
+    parts = [f"<p>{summary.get('steps', '?')} steps{loss}.</p>"]
     headers, rows = _validation_rows(records)
     if rows:
         parts.append('<p class="note">Validation loss per model key on the held-out scenes (every other '
@@ -216,7 +219,8 @@ def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
     parts = ['<p class="note">Each target generated from the pixels alone (MaskGIT, 8 steps, temperature 0.5 '
              "decaying linearly; sequences autoregressively). Pictures: stored ground truth | its tokenizer "
              "reconstruction (the bound) | the model's prediction. Global embeddings: cosine similarity to the "
-             "stored vector. Sequences: the stored text next to the generated one.</p>"]  # fmt: skip
+             "stored vector. Sequences: the stored text next to the generated one, and the stored | generated value as "
+             "the modality's plugin draws it (when it parses).</p>"]  # fmt: skip
     seconds = record.get("target_seconds") or {}
     if seconds:
         parts.append(f'<p class="note">{len(seconds)} targets for {len(record["scenes"])} scenes (one batch per '
@@ -232,9 +236,9 @@ def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
             if "picture" in t:
                 cards.append(f'<figure class="card">{_img(out, t["picture"], t["key"])}<figcaption>'
                              f"{escape(t['key'])}</figcaption></figure>")  # fmt: skip
-            elif "cosine_prediction" in t:
+            if "cosine_prediction" in t:
                 vectors.append((t["key"], t.get("cosine_prediction"), t.get("cosine_reconstruction")))
-            else:
+            elif "prediction" in t:
                 generated = escape(t.get("prediction") or "")
                 if not t.get("parsed", True):
                     generated += ' <span class="bad">(does not parse)</span>'
