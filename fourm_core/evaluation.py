@@ -34,6 +34,7 @@ __all__ = [
     "input_contents",
     "input_names",
     "label_knn",
+    "prepare",
     "scores_markdown",
 ]
 
@@ -90,12 +91,7 @@ def evaluate(
     input is missing from the store, a named target cannot be evaluated, or the store is too small."""
     import time
 
-    from fourm_core.storage.store import AlignedStore
-
-    config = config or EvalConfig()
-    store = AlignedStore.open(store_path, mode="r")
-    held_out = held_out_split(store, config.samples)
-    inputs = input_names(model, config.inputs)
+    config, store, held_out, inputs = prepare(model, store_path, config)
     tasks = _tasks(model, store, config, inputs)
     contents = input_contents(model, store_path, held_out, inputs)
     labels = _labels(store, config.label_field) if config.label_field else None
@@ -128,6 +124,17 @@ class _Task:
     part: str
     array: str
     tokenizer: Any
+
+
+def prepare(
+    model: Any, store_path: str | os.PathLike[str], config: EvalConfig | None
+) -> tuple[EvalConfig, Any, list[int], list[str]]:
+    """``(config, store, held-out indices, input modalities)``: what every evaluation starts from."""
+    from fourm_core.storage.store import AlignedStore
+
+    config = config or EvalConfig()
+    store = AlignedStore.open(store_path, mode="r")
+    return config, store, held_out_split(store, config.samples), input_names(model, config.inputs)
 
 
 def held_out_split(store: Any, samples: int) -> list[int]:

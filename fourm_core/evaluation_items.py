@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.evaluation import EvalConfig, TaskScores, held_out_split, input_contents, input_names
+from fourm_core.evaluation import EvalConfig, TaskScores, input_contents, prepare
 
 __all__ = ["ItemTruth", "box_iou", "evaluate_items", "item_bound", "match_boxes", "score_item_ids", "sequence_text"]
 
@@ -72,12 +72,7 @@ def evaluate_items(
     do not apply to autoregressive strings. ``progress``: optional callable ``(modality, done, total)``. Raises
     ``ValueError`` naming the problem when an input is missing, a named target cannot be evaluated here, or the
     store is too small."""
-    from fourm_core.storage.store import AlignedStore
-
-    config = config or EvalConfig()
-    store = AlignedStore.open(store_path, mode="r")
-    held_out = held_out_split(store, config.samples)
-    inputs = input_names(model, config.inputs)
+    config, store, held_out, inputs = prepare(model, store_path, config)
     tasks = _item_tasks(model, store, config, inputs)
     contents = input_contents(model, store_path, held_out, inputs)
     out: dict[str, TaskScores] = {}

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from fourm_core.api import FourM as Api
 from fourm_core.evaluation import EvalConfig, evaluate, label_knn, scores_markdown
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers import TrainConfig
-from fourm_core.vocab import TextVocabulary
-from helpers import EXAMPLE_PLUGIN, small_world
+from helpers import EXAMPLE_PLUGIN, random_model_api, small_world
 
 PRESET = "tiny"
 MODALITIES = ["rgb", "depth", "semseg", "dinov2_global", "caption"]
@@ -37,12 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     labelled = ["rgb", "depth", "semseg", "dinov2", "dinov2_global", "caption"]
     built = small_world(tmp_path_factory.mktemp("evaluation"), registry, labelled,
                         {"depth": steps, "semseg": steps, "dinov2_global": steps}, crops=1)  # fmt: skip
-    vocab = TextVocabulary.load(built["vocab"])
-    keys = {registry.get(name).model_key(PRESET) for name in MODALITIES}
-    info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
-    torch.manual_seed(0)
-    network = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
-    return {**built, "model": Api(network, registry, PRESET, vocab, built["toks"])}
+    return {**built, "model": random_model_api(registry, built, MODALITIES, PRESET)}
 
 
 def test_every_tokenised_target_is_scored_beside_its_bound(world: dict) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from fourm_core.api import FourM as Api
 from fourm_core.data.pipeline import open_store_dataset
 from fourm_core.evaluation import EvalConfig
 from fourm_core.evaluation_items import (
@@ -23,13 +22,11 @@ from fourm_core.evaluation_items import (
     sequence_text,
 )
 from fourm_core.masking import EOS_ID
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry, resolve_ref
 from fourm_core.serialization import ItemMatching
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers import TrainConfig
-from fourm_core.vocab import TextVocabulary
-from helpers import EXAMPLE_PLUGIN, small_world
+from helpers import EXAMPLE_PLUGIN, random_model_api, small_world
 
 PRESET = "tiny"
 ITEMS = ["human_poses", "sam_instance"]
@@ -47,15 +44,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     labelled = ["rgb", "caption", *ITEMS]
     built = small_world(tmp_path_factory.mktemp("evaluation_items"), registry, labelled,
                         {name: steps for name in ITEMS}, crops=1)  # fmt: skip
-    vocab = TextVocabulary.load(built["vocab"])
-    keys = {registry.get(name).model_key(PRESET) for name in MODALITIES}
-    info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
-    torch.manual_seed(0)
-    network = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = random_model_api(registry, built, MODALITIES, PRESET)
     store = AlignedStore.open(built["store"], mode="r")
     rows = open_store_dataset(built["store"], registry, crop=0)
-    return {**built, "model": Api(network, registry, PRESET, vocab, built["toks"]), "vocab_obj": vocab,
-            "image_size": store.image_size, "n": store.n_samples, "rows": rows}  # fmt: skip
+    return {**built, "model": model, "vocab_obj": model.vocabulary, "image_size": store.image_size,
+            "n": store.n_samples, "rows": rows}  # fmt: skip
 
 
 def _with_items(world: dict, name: str) -> list[int]:
