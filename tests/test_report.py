@@ -93,7 +93,7 @@ def _png(path: Path, size: int = 16, seed: int = 0) -> str:
     return path.as_posix()
 
 
-def _fake_demo(out: Path) -> int:
+def _hand_made_demo_folder(out: Path) -> int:
     """A demo output folder with one record of every kind the report reads; returns how many pictures it shows."""
     from fourm_core.training.report import curves_svg
 
@@ -141,7 +141,7 @@ def _fake_demo(out: Path) -> int:
 
 
 def test_report_from_a_small_output_loads_in_chromium(tmp_path: Path) -> None:
-    expected = _fake_demo(tmp_path)
+    expected = _hand_made_demo_folder(tmp_path)
     path = write_report(tmp_path)
     assert path == tmp_path / REPORT_NAME
     text = path.read_text()
@@ -152,7 +152,7 @@ def test_report_from_a_small_output_loads_in_chromium(tmp_path: Path) -> None:
 
 
 def test_browser_check_sees_a_broken_picture(tmp_path: Path) -> None:
-    expected = _fake_demo(tmp_path)
+    expected = _hand_made_demo_folder(tmp_path)
     (tmp_path / "generation" / "chain_7.png").write_bytes(b"not a png")
     browser = chromium()
     if browser is None:
