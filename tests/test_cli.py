@@ -53,6 +53,7 @@ def test_plugins_json_shows_versions_hooks_and_a_broken_plugin(capsys, make_dist
     assert code == 0
     assert by_name["det"]["distribution"] == "fourm-det" and by_name["det"]["version"] == "0.1.0"
     assert by_name["det"]["hooks"] == [
+        "fourm_register_decoders",
         "fourm_register_labelers",
         "fourm_register_modalities",
         "fourm_register_serializers",
