@@ -63,6 +63,10 @@ $body
 """)
 
 
+#: benchmark results committed next to the code (a source checkout; absent from an installed wheel)
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
 def data_uri(path: str | Path) -> str:
     """A file as a base64 ``data:`` URI (PNG, SVG, JPEG by suffix)."""
     path = Path(path)
@@ -305,6 +309,57 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
     return "".join(parts)
 
 
+def _score_table(rows: Mapping[str, Mapping[str, Any]], table_id: str) -> str:
+    """Rows of ``{modality: {model: metrics, bound: metrics}}`` as one table: a column per (modality, metric), a
+    row per model, and the tokenizer bound last (taken from the first row that has the modality)."""
+    columns = [(m, k) for scores in rows.values() for m, s in scores.items() for k in s["model"]]
+    columns = list(dict.fromkeys(columns))
+    body = [[name, *(scores.get(m, {}).get("model", {}).get(k) for m, k in columns)] for name, scores in rows.items()]
+    bound = ["tokenizer bound"]
+    for m, k in columns:
+        first = next((s[m] for s in rows.values() if m in s), {})
+        bound.append(first.get("bound", {}).get(k))
+    return table(["model", *(f"{m} {k}" for m, k in columns)], [*body, bound], table_id)
+
+
+def _evaluation(record: Mapping[str, Any] | None) -> str:
+    rows = (record or {}).get("evaluation")
+    if not rows:
+        return '<p class="note">No held-out evaluation yet.</p>'
+    n = next(iter(next(iter(rows.values())).values()), {}).get("n", "?")
+    return (f'<p class="note">The demo\'s 4M on its {n} held-out scenes, every target predicted from the pixels '
+            "(<code>fourm_core.evaluation</code>): one pass, the same with several draws fused per pixel, and the "
+            "tokenizer bound (decode(encode(truth)), which no token predictor beats). The other rows of the "
+            "paper's Table 1 (4M-7, specialists) need training runs of their own: see the benchmarks below.</p>"
+            + _score_table(rows, "evaluation"))  # fmt: skip
+
+
+def _benchmarks(results: Path) -> str:
+    """The newest quality benchmark and performance suite results committed under ``benchmarks/results``."""
+    parts = []
+    quality = sorted(results.glob("*-quality.json"))
+    if quality:
+        data = _load(quality[-1])
+        parts.append(f'<h3>Quality (<code>fourm bench quality</code>, {escape(data["date"])}, '
+                     f"{escape(quality[-1].name)})</h3>")  # fmt: skip
+        parts.append(_score_table(data["rows"], "quality"))
+    suite = sorted(p for p in results.glob("*.json") if p.stem.count("-") == 4)  # <date>-<machine>.json
+    if suite:
+        data = _load(suite[-1])
+        rows = []
+        for name, stage in data.get("stages", {}).items():
+            measure = stage.get("rate") or stage.get("step_s") or stage.get("build_s")
+            if measure:
+                rows.append([name, stage.get("unit", ""), measure["median"], f"{measure['min']}..{measure['max']}"])
+        parts.append(f"<h3>Performance (<code>benchmarks/bench_suite.py</code>, {escape(data.get('date', ''))}, "
+                     f"{escape(suite[-1].name)})</h3>")  # fmt: skip
+        parts.append(table(["stage", "unit", "median", "min..max"], rows, "performance"))
+    if not parts:
+        return '<p class="note">No benchmark results found next to the code.</p>'
+    return ('<p class="note">Measured by the benchmark commands on the date shown, not by this demo run.</p>'
+            + "".join(parts))  # fmt: skip
+
+
 def render_report(out: str | Path) -> str:
     """The HTML text of the report of the demo output folder ``out`` (sections without data say so)."""
     out = Path(out)
@@ -318,6 +373,8 @@ def render_report(out: str | Path) -> str:
         ("generation", "Generation from the pixels of held-out scenes", _generation(out, record)),
         ("chain", "Text &rarr; global embedding &rarr; image", _chains(out, record)),
         ("retrieval-hits", "Retrieval", _retrieval(out, record)),
+        ("held-out-evaluation", "Held-out evaluation (Table 1 shape)", _evaluation(record)),
+        ("benchmarks", "Benchmarks", _benchmarks(BENCHMARK_RESULTS)),
     ]
     body = "".join(f'<section id="{sid}"><h2>{title}</h2>{html}</section>' for sid, title, html in sections)
     nav = "".join(f'<a href="#{sid}">{title}</a>' for sid, title, _ in sections)

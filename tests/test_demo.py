@@ -43,6 +43,10 @@ def test_tiny_demo_runs_every_stage_and_reuses_its_outputs(tmp_path: Path, capsy
     assert len(generation["chains"]) == 2 and (out / generation["chains"][0]["picture"]).exists()
     queries = generation["retrieval"]["queries"]
     assert {q["by"] for q in queries} == {"rgb@64", "caption"} and all(len(q["hits"]) == 5 for q in queries)
+    evaluation = generation["evaluation"]  # the Table 1 shape for the demo's own model
+    assert list(evaluation) == ["one pass", "ensemble of 4"]
+    one = evaluation["one pass"]
+    assert one and all(row["n"] == 32 and row["model"] and row["bound"] for row in one.values())
     assert "generation and retrieval" in timings
     report = out / "report.html"
     assert main(args) == 0  # second run: store resumes, tokenizers are reused (no training lines)

@@ -23,7 +23,7 @@ import pytest
 from fourm_core.report_html import REPORT_NAME, write_report
 
 #: tables every complete demo report has (ids of the <table> elements)
-REPORT_TABLES = ("timings", "conformance", "tokenizers", "validation", "chains", "retrieval")
+REPORT_TABLES = ("timings", "conformance", "tokenizers", "validation", "chains", "retrieval", "evaluation")
 
 _PROBE = """<script>
 window.addEventListener("load", () => {
@@ -131,6 +131,10 @@ def _hand_made_demo_folder(out: Path) -> int:
             {"by": "px", "scene": 0, "picture": "generation/store/0.png", "hits": hits},
             {"by": "txt", "scene": 0, "text": "a scene", "hits": hits},
         ]},
+        "evaluation": {
+            "one pass": {"k1": {"key": "k1", "n": 4, "model": {"miou": 0.2}, "bound": {"miou": 0.5}}},
+            "ensemble of 4": {"k1": {"key": "k1", "n": 4, "model": {"miou": 0.25}, "bound": {"miou": 0.5}}},
+        },
         "seconds": 9.0,
     }  # fmt: skip
     _png(gen / "scene_7" / "k1.png", 32)
@@ -165,3 +169,13 @@ def test_browser_check_sees_a_broken_picture(tmp_path: Path) -> None:
 def test_report_of_an_empty_folder_says_what_is_missing(tmp_path: Path) -> None:
     text = write_report(tmp_path).read_text()
     assert "No stage timings" in text and "No generations yet" in text and "<img" not in text
+
+
+def test_report_tables_hold_the_evaluation_and_the_committed_benchmarks(tmp_path: Path) -> None:
+    from fourm_core.report_html import BENCHMARK_RESULTS, render_report
+
+    _hand_made_demo_folder(tmp_path)
+    page = render_report(tmp_path)
+    assert "<td>tokenizer bound</td>" in page and "<th>k1 miou</th>" in page and "<td>ensemble of 4</td>" in page
+    if any(BENCHMARK_RESULTS.glob("*-quality.json")):  # a source checkout carries the committed results
+        assert 'id="quality"' in page and 'id="performance"' in page and "<td>specialists</td>" in page
