@@ -441,7 +441,8 @@ def _generate_and_retrieve(
     folder = out / GENERATION_DIR
     record_path = folder / GENERATION_JSON
     weights = out / "model" / FINAL / "model.safetensors"
-    stamp = {"model": _model_stamp(weights), "scenes": scenes, "chains": chains, "hits": hits}
+    # ``record``: the layout of generation.json; a record written by an older fourm is made again
+    stamp = {"model": _model_stamp(weights), "scenes": scenes, "chains": chains, "hits": hits, "record": 2}
     if record_path.exists():
         cached = json.loads(record_path.read_text())
         if cached.get("stamp") == stamp and all((out / p).exists() for p in _pictures_of(cached)):
