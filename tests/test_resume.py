@@ -86,21 +86,31 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(source_store: Path, tmp
 
     env = {**os.environ, "FOURM_DISABLE_PLUGINS": EXAMPLE_PLUGIN, "OMP_NUM_THREADS": "1"}
     rng = random.Random(0)
-    kills = 0
-    for _ in range(3):
+    kills, exits, attempt = 0, [], 0
+    # three kills at random points; a run that ends on its own is retried (up to three times), unless it crashed
+    while kills < 3 and attempt < 6:
         before = _done_samples(killed)
-        proc = subprocess.Popen(
-            _label_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        target = before + rng.randint(20, 120)  # kill somewhere in the middle of the work, at a random point
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and _done_samples(killed) < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its worker processes, wherever they are
-            kills += 1
-        proc.wait()
-    assert kills == 3, "the run finished before it could be killed"
+        log = tmp_path / f"run{attempt}.log"
+        with log.open("w") as sink:
+            proc = subprocess.Popen(_label_cmd(killed), env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+            target = before + rng.randint(20, 120)  # kill somewhere in the middle of the work, at a random point
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and _done_samples(killed) < target and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ours = proc.poll() is None
+            if ours:
+                os.killpg(proc.pid, signal.SIGKILL)  # the runner and its worker processes, wherever they are
+                kills += 1
+            proc.wait()
+        attempt += 1
+        if not ours:  # it ended on its own: a crash fails here, with its output
+            exits.append(f"run {attempt} ended with {proc.returncode} at {_done_samples(killed)} samples:\n"
+                         + log.read_text()[-2000:])  # fmt: skip
+            assert proc.returncode in (0, -signal.SIGKILL), exits[-1]
+            if proc.returncode == 0:
+                break  # everything is labelled: nothing left to kill
+    assert kills == 3, "runs ended before they could be killed:\n" + "\n".join(exits)
     finish = subprocess.run(_label_cmd(killed), env=env, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stdout + finish.stderr
 
