@@ -354,7 +354,7 @@ def _draw_sequence(
     registry: Registry, preset: str, req: Any, text: str | None, image: np.ndarray, tokenizers: Path
 ) -> np.ndarray | None:
     """The picture the modality's decoder draws of a stored sequence text (``None`` when there is none)."""
-    from fourm_core.generation.rendering import RenderContext, render_output
+    from fourm_core.generation.rendering import RenderContext, render_output, tokenizer_lookup
 
     if not text:
         return None
@@ -363,14 +363,8 @@ def _draw_sequence(
     except Exception:  # noqa: BLE001 (a stored text the codec cannot read back is shown as text only)
         return None
 
-    def tokenizer_of(name: str) -> Any:
-        try:
-            return registry.tokenizer(name, preset, tokenizers)
-        except Exception:  # noqa: BLE001 (no trained tokenizer: the decoder draws what it can)
-            return None
-
-    return render_output(registry, req.modality, value, RenderContext(image=image, preset=preset,
-                                                                     tokenizer=tokenizer_of))  # fmt: skip
+    context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_lookup(registry, preset, tokenizers))
+    return render_output(registry, req.modality, value, context)
 
 
 #: draws fused per scene in the demo's ensembling row (the quality benchmark uses 10)

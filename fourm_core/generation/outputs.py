@@ -275,17 +275,9 @@ def decode_outputs(
 ) -> dict[str, GenerationOutput]:
     """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for). Sequences
     that parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
-    from fourm_core.generation.rendering import RenderContext, render_output
+    from fourm_core.generation.rendering import RenderContext, render_output, tokenizer_lookup
 
-    def tokenizer_of(name: str) -> Any:
-        if tokenizers_dir is None:
-            return None
-        try:
-            return registry.tokenizer(name, preset, tokenizers_dir)
-        except Exception:  # noqa: BLE001 (no trained tokenizer: decoders draw what they can without one)
-            return None
-
-    context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_of)
+    context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_lookup(registry, preset, tokenizers_dir))
     out = {}
     for req in targets:
         row = ids[req.key][sample].detach().cpu()

@@ -31,6 +31,7 @@ __all__ = [
     "stable_colour",
     "table_picture",
     "text_picture",
+    "tokenizer_lookup",
 ]
 
 #: Canvas colour when there is no input picture to draw on.
@@ -45,6 +46,21 @@ PAD = 3
 def _no_tokenizer(name: str) -> Any | None:
     """The default tokenizer lookup: no trained tokenizer for any modality."""
     return None
+
+
+def tokenizer_lookup(registry: Any, preset: str, directory: Any) -> Callable[[str], Any | None]:
+    """``RenderContext.tokenizer`` for a trained tokenizer directory: a modality's tokenizer, or ``None`` when the
+    directory is ``None`` or holds none for it (decoders then draw what they can without one)."""
+
+    def lookup(name: str) -> Any | None:
+        if directory is None:
+            return None
+        try:
+            return registry.tokenizer(name, preset, directory)
+        except Exception:  # noqa: BLE001 (missing or unreadable tokenizer: no tokens to decode, not an error)
+            return None
+
+    return lookup
 
 
 @dataclass(frozen=True)
