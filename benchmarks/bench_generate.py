@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/bench_generate.py --model /tmp/runl/final --tokenizers /tmp/toks_all \
         --vocab demo/vocab/text_tokenizer.json --store /tmp/w2k [--threads 2] [--repeats 5] [--batch-sizes 1,8]
 
-Without ``--model`` a randomly initialised model of the demo's size (``fourm_core.demo.DEMO_MODEL`` on the ``tiny``
+Without ``--model`` a randomly initialised model of the demo's size (``apps.demo.run.DEMO_MODEL`` on the ``tiny``
 preset, every registry key) is timed, so the benchmark runs on a fresh machine: with ``stop_ids=()`` every
 sequence is decoded to its length limit, so latency does not depend on the weights. The input is one real picture:
-sample ``--index`` of ``--store`` (``fourm_core.retrieval.store_inputs``), else a synthetic scene's RGB normalised
-as ``fourm_core.generation.requests.normalise_pixels`` does.
+sample ``--index`` of ``--store`` (``inference.retrieval.store_inputs``), else a synthetic scene's RGB normalised
+as ``fourm_core.inference.requests.normalise_pixels`` does.
 
 Sections (each a median over ``--repeats`` with min..max and quartiles; all cases of a run are interleaved, repeat
 by repeat, so drift in the machine's speed hits them alike; ratios are taken per repeat and summarised):
@@ -52,7 +52,7 @@ from benchmarks._common import (  # noqa: E402
     time_interleaved,
     write_results,
 )
-from fourm_core.masking import PAD_ID  # noqa: E402
+from fourm_core.data.masking import PAD_ID  # noqa: E402
 
 NAME = "generate"
 DEMO_VOCAB = ROOT / "demo" / "vocab" / "text_tokenizer.json"
@@ -64,7 +64,7 @@ PRESET = "tiny"
 
 def build_model(args: argparse.Namespace, vocabulary: Any) -> tuple[torch.nn.Module, str, str]:
     """(model in eval mode, preset, description): the trained run in ``--model`` or an untrained demo-size one."""
-    from fourm_core.generation.requests import infer_preset
+    from fourm_core.inference.requests import infer_preset
     from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
     from fourm_core.registry import Registry
 
@@ -72,7 +72,7 @@ def build_model(args: argparse.Namespace, vocabulary: Any) -> tuple[torch.nn.Mod
     if args.model:
         model = FourM.from_pretrained(args.model)
         return model.eval(), infer_preset(registry, model.modality_info), f"trained: {args.model}"
-    from fourm_core.demo import DEMO_MODEL
+    from fourm_core.apps.demo.run import DEMO_MODEL
 
     size = vocabulary.size if vocabulary is not None else 30000
     info = modality_info_from_registry(registry, PRESET, text_vocab_size=size)
@@ -96,11 +96,11 @@ def pick_key(info: dict[str, dict], kind: str, wanted: str | None, prefer: str, 
 def load_pixels(args: argparse.Namespace, registry: Any, vocabulary: Any, key: str, preset: str) -> tuple:
     """(normalised (3, S, S) pixels for ``key``, the (S, S, 3) uint8 picture, where they came from)."""
     from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
-    from fourm_core.generation.requests import normalise_pixels
+    from fourm_core.inference.requests import normalise_pixels
 
     size = int(registry.model_keys(preset)[key][0].spec.layout(preset).image_size)
     if args.store:
-        from fourm_core.retrieval import store_inputs
+        from fourm_core.inference.retrieval import store_inputs
 
         pixels = store_inputs(args.store, args.index, registry, vocabulary, keys=[key])[key]
         pixels = torch.as_tensor(pixels, dtype=torch.float32)
@@ -123,14 +123,15 @@ def modality_name(registry: Any, preset: str, key: str) -> str:
 
 def parallel_step(key: str, scheme: str, steps: int, cfg_scale: float = 1.0) -> Any:
     """ml-4m's default image settings: temperature 0.5 decaying linearly."""
-    from fourm_core.generation.schedule import StepConfig
+    from fourm_core.inference.schedule import StepConfig
 
-    return StepConfig(target=key, scheme=scheme, num_steps=steps, temperature=0.5,
-                      temperature_schedule="linear", cfg_scale=cfg_scale)  # fmt: skip
+    return StepConfig(
+        target=key, scheme=scheme, num_steps=steps, temperature=0.5, temperature_schedule="linear", cfg_scale=cfg_scale
+    )
 
 
 def sequence_step(key: str, tokens: int) -> Any:
-    from fourm_core.generation.schedule import StepConfig
+    from fourm_core.inference.schedule import StepConfig
 
     return StepConfig(target=key, scheme="autoregressive", temperature=0.5, max_tokens=tokens)
 
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from fourm_core.generation.sampler import GenerationSampler
+    from fourm_core.inference.sampler import GenerationSampler
     from fourm_core.registry import Registry
     from fourm_core.vocab import TextVocabulary
 
@@ -215,9 +216,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             (f"image maskgit {steps} steps", image_key, parallel_step(image_key, "maskgit", steps), n_image),
             (f"image roar {steps} steps", image_key, parallel_step(image_key, "roar", steps), n_image),
             ("global maskgit 1 step", global_key, parallel_step(global_key, "maskgit", 1), n_global),
-            (f"sequence autoregressive {seq_tokens} tokens (cache)", seq_key, sequence_step(seq_key, seq_tokens),
-             seq_tokens),
-        ]  # fmt: skip
+            (
+                f"sequence autoregressive {seq_tokens} tokens (cache)",
+                seq_key,
+                sequence_step(seq_key, seq_tokens),
+                seq_tokens,
+            ),
+        ]
         for label, key, step, n in target_cases:
             cases[f"targets/{label}/b{b}"] = generate_case(sampler, inputs, step, b)
             meta[f"targets/{label}/b{b}"] = ("targets", label, key, n, b)
@@ -233,8 +238,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     # ---- section 4: the user path, only when a trained model and its tokenizers are there
     e2e_note = None
     if args.model and args.tokenizers and vocabulary is not None:
-        from fourm_core.generation.outputs import run_generation
-        from fourm_core.generation.requests import build_inputs, default_schedule, resolve
+        from fourm_core.inference.outputs import run_generation
+        from fourm_core.inference.requests import build_inputs, default_schedule, resolve
 
         names = [modality_name(registry, preset, k) for k in (pixel_key, image_key, seq_key)]
         raw = {names[0]: picture}
@@ -261,30 +266,49 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             targets.append({"case": label, "key": key, "batch": b, **latency_row(times[name], b * n)})
         for length in lengths:
             hit, miss = times[f"kv/{length}/cache/b{b}"], times[f"kv/{length}/no cache/b{b}"]
-            kv.append({
-                "length": length, "key": seq_key, "batch": b,
-                "cache": latency_row(hit, b * length), "no_cache": latency_row(miss, b * length),
-                "speedup": paired_ratio(miss, hit),
-            })  # fmt: skip
+            kv.append(
+                {
+                    "length": length,
+                    "key": seq_key,
+                    "batch": b,
+                    "cache": latency_row(hit, b * length),
+                    "no_cache": latency_row(miss, b * length),
+                    "speedup": paired_ratio(miss, hit),
+                }
+            )
         base = times[f"targets/image maskgit {steps} steps/b{b}"]
         guided = times[f"cfg/{args.cfg_scale:g}/b{b}"]
-        cfg.append({
-            "case": f"image maskgit {steps} steps", "key": image_key, "batch": b,
-            "scale_1": latency_row(base, b * n_image), f"scale_{args.cfg_scale:g}": latency_row(guided, b * n_image),
-            "cfg_scale": args.cfg_scale, "ratio": paired_ratio(guided, base),
-        })  # fmt: skip
+        cfg.append(
+            {
+                "case": f"image maskgit {steps} steps",
+                "key": image_key,
+                "batch": b,
+                "scale_1": latency_row(base, b * n_image),
+                f"scale_{args.cfg_scale:g}": latency_row(guided, b * n_image),
+                "cfg_scale": args.cfg_scale,
+                "ratio": paired_ratio(guided, base),
+            }
+        )
     if e2e_note is None:
         full, core = times["e2e/run_generation"], times["e2e/sampler only"]
         result = cases["e2e/run_generation"](0)
         end_to_end: dict[str, Any] = {
-            "targets": e2e_targets, "batch": 1, "schedule": [s.model_dump(exclude_defaults=True)
-                                                             for s in schedule.steps],
-            "run_generation_s": spread(full), "sampler_only_s": spread(core),
+            "targets": e2e_targets,
+            "batch": 1,
+            "schedule": [s.model_dump(exclude_defaults=True) for s in schedule.steps],
+            "run_generation_s": spread(full),
+            "sampler_only_s": spread(core),
             "overhead_s": spread([a - c for a, c in zip(full, core, strict=True)]),
             "sampler_share": paired_ratio(core, full),
-            "example": {name: (f"{out.text!r} ({int((out.ids != PAD_ID).sum())} ids)" if out.text is not None
-                               else f"{out.ids.numel()} ids") for name, out in result.items()},
-        }  # fmt: skip
+            "example": {
+                name: (
+                    f"{out.text!r} ({int((out.ids != PAD_ID).sum())} ids)"
+                    if out.text is not None
+                    else f"{out.ids.numel()} ids"
+                )
+                for name, out in result.items()
+            },
+        }
     else:
         end_to_end = {"skipped": e2e_note}
 
@@ -333,23 +357,50 @@ def to_markdown(record: dict[str, Any]) -> str:
         "Latency is per generation of a whole batch; tokens/s = batch x tokens / median latency.\n"
     )
     parts = [head, "## Per target type\n"]
-    parts.append(markdown_table(
-        ["case", "key", "batch", "tokens", "latency ms", "tokens/s"],
-        [[r["case"], r["key"], r["batch"], r["tokens"], _lat(r), f"{r['tokens_per_s']:.0f}"]
-         for r in record["targets"]],
-    ))  # fmt: skip
+    parts.append(
+        markdown_table(
+            ["case", "key", "batch", "tokens", "latency ms", "tokens/s"],
+            [
+                [r["case"], r["key"], r["batch"], r["tokens"], _lat(r), f"{r['tokens_per_s']:.0f}"]
+                for r in record["targets"]
+            ],
+        )
+    )
     parts.append("\n## Autoregressive: key/value cache vs full recomputation\n")
-    parts.append(markdown_table(
-        ["length", "batch", "cache ms", "cache tok/s", "no cache ms", "no cache tok/s", "speed-up"],
-        [[r["length"], r["batch"], _lat(r["cache"]), f"{r['cache']['tokens_per_s']:.0f}", _lat(r["no_cache"]),
-          f"{r['no_cache']['tokens_per_s']:.0f}", _ratio(r["speedup"])] for r in record["kv_cache"]],
-    ))  # fmt: skip
+    parts.append(
+        markdown_table(
+            ["length", "batch", "cache ms", "cache tok/s", "no cache ms", "no cache tok/s", "speed-up"],
+            [
+                [
+                    r["length"],
+                    r["batch"],
+                    _lat(r["cache"]),
+                    f"{r['cache']['tokens_per_s']:.0f}",
+                    _lat(r["no_cache"]),
+                    f"{r['no_cache']['tokens_per_s']:.0f}",
+                    _ratio(r["speedup"]),
+                ]
+                for r in record["kv_cache"]
+            ],
+        )
+    )
     parts.append("\n## Classifier-free guidance cost\n")
-    parts.append(markdown_table(
-        ["case", "batch", "cfg 1 ms", "cfg scale", "guided ms", "ratio"],
-        [[r["case"], r["batch"], _lat(r["scale_1"]), f"{r['cfg_scale']:g}",
-          _lat(r[f"scale_{r['cfg_scale']:g}"]), _ratio(r["ratio"])] for r in record["cfg"]],
-    ))  # fmt: skip
+    parts.append(
+        markdown_table(
+            ["case", "batch", "cfg 1 ms", "cfg scale", "guided ms", "ratio"],
+            [
+                [
+                    r["case"],
+                    r["batch"],
+                    _lat(r["scale_1"]),
+                    f"{r['cfg_scale']:g}",
+                    _lat(r[f"scale_{r['cfg_scale']:g}"]),
+                    _ratio(r["ratio"]),
+                ]
+                for r in record["cfg"]
+            ],
+        )
+    )
     parts.append("\n## End to end (`run_generation`, picture -> targets, incl. tokenizer decoding)\n")
     e = record["end_to_end"]
     if "skipped" in e:
@@ -359,12 +410,28 @@ def to_markdown(record: dict[str, Any]) -> str:
         def ms(s: dict[str, float]) -> str:
             return f"{s['median'] * 1e3:.1f} ({s['min'] * 1e3:.1f}..{s['max'] * 1e3:.1f})"
 
-        parts.append(markdown_table(
-            ["targets", "batch", "run_generation ms", "sampler only ms", "checks + inputs + decode ms",
-             "sampler share"],
-            [[", ".join(e["targets"]), e["batch"], ms(e["run_generation_s"]), ms(e["sampler_only_s"]),
-              ms(e["overhead_s"]), _ratio(e["sampler_share"])]],
-        ))  # fmt: skip
+        parts.append(
+            markdown_table(
+                [
+                    "targets",
+                    "batch",
+                    "run_generation ms",
+                    "sampler only ms",
+                    "checks + inputs + decode ms",
+                    "sampler share",
+                ],
+                [
+                    [
+                        ", ".join(e["targets"]),
+                        e["batch"],
+                        ms(e["run_generation_s"]),
+                        ms(e["sampler_only_s"]),
+                        ms(e["overhead_s"]),
+                        _ratio(e["sampler_share"]),
+                    ]
+                ],
+            )
+        )
         parts.append("\nexample (seed 0): " + "; ".join(f"{k}: {v}" for k, v in e["example"].items()))
     return "\n".join(parts) + "\n"
 

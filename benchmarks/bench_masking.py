@@ -49,7 +49,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fourm_core.masking import (  # noqa: E402
+from fourm_core.data.masking import (  # noqa: E402
     FourMMasker,
     KeyAlphas,
     KeyLayout,

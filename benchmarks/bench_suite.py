@@ -77,7 +77,7 @@ def masking_stage(samples: int, repeats: int) -> dict[str, Any]:
     """4M-21 maskings per second with the official mixture and 256/256 budgets (``bench_masking``)."""
     from bench_masking import make_samples, rate, setup
 
-    from fourm_core.masking import FourMMasker
+    from fourm_core.data.masking import FourMMasker
 
     layouts, mixture, _ = setup()
     pool = make_samples(layouts, 256)
@@ -114,9 +114,22 @@ def generation_stage(threads: int, repeats: int, quick: bool) -> dict[str, Any]:
     import bench_generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--threads", str(threads), "--repeats", str(repeats), "--batch-sizes", "1", "--out-dir", tmp,
-                "--steps", "2" if quick else "8", "--seq-tokens", "4" if quick else "32",
-                "--lengths", "4" if quick else "32"]  # fmt: skip
+        argv = [
+            "--threads",
+            str(threads),
+            "--repeats",
+            str(repeats),
+            "--batch-sizes",
+            "1",
+            "--out-dir",
+            tmp,
+            "--steps",
+            "2" if quick else "8",
+            "--seq-tokens",
+            "4" if quick else "32",
+            "--lengths",
+            "4" if quick else "32",
+        ]
         record = bench_generate.main(argv)
     targets = {t["case"]: t for t in record["targets"]}
     kv = record["kv_cache"][0]
@@ -135,7 +148,7 @@ def retrieval_stage(n: int, dim: int, repeats: int) -> dict[str, Any]:
     """A usearch cosine index over ``n`` random ``dim``-d vectors: build time and one-query latency."""
     import numpy as np
 
-    from fourm_core.retrieval import EmbeddingIndex
+    from fourm_core.inference.retrieval import EmbeddingIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
@@ -149,8 +162,13 @@ def retrieval_stage(n: int, dim: int, repeats: int) -> dict[str, Any]:
         for _ in range(20):
             index.search(query, 5)
         queries.append((time.perf_counter() - start) / 20 * 1000)
-    return {"unit": "build s / query ms", "vectors": n, "dim": dim, "build_s": spread(builds),
-            "query_ms": spread(queries, 3)}  # fmt: skip
+    return {
+        "unit": "build s / query ms",
+        "vectors": n,
+        "dim": dim,
+        "build_s": spread(builds),
+        "query_ms": spread(queries, 3),
+    }
 
 
 def _row(name: str, unit: str, s: dict[str, Any]) -> list[Any]:

@@ -43,7 +43,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "recipe": "swiglu_nobias",
         "batch": 16,
         "tokens": (128, 128),
-    },  # fmt: skip
+    },
     "c": {
         "label": "B-shaped 768, 2+2 blocks, 12 heads",
         "model": {"dim": 768, "encoder_depth": 2, "decoder_depth": 2, "num_heads": 12},
@@ -81,8 +81,8 @@ def vm_rss_mb() -> float:
 
 def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int = 0) -> tuple[dict, list]:
     """(modality_info, ``count`` collated batches) over the ``tiny`` preset's model keys."""
-    from fourm_core.collate import Collator
-    from fourm_core.masking import (
+    from fourm_core.data.collate import Collator
+    from fourm_core.data.masking import (
         FourMMasker,
         KeyAlphas,
         MaskingMixture,
@@ -193,10 +193,12 @@ def main() -> None:
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 matmul peak")
     parser.add_argument("--optimizer", choices=("fused", "default"), default="fused", help="AdamW implementation")
     parser.add_argument(
-        "--malloc", choices=("tuned", "default"), default="tuned",
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
         help="tuned: glibc keeps freed blocks up to 32 MB in its heap instead of unmapping them, so the per-step "
         "gradient and activation buffers are not page-faulted in again every step",
-    )  # fmt: skip
+    )
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--out", default="benchmarks/results/2026-11-29-x86_64-2core-train.json")
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # child mode: one config, JSON on stdout
@@ -218,8 +220,20 @@ def main() -> None:
 
     results = []
     for name in args.configs.split(","):
-        cmd = [sys.executable, __file__, "--single", name, "--threads", str(args.threads),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--optimizer", args.optimizer]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--single",
+            name,
+            "--threads",
+            str(args.threads),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--optimizer",
+            args.optimizer,
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
         if args.malloc == "tuned":
             env.update(MALLOC_TUNED)
@@ -230,8 +244,10 @@ def main() -> None:
         print(f"config {name}: {r['step_s_median']:.3f} s/step, {r['gflops']:.1f} GFLOP/s, MFU {r['mfu']:.1%}")
 
     print()
-    print("| config | params | batch | step s (min..max) | useful tok/s | fill | GFLOP/step | GFLOP/s | MFU "
-          "| peak RSS MB |")  # fmt: skip
+    print(
+        "| config | params | batch | step s (min..max) | useful tok/s | fill | GFLOP/step | GFLOP/s | MFU "
+        "| peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
@@ -247,7 +263,7 @@ def main() -> None:
                 "threads": args.threads,
                 "torch": torch.__version__,
                 "python": platform.python_version(),
-            },  # fmt: skip
+            },
             "note": args.note,
             "optimizer": args.optimizer,
             "malloc": MALLOC_TUNED if args.malloc == "tuned" else "default",

@@ -18,7 +18,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: names served lazily from submodules (so ``import fourm_core`` does not import torch)
-_LAZY = {"FourM": "fourm_core.api", "Registry": "fourm_core.registry"}
+_LAZY = {"FourM": "fourm_core.inference.api", "Registry": "fourm_core.registry"}
 
 
 def __getattr__(name: str) -> Any:

@@ -151,10 +151,10 @@ def fourm_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
     ``render(value, context: RenderContext) -> (H, W, 3) uint8 array | None``. For a sequence modality ``value`` is
     what the modality's serializer ``parse`` returns (for a group such as ``metadata``, the group's
     ``{member: member value}`` dict, handed to the member that stands for the key); ``context``
-    (:class:`fourm_core.generation.rendering.RenderContext`) gives the input picture as the model saw it (or None),
+    (:class:`fourm_core.viz.rendering.RenderContext`) gives the input picture as the model saw it (or None),
     the output ``size``, the ``preset`` and ``tokenizer(name)``, a modality's trained tokenizer or None (per-item
     tokens such as pose or mask codes decode with it). Examples: boxes drawn on the image for det, a table for
-    metadata. :func:`~fourm_core.generation.rendering.render_output` calls the first registered decoder, resizes
+    metadata. :func:`~fourm_core.viz.rendering.render_output` calls the first registered decoder, resizes
     its picture to ``size`` x ``size`` and turns an exception into a warning and no picture. Several named decoders
     may exist per modality.
     """

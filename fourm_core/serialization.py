@@ -90,7 +90,7 @@ class CropFollowing(Protocol[V]):
 class ItemMatching(Protocol[V]):
     """Optional for serializers whose values are lists of items, each with an image box and the codes of a per-item
     tokenizer (the tokenizer config's ``items``). With it, held-out evaluation
-    (:mod:`fourm_core.evaluation_items`) can match generated items to the stored ones by box and score the decoded
+    (:mod:`fourm_core.evaluation.items`) can match generated items to the stored ones by box and score the decoded
     items. Boxes are ``(xmin, ymin, xmax, ymax)`` as fractions of the image side, in [0, 1]; ``image_size`` is the
     side in pixels of the model's (and the store's) square image, for formats that write pixels."""
 

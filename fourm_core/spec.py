@@ -355,7 +355,7 @@ class SerializerSpec(_Frozen):
 
 class DecoderSpec(_Frozen):
     """Draws a modality's generated value as a picture: ``factory()`` builds an object with ``render(value,
-    context)`` (see ``fourm_register_decoders`` and :mod:`fourm_core.generation.rendering`)."""
+    context)`` (see ``fourm_register_decoders`` and :mod:`fourm_core.viz.rendering`)."""
 
     modality: str = Field(..., pattern=_NAME.pattern)
     name: str = Field("default", pattern=_NAME.pattern)

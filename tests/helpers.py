@@ -183,11 +183,11 @@ def small_world(
 
 
 def random_model_api(registry: Registry, built: dict[str, Path], modalities: list[str], preset: str = "tiny") -> object:
-    """A random-init dim-32 FourM over ``modalities`` wrapped as :class:`fourm_core.api.FourM` with the small
+    """A random-init dim-32 FourM over ``modalities`` wrapped as :class:`fourm_core.inference.api.FourM` with the small
     world's vocabulary and tokenizers (what evaluation tests score: mechanics, not quality)."""
     import torch
 
-    from fourm_core.api import FourM as Api
+    from fourm_core.inference.api import FourM as Api
     from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
     from fourm_core.vocab import TextVocabulary
 

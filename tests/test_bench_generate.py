@@ -28,10 +28,28 @@ def _positive(row: dict) -> None:
 
 def test_bench_generate_untrained_smoke(tmp_path: Path) -> None:
     bench = _load_bench()
-    record = bench.main([
-        "--repeats", "1", "--warmup", "0", "--threads", "1", "--batch-sizes", "1", "--steps", "2",
-        "--seq-tokens", "3", "--lengths", "2,3", "--out-dir", str(tmp_path), "--date", "2000-01-01",
-    ])  # fmt: skip
+    record = bench.main(
+        [
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "1",
+            "--steps",
+            "2",
+            "--seq-tokens",
+            "3",
+            "--lengths",
+            "2,3",
+            "--out-dir",
+            str(tmp_path),
+            "--date",
+            "2000-01-01",
+        ]
+    )
     (json_path,) = tmp_path.glob("2000-01-01-*-generate.json")
     assert json_path.with_suffix(".md").is_file()
     saved = json.loads(json_path.read_text())

@@ -17,8 +17,16 @@ def test_quick_suite_reports_every_stage(tmp_path: Path) -> None:
         sys.path.remove(str(ROOT / "benchmarks"))
     record = bench_suite.main(["--quick", "--repeats", "1", "--out-dir", str(tmp_path)])
     stages = record["stages"]
-    assert set(stages) == {"render", "source write", "pseudo-labeling", "loader", "masking", "train step",
-                           "generation", "retrieval"}  # fmt: skip
+    assert set(stages) == {
+        "render",
+        "source write",
+        "pseudo-labeling",
+        "loader",
+        "masking",
+        "train step",
+        "generation",
+        "retrieval",
+    }
     for name in ("render", "source write", "pseudo-labeling", "loader", "masking"):
         assert stages[name]["rate"]["median"] > 0 and stages[name]["rate"]["n"] == 1, name
     assert 0 < stages["train step"]["mfu"] < 1.5 and stages["train step"]["step_s"]["median"] > 0

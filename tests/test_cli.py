@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fourm_core.cli import main
+from fourm_core.apps.cli.main import main
 from fourm_core.testing.plugin import ML4M_TOKENIZER, ml4m_data_dir
 from fourm_core.vocab import TextVocabulary, VocabularyManifest
 from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS
@@ -117,7 +117,7 @@ def test_vocab_build_can_adopt_the_official_file(capsys, tmp_path: Path) -> None
 
 def test_the_console_script_runs_without_importing_torch(tmp_path: Path) -> None:
     code = (
-        "import sys; from fourm_core.cli import main; rc = main(['modalities', '--json']); "
+        "import sys; from fourm_core.apps.cli.main import main; rc = main(['modalities', '--json']); "
         "print('TORCH' if 'torch' in sys.modules else 'LIGHT', file=sys.stderr); sys.exit(rc)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fourm_core.cli import main
+from fourm_core.apps.cli.main import main
 from helpers import EXAMPLE_PLUGIN
 
 

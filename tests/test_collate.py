@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fourm_core.collate import Collator, sequence_length
-from fourm_core.masking import (
+from fourm_core.data.collate import Collator, sequence_length
+from fourm_core.data.masking import (
     NUM_SENTINELS,
     SENTINEL_BASE_ID,
     FourMMasker,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_report import assert_report_loads, chromium
 
-from fourm_core.cli import main
+from fourm_core.apps.cli.main import main
 
 
 def test_tiny_demo_runs_every_stage_and_reuses_its_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

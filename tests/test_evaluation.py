@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fourm_core.evaluation import EvalConfig, evaluate, label_knn, scores_markdown
+from fourm_core.evaluation.maps import EvalConfig, evaluate, label_knn, scores_markdown
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers import TrainConfig
@@ -31,8 +31,13 @@ def registry() -> Registry:
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
     labelled = ["rgb", "depth", "semseg", "dinov2", "dinov2_global", "caption"]
-    built = small_world(tmp_path_factory.mktemp("evaluation"), registry, labelled,
-                        {"depth": steps, "semseg": steps, "dinov2_global": steps}, crops=1)  # fmt: skip
+    built = small_world(
+        tmp_path_factory.mktemp("evaluation"),
+        registry,
+        labelled,
+        {"depth": steps, "semseg": steps, "dinov2_global": steps},
+        crops=1,
+    )
     return {**built, "model": random_model_api(registry, built, MODALITIES, PRESET)}
 
 
@@ -44,17 +49,24 @@ def test_every_tokenised_target_is_scored_beside_its_bound(world: dict) -> None:
     assert all(np.isfinite(v) for v in depth.model.values())
     assert 0 <= scores["semseg"].model["miou"] <= 1
     knn = scores["dinov2_global"]
-    assert {"cosine", "knn_label_top1", "knn_label_top5"} <= set(knn.model) and knn.model["knn_label_top5"] >= \
-        knn.model["knn_label_top1"]  # fmt: skip
+    assert {"cosine", "knn_label_top1", "knn_label_top5"} <= set(knn.model) and knn.model[
+        "knn_label_top5"
+    ] >= knn.model["knn_label_top1"]
     table = scores_markdown({"tiny": scores})
     assert "| tiny |" in table and "| tokenizer bound |" in table and "depth abs_rel" in table
 
 
 def test_ensemble_fuses_draws_and_targets_can_be_named(world: dict) -> None:
-    one = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["depth"], label_field=None,
-                                                              temperature=1.0, steps=2))  # fmt: skip
-    five = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["depth"], label_field=None,
-                                                               temperature=1.0, steps=2, ensemble=5))  # fmt: skip
+    one = evaluate(
+        world["model"],
+        world["store"],
+        EvalConfig(samples=4, targets=["depth"], label_field=None, temperature=1.0, steps=2),
+    )
+    five = evaluate(
+        world["model"],
+        world["store"],
+        EvalConfig(samples=4, targets=["depth"], label_field=None, temperature=1.0, steps=2, ensemble=5),
+    )
     assert list(one) == ["depth"] and one["depth"].bound == five["depth"].bound  # the bound does not sample
     assert one["depth"].model != five["depth"].model
 
@@ -79,21 +91,36 @@ def test_label_knn() -> None:
 
 
 def test_quality_bench_trains_each_row_once_and_tabulates(world: dict, tmp_path: Path) -> None:
-    from fourm_core.quality_bench import QualityBenchConfig, run_quality_bench
+    from fourm_core.apps.bench.quality import QualityBenchConfig, run_quality_bench
 
-    config = QualityBenchConfig.model_validate({
-        "store": str(world["store"]), "tokenizers": str(world["toks"]), "vocabulary": str(world["vocab"]),
-        "out_dir": str(tmp_path / "runs"), "val_samples": 6,
-        "train": {"input_tokens": 32, "target_tokens": 32,
-                  "model": {"size": "tiny", "preset": PRESET,
-                            "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}},
-                  "schedule": {"steps": 2}, "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0}},
-        "tasks": {"depth": ["abs_rel"], "dinov2_global": ["knn_label_top1"]},
-        "rows": [{"name": "all"}, {"name": "no globals", "modalities": ["rgb", "depth", "caption"]},
-                 {"name": "specialists", "specialists": ["depth"]}],
-        "evaluation": {"bank": 16},
-        "ensemble": {"row": "all", "n": 2},
-    })  # fmt: skip
+    config = QualityBenchConfig.model_validate(
+        {
+            "store": str(world["store"]),
+            "tokenizers": str(world["toks"]),
+            "vocabulary": str(world["vocab"]),
+            "out_dir": str(tmp_path / "runs"),
+            "val_samples": 6,
+            "train": {
+                "input_tokens": 32,
+                "target_tokens": 32,
+                "model": {
+                    "size": "tiny",
+                    "preset": PRESET,
+                    "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2},
+                },
+                "schedule": {"steps": 2},
+                "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0},
+            },
+            "tasks": {"depth": ["abs_rel"], "dinov2_global": ["knn_label_top1"]},
+            "rows": [
+                {"name": "all"},
+                {"name": "no globals", "modalities": ["rgb", "depth", "caption"]},
+                {"name": "specialists", "specialists": ["depth"]},
+            ],
+            "evaluation": {"bank": 16},
+            "ensemble": {"row": "all", "n": 2},
+        }
+    )
     lines: list[str] = []
     result = run_quality_bench(config, world["model"].registry, log=lines.append)
     rows = result["rows"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import open_store_dataset
-from fourm_core.evaluation import EvalConfig
-from fourm_core.evaluation_items import (
+from fourm_core.evaluation.items import (
     ItemTruth,
     box_iou,
     evaluate_items,
@@ -21,7 +21,7 @@ from fourm_core.evaluation_items import (
     score_item_ids,
     sequence_text,
 )
-from fourm_core.masking import EOS_ID
+from fourm_core.evaluation.maps import EvalConfig
 from fourm_core.registry import Registry, resolve_ref
 from fourm_core.serialization import ItemMatching
 from fourm_core.storage.store import AlignedStore
@@ -42,13 +42,20 @@ def registry() -> Registry:
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
     labelled = ["rgb", "caption", *ITEMS]
-    built = small_world(tmp_path_factory.mktemp("evaluation_items"), registry, labelled,
-                        {name: steps for name in ITEMS}, crops=1)  # fmt: skip
+    built = small_world(
+        tmp_path_factory.mktemp("evaluation_items"), registry, labelled, {name: steps for name in ITEMS}, crops=1
+    )
     model = random_model_api(registry, built, MODALITIES, PRESET)
     store = AlignedStore.open(built["store"], mode="r")
     rows = open_store_dataset(built["store"], registry, crop=0)
-    return {**built, "model": model, "vocab_obj": model.vocabulary, "image_size": store.image_size,
-            "n": store.n_samples, "rows": rows}  # fmt: skip
+    return {
+        **built,
+        "model": model,
+        "vocab_obj": model.vocabulary,
+        "image_size": store.image_size,
+        "n": store.n_samples,
+        "rows": rows,
+    }
 
 
 def _with_items(world: dict, name: str) -> list[int]:
@@ -117,16 +124,18 @@ def _truth(world: dict, registry: Registry, name: str, index: int, tokenizer) ->
 
 
 @pytest.mark.parametrize("name", ITEMS)
-def test_the_true_strings_score_perfect_recall_and_the_tokenizer_bound(world: dict, registry: Registry,
-                                                                       name: str) -> None:  # fmt: skip
+def test_the_true_strings_score_perfect_recall_and_the_tokenizer_bound(
+    world: dict, registry: Registry, name: str
+) -> None:
     tokenizer = registry.tokenizer(name, PRESET, world["toks"])
     evaluator = resolve_ref(tokenizer.config.evaluator) if tokenizer.config.evaluator else None
     indices = _with_items(world, name)[:6] + [i for i in range(world["n"]) if i not in _with_items(world, name)][:2]
     ids = [_true_ids(world, registry, name, i) for i in indices]
     truth = [_truth(world, registry, name, i, tokenizer) for i in indices]
     assert sequence_text(torch.cat([ids[0], torch.zeros(3, dtype=torch.long)]), world["vocab_obj"])  # padding
-    scores = score_item_ids(ids, truth, registry.serializer(name), tokenizer, world["vocab_obj"],
-                            world["image_size"], evaluator)  # fmt: skip
+    scores = score_item_ids(
+        ids, truth, registry.serializer(name), tokenizer, world["vocab_obj"], world["image_size"], evaluator
+    )
     bound = item_bound(truth, tokenizer, evaluator)
     n_items = sum(len(t.items) for t in truth)
     assert scores["recall"] == scores["precision"] == scores["parse_rate"] == 1.0 and scores["matched"] == n_items
@@ -137,16 +146,18 @@ def test_the_true_strings_score_perfect_recall_and_the_tokenizer_bound(world: di
 
     # a garbled generation parses to nothing: counted, its items missed
     garbled = [torch.tensor([*world["vocab_obj"].encode("point point"), EOS_ID])] + ids[1:]
-    worse = score_item_ids(garbled, truth, registry.serializer(name), tokenizer, world["vocab_obj"],
-                           world["image_size"], evaluator)  # fmt: skip
+    worse = score_item_ids(
+        garbled, truth, registry.serializer(name), tokenizer, world["vocab_obj"], world["image_size"], evaluator
+    )
     assert worse["parse_rate"] == pytest.approx((len(ids) - 1) / len(ids))
     assert worse["recall"] == pytest.approx((n_items - len(truth[0].items)) / n_items) and worse["precision"] == 1.0
 
 
 def test_random_model_is_evaluated_with_finite_scores(world: dict) -> None:
     progress: list[tuple] = []
-    scores = evaluate_items(world["model"], world["store"], EvalConfig(samples=4, batch_size=4),
-                            progress=lambda *a: progress.append(a))  # fmt: skip
+    scores = evaluate_items(
+        world["model"], world["store"], EvalConfig(samples=4, batch_size=4), progress=lambda *a: progress.append(a)
+    )
     assert set(scores) == set(ITEMS)
     for task in scores.values():
         assert task.n == 4 and {"recall", "precision", "parse_rate", "matched"} <= set(task.model)
@@ -158,9 +169,10 @@ def test_random_model_is_evaluated_with_finite_scores(world: dict) -> None:
         evaluate_items(world["model"], world["store"], EvalConfig(samples=4, targets=["rgb"]))
 
 
-def test_an_oracle_generator_scores_the_bound_end_to_end(world: dict, registry: Registry,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    import fourm_core.evaluation_items as module
+def test_an_oracle_generator_scores_the_bound_end_to_end(
+    world: dict, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fourm_core.evaluation.items as module
 
     held_out = list(range(world["n"] - 4, world["n"]))
 
@@ -176,7 +188,7 @@ def test_an_oracle_generator_scores_the_bound_end_to_end(world: dict, registry: 
 
 
 def test_the_quality_benchmark_routes_item_targets_here(world: dict) -> None:
-    from fourm_core.quality_bench import _evaluate_all
+    from fourm_core.apps.bench.quality import _evaluate_all
 
     scores = _evaluate_all(world["model"], str(world["store"]), EvalConfig(samples=4, targets=list(ITEMS)))
     assert list(scores) == list(ITEMS) and all("parse_rate" in s.model for s in scores.values())

@@ -22,9 +22,19 @@ from fourm_core.training.flops import (
 
 
 def _info(kind: str, vocab: int | None, max_tokens: int, mid: int, **kw: object) -> dict:
-    base = {"type": kind, "pos": "2d" if kind in ("pixels", "image_tokens") else "1d", "vocab_size": vocab,
-            "max_tokens": max_tokens, "image_size": 8, "patch_size": 4, "feature_dim": None, "num_channels": 3,
-            "id": mid, "input": True, "target": kind != "pixels"}  # fmt: skip
+    base = {
+        "type": kind,
+        "pos": "2d" if kind in ("pixels", "image_tokens") else "1d",
+        "vocab_size": vocab,
+        "max_tokens": max_tokens,
+        "image_size": 8,
+        "patch_size": 4,
+        "feature_dim": None,
+        "num_channels": 3,
+        "id": mid,
+        "input": True,
+        "target": kind != "pixels",
+    }
     return {**base, **kw}
 
 
@@ -36,8 +46,9 @@ HAND_INFO = {
 
 
 def test_hand_count_of_a_tiny_swiglu_model() -> None:
-    model = FourM(**fourm_config(HAND_INFO, "tiny", "swiglu_nobias", dim=16, encoder_depth=1, decoder_depth=2,
-                                 num_heads=2))  # fmt: skip
+    model = FourM(
+        **fourm_config(HAND_INFO, "tiny", "swiglu_nobias", dim=16, encoder_depth=1, decoder_depth=2, num_heads=2)
+    )
     B, N, M, D, H = 3, 10, 7, 16, int(2 * 64 / 3)  # SwiGLU hidden: int(2/3 * 4 * dim) = 42
     targets = {"grid": 5, "seq": 4}
     mlp = 3 * D * H
@@ -89,8 +100,12 @@ def _batch(info: dict, model: FourM, batch: int, gen: torch.Generator) -> Simple
                 attn[:, n // 2 : n // 2 + n // 4] = 1
             else:
                 attn[:, n // 2] = n // 4
-        mod_dict[key] = {"tensor": tensor, "input_mask": input_mask, "target_mask": target_mask,
-                         "decoder_attention_mask": attn}  # fmt: skip
+        mod_dict[key] = {
+            "tensor": tensor,
+            "input_mask": input_mask,
+            "target_mask": target_mask,
+            "decoder_attention_mask": attn,
+        }
     n_tgt = sum(int((~d["target_mask"][0]).sum()) for d in mod_dict.values())
     return SimpleNamespace(mod_dict=mod_dict, num_encoder_tokens=96, num_decoder_tokens=n_tgt + 8)
 
@@ -99,8 +114,7 @@ def _batch(info: dict, model: FourM, batch: int, gen: torch.Generator) -> Simple
 def counted() -> tuple[FourM, SimpleNamespace]:
     info = modality_info_from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2,
-                                 num_heads=2))  # fmt: skip
+    model = FourM(**fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2, num_heads=2))
     return model, _batch(info, model, 2, torch.Generator().manual_seed(0))
 
 

@@ -19,19 +19,19 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from fourm_core.cli_generate import add_generate_commands, parse_inputs
+from fourm_core.apps.cli.generate import add_generate_commands, parse_inputs
+from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import SampleBuilder
-from fourm_core.generation import sampler as sampler_module
-from fourm_core.generation.outputs import GenerationResult, jsonable, run_generation
-from fourm_core.generation.requests import (
+from fourm_core.hookspecs import hookimpl
+from fourm_core.inference import sampler as sampler_module
+from fourm_core.inference.outputs import GenerationResult, jsonable, run_generation
+from fourm_core.inference.requests import (
     GenerationRequestError,
     build_inputs,
     default_schedule,
     infer_preset,
     validate_targets,
 )
-from fourm_core.hookspecs import hookimpl
-from fourm_core.masking import EOS_ID
 from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.spec import ModalitySpec, grid_presets
@@ -54,8 +54,9 @@ def registry() -> Registry:
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """40 labelled scenes, a depth tokenizer (2 steps), a vocabulary, a saved random-init model and a PNG."""
     two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
-    built = small_world(tmp_path_factory.mktemp("generate"), registry, LABELLED,
-                        {"depth": two_steps, "human_poses": two_steps})  # fmt: skip
+    built = small_world(
+        tmp_path_factory.mktemp("generate"), registry, LABELLED, {"depth": two_steps, "human_poses": two_steps}
+    )
     root, vocab_path = built["root"], built["vocab"]
     store = AlignedStore.open(built["store"], mode="r")
     vocab = TextVocabulary.load(vocab_path)
@@ -109,9 +110,25 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
     out = tmp_path / "gen"
-    rc, printed = run_cli(["generate", "--model", str(world["model"]), "--tokenizers", str(world["toks"]),
-                           "--vocab", str(world["vocab_path"]), "--input", f"rgb={world['photo']}",
-                           "--targets", "depth,caption", "--out", str(out), "--steps", "4"])  # fmt: skip
+    rc, printed = run_cli(
+        [
+            "generate",
+            "--model",
+            str(world["model"]),
+            "--tokenizers",
+            str(world["toks"]),
+            "--vocab",
+            str(world["vocab_path"]),
+            "--input",
+            f"rgb={world['photo']}",
+            "--targets",
+            "depth,caption",
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+        ]
+    )
     assert rc == 0, printed
     depth = np.asarray(Image.open(out / "depth.png"))
     assert depth.shape == (64, 64, 3) and depth.dtype == np.uint8
@@ -129,9 +146,21 @@ def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
 
 
 def test_cli_request_errors_exit_2_with_the_modality_named(world: dict, tmp_path: Path, no_compute: None) -> None:
-    rc, printed = run_cli(["generate", "--model", str(world["model"]), "--tokenizers", str(world["toks"]),
-                           "--input", f"rgb={world['photo']}", "--targets", "normal", "--out",
-                           str(tmp_path / "x")])  # fmt: skip
+    rc, printed = run_cli(
+        [
+            "generate",
+            "--model",
+            str(world["model"]),
+            "--tokenizers",
+            str(world["toks"]),
+            "--input",
+            f"rgb={world['photo']}",
+            "--targets",
+            "normal",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert rc == 2 and "normal" in printed and "tokenizer" in printed
     assert not (tmp_path / "x").exists()
 
@@ -147,8 +176,17 @@ def test_parse_inputs() -> None:
 
 def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, tmp_path: Path) -> None:
     def go(seed: int) -> GenerationResult:
-        return run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
-                              world["toks"], seed=seed, steps=3)  # fmt: skip
+        return run_generation(
+            model,
+            registry,
+            PRESET,
+            world["vocab"],
+            {"rgb": world["rgb"]},
+            ["depth", "caption"],
+            world["toks"],
+            seed=seed,
+            steps=3,
+        )
 
     result = go(0)
     depth, caption = result["depth"], result["caption"]
@@ -164,8 +202,19 @@ def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, t
 
 
 def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry: Registry) -> None:
-    result = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
-                            world["toks"], seed=3, steps=2, temperature=2.0, ensemble=5)  # fmt: skip
+    result = run_generation(
+        model,
+        registry,
+        PRESET,
+        world["vocab"],
+        {"rgb": world["rgb"]},
+        ["depth", "caption"],
+        world["toks"],
+        seed=3,
+        steps=2,
+        temperature=2.0,
+        ensemble=5,
+    )
     depth, caption = result["depth"], result["caption"]
     assert len(depth.samples) == 5 and len(caption.samples) == 5
     draws = np.stack([np.asarray(s.array, np.float64) for s in depth.samples])
@@ -177,17 +226,28 @@ def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry:
     record = result.to_json()["targets"]
     assert record["depth"]["ensemble"] == 5 and record["caption"]["sample_texts"] == texts
     # a plain generation is one draw, not an ensemble of one
-    single = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"],
-                            world["toks"], seed=3, steps=2, temperature=2.0)  # fmt: skip
+    single = run_generation(
+        model,
+        registry,
+        PRESET,
+        world["vocab"],
+        {"rgb": world["rgb"]},
+        ["depth"],
+        world["toks"],
+        seed=3,
+        steps=2,
+        temperature=2.0,
+    )
     assert single["depth"].samples == [] and single["depth"].ids.shape == (64,)
     with pytest.raises(GenerationRequestError, match="ensemble 0"):
-        run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"], world["toks"],
-                       ensemble=0)  # fmt: skip
+        run_generation(
+            model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"], world["toks"], ensemble=0
+        )
 
 
 def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: FourM, tmp_path: Path) -> None:
     import fourm_core as fm
-    from fourm_core.api import ModelAssetsError
+    from fourm_core.inference.api import ModelAssetsError
 
     # what `fourm train` leaves: final/ with the weights and fourm.json naming the vocabulary and the tokenizers
     run = tmp_path / "run"
@@ -197,8 +257,17 @@ def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: Fo
     api = fm.FourM.from_pretrained(run, registry=registry)
     assert api.preset == PRESET and api.tokenizers == str(world["toks"]) and api.vocabulary.size == world["vocab"].size
     out = api.generate({"rgb": world["rgb"]}, targets=["depth", "caption"], seed=0, steps=3)
-    want = run_generation(model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth", "caption"],
-                          world["toks"], seed=0, steps=3)  # fmt: skip
+    want = run_generation(
+        model,
+        registry,
+        PRESET,
+        world["vocab"],
+        {"rgb": world["rgb"]},
+        ["depth", "caption"],
+        world["toks"],
+        seed=0,
+        steps=3,
+    )
     assert torch.equal(out["depth"].ids, want["depth"].ids) and out["caption"].text == want["caption"].text
     assert out["depth"].array.shape == (64, 64) and out["depth"].save(tmp_path / "depth").is_file()
     image = out.show()  # no viewer here: the grid comes back
@@ -213,8 +282,8 @@ def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: Fo
 
 
 def test_parsed_sequences_are_drawn_by_their_plugin(world: dict, registry: Registry) -> None:
-    from fourm_core.generation.outputs import decode_outputs
-    from fourm_core.generation.requests import resolve
+    from fourm_core.inference.outputs import decode_outputs
+    from fourm_core.inference.requests import resolve
 
     vocab = world["vocab"]
     good = torch.tensor([[*vocab.encode("a red car on a road."), EOS_ID, 0, 0]])
@@ -240,8 +309,9 @@ def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) 
 
 
 def test_token_and_sequence_inputs(world: dict, registry: Registry) -> None:
-    inputs = build_inputs(registry, PRESET, world["vocab"], {"depth": world["depth"], "caption": "a red car"},
-                          world["toks"])  # fmt: skip
+    inputs = build_inputs(
+        registry, PRESET, world["vocab"], {"depth": world["depth"], "caption": "a red car"}, world["toks"]
+    )
     tok = registry.tokenizer("depth", PRESET, world["toks"])
     assert torch.equal(inputs["tok_depth@64"], tok.encode_raw([world["depth"]])[0])
     ids = inputs["caption"].tolist()
@@ -299,9 +369,19 @@ class _TargetOnlyPlugin:
 
     @hookimpl
     def fourm_register_modalities(self, register) -> None:  # noqa: ANN001
-        register(ModalitySpec(name="probe_out", key="tok_probe_out", key_has_resolution=True, kind="image_tokens",
-                              embedding="2d", vocabulary="own", masking="token", presets=grid_presets(1024, 256),
-                              target_only=True))  # fmt: skip
+        register(
+            ModalitySpec(
+                name="probe_out",
+                key="tok_probe_out",
+                key_has_resolution=True,
+                kind="image_tokens",
+                embedding="2d",
+                vocabulary="own",
+                masking="token",
+                presets=grid_presets(1024, 256),
+                target_only=True,
+            )
+        )
 
 
 @pytest.mark.parametrize(

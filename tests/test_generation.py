@@ -11,8 +11,9 @@ import time
 import pytest
 import torch
 
-from fourm_core.collate import Collator
-from fourm_core.generation import (
+from fourm_core.data.collate import Collator
+from fourm_core.data.masking import EOS_ID, SENTINEL_BASE_ID
+from fourm_core.inference import (
     GenerationSampler,
     GenerationSchedule,
     ScheduleError,
@@ -21,17 +22,22 @@ from fourm_core.generation import (
     load_schedule,
     tokens_per_step,
 )
-from fourm_core.masking import EOS_ID, SENTINEL_BASE_ID
 from fourm_core.model import FourM, fourm_config
 from fourm_core.training.report import predict_tokens
 
 INFO = {
     "px": {"type": "pixels", "pos": "2d", "max_tokens": 4, "image_size": 16, "patch_size": 8},
-    "grid": {"type": "image_tokens", "pos": "2d", "max_tokens": 16, "image_size": 16, "patch_size": 4,
-             "vocab_size": 32},
+    "grid": {
+        "type": "image_tokens",
+        "pos": "2d",
+        "max_tokens": 16,
+        "image_size": 16,
+        "patch_size": 4,
+        "vocab_size": 32,
+    },
     "glob": {"type": "global_tokens", "pos": "learned", "max_tokens": 4, "vocab_size": 16},
     "seq": {"type": "sequence", "pos": "1d", "max_tokens": 24, "vocab_size": 64},
-}  # fmt: skip
+}
 for _i, (_key, _info) in enumerate(INFO.items()):
     _info.update(id=_i + 1, input=True, target=_info["type"] != "pixels")
 
@@ -59,8 +65,9 @@ def step(target: str, scheme: str, **kw: object) -> dict:
 @pytest.mark.parametrize("scheme,steps", [("maskgit", 4), ("roar", 5), ("maskgit", 16), ("roar", 1)])
 def test_parallel_schemes_fill_every_position_once(model: FourM, pixels: torch.Tensor, scheme: str, steps: int) -> None:
     trace: list[dict] = []
-    out = GenerationSampler(model).generate({"px": pixels}, [step("grid", scheme, num_steps=steps)], seed=0,
-                                            batch_size=3, trace=trace)  # fmt: skip
+    out = GenerationSampler(model).generate(
+        {"px": pixels}, [step("grid", scheme, num_steps=steps)], seed=0, batch_size=3, trace=trace
+    )
     ids = out["grid"]
     assert ids.shape == (3, 16) and ids.dtype == torch.long
     assert 0 <= int(ids.min()) and int(ids.max()) < 32
@@ -73,8 +80,9 @@ def test_parallel_schemes_fill_every_position_once(model: FourM, pixels: torch.T
 
 def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: FourM, pixels: torch.Tensor) -> None:
     for target in ("grid", "glob"):
-        out = GenerationSampler(model).generate({"px": pixels}, [step(target, "maskgit", temperature=0.0)],
-                                                batch_size=2)  # fmt: skip
+        out = GenerationSampler(model).generate(
+            {"px": pixels}, [step(target, "maskgit", temperature=0.0)], batch_size=2
+        )
         probe = predict_tokens(model, Collator(INFO), [{"px": pixels}] * 2, ["px"], target)
         assert torch.equal(out[target], probe)
 
@@ -103,8 +111,9 @@ def test_token_schedules() -> None:
 
 
 def test_autoregressive_returns_eos_terminated_ids(model: FourM, pixels: torch.Tensor) -> None:
-    ids = GenerationSampler(model).generate({"px": pixels}, [step("seq", "autoregressive")], seed=3,
-                                            batch_size=4)["seq"]  # fmt: skip
+    ids = GenerationSampler(model).generate({"px": pixels}, [step("seq", "autoregressive")], seed=3, batch_size=4)[
+        "seq"
+    ]
     assert ids.shape == (4, 24) and int(ids.max()) < 64
     for row in ids.tolist():
         if EOS_ID in row:
@@ -124,14 +133,17 @@ def test_kv_cache_equals_full_recomputation(model: FourM, pixels: torch.Tensor, 
         out[use_cache] = sampler.generate({"px": pixels}, schedule, seed=5, batch_size=3, use_cache=use_cache)["seq"]
         times[use_cache] = time.perf_counter() - start
     assert torch.equal(out[True], out[False])
-    print(f"\n24 tokens x 3 samples, T={temperature}: full {times[False] * 1e3:.1f} ms, "
-          f"cached {times[True] * 1e3:.1f} ms, x{times[False] / times[True]:.2f}")  # fmt: skip
+    print(
+        f"\n24 tokens x 3 samples, T={temperature}: full {times[False] * 1e3:.1f} ms, "
+        f"cached {times[True] * 1e3:.1f} ms, x{times[False] / times[True]:.2f}"
+    )
 
 
 def test_cached_logits_match_the_training_forward(model: FourM, pixels: torch.Tensor) -> None:
     """Greedy tokens are the argmax of the teacher-forced logits of the ordinary forward over the same span."""
-    ids = GenerationSampler(model, stop_ids=()).generate({"px": pixels}, [step("seq", "autoregressive",
-                                                         temperature=0.0, max_tokens=10)])["seq"][:, :10]  # fmt: skip
+    ids = GenerationSampler(model, stop_ids=()).generate(
+        {"px": pixels}, [step("seq", "autoregressive", temperature=0.0, max_tokens=10)]
+    )["seq"][:, :10]
     sampler = GenerationSampler(model)
     state = {"px": sampler._input_entry("px", [pixels])}
     entry = sampler._empty("seq", 1)
@@ -261,8 +273,11 @@ def test_filter_logits() -> None:
 
 def test_chained_targets_see_earlier_generations(model: FourM, pixels: torch.Tensor) -> None:
     trace: list[dict] = []
-    schedule = [step("seq", "autoregressive", max_tokens=8), step("glob", "maskgit", num_steps=2),
-                step("grid", "roar", num_steps=2)]  # fmt: skip
+    schedule = [
+        step("seq", "autoregressive", max_tokens=8),
+        step("glob", "maskgit", num_steps=2),
+        step("grid", "roar", num_steps=2),
+    ]
     out = GenerationSampler(model).generate({"px": pixels}, schedule, seed=4, batch_size=2, trace=trace)
     batches = {t["target"]: t["mod_dict"] for t in trace if "mod_dict" in t and t["step"] == 0}
     assert list(batches) == ["seq", "glob", "grid"]
@@ -328,8 +343,9 @@ def test_invalid_schedule_fails_before_compute(pixels: torch.Tensor) -> None:
 
     boom = Boom(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     with pytest.raises(ScheduleError, match="'glob'"):
-        GenerationSampler(boom).generate({"px": pixels}, [step("grid", "maskgit"), step("glob", "maskgit",
-                                                                                       num_steps=9)])  # fmt: skip
+        GenerationSampler(boom).generate(
+            {"px": pixels}, [step("grid", "maskgit"), step("glob", "maskgit", num_steps=9)]
+        )
 
 
 # ---------------------------------------------------------------------------------------------- ensemble
@@ -359,21 +375,26 @@ def test_transforms_fuse_decoded_values() -> None:
 
     from fourm_core.tokenizers.transforms import make_transform
 
-    classes = [np.array([[1, 2], [3, 3]], np.int16), np.array([[1, 0], [4, 3]], np.int16),
-               np.array([[2, 0], [4, 1]], np.int16)]  # fmt: skip
+    classes = [
+        np.array([[1, 2], [3, 3]], np.int16),
+        np.array([[1, 0], [4, 3]], np.int16),
+        np.array([[2, 0], [4, 1]], np.int16),
+    ]
     fused = make_transform("classes", 1, 5).fuse(classes)
     assert fused.tolist() == [[1, 0], [4, 3]] and fused.dtype == np.int16
     edges = [np.array([[0, 255, 255]], np.uint8), np.array([[0, 255, 0]], np.uint8), np.array([[255, 0, 0]], np.uint8)]
     assert make_transform("edges", 1).fuse(edges).tolist() == [[0, 255, 0]]
-    normals = make_transform("unit_vectors", 3).fuse([np.array([[[1, 0, 0]]], np.float32),
-                                                      np.array([[[0, 1, 0]]], np.float32)])  # fmt: skip
+    normals = make_transform("unit_vectors", 3).fuse(
+        [np.array([[[1, 0, 0]]], np.float32), np.array([[[0, 1, 0]]], np.float32)]
+    )
     np.testing.assert_allclose(normals, [[[0.5**0.5, 0.5**0.5, 0.0]]], rtol=1e-6)
     depth = make_transform("robust_depth", 1).fuse([np.zeros((2, 2), np.float32), np.full((2, 2), 3, np.float32)])
     assert depth.dtype == np.float32 and np.all(depth == 1.5)
     rgb = make_transform("color", 3).fuse([np.zeros((1, 1, 3), np.uint8), np.full((1, 1, 3), 4, np.uint8)])
     assert rgb.dtype == np.uint8 and rgb.tolist() == [[[2, 2, 2]]]
-    embedding = make_transform("embedding", 4).fuse([np.array([1, 0, 0, 0], np.float32),
-                                                     np.array([0, 0, 0, 1], np.float32)])  # fmt: skip
+    embedding = make_transform("embedding", 4).fuse(
+        [np.array([1, 0, 0, 0], np.float32), np.array([0, 0, 0, 1], np.float32)]
+    )
     np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="shapes"):
         make_transform("color", 3).fuse([np.zeros((1, 1, 3), np.uint8), np.zeros((2, 1, 3), np.uint8)])

@@ -387,8 +387,10 @@ def test_order_keys_and_candidates_are_deterministic(tmp_path: Path) -> None:
     # Sorted by path components, so a folder's files stay together: "a/..." sorts before "a.png".
     assert first.keys == second.keys == ("A", "a/b", "a/z", "a", "b", "c/b/a", "d", "e", "f")
     assert [r.key for r in first] == list(first.keys)
-    assert first.files == [tmp_path / p for p in ("A.png", "a/b.Jpeg", "a/z.JPG", "a.png", "b.png",
-                                                  "c/b/a.webp", "d.tif", "e.bmp", "f.tiff")]  # fmt: skip
+    assert first.files == [
+        tmp_path / p
+        for p in ("A.png", "a/b.Jpeg", "a/z.JPG", "a.png", "b.png", "c/b/a.webp", "d.tif", "e.bmp", "f.tiff")
+    ]
     assert len(ImageFolder(tmp_path, image_size=8, skip_hidden=False)) == len(names) + 2
     assert first[-1].key == "f"
     with pytest.raises(IndexError):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fourm_core.masking import (
+from fourm_core.data.masking import (
     FourMMasker,
     KeepScheme,
     KeyAlphas,
@@ -430,7 +430,7 @@ def test_split_budget_sums_exactly_and_zero_alpha_comes_last() -> None:
 
 
 def test_vectorised_span_masking_equals_reference() -> None:
-    from fourm_core.masking import _span_arrays
+    from fourm_core.data.masking import _span_arrays
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -475,7 +475,7 @@ def test_block_trials_have_the_reference_law(n_units: int, chunk: int, n_in: int
 
 
 def test_masked_key_takes_numpy_or_torch() -> None:
-    from fourm_core.masking import MaskedKey
+    from fourm_core.data.masking import MaskedKey
 
     a = MaskedKey(np.array([True, False]), torch.tensor([False, True]), 1, 1)
     assert isinstance(a.input_mask, torch.Tensor) and isinstance(a.target_mask, torch.Tensor)

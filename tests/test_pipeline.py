@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fourm_core.collate import Collator
+from fourm_core.data.collate import Collator
 from fourm_core.data.loader import StoreDataset
-from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, SampleBuilder, forms_for, open_store_dataset
-from fourm_core.labeling.runner import label_store
-from fourm_core.masking import (
+from fourm_core.data.masking import (
     EOS_ID,
     FourMMasker,
     KeyAlphas,
@@ -22,6 +20,8 @@ from fourm_core.masking import (
     TokenRange,
     layouts_from_registry,
 )
+from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, SampleBuilder, forms_for, open_store_dataset
+from fourm_core.labeling.runner import label_store
 from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
@@ -35,8 +35,18 @@ from fourm_core.vocab import build_text_vocabulary
 from helpers import EXAMPLE_PLUGIN
 
 PRESET = "tiny"
-LABELLED = ["rgb", "depth", "sam_instance", "human_poses", "caption", "det", "metadata_image", "metadata_semantic",
-            "color_palette", "t5_caption"]  # fmt: skip
+LABELLED = [
+    "rgb",
+    "depth",
+    "sam_instance",
+    "human_poses",
+    "caption",
+    "det",
+    "metadata_image",
+    "metadata_semantic",
+    "color_palette",
+    "t5_caption",
+]
 TRAINED = ["depth", "sam_instance", "human_poses"]
 SMALL = {"dim": 64, "enc_depth": 1, "dec_depth": 1, "heads": 2, "mlp_width": 128, "mlp_blocks": 1}
 

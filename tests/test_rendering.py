@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fourm_core.generation.rendering import (
+from fourm_core.labeling.api import LabelContext, SampleView
+from fourm_core.registry import Registry, resolve_ref
+from fourm_core.sources.adapters import SyntheticSource
+from fourm_core.spec import ModalityKind
+from fourm_core.viz.rendering import (
     RenderContext,
     base_picture,
     fit_picture,
@@ -25,16 +29,24 @@ from fourm_core.generation.rendering import (
     render_output,
     table_picture,
 )
-from fourm_core.labeling.api import LabelContext, SampleView
-from fourm_core.registry import Registry, resolve_ref
-from fourm_core.sources.adapters import SyntheticSource
-from fourm_core.spec import ModalityKind
 from helpers import EXAMPLE_PLUGIN, registry_with
 
 IMAGE = 64  # the tiny preset's image side
 TILE = 128  # output tile: every pixel of the scene is 2x2 pixels of the picture
-LABELLED = ("rgb", "depth", "normal", "semseg", "caption", "det", "human_poses", "sam_instance", "color_palette",
-            "metadata_image", "metadata_semantic", "metadata_geometric")  # fmt: skip
+LABELLED = (
+    "rgb",
+    "depth",
+    "normal",
+    "semseg",
+    "caption",
+    "det",
+    "human_poses",
+    "sam_instance",
+    "color_palette",
+    "metadata_image",
+    "metadata_semantic",
+    "metadata_geometric",
+)
 
 
 @pytest.fixture(scope="module")

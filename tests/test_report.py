@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fourm_core.report_html import REPORT_NAME, write_report
+from fourm_core.apps.demo.report import REPORT_NAME, write_report
 
 #: tables every complete demo report has (ids of the <table> elements)
 REPORT_TABLES = ("timings", "conformance", "tokenizers", "validation", "chains", "retrieval", "evaluation")
@@ -55,9 +55,18 @@ def browser_check(report: Path, browser: str) -> dict[str, Any]:
     page = report.with_name("report.probe.html")
     page.write_text(report.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
     profile = report.parent / ".chromium-profile"
-    command = [browser, "--headless=new", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-               "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
-               page.as_uri()]  # fmt: skip
+    command = [
+        browser,
+        "--headless=new",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     finally:
@@ -100,43 +109,76 @@ def _hand_made_demo_folder(out: Path) -> int:
     (out / "timings.json").write_text(json.dumps({"plugins and conformance": 1.5, "generation and retrieval": 9.0}))
     checks = [{"modality": m, "check": c, "ok": True, "message": ""} for m in ("a", "b") for c in ("spec", "codec")]
     (out / "conformance.json").write_text(json.dumps(checks))
-    report = {"name": "tok_a", "modalities": ["a"], "family": "vit_vqvae",
-              "training": {"steps": 3, "seconds": 0.5},
-              "evaluation": {"bound": {"psnr": 20.0}, "baseline": {"psnr": 10.0},
-                             "usage": {"perplexity": 12.0, "codes_used": 0.5}}}  # fmt: skip
+    report = {
+        "name": "tok_a",
+        "modalities": ["a"],
+        "family": "vit_vqvae",
+        "training": {"steps": 3, "seconds": 0.5},
+        "evaluation": {
+            "bound": {"psnr": 20.0},
+            "baseline": {"psnr": 10.0},
+            "usage": {"perplexity": 12.0, "codes_used": 0.5},
+        },
+    }
     (out / "tokenizers" / "tok_a").mkdir(parents=True)
     (out / "tokenizers" / "tok_a" / "report.json").write_text(json.dumps(report))
     run = out / "model"
     run.mkdir()
-    records = [{"kind": "val", "step": s, "loss": 5.0 - s, "losses": {"k1": 5.0 - s, "k2": 4.0 - s / 2}}
-               for s in range(3)]  # fmt: skip
+    records = [
+        {"kind": "val", "step": s, "loss": 5.0 - s, "losses": {"k1": 5.0 - s, "k2": 4.0 - s / 2}} for s in range(3)
+    ]
     (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     curves_svg(records, run / "curves.svg")
     _png(run / "pixels2all.png", 40)
     summary = {"steps": 3, "validation_first": 5.0, "validation_last": 3.0, "probe_token_accuracy": {"k1": 0.5}}
     (run / "summary.json").write_text(json.dumps(summary))
     gen = out / "generation"
-    hits = [{"index": i, "similarity": 0.9 - i / 10, "picture": _png(gen / "store" / f"{i}.png", seed=i)[len(str(out))
-             + 1:], "text": f"scene {i}"} for i in range(3)]  # fmt: skip
+    hits = [
+        {
+            "index": i,
+            "similarity": 0.9 - i / 10,
+            "picture": _png(gen / "store" / f"{i}.png", seed=i)[len(str(out)) + 1 :],
+            "text": f"scene {i}",
+        }
+        for i in range(3)
+    ]
     record = {
-        "scenes": [{"index": 7, "text": "a scene", "picture": "generation/store/0.png", "targets": [
-            {"key": "k1", "kind": "image_tokens", "picture": "generation/scene_7/k1.png"},
-            {"key": "g", "kind": "global_tokens", "cosine_prediction": 0.8, "cosine_reconstruction": 0.9},
-            {"key": "s", "kind": "sequence", "truth": "one <b>two</b>", "prediction": "one", "parsed": False},
-        ]}],
+        "scenes": [
+            {
+                "index": 7,
+                "text": "a scene",
+                "picture": "generation/store/0.png",
+                "targets": [
+                    {"key": "k1", "kind": "image_tokens", "picture": "generation/scene_7/k1.png"},
+                    {"key": "g", "kind": "global_tokens", "cosine_prediction": 0.8, "cosine_reconstruction": 0.9},
+                    {"key": "s", "kind": "sequence", "truth": "one <b>two</b>", "prediction": "one", "parsed": False},
+                ],
+            }
+        ],
         "target_seconds": {"k1": 1.0, "g": 0.5, "s": 0.2},
-        "chains": [{"scene": 7, "text": "a scene", "steps": [{"target": "g"}, {"target": "k1"}],
-                    "picture": "generation/chain_7.png", "nearest": hits[0]}],
-        "retrieval": {"key": "g", "size": 3, "queries": [
-            {"by": "px", "scene": 0, "picture": "generation/store/0.png", "hits": hits},
-            {"by": "txt", "scene": 0, "text": "a scene", "hits": hits},
-        ]},
+        "chains": [
+            {
+                "scene": 7,
+                "text": "a scene",
+                "steps": [{"target": "g"}, {"target": "k1"}],
+                "picture": "generation/chain_7.png",
+                "nearest": hits[0],
+            }
+        ],
+        "retrieval": {
+            "key": "g",
+            "size": 3,
+            "queries": [
+                {"by": "px", "scene": 0, "picture": "generation/store/0.png", "hits": hits},
+                {"by": "txt", "scene": 0, "text": "a scene", "hits": hits},
+            ],
+        },
         "evaluation": {
             "one pass": {"k1": {"key": "k1", "n": 4, "model": {"miou": 0.2}, "bound": {"miou": 0.5}}},
             "ensemble of 4": {"k1": {"key": "k1", "n": 4, "model": {"miou": 0.25}, "bound": {"miou": 0.5}}},
         },
         "seconds": 9.0,
-    }  # fmt: skip
+    }
     _png(gen / "scene_7" / "k1.png", 32)
     _png(gen / "chain_7.png", 32)
     (gen / "generation.json").write_text(json.dumps(record))
@@ -172,7 +214,7 @@ def test_report_of_an_empty_folder_says_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_report_tables_hold_the_evaluation_and_the_committed_benchmarks(tmp_path: Path) -> None:
-    from fourm_core.report_html import BENCHMARK_RESULTS, render_report
+    from fourm_core.apps.demo.report import BENCHMARK_RESULTS, render_report
 
     _hand_made_demo_folder(tmp_path)
     page = render_report(tmp_path)

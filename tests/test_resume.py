@@ -48,7 +48,7 @@ def source_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _label_cmd(path: Path) -> list[str]:
-    code = "import sys; from fourm_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from fourm_core.apps.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return [sys.executable, "-c", code, "data", "label", str(path), "--workers", "2", "--only", *MODALITIES]
 
 
@@ -92,8 +92,9 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(source_store: Path, tmp
         before = _done_samples(killed)
         log = tmp_path / f"run{attempt}.log"
         with log.open("w") as sink:
-            proc = subprocess.Popen(_label_cmd(killed), env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                _label_cmd(killed), env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
             target = before + rng.randint(20, 120)  # kill somewhere in the middle of the work, at a random point
             deadline = time.monotonic() + 120
             while proc.poll() is None and _done_samples(killed) < target and time.monotonic() < deadline:
@@ -105,8 +106,10 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(source_store: Path, tmp
             proc.wait()
         attempt += 1
         if not ours:  # it ended on its own: a crash fails here, with its output
-            exits.append(f"run {attempt} ended with {proc.returncode} at {_done_samples(killed)} samples:\n"
-                         + log.read_text()[-2000:])  # fmt: skip
+            exits.append(
+                f"run {attempt} ended with {proc.returncode} at {_done_samples(killed)} samples:\n"
+                + log.read_text()[-2000:]
+            )
             assert proc.returncode in (0, -signal.SIGKILL), exits[-1]
             if proc.returncode == 0:
                 break  # everything is labelled: nothing left to kill

@@ -18,12 +18,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from fourm_core.cli_retrieve import add_retrieve_commands
+from fourm_core.apps.cli.retrieve import add_retrieve_commands
 from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
-from fourm_core.labeling.runner import label_store
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
-from fourm_core.registry import Registry
-from fourm_core.retrieval import (
+from fourm_core.inference.retrieval import (
     EmbeddingIndex,
     RetrievalError,
     StaleIndexError,
@@ -34,6 +31,9 @@ from fourm_core.retrieval import (
     store_inputs,
     text_inputs,
 )
+from fourm_core.labeling.runner import label_store
+from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.storage.source_writer import create_source_store, write_source
 from fourm_core.storage.store import AlignedStore
@@ -202,8 +202,10 @@ def test_true_tokens_decoded_land_next_to_their_own_scene(
     others = float((unit @ unit.T)[~np.eye(40, dtype=bool)].mean())
     found, _ = index.search(decoded, 5)
     top1, top5 = float((found[:, 0] == stored_ids).mean()), float((found == stored_ids[:, None]).any(axis=1).mean())
-    print(f"\ndecoded true tokens: cosine to own {own.mean():.3f} (scenes among themselves {others:.3f}); "
-          f"own scene at rank 1 {top1:.2f}, in top 5 {top5:.2f} (chance 0.03 / 0.13)")  # fmt: skip
+    print(
+        f"\ndecoded true tokens: cosine to own {own.mean():.3f} (scenes among themselves {others:.3f}); "
+        f"own scene at rank 1 {top1:.2f}, in top 5 {top5:.2f} (chance 0.03 / 0.13)"
+    )
     assert own.mean() > 0.85 and own.mean() - others > 0.4
     assert top5 >= 0.45  # 0.65-0.82 over runs (the brief tokenizer fit is not bit-reproducible)
 
@@ -267,13 +269,19 @@ def test_api_retrieve_equals_the_library_path(
     import fourm_core as fm
 
     path = build_index(world["store"], GLOBAL, registry).save(tmp_path / "world.usearch")
-    api = fm.FourM.from_pretrained(world["root"] / "run", tokenizers=world["toks"], vocabulary=world["vocab"],
-                                   registry=registry)  # fmt: skip
+    api = fm.FourM.from_pretrained(
+        world["root"] / "run", tokenizers=world["toks"], vocabulary=world["vocab"], registry=registry
+    )
     caption = "two blue cubes in a room."
     hits = api.retrieve({"caption": caption}, index=path, k=5)
     vocabulary = TextVocabulary.load(world["vocab"])
-    want = retrieve(model, text_inputs(registry, PRESET, vocabulary, {"caption": caption}),
-                    EmbeddingIndex.load(path), tokenizer, k=5)  # fmt: skip
+    want = retrieve(
+        model,
+        text_inputs(registry, PRESET, vocabulary, {"caption": caption}),
+        EmbeddingIndex.load(path),
+        tokenizer,
+        k=5,
+    )
     assert [h.index for h in hits] == [h.index for h in want] and len(hits) == 5
     assert [h.similarity for h in hits] == pytest.approx([h.similarity for h in want], abs=1e-6)
     no_tokenizers = fm.FourM.from_pretrained(world["model"], vocabulary=world["vocab"], registry=registry)
@@ -295,13 +303,31 @@ def test_cli_build_and_query(
     world: dict[str, Path], registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "global.usearch"
-    assert run_cli(["retrieve", "build", "--store", str(world["store"]), "--modality", GLOBAL, "--out", str(out),
-                    "--json"], registry) == 0  # fmt: skip
+    assert (
+        run_cli(
+            ["retrieve", "build", "--store", str(world["store"]), "--modality", GLOBAL, "--out", str(out), "--json"],
+            registry,
+        )
+        == 0
+    )
     built = json.loads(capsys.readouterr().out)
     assert built["count"] == 40 and Path(built["sidecar"]).is_file()
-    common = ["retrieve", "query", "--model", str(world["model"]), "--index", str(out), "--tokenizers",
-              str(world["toks"]), "--vocab", str(world["vocab"]), "--store", str(world["store"]),
-              "--k", "3"]  # fmt: skip
+    common = [
+        "retrieve",
+        "query",
+        "--model",
+        str(world["model"]),
+        "--index",
+        str(out),
+        "--tokenizers",
+        str(world["toks"]),
+        "--vocab",
+        str(world["vocab"]),
+        "--store",
+        str(world["store"]),
+        "--k",
+        "3",
+    ]
     assert run_cli([*common, "--text", "caption=a dog on the grass.", "--json"], registry) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["inputs"] == ["caption"] and len(result["hits"]) == 3
@@ -341,8 +367,9 @@ def test_cli_errors_before_compute(
         shutil.copytree(world["store"], store)
     out = tmp_path / "ix.usearch"
     if "modality" in change:
-        rc = run_cli(["retrieve", "build", "--store", str(store), "--modality", change["modality"], "--out",
-                      str(out)], registry)  # fmt: skip
+        rc = run_cli(
+            ["retrieve", "build", "--store", str(store), "--modality", change["modality"], "--out", str(out)], registry
+        )
         assert rc == 2 and message in capsys.readouterr().out.replace("\n", " ")
         return
     assert run_cli(["retrieve", "build", "--store", str(store), "--modality", GLOBAL, "--out", str(out)], registry) == 0
@@ -355,8 +382,20 @@ def test_cli_errors_before_compute(
     index = tmp_path / change["index"] if "index" in change else out
     model = tmp_path / change["model"] if "model" in change else world["model"]
     text = change.get("text", "caption=a cube.")
-    argv = ["retrieve", "query", "--model", str(model), "--index", str(index), "--tokenizers", str(world["toks"]),
-            "--vocab", str(world["vocab"]), "--store", str(store)]  # fmt: skip
+    argv = [
+        "retrieve",
+        "query",
+        "--model",
+        str(model),
+        "--index",
+        str(index),
+        "--tokenizers",
+        str(world["toks"]),
+        "--vocab",
+        str(world["vocab"]),
+        "--store",
+        str(store),
+    ]
     if text:
         argv += ["--text", text]
     assert run_cli(argv, registry) == 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fourm_core.cli import main
+from fourm_core.apps.cli.main import main
 from fourm_core.data.loader import StoreDataset
 from fourm_core.labeling.runner import label_store
 from fourm_core.registry import PluginError, Registry
@@ -26,8 +26,18 @@ from fourm_core.tokenizers.training import collect, evaluate, fit
 from fourm_core.tokenizers.transforms import make_transform
 from helpers import EXAMPLE_PLUGIN
 
-LABELLED = ["rgb", "depth", "normal", "semseg", "canny_edge", "sam_edge", "sam_instance", "human_poses", "dinov2",
-            "dinov2_global"]  # fmt: skip
+LABELLED = [
+    "rgb",
+    "depth",
+    "normal",
+    "semseg",
+    "canny_edge",
+    "sam_edge",
+    "sam_instance",
+    "human_poses",
+    "dinov2",
+    "dinov2_global",
+]
 SMALL = {"dim": 64, "enc_depth": 1, "dec_depth": 1, "heads": 2, "mlp_width": 128, "mlp_blocks": 1}
 
 

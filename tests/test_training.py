@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fourm_core.collate import Collator
+from fourm_core.data.collate import Collator
 from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.tokenizers import TrainConfig
@@ -92,8 +92,11 @@ def test_training_lowers_the_loss_logs_and_exports(world: dict[str, Path], regis
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()) == ["step00000008"]
     # the export names what generation needs, as absolute paths
     assets = __import__("json").loads((result.final_dir / "fourm.json").read_text())
-    assert assets == {"vocabulary": str(Path(world["vocab"]).resolve()), "tokenizers": str(Path("toks").resolve()),
-                      "preset": PRESET}  # fmt: skip
+    assert assets == {
+        "vocabulary": str(Path(world["vocab"]).resolve()),
+        "tokenizers": str(Path("toks").resolve()),
+        "preset": PRESET,
+    }
 
 
 def _vocab(world: dict[str, Path]):  # noqa: ANN202
@@ -122,8 +125,14 @@ def test_killed_run_resumes_to_the_same_weights(world: dict[str, Path], registry
     interrupted = run_config(world, tmp_path / "b", checkpoint_every=2)
     path = tmp_path / "b.yaml"
     path.write_text(__import__("yaml").safe_dump(interrupted.model_dump(mode="json")))
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(path)], capture_output=True, text=True,
-                          env=clean_env(), cwd=REPO, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_STEP, str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert not (tmp_path / "b" / "final").exists()
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step00000004"
@@ -151,9 +160,13 @@ def test_two_processes_equal_one_process_with_accumulation(
     path.write_text(__import__("yaml").safe_dump(config.model_dump(mode="json")))
     env = {**clean_env(), "FOURM_DISABLE_PLUGINS": EXAMPLE_PLUGIN}
     proc = subprocess.run(
-        [sys.executable, "-m", "fourm_core.cli", "train", "--config", str(path), "--nproc", "2"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "fourm_core.apps.cli.main", "train", "--config", str(path), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     a, b = weights(one.final_dir), weights(tmp_path / "two" / "final")  # type: ignore[arg-type]
     assert a.keys() == b.keys()
@@ -182,8 +195,9 @@ def _vocab_from(config: RunConfig):  # noqa: ANN202
 def test_zero_stages_and_bf16_train(
     world: dict[str, Path], registry: Registry, tmp_path: Path, zero: int, precision: str
 ) -> None:
-    config = run_config(world, tmp_path / "z", **{"engine.zero_stage": zero, "engine.precision": precision,
-                                                  "schedule.steps": 3})  # fmt: skip
+    config = run_config(
+        world, tmp_path / "z", **{"engine.zero_stage": zero, "engine.precision": precision, "schedule.steps": 3}
+    )
     result = train(config, registry)
     model = FourM.from_pretrained(result.final_dir)  # type: ignore[arg-type]
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
@@ -220,10 +234,14 @@ def test_schedule_in_tokens_and_decay_groups(world: dict[str, Path], registry: R
 
 
 def test_co_training_with_a_text_corpus(world: dict[str, Path], registry: Registry, tmp_path: Path) -> None:
-    config = run_config(world, tmp_path, datasets=[
-        {"name": "world", "store": str(world["store"]), "weight": 3.0},
-        {"name": "text", "text": [str(world["corpus"])], "text_modality": "caption", "weight": 1.0},
-    ])  # fmt: skip
+    config = run_config(
+        world,
+        tmp_path,
+        datasets=[
+            {"name": "world", "store": str(world["store"]), "weight": 3.0},
+            {"name": "text", "text": [str(world["corpus"])], "text_modality": "caption", "weight": 1.0},
+        ],
+    )
     data = TrainingData(config, registry, _vocab(world))
     picks = Counter(data.locate(p)[0] for p in range(800))
     assert 0.2 < picks[1] / 800 < 0.3  # weights 3:1
@@ -239,7 +257,7 @@ def test_co_training_with_a_text_corpus(world: dict[str, Path], registry: Regist
 
 
 def test_official_mixture_keys_follow_the_preset(registry: Registry) -> None:
-    from fourm_core.masking import load_mixture
+    from fourm_core.data.masking import load_mixture
 
     official = Path(__file__).resolve().parents[2] / "shared/data/ml-4m/mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
     if not official.exists():

@@ -1,7 +1,7 @@
 """From a store sample to what masking and collation take: one content entry per model key.
 
-:class:`StoreDataset` gives ``{modality: {array: value}}``; :class:`~fourm_core.masking.FourMMasker` and
-:class:`~fourm_core.collate.Collator` want, per model key, token ids, pixels, text-vocabulary ids or embedding rows.
+:class:`StoreDataset` gives ``{modality: {array: value}}``; :class:`~fourm_core.data.masking.FourMMasker` and
+:class:`~.collate.Collator` want, per model key, token ids, pixels, text-vocabulary ids or embedding rows.
 :class:`SampleBuilder` is that step, as ml-4m's transforms do it at load time:
 
 * image / global tokens (read in ``"tokens"`` form, one crop): an int64 tensor of ids;
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fourm_core.masking import EOS_ID
+from fourm_core.data.masking import EOS_ID
 from fourm_core.serialization import CropFollowing, SerializationError, crop_is_identity
 from fourm_core.spec import MaskingUnit, ModalityKind
 
@@ -212,7 +212,7 @@ class SampleBuilder:
         collator: Any,
         seeds: Sequence[int] | None = None,
     ) -> Any:
-        """Build, mask and collate ``samples`` into one :class:`~fourm_core.collate.CollatedBatch`; sample ``i``
+        """Build, mask and collate ``samples`` into one :class:`~fourm_core.data.collate.CollatedBatch`; sample ``i``
         draws its serialisation from ``random.Random(seeds[i])`` and its masks from ``default_rng(seeds[i])``
         (without ``seeds``: canonical serialisation and the masker's own generator)."""
         contents, masks = [], []

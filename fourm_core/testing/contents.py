@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.masking import EOS_ID, NUM_SENTINELS, SENTINEL_BASE_ID
+from fourm_core.data.masking import EOS_ID, NUM_SENTINELS, SENTINEL_BASE_ID
 from fourm_core.spec import MaskingUnit, ModalityKind
 
 __all__ = ["FIRST_WORD_ID", "random_contents"]

@@ -93,12 +93,24 @@ class TrainConfig(BaseModel):
 #: network sizes per preset (the paper's are ViT-B; tiny fits a 2-core CPU in about two minutes)
 _SIZES: dict[str, dict[str, int]] = {
     "tiny": {
-        "dim": 128, "enc_depth": 2, "dec_depth": 2, "heads": 4, "latent_dim": 32, "mlp_width": 256, "mlp_blocks": 2,
+        "dim": 128,
+        "enc_depth": 2,
+        "dec_depth": 2,
+        "heads": 4,
+        "latent_dim": 32,
+        "mlp_width": 256,
+        "mlp_blocks": 2,
     },
     "paper": {
-        "dim": 768, "enc_depth": 12, "dec_depth": 12, "heads": 12, "latent_dim": 32, "mlp_width": 1024, "mlp_blocks": 6,
+        "dim": 768,
+        "enc_depth": 12,
+        "dec_depth": 12,
+        "heads": 12,
+        "latent_dim": 32,
+        "mlp_width": 1024,
+        "mlp_blocks": 6,
     },
-}  # fmt: skip
+}
 
 
 def tokenizer_name(spec: ModalitySpec) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers.config import TrainConfig, config_from_spec, tokenizer_name
-from fourm_core.tokenizers.pictures import comparison_png
 from fourm_core.tokenizers.tokenizer import Tokenizer
 from fourm_core.tokenizers.training import Split, collect, evaluate, fit
+from fourm_core.viz.pictures import comparison_png
 
 __all__ = ["TokenizerPlan", "bound_markdown", "eval_tokenizer", "plan_tokenizers", "train_tokenizer"]
 

@@ -137,7 +137,7 @@ class RunConfig(BaseModel):
     seed: int = 0
     vocabulary: str
     #: the trained tokenizer directory the stores were pre-tokenised with; not used in training, but recorded with
-    #: the exported model (``final/fourm.json``) so generation finds it (:meth:`fourm_core.api.FourM.from_pretrained`)
+    #: the exported model (``final/fourm.json``) so generation finds it (``FourM.from_pretrained``)
     tokenizers: str | None = None
     datasets: list[DatasetConfig] = Field(..., min_length=1)
     #: input / target token budgets per sample: one number or an inclusive [low, high] range

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.collate import CollatedBatch, Collator
+from fourm_core.data.collate import CollatedBatch, Collator
 from fourm_core.data.loader import StoreDataset, TextCorpusDataset
-from fourm_core.data.pipeline import SampleBuilder, forms_for
-from fourm_core.masking import (
+from fourm_core.data.masking import (
     FourMMasker,
     KeyAlphas,
     KeyLayout,
@@ -36,6 +35,7 @@ from fourm_core.masking import (
     layouts_from_registry,
     load_mixture,
 )
+from fourm_core.data.pipeline import SampleBuilder, forms_for
 from fourm_core.model.fourm import modality_info_from_registry
 from fourm_core.spec import ModalityKind
 from fourm_core.storage.store import AlignedStore
@@ -144,8 +144,9 @@ class TrainingData:
         self.modality_info = {k: all_info[k] for k in keys}
         self.collator = Collator(self.modality_info)
         layouts = {k: v for k, v in layouts_from_registry(registry, self.preset).items() if k in self.modality_info}
-        in_range, tgt_range = (TokenRange(low=lo, high=hi) for lo, hi in (config.budget("input"),
-                                                                           config.budget("target")))  # fmt: skip
+        in_range, tgt_range = (
+            TokenRange(low=lo, high=hi) for lo, hi in (config.budget("input"), config.budget("target"))
+        )
         self.sources: list[_Source] = []
         for d, (dataset, _) in zip(config.datasets, opened, strict=True):
             if d.mixture:
@@ -166,7 +167,7 @@ class TrainingData:
                     FourMMasker(layouts, mixture),
                     n_crops,
                     list(range(n - d.val_samples, n)),
-                )  # fmt: skip
+                )
             )
         weights = np.array([s.config.weight for s in self.sources], dtype=np.float64)
         self.weights = weights / weights.sum()

@@ -72,7 +72,7 @@ def init_distributed() -> tuple[int, int]:
                 "WORLD_SIZE": "1",
                 "MASTER_ADDR": "127.0.0.1",
                 "MASTER_PORT": os.environ.get("MASTER_PORT", str(_free_port())),
-            }  # fmt: skip
+            }
         )
     import deepspeed
     import torch.distributed as dist
@@ -269,9 +269,12 @@ def train(
         optimizer, warmup_cosine(warmup_steps, total_steps, config.optim.min_lr / lr)
     )
     engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(config),
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(config),
         dist_init_required=False,
-    )  # fmt: skip
+    )
     dtype = torch.bfloat16 if e.precision == "bf16" else torch.float32
     fingerprint = config_fingerprint(config)
 
@@ -299,16 +302,22 @@ def train(
             for i, batch in enumerate(validation):
                 seed_position(config.seed + 1, i)
                 batch = cast_floats(batch, dtype).to(engine.device)
-                _, losses = engine(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens,
-                                   loss_type=config.loss_type)  # fmt: skip
+                _, losses = engine(
+                    batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens, loss_type=config.loss_type
+                )
                 for k, v in losses.items():
                     if _has_targets(batch, k):
                         sums[k] = sums.get(k, 0.0) + float(v)
                         counts[k] = counts.get(k, 0) + 1
         engine.train()
         per_key = {k: sums[k] / counts[k] for k in sorted(sums)}
-        record = {"kind": "val", "step": step, "tokens": step * tokens_per_step,
-                  "loss": sum(per_key.values()) / max(1, len(per_key)), "losses": per_key}  # fmt: skip
+        record = {
+            "kind": "val",
+            "step": step,
+            "tokens": step * tokens_per_step,
+            "loss": sum(per_key.values()) / max(1, len(per_key)),
+            "losses": per_key,
+        }
         result.validation.append(record)
         logger.write(record)
 
@@ -320,14 +329,16 @@ def train(
         t0 = time.perf_counter()
         window["lr"] = engine.get_lr()[0]  # the rate this step uses (the scheduler moves on after it)
         for micro in range(e.grad_accum):
-            position = sample_position(step, micro, rank, 0, accum=e.grad_accum, world=world,
-                                       micro_batch=e.micro_batch_size)  # fmt: skip
+            position = sample_position(
+                step, micro, rank, 0, accum=e.grad_accum, world=world, micro_batch=e.micro_batch_size
+            )
             batch = data.batch(position, e.micro_batch_size)
             n_in, n_tgt = data.useful_tokens(data.collator, batch)
             seed_position(config.seed, position)
             batch = cast_floats(batch, dtype).to(engine.device)
-            loss, losses = engine(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens,
-                                  loss_type=config.loss_type)  # fmt: skip
+            loss, losses = engine(
+                batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens, loss_type=config.loss_type
+            )
             engine.backward(loss)
             if micro == e.grad_accum - 1 and e.zero_stage == 0:  # DeepSpeed reports no norm without ZeRO
                 window["grad_norm"] = _grad_norm(engine.module)
@@ -355,16 +366,18 @@ def train(
         if config.eval_every and done % config.eval_every == 0 and done != total_steps:
             evaluate(done)
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done != total_steps:
-            engine.save_checkpoint(str(ckpt_dir), tag=f"step{done:08d}",
-                                   client_state={"step": done, "fingerprint": fingerprint})  # fmt: skip
+            engine.save_checkpoint(
+                str(ckpt_dir), tag=f"step{done:08d}", client_state={"step": done, "fingerprint": fingerprint}
+            )
             dist.barrier()
             if rank == 0:
                 _prune(ckpt_dir, config.keep_checkpoints)
     if validation:
         evaluate(total_steps)
     result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage, _assets(config))
-    engine.save_checkpoint(str(ckpt_dir), tag=f"step{total_steps:08d}",
-                           client_state={"step": total_steps, "fingerprint": fingerprint})  # fmt: skip
+    engine.save_checkpoint(
+        str(ckpt_dir), tag=f"step{total_steps:08d}", client_state={"step": total_steps, "fingerprint": fingerprint}
+    )
     dist.barrier()
     if rank == 0:
         _prune(ckpt_dir, config.keep_checkpoints)
@@ -387,7 +400,7 @@ def steps_for_seconds(config: RunConfig, seconds: float, registry: Any = None, p
             "schedule": ScheduleConfig(steps=probe_steps),
             "eval_every": None,
             "checkpoint_every": None,
-        }  # fmt: skip
+        }
     )
     train(timing, registry, resume=False)
     lines = (Path(timing.out_dir) / LOG_NAME).read_text().splitlines()
@@ -400,8 +413,18 @@ def _has_targets(batch: Any, key: str) -> bool:
 
 
 def _new_window() -> dict[str, Any]:
-    return {"loss": 0.0, "micro": 0, "tokens_in": 0, "tokens_tgt": 0, "flops": 0.0, "seconds": 0.0,
-            "steps": 0, "lr": None, "sums": {}, "counts": {}}  # fmt: skip
+    return {
+        "loss": 0.0,
+        "micro": 0,
+        "tokens_in": 0,
+        "tokens_tgt": 0,
+        "flops": 0.0,
+        "seconds": 0.0,
+        "steps": 0,
+        "lr": None,
+        "sums": {},
+        "counts": {},
+    }
 
 
 def _log_record(
@@ -448,8 +471,11 @@ def _assets(config: RunConfig) -> dict[str, Any]:
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else None
 
-    return {"vocabulary": absolute(config.vocabulary), "tokenizers": absolute(config.tokenizers),
-            "preset": config.model.preset}  # fmt: skip
+    return {
+        "vocabulary": absolute(config.vocabulary),
+        "tokenizers": absolute(config.tokenizers),
+        "preset": config.model.preset,
+    }
 
 
 def _export(engine: Any, directory: Path, rank: int, zero_stage: int, assets: dict[str, Any]) -> Path:

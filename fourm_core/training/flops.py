@@ -146,7 +146,7 @@ def target_tokens_per_key(model: nn.Module, batch: Any) -> dict[str, float]:
 
 
 def batch_forward_flops(model: nn.Module, batch: Any) -> FlopBreakdown:
-    """:func:`forward_flops` of a :class:`~fourm_core.collate.CollatedBatch` (anything with ``mod_dict``,
+    """:func:`forward_flops` of a :class:`~fourm_core.data.collate.CollatedBatch` (anything with ``mod_dict``,
     ``num_encoder_tokens`` and ``num_decoder_tokens``): its budgets, real targets and embedded positions."""
     first = next(iter(batch.mod_dict.values()))
     positions = {k: int(d["input_mask"].shape[1]) for k, d in batch.mod_dict.items() if k in model.encoder_embeddings}

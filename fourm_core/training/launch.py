@@ -9,7 +9,7 @@ from rich.console import Console
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fourm_core.cli_train import run_training
+    from fourm_core.apps.cli.train import run_training
 
     parser = argparse.ArgumentParser(prog="fourm_core.training.launch")
     parser.add_argument("--config", required=True)

@@ -15,13 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.collate import Collator
-from fourm_core.masking import MaskedKey
+from fourm_core.data.collate import Collator
+from fourm_core.data.masking import MaskedKey
 
 __all__ = ["curves_svg", "predict_tokens", "probe_figure", "read_log", "tile_row", "validation_table"]
 
-_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-            "#17becf"]  # fmt: skip
+_COLOURS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
@@ -37,8 +47,10 @@ def validation_table(records: Sequence[Mapping[str, Any]], every: int = 1) -> st
         return "(no validation records)"
     shown = val[::every] if val[-1] in val[::every] else [*val[::every], val[-1]]
     keys = sorted(val[0]["losses"])
-    lines = ["| key | " + " | ".join(f"step {r['step']}" for r in shown) + " | last / first |",
-             "|---|" + "---|" * (len(shown) + 1)]  # fmt: skip
+    lines = [
+        "| key | " + " | ".join(f"step {r['step']}" for r in shown) + " | last / first |",
+        "|---|" + "---|" * (len(shown) + 1),
+    ]
     for k in [*keys, "mean"]:
         values = [r["losses"].get(k) if k != "mean" else r["loss"] for r in shown]
         first, last = values[0], values[-1]
@@ -66,13 +78,15 @@ def curves_svg(records: Sequence[Mapping[str, Any]], path: str | Path, width: in
     def xy(step: float, loss: float) -> tuple[float, float]:
         return left + w * step / max(steps[-1], 1), top + h * (1 - (loss - lo) / (hi - lo))
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
-             f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="black"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="black"/>',
-             f'<text x="{left + w / 2}" y="{height - 8}" text-anchor="middle">step</text>',
-             f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" text-anchor="middle">'
-             "validation loss</text>"]  # fmt: skip
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        f'font-size="11"><rect width="100%" height="100%" fill="white"/>',
+        f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="black"/>',
+        f'<text x="{left + w / 2}" y="{height - 8}" text-anchor="middle">step</text>',
+        f'<text x="12" y="{top + h / 2}" transform="rotate(-90 12 {top + h / 2})" text-anchor="middle">'
+        "validation loss</text>",
+    ]
     for i in range(6):
         loss = lo + (hi - lo) * i / 5
         _, y = xy(0, loss)
@@ -108,8 +122,9 @@ def predict_tokens(
         for key in inputs:
             m = collator.masking_sample({key: content[key]})[key]
             length = int(m) if isinstance(m, int) else len(m)
-            sample[key] = MaskedKey(torch.zeros(length, dtype=torch.bool), torch.ones(length, dtype=torch.bool),
-                                    length, 0)  # fmt: skip
+            sample[key] = MaskedKey(
+                torch.zeros(length, dtype=torch.bool), torch.ones(length, dtype=torch.bool), length, 0
+            )
         sample[target] = MaskedKey(torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), 0, n)
         masks.append(sample)
     filled = [{**{k: c[k] for k in inputs}, target: torch.zeros(n, dtype=torch.long)} for c in contents]
@@ -147,7 +162,7 @@ def probe_figure(
     are left out."""
     from PIL import Image, ImageDraw
 
-    from fourm_core.tokenizers.pictures import picture
+    from fourm_core.viz.pictures import picture
 
     info, preset = data.modality_info, data.preset
     members = registry.model_keys(preset)

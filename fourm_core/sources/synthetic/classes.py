@@ -1,13 +1,13 @@
 """Class vocabulary of the synthetic world: the 133 COCO-panoptic classes, in contiguous 0-based order, as data.
 
 The semantic maps the world renders store ``index + 1`` (0 = unlabelled), the convention of the semseg modality.
-The full table (``fourm_core.coco``, shared with the det and semseg plugins) is used, not only what the world
+The full table (``fourm_core.sources.coco``, shared with the det and semseg plugins) is used, not only what the world
 renders, so a stored value can always be named.
 """
 
 from __future__ import annotations
 
-from fourm_core.coco import PANOPTIC_CLASSES, STUFF_CLASSES, THING_CLASSES  # noqa: F401  (re-exported)
+from fourm_core.sources.coco import PANOPTIC_CLASSES, STUFF_CLASSES, THING_CLASSES  # noqa: F401  (re-exported)
 
 NUM_THINGS = len(THING_CLASSES)
 INDEX: dict[str, int] = {name: i for i, name in enumerate(PANOPTIC_CLASSES)}

@@ -21,22 +21,62 @@ __all__ = ["JOINTS", "PARENTS", "POSES", "Figure", "figure_record", "joints_from
 
 #: SMPL joint order.
 JOINTS: tuple[str, ...] = (
-    "pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
-    "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
-    "r_elbow", "l_wrist", "r_wrist", "l_hand", "r_hand",
-)  # fmt: skip
+    "pelvis",
+    "l_hip",
+    "r_hip",
+    "spine1",
+    "l_knee",
+    "r_knee",
+    "spine2",
+    "l_ankle",
+    "r_ankle",
+    "spine3",
+    "l_foot",
+    "r_foot",
+    "neck",
+    "l_collar",
+    "r_collar",
+    "head",
+    "l_shoulder",
+    "r_shoulder",
+    "l_elbow",
+    "r_elbow",
+    "l_wrist",
+    "r_wrist",
+    "l_hand",
+    "r_hand",
+)
 #: SMPL kinematic tree: parent of each joint (-1 for the root).
 PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 #: Rest offsets from the parent for an average adult (metres, body frame); the root row is the pelvis height.
 OFFSETS = np.array(
     [
-        (0, 0.93, 0), (0.085, -0.08, -0.01), (-0.085, -0.08, -0.01), (0, 0.11, -0.02), (0.01, -0.39, 0.0),
-        (-0.01, -0.39, 0.0), (0, 0.13, 0.0), (0, -0.40, -0.03), (0, -0.40, -0.03), (0, 0.06, 0.02),
-        (0, -0.05, 0.12), (0, -0.05, 0.12), (0, 0.21, -0.02), (0.075, 0.12, -0.01), (-0.075, 0.12, -0.01),
-        (0, 0.09, 0.04), (0.11, 0.03, -0.01), (-0.11, 0.03, -0.01), (0.26, 0, 0), (-0.26, 0, 0),
-        (0.25, 0, 0), (-0.25, 0, 0), (0.08, 0, 0), (-0.08, 0, 0),
+        (0, 0.93, 0),
+        (0.085, -0.08, -0.01),
+        (-0.085, -0.08, -0.01),
+        (0, 0.11, -0.02),
+        (0.01, -0.39, 0.0),
+        (-0.01, -0.39, 0.0),
+        (0, 0.13, 0.0),
+        (0, -0.40, -0.03),
+        (0, -0.40, -0.03),
+        (0, 0.06, 0.02),
+        (0, -0.05, 0.12),
+        (0, -0.05, 0.12),
+        (0, 0.21, -0.02),
+        (0.075, 0.12, -0.01),
+        (-0.075, 0.12, -0.01),
+        (0, 0.09, 0.04),
+        (0.11, 0.03, -0.01),
+        (-0.11, 0.03, -0.01),
+        (0.26, 0, 0),
+        (-0.26, 0, 0),
+        (0.25, 0, 0),
+        (-0.25, 0, 0),
+        (0.08, 0, 0),
+        (-0.08, 0, 0),
     ]
-)  # fmt: skip
+)
 LEGS = [4, 5, 7, 8]
 ARMS = [18, 19, 20, 21, 22, 23]
 SPINE = [3, 6, 9, 12]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.generation.rendering import RenderContext, base_picture, distinct_colour
+from fourm_core.viz.rendering import RenderContext, base_picture, distinct_colour
 from fourm_human_poses.serializer import Human
 
 MODALITY = "human_poses"

@@ -81,7 +81,7 @@ def fourm_register_decoders(register):
     register(
         DecoderSpec(
             modality="metadata_image",
-            factory="fourm_core.generation.rendering:RecordDecoder",
+            factory="fourm_core.viz.rendering:RecordDecoder",
             description="The metadata record as a name: value table.",
         )
     )

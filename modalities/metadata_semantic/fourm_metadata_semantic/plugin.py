@@ -77,7 +77,7 @@ def fourm_register_decoders(register):
     register(
         DecoderSpec(
             modality="metadata_semantic",
-            factory="fourm_core.generation.rendering:RecordDecoder",
+            factory="fourm_core.viz.rendering:RecordDecoder",
             description="The metadata record as a name: value table.",
         )
     )

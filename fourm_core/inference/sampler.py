@@ -1,6 +1,6 @@
 """Any-to-any generation with a trained :class:`~fourm_core.model.FourM` (ml-4m ``GenerationSampler``, our code).
 
-Per schedule step (:mod:`fourm_core.generation.schedule`) one target key is generated from everything known so far:
+Per schedule step (:mod:`fourm_core.inference.schedule`) one target key is generated from everything known so far:
 the given inputs plus the targets of earlier steps, which become plain encoder inputs (as in ml-4m, so a chain
 sequence -> global tokens -> image tokens conditions each key on the previous ones).
 
@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.generation.schedule import (
+from fourm_core.data.masking import EOS_ID, NUM_SENTINELS, PAD_ID, SENTINEL_BASE_ID
+from fourm_core.inference.schedule import (
     GenerationSchedule,
     StepConfig,
     load_schedule,
     temperature_at,
     tokens_per_step,
 )
-from fourm_core.masking import EOS_ID, NUM_SENTINELS, PAD_ID, SENTINEL_BASE_ID
 
 __all__ = ["GenerationSampler", "filter_logits", "sample_tokens"]
 
@@ -243,8 +243,10 @@ class GenerationSampler:
             value = _as_tensor(content).to(self._device)
             if kind == _PIXELS:
                 if tuple(value.shape) != tuple(entry["tensor"].shape[1:]):
-                    raise ValueError(f"input {key!r}: pixels of shape {tuple(value.shape)}, expected "
-                                     f"{tuple(entry['tensor'].shape[1:])}")  # fmt: skip
+                    raise ValueError(
+                        f"input {key!r}: pixels of shape {tuple(value.shape)}, expected "
+                        f"{tuple(entry['tensor'].shape[1:])}"
+                    )
                 entry["tensor"][b] = value.to(self._dtype)
                 entry["input_mask"][b] = False
             elif kind == _SEQUENCE_EMBEDDING:
@@ -327,8 +329,12 @@ class GenerationSampler:
             positions = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :n_sel]
             attn = torch.zeros(batch, n, dtype=torch.int32, device=dev)
             attn.scatter_(1, positions[:, :1], n_sel)  # full attention among this step's targets
-            entry = {"tensor": ids.clone(), "input_mask": ~known, "target_mask": ~selected,
-                     "decoder_attention_mask": attn}  # fmt: skip
+            entry = {
+                "tensor": ids.clone(),
+                "input_mask": ~known,
+                "target_mask": ~selected,
+                "decoder_attention_mask": attn,
+            }
             logits = []
             for drop in guidance.drops:
                 mod_dict = self._batch(state, drop, key, entry)
@@ -337,8 +343,7 @@ class GenerationSampler:
                 if trace is not None and not drop:
                     trace.append({"target": key, "step": i, "mod_dict": mod_dict, "num_encoder_tokens": n_enc})
             temperature = temperature_at(step, i, len(counts), done_fraction=float(known[0].sum()) / n)
-            tokens, confidence = sample_tokens(guidance.combine(logits), temperature, step.top_k,
-                                               step.top_p, generator)  # fmt: skip
+            tokens, confidence = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p, generator)
             if step.scheme == _ROAR:
                 keep = torch.arange(n_sel, device=dev).expand(batch, -1)
             else:  # MaskGIT: the most confident samples
@@ -402,8 +407,7 @@ class GenerationSampler:
                     y = model.forward_decoder(self._sequence_embed(key, tokens, 0), context, encoder_mask, causal)
                 logits.append(head.forward_logits(y[:, -1]))
             temperature = temperature_at(step, t, limit)
-            new, _ = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p,
-                                   generator)  # fmt: skip
+            new, _ = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p, generator)
             tokens = torch.cat([tokens, new.unsqueeze(1)], dim=1)
             done |= torch.isin(new, stop_ids)
             if bool(done.all()):

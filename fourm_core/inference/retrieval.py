@@ -12,7 +12,7 @@ Pieces, each usable alone:
 * :class:`EmbeddingIndex`: a cosine index (usearch) over ``(ids, vectors)`` with a JSON sidecar recording what it
   was built from, so an index whose store part has changed since is refused instead of answering with wrong ids;
 * :func:`build_index`: the index of a store's ``<modality>/raw`` part (index ids are sample indices);
-* :func:`predict_embedding` / :func:`retrieve`: model -> tokens (:class:`~fourm_core.generation.GenerationSampler`,
+* :func:`predict_embedding` / :func:`retrieve`: model -> tokens (:class:`~fourm_core.inference.GenerationSampler`,
   MaskGIT, one step at temperature 0 by default) -> tokenizer ``decode_raw`` -> search;
 * :func:`text_inputs` / :func:`store_inputs`: query contents from raw user text or from a stored sample, in exactly
   the form :class:`~fourm_core.data.pipeline.SampleBuilder` gives the model during training.
@@ -111,8 +111,9 @@ class EmbeddingIndex:
         self.meta.dim = int(dim)
         self.exact_limit = exact_limit
         # wide construction and search beams: recall of the graph search stays ~1 where it is used at all
-        self._index = Index(ndim=int(dim), metric="cos", dtype="f32", connectivity=16, expansion_add=128,
-                            expansion_search=256)  # fmt: skip
+        self._index = Index(
+            ndim=int(dim), metric="cos", dtype="f32", connectivity=16, expansion_add=128, expansion_search=256
+        )
 
     def __len__(self) -> int:
         return len(self._index)
@@ -124,8 +125,11 @@ class EmbeddingIndex:
     def build(self, vectors: np.ndarray, ids: np.ndarray) -> EmbeddingIndex:
         """Add ``vectors`` (N, dim) under ``ids`` (N,). Zero vectors have no direction, so cosine is undefined for
         them: they are left out and counted in ``meta.skipped``."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim) if len(vectors) else \
-            np.zeros((0, self.dim), np.float32)  # fmt: skip
+        vectors = (
+            np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+            if len(vectors)
+            else np.zeros((0, self.dim), np.float32)
+        )
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) != len(vectors):
             raise RetrievalError(f"{len(vectors)} vectors but {len(ids)} ids")
@@ -176,8 +180,10 @@ class EmbeddingIndex:
         index = cls(meta.dim, meta)
         index._index.load(str(path))
         if len(index) != meta.count or index._index.ndim != meta.dim:
-            raise RetrievalError(f"{path}: the index holds {len(index)} vectors of {index._index.ndim} dims, its "
-                                 f"sidecar says {meta.count} of {meta.dim}")  # fmt: skip
+            raise RetrievalError(
+                f"{path}: the index holds {len(index)} vectors of {index._index.ndim} dims, its "
+                f"sidecar says {meta.count} of {meta.dim}"
+            )
         return index
 
     def check_store(self, store_path: str | Path | None = None) -> None:
@@ -188,8 +194,7 @@ class EmbeddingIndex:
         path = Path(store_path or self.meta.store)
         store = AlignedStore.open(path, mode="r")
         if self.meta.part not in store.parts():
-            raise StaleIndexError(f"{path} has no part {self.meta.part!r}: the index was built from "
-                                  f"{self.meta.store}")  # fmt: skip
+            raise StaleIndexError(f"{path} has no part {self.meta.part!r}: the index was built from {self.meta.store}")
         fingerprint, _, _ = read_embeddings(store, self.meta.part)
         if fingerprint != self.meta.fingerprint:
             raise StaleIndexError(
@@ -218,8 +223,10 @@ def check_global_modality(registry: Any, modality: str) -> Any:
         raise RetrievalError(str(exc).strip("\"'")) from None
     globals_ = [m.name for m in registry.modalities() if m.spec.kind == ModalityKind.GLOBAL_TOKENS]
     if spec.kind != ModalityKind.GLOBAL_TOKENS:
-        raise RetrievalError(f"modality {modality!r} is {spec.kind.value}, not {GLOBAL_KIND}: retrieval needs a "
-                             f"global embedding modality ({', '.join(globals_) or 'none installed'})")  # fmt: skip
+        raise RetrievalError(
+            f"modality {modality!r} is {spec.kind.value}, not {GLOBAL_KIND}: retrieval needs a "
+            f"global embedding modality ({', '.join(globals_) or 'none installed'})"
+        )
     if spec.tokenizer is None or spec.tokenizer.transform is None:
         raise RetrievalError(f"modality {modality!r} has no learned tokenizer to decode predicted tokens with")
     return spec
@@ -237,8 +244,7 @@ def part_fingerprint(store: Any, part: str, ids: np.ndarray, vectors: np.ndarray
     relabelling that changes a single value (or which samples are labelled) changes it."""
     h = hashlib.sha256()
     layouts = {n: lay.describe() for n, lay in store.layouts(part).items()}
-    h.update(json.dumps([part, layouts, store.provenance(part), store.n_samples], sort_keys=True,
-                        default=str).encode())  # fmt: skip
+    h.update(json.dumps([part, layouts, store.provenance(part), store.n_samples], sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
     return h.hexdigest()
@@ -276,8 +282,14 @@ def build_index(store_path: str | Path, modality: str, registry: Any, preset: st
     if not len(ids):
         raise RetrievalError(f"{part!r} of {store_path} has no labelled sample")
     preset = preset or store.preset
-    meta = IndexMeta(modality=modality, key=registry.get(modality).model_key(preset), preset=preset,
-                     store=str(Path(store_path).resolve()), part=part, fingerprint=fingerprint)  # fmt: skip
+    meta = IndexMeta(
+        modality=modality,
+        key=registry.get(modality).model_key(preset),
+        preset=preset,
+        store=str(Path(store_path).resolve()),
+        part=part,
+        fingerprint=fingerprint,
+    )
     index = EmbeddingIndex(vectors.shape[1], meta).build(vectors, ids)
     index.meta.build_seconds = round(time.perf_counter() - start, 4)
     return index
@@ -308,11 +320,11 @@ def predict_embedding(
     """The embedding ``model`` predicts for ``target_key`` from ``inputs``: (dim,) for one input mapping, (B, dim)
     for a list of them.
 
-    ``sampler_kwargs`` are :class:`~fourm_core.generation.StepConfig` fields (``scheme``, ``num_steps``,
+    ``sampler_kwargs`` are :class:`~fourm_core.inference.StepConfig` fields (``scheme``, ``num_steps``,
     ``temperature``, ``top_k``, ``cfg_scale`` ...). The default is one MaskGIT step at temperature 0: every token
     is the argmax given the inputs, which is deterministic and, for 8-16 tokens that encode one vector, what a
     retrieval query wants (sampling adds variance to the query, not information)."""
-    from fourm_core.generation import GenerationSampler
+    from fourm_core.inference import GenerationSampler
 
     info = model.modality_info.get(target_key)
     if info is None:
@@ -320,8 +332,10 @@ def predict_embedding(
     if info["type"] != GLOBAL_KIND:
         raise RetrievalError(f"model key {target_key!r} is {info['type']}, not {GLOBAL_KIND}")
     if int(info["max_tokens"]) != int(tokenizer.n_tokens):
-        raise RetrievalError(f"model key {target_key!r} has {info['max_tokens']} tokens, the tokenizer "
-                             f"{tokenizer.n_tokens}: they belong to different presets")  # fmt: skip
+        raise RetrievalError(
+            f"model key {target_key!r} has {info['max_tokens']} tokens, the tokenizer "
+            f"{tokenizer.n_tokens}: they belong to different presets"
+        )
     step = {"target": target_key, "scheme": "maskgit", "num_steps": 1, "temperature": 0.0, **(sampler_kwargs or {})}
     ids = GenerationSampler(model).generate(inputs, [step], seed=seed)[target_key]
     vectors = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in tokenizer.decode_raw(ids.cpu())])
@@ -366,8 +380,8 @@ def text_inputs(registry: Any, preset: str, vocabulary: Any, texts: Mapping[str,
     training (its serializer checks the text, ``[EOS]`` ends it); anything else (a group such as metadata, or a
     structured sequence) takes ``text`` as the already serialised string, encoded and chunked as the masker expects.
     """
+    from fourm_core.data.masking import EOS_ID
     from fourm_core.data.pipeline import SampleBuilder
-    from fourm_core.masking import EOS_ID
 
     builder = SampleBuilder(registry, preset, vocabulary)
     out: dict[str, Any] = {}
@@ -413,8 +427,10 @@ def store_inputs(
     wanted = [resolve_key(registry, preset, k)[0] for k in keys]
     missing = [k for k in wanted if k not in contents]
     if missing:
-        raise RetrievalError(f"sample {index} of {store_path} has no {', '.join(missing)} (it has: "
-                             f"{', '.join(sorted(contents)) or 'nothing'})")  # fmt: skip
+        raise RetrievalError(
+            f"sample {index} of {store_path} has no {', '.join(missing)} (it has: "
+            f"{', '.join(sorted(contents)) or 'nothing'})"
+        )
     return {k: contents[k] for k in wanted}
 
 

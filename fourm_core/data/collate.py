@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.masking import PAD_ID, MaskedKey, SampleContent
+from fourm_core.data.masking import PAD_ID, MaskedKey, SampleContent
 from fourm_core.spec import ModalityKind
 
 _TOKEN_KINDS = (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
@@ -101,7 +101,7 @@ class Collator:
 
     # -- masker input ---------------------------------------------------------------------------------------------
     def masking_sample(self, sample: Mapping[str, Any]) -> dict[str, SampleContent]:
-        """What :class:`~fourm_core.masking.FourMMasker` takes for ``sample``: token counts for grids, globals,
+        """What :class:`~fourm_core.data.masking.FourMMasker` takes for ``sample``: token counts for grids, globals,
         pixels and embeddings, the ids (or id chunks) themselves for sequences. Unknown keys are skipped."""
         out: dict[str, SampleContent] = {}
         for key, value in sample.items():

@@ -11,7 +11,7 @@ writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/gr
 picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
 ids of every target), then prints a table of what it wrote. Every mistake in the request (unknown modality, an
 input-only target, a missing tokenizer, a wrong image shape) is reported before the model runs. The command is a
-thin shell over :func:`fourm_core.generation.outputs.run_generation`.
+thin shell over :func:`fourm_core.inference.outputs.run_generation`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     print one red line and return 2 (no traceback: they are the user's to fix, and name what to fix)."""
     import torch
 
-    from fourm_core.generation.outputs import run_generation
-    from fourm_core.generation.requests import GenerationRequestError, infer_preset
-    from fourm_core.generation.schedule import ScheduleError
+    from fourm_core.inference.outputs import run_generation
+    from fourm_core.inference.requests import GenerationRequestError, infer_preset
+    from fourm_core.inference.schedule import ScheduleError
     from fourm_core.model.fourm import FourM
     from fourm_core.registry import Registry
     from fourm_core.vocab import TextVocabulary
@@ -68,10 +68,20 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         preset = infer_preset(registry, model.modality_info, args.preset)
         vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
         result = run_generation(
-            model, registry, preset, vocabulary, inputs, targets, args.tokenizers,
-            schedule=args.schedule, seed=args.seed, steps=args.steps, temperature=args.temperature,
-            top_p=args.top_p, ensemble=args.ensemble,
-        )  # fmt: skip
+            model,
+            registry,
+            preset,
+            vocabulary,
+            inputs,
+            targets,
+            args.tokenizers,
+            schedule=args.schedule,
+            seed=args.seed,
+            steps=args.steps,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            ensemble=args.ensemble,
+        )
     except (GenerationRequestError, ScheduleError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
         return 2
@@ -131,9 +141,14 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
     p.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / global target")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (0: argmax)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
-    p.add_argument("--ensemble", type=int, default=1, metavar="N",
-                   help="draw N generations and fuse them per target (mean of continuous maps, vote of classes, "
-                   "most frequent text)")  # fmt: skip
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="N",
+        help="draw N generations and fuse them per target (mean of continuous maps, vote of classes, "
+        "most frequent text)",
+    )
     p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(func=lambda a: cmd_generate(a, console))

@@ -36,7 +36,7 @@ def _fail(console: Console, message: str) -> int:
 
 def cmd_build(args: argparse.Namespace, console: Console, registry: Any | None = None) -> int:
     """Index ``<modality>/raw`` of a store and save it (usearch file + JSON sidecar)."""
-    from fourm_core.retrieval import RetrievalError, build_index, sidecar_path
+    from fourm_core.inference.retrieval import RetrievalError, build_index, sidecar_path
     from fourm_core.storage.store import StoreError
 
     registry = registry or _registry()
@@ -46,15 +46,25 @@ def cmd_build(args: argparse.Namespace, console: Console, registry: Any | None =
         return _fail(console, str(exc))
     out = index.save(args.out)
     meta = index.meta
-    record = {"index": str(out), "sidecar": str(sidecar_path(out)), "modality": meta.modality, "key": meta.key,
-              "count": meta.count, "skipped": meta.skipped, "dim": meta.dim, "seconds": meta.build_seconds,
-              "fingerprint": meta.fingerprint}  # fmt: skip
+    record = {
+        "index": str(out),
+        "sidecar": str(sidecar_path(out)),
+        "modality": meta.modality,
+        "key": meta.key,
+        "count": meta.count,
+        "skipped": meta.skipped,
+        "dim": meta.dim,
+        "seconds": meta.build_seconds,
+        "fingerprint": meta.fingerprint,
+    }
     if getattr(args, "json", False):
         print(json.dumps(record, indent=2))
     else:
-        console.print(f"indexed {meta.count} {escape(meta.modality)} embeddings ({meta.dim}-d, {meta.skipped} "
-                      f"skipped) of {escape(str(args.store))} in {meta.build_seconds:.2f} s -> {escape(str(out))}",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"indexed {meta.count} {escape(meta.modality)} embeddings ({meta.dim}-d, {meta.skipped} "
+            f"skipped) of {escape(str(args.store))} in {meta.build_seconds:.2f} s -> {escape(str(out))}",
+            highlight=False,
+        )
     return 0
 
 
@@ -70,7 +80,7 @@ def _parse_texts(items: list[str]) -> dict[str, str]:
 
 def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None = None) -> int:
     """Predict the index's global embedding from the given inputs and print the nearest stored samples."""
-    from fourm_core.retrieval import (
+    from fourm_core.inference.retrieval import (
         EmbeddingIndex,
         RetrievalError,
         check_global_modality,
@@ -109,8 +119,10 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
         wanted = [resolve_key(registry, preset, k)[0] for k in [*texts, *(keys or [])]]
         unknown = [k for k in wanted if k not in info or not info[k].get("input", True)]
         if unknown:
-            raise RetrievalError(f"the model takes no input {', '.join(unknown)} (inputs: "
-                                 f"{sorted(k for k, v in info.items() if v.get('input', True))})")  # fmt: skip
+            raise RetrievalError(
+                f"the model takes no input {', '.join(unknown)} (inputs: "
+                f"{sorted(k for k, v in info.items() if v.get('input', True))})"
+            )
         needs_vocab = bool(texts) or args.sample is not None
         if needs_vocab and not Path(args.vocab).is_file():
             raise RetrievalError(f"no text vocabulary at {args.vocab} (fourm vocab build)")
@@ -143,11 +155,16 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
     hits = retrieve(model, inputs, index, tokenizer, args.k, key, step, args.seed)
     seconds = time.perf_counter() - start
     texts_of = describe_samples(store_path, registry, [h.index for h in hits])
-    records = [{"rank": h.rank + 1, "sample": h.index, "cosine": round(h.similarity, 6),
-                "text": texts_of.get(h.index, "")} for h in hits]  # fmt: skip
+    records = [
+        {"rank": h.rank + 1, "sample": h.index, "cosine": round(h.similarity, 6), "text": texts_of.get(h.index, "")}
+        for h in hits
+    ]
     if args.json:
-        print(json.dumps({"target": key, "inputs": sorted(inputs), "seconds": round(seconds, 4),
-                          "hits": records}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {"target": key, "inputs": sorted(inputs), "seconds": round(seconds, 4), "hits": records}, indent=2
+            )
+        )
         return 0
     table = Table(title=f"{key} predicted from {', '.join(sorted(inputs))} ({seconds * 1e3:.0f} ms)")
     for col in ("rank", "sample", "cosine", "text"):

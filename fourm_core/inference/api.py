@@ -39,8 +39,9 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
     for candidate in (path, path / _FINAL):
         if (candidate / _CONFIG).is_file() and (candidate / _WEIGHTS).is_file():
             return candidate
-    raise ModelAssetsError(f"{path}: no {_CONFIG} + {_WEIGHTS} here or in {path / _FINAL} (give a run folder or "
-                           "its final/)")  # fmt: skip
+    raise ModelAssetsError(
+        f"{path}: no {_CONFIG} + {_WEIGHTS} here or in {path / _FINAL} (give a run folder or its final/)"
+    )
 
 
 def recorded_assets(folder: Path) -> dict[str, Any]:
@@ -75,7 +76,7 @@ class FourM:
         vocabulary: Any = None,
         tokenizers: str | os.PathLike[str] | None = None,
     ) -> None:
-        from fourm_core.generation.requests import infer_preset
+        from fourm_core.inference.requests import infer_preset
         from fourm_core.registry import Registry
 
         self.network = network.eval()
@@ -133,15 +134,26 @@ class FourM:
     ) -> Any:
         """Generate ``targets`` (modality names, in order; each sees the earlier ones) from ``inputs``
         (``{modality: value}``: pictures as (H, W, 3) uint8 arrays or files, sequences as text or values, token
-        modalities as stored-form arrays). Returns a :class:`~fourm_core.generation.outputs.GenerationResult`
+        modalities as stored-form arrays). Returns a :class:`~fourm_core.inference.outputs.GenerationResult`
         (``out["depth"].array``, ``.save(...)``, ``out.show()``). ``schedule``: a schedule, YAML or list of
         steps instead of the default; ``ensemble``: fuse that many generations per target."""
-        from fourm_core.generation.outputs import run_generation
+        from fourm_core.inference.outputs import run_generation
 
         return run_generation(
-            self.network, self.registry, self.preset, self.vocabulary, inputs, targets, self.tokenizers,
-            schedule=schedule, seed=seed, steps=steps, temperature=temperature, top_p=top_p, ensemble=ensemble,
-        )  # fmt: skip
+            self.network,
+            self.registry,
+            self.preset,
+            self.vocabulary,
+            inputs,
+            targets,
+            self.tokenizers,
+            schedule=schedule,
+            seed=seed,
+            steps=steps,
+            temperature=temperature,
+            top_p=top_p,
+            ensemble=ensemble,
+        )
 
     # ------------------------------------------------------------------------------------------------ retrieval
     def retrieve(
@@ -153,12 +165,12 @@ class FourM:
         check_store: bool = True,
     ) -> list[Any]:
         """The ``k`` samples of the index's store nearest (cosine) to the global embedding the model predicts from
-        ``inputs`` (any subset, as for :meth:`generate`); best first, as :class:`~fourm_core.retrieval.Hit`.
+        ``inputs`` (any subset, as for :meth:`generate`); best first, as :class:`~fourm_core.inference.retrieval.Hit`.
         ``index``: an index file from ``fourm retrieve build`` (or a loaded
-        :class:`~fourm_core.retrieval.EmbeddingIndex`); a stale index (its store changed) is refused unless
+        :class:`~fourm_core.inference.retrieval.EmbeddingIndex`); a stale index (its store changed) is refused unless
         ``check_store=False``."""
-        from fourm_core.generation.requests import build_inputs, resolve
-        from fourm_core.retrieval import EmbeddingIndex, RetrievalError, retrieve
+        from fourm_core.inference.requests import build_inputs, resolve
+        from fourm_core.inference.retrieval import EmbeddingIndex, RetrievalError, retrieve
 
         loaded = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.load(index)
         modality = loaded.meta.modality
@@ -170,13 +182,17 @@ class FourM:
         if key not in self.network.modality_info:
             raise RetrievalError(f"{modality}: the model has no key {key!r} to predict the index's embeddings")
         if self.tokenizers is None:
-            raise ModelAssetsError(f"{modality}: retrieval decodes predicted tokens with its tokenizer; "
-                                   "pass tokenizers= to from_pretrained")  # fmt: skip
+            raise ModelAssetsError(
+                f"{modality}: retrieval decodes predicted tokens with its tokenizer; "
+                "pass tokenizers= to from_pretrained"
+            )
         tokenizer = self.registry.tokenizer(modality, self.preset, self.tokenizers)
         contents = build_inputs(self.registry, self.preset, self.vocabulary, inputs, self.tokenizers, self.network)
         return retrieve(self.network, dict(contents), loaded, tokenizer, k, key, seed=seed)
 
     def __repr__(self) -> str:
         vocabulary = "yes" if self.vocabulary is not None else "no"
-        return (f"FourM(preset={self.preset!r}, keys={len(self.network.modality_info)}, vocabulary={vocabulary}, "
-                f"tokenizers={self.tokenizers!r})")  # fmt: skip
+        return (
+            f"FourM(preset={self.preset!r}, keys={len(self.network.modality_info)}, vocabulary={vocabulary}, "
+            f"tokenizers={self.tokenizers!r})"
+        )

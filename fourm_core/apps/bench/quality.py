@@ -8,7 +8,7 @@ with the same budget (model, token budgets, steps, batch, optimiser: ``train``):
 * specialists: one model per task, trained only to map the row's inputs to that task,
 
 then the **tokenizer bound** (decode(encode(truth)) on the same samples: what token prediction cannot beat) and an
-**ensembling** row (N draws fused per sample). Every model is evaluated by :func:`fourm_core.evaluation.evaluate` on
+**ensembling** row (N draws fused per sample). Every model is evaluated by :func:`~.evaluation.maps.evaluate` on
 the held-out split, and the result is written as JSON and a markdown table. Runs are kept in ``out_dir``: a second
 call reuses finished models (their ``final/``) and trains only what is missing, so an interrupted benchmark resumes.
 
@@ -69,7 +69,7 @@ class QualityBenchConfig(BaseModel):
     """The whole benchmark (see the module docstring). ``train``: :class:`~fourm_core.training.config.RunConfig`
     fields shared by every row (``model``, ``schedule``, ``engine``, budgets, ``optim``); ``tasks``: modality ->
     the metrics shown in the table (all are kept in the JSON); ``evaluation``:
-    :class:`~fourm_core.evaluation.EvalConfig` fields (``samples`` defaults to ``val_samples``)."""
+    :class:`~fourm_core.evaluation.maps.EvalConfig` fields (``samples`` defaults to ``val_samples``)."""
 
     model_config = _STRICT
     store: str
@@ -127,7 +127,7 @@ def _run_config(bench: QualityBenchConfig, out: Path, modalities: list[str] | No
                 "modalities": modalities,
                 "mixture": mixture,
             }
-        ],  # fmt: skip
+        ],
     }
     return RunConfig.model_validate(data)
 
@@ -177,7 +177,7 @@ def run_quality_bench(
 ) -> dict[str, Any]:
     """Train and evaluate every row; returns ``{"rows": {row: {task: scores}}, "markdown": table, ...}``."""
     import fourm_core as fm
-    from fourm_core.evaluation import EvalConfig, evaluate, scores_markdown
+    from fourm_core.evaluation.maps import EvalConfig, evaluate, scores_markdown
     from fourm_core.registry import Registry
 
     registry = registry or Registry()
@@ -203,8 +203,10 @@ def run_quality_bench(
         for label, modalities, mixture, targets in plans:
             sub = row_dir / _slug(targets[0]) if row.specialists is not None else row_dir
             config = _run_config(bench, sub, modalities, mixture)
-            log(f"[{label}] training {config.schedule.steps or config.schedule.total_tokens} "
-                f"{'steps' if config.schedule.steps else 'tokens'}")  # fmt: skip
+            log(
+                f"[{label}] training {config.schedule.steps or config.schedule.total_tokens} "
+                f"{'steps' if config.schedule.steps else 'tokens'}"
+            )
             final, seconds = _trained(config, registry, log)
             timings[f"train {label}"] = round(seconds, 1)
             model = fm.FourM.from_pretrained(final, registry=registry)
@@ -213,8 +215,9 @@ def run_quality_bench(
                 log(f"[{label}] predicts none of {targets}: nothing to evaluate (is the store pre-tokenised?)")
                 continue
             start = time.perf_counter()
-            got = _evaluate_all(model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs,
-                                                                 "targets": predicted}))  # fmt: skip
+            got = _evaluate_all(
+                model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs, "targets": predicted})
+            )
             timings[f"evaluate {label}"] = round(time.perf_counter() - start, 1)
             scores.update(got)
             if row.specialists is None:
@@ -242,10 +245,10 @@ def run_quality_bench(
 
 
 def _evaluate_all(model: Any, store: str, config: Any) -> dict[str, Any]:
-    """Image and global-token targets through :func:`~fourm_core.evaluation.evaluate`, item-tokenised sequences
-    (poses, instances) through :func:`~fourm_core.evaluation_items.evaluate_items`."""
-    from fourm_core.evaluation import evaluate
-    from fourm_core.evaluation_items import evaluate_items
+    """Image and global-token targets through :func:`~fourm_core.evaluation.maps.evaluate`, item-tokenised sequences
+    (poses, instances) through :func:`~fourm_core.evaluation.items.evaluate_items`."""
+    from fourm_core.evaluation.items import evaluate_items
+    from fourm_core.evaluation.maps import evaluate
 
     targets = config.targets or []
     sequences = [t for t in targets if model.registry.get(t).spec.kind == ModalityKind.SEQUENCE]

@@ -7,7 +7,7 @@ its token ids; draw a picture of a few scenes' modalities; train every learned t
 time budget, measure its bound on held-out scenes and pre-tokenise the store; train a tiny 4M on the store and draw
 its one-pass predictions from pixels; generate every target modality from the pixels of a few held-out scenes, chain
 a caption into a global embedding into RGB tokens, and retrieve scenes by predicted global embeddings; write
-``report.html`` (:mod:`fourm_core.report_html`). Stages reuse what a previous run wrote (the store resumes, trained
+``report.html`` (:mod:`fourm_core.apps.demo.report`). Stages reuse what a previous run wrote (the store resumes, trained
 tokenizers, the trained model and the generations are kept).
 """
 
@@ -190,9 +190,14 @@ def _train_model(registry: Registry, out: Path, seconds: float, console: Console
     }
     steps = max(5, steps_for_seconds(RunConfig.model_validate({**base, "schedule": {"steps": 1}}), seconds, registry))
     config = RunConfig.model_validate(
-        {**base, "schedule": {"steps": steps, "warmup_steps": max(1, steps // 12)},
-         "eval_every": max(1, steps // 8), "checkpoint_every": max(1, steps // 4), "log_every": max(1, steps // 40)}
-    )  # fmt: skip
+        {
+            **base,
+            "schedule": {"steps": steps, "warmup_steps": max(1, steps // 12)},
+            "eval_every": max(1, steps // 8),
+            "checkpoint_every": max(1, steps // 4),
+            "log_every": max(1, steps // 40),
+        }
+    )
     result = train(config, registry)
     records = read_log(run / LOG_NAME)
     curves_svg(records, run / "curves.svg")
@@ -218,7 +223,7 @@ def _stem(name: str) -> str:
 def _flat_ids(content: Any) -> list[int]:
     """Token ids of a sequence content (a tensor, or chunks of them for chunk-masked keys), up to ``[EOS]``,
     padding dropped."""
-    from fourm_core.masking import EOS_ID, PAD_ID
+    from fourm_core.data.masking import EOS_ID, PAD_ID
 
     if isinstance(content, (list, tuple)):
         ids = [i for chunk in content for i in _flat_ids_raw(chunk)]
@@ -308,14 +313,19 @@ def _demo_keys(registry: Registry, info: dict[str, Any], preset: str) -> dict[st
     from fourm_core.spec import ModalityKind, Vocabulary
 
     members = registry.model_keys(preset)
-    pixels = next((k for k, v in info.items() if v["type"] == ModalityKind.PIXELS.value
-                   and v.get("input", True)), None)  # fmt: skip
+    pixels = next((k for k, v in info.items() if v["type"] == ModalityKind.PIXELS.value and v.get("input", True)), None)
     text = None
     for key, meta in info.items():
         spec = members[key][0].spec
         raw = [a for a in spec.storage if a.form == "raw"]
-        if (meta["type"] == ModalityKind.SEQUENCE.value and meta.get("input", True) and len(members[key]) == 1
-                and spec.vocabulary == Vocabulary.TEXT and len(raw) == 1 and raw[0].dtype == "text"):  # fmt: skip
+        if (
+            meta["type"] == ModalityKind.SEQUENCE.value
+            and meta.get("input", True)
+            and len(members[key]) == 1
+            and spec.vocabulary == Vocabulary.TEXT
+            and len(raw) == 1
+            and raw[0].dtype == "text"
+        ):
             text = key
             break
     glob = next((k for k, v in info.items() if v["type"] == ModalityKind.GLOBAL_TOKENS.value), None)
@@ -344,8 +354,10 @@ def _generation_line(record: dict[str, Any]) -> str:
     retrieval = record.get("retrieval")
     if retrieval:
         own = [q for q in retrieval["queries"] if q["hits"] and q["hits"][0]["index"] == q["scene"]]
-        parts.append(f"retrieval over {retrieval['size']} scenes by {retrieval['key']} ({len(own)}/"
-                     f"{len(retrieval['queries'])} queries find their own scene first)")  # fmt: skip
+        parts.append(
+            f"retrieval over {retrieval['size']} scenes by {retrieval['key']} ({len(own)}/"
+            f"{len(retrieval['queries'])} queries find their own scene first)"
+        )
     cached = " (reused)" if record.get("cached") else f" in {record.get('seconds', 0):.0f}s"
     return ", ".join(parts) + cached
 
@@ -354,7 +366,7 @@ def _draw_sequence(
     registry: Registry, preset: str, req: Any, text: str | None, image: np.ndarray, tokenizers: Path
 ) -> np.ndarray | None:
     """The picture the modality's decoder draws of a stored sequence text (``None`` when there is none)."""
-    from fourm_core.generation.rendering import RenderContext, render_output, tokenizer_lookup
+    from fourm_core.viz.rendering import RenderContext, render_output, tokenizer_lookup
 
     if not text:
         return None
@@ -376,9 +388,9 @@ def _evaluate(
 ) -> dict[str, dict[str, Any]]:
     """The Table 1 shape for the demo's own model on its held-out scenes: every evaluable target predicted from
     the pixels (one pass), the same with :data:`DEMO_ENSEMBLE` draws fused, and the tokenizer bound
-    (:mod:`fourm_core.evaluation`); rows of ``{modality: {key, n, model, bound}}``."""
-    from fourm_core.api import FourM as Api
-    from fourm_core.evaluation import EvalConfig, evaluate
+    (:mod:`fourm_core.evaluation.maps`); rows of ``{modality: {key, n, model, bound}}``."""
+    from fourm_core.evaluation.maps import EvalConfig, evaluate
+    from fourm_core.inference.api import FourM as Api
     from fourm_core.storage.store import AlignedStore
 
     model = Api(network, registry, preset, vocabulary, tokenizers)
@@ -407,29 +419,29 @@ def _generate_and_retrieve(
     relative to ``out``); a record made with the same model and settings is reused.
 
     Generation from the pixels runs one batch of all scenes per target through the parts
-    :func:`~fourm_core.generation.outputs.run_generation` composes (``build_inputs``, ``default_schedule``, the
+    :func:`~fourm_core.inference.outputs.run_generation` composes (``build_inputs``, ``default_schedule``, the
     sampler, ``decode_outputs``; same defaults), since ``run_generation`` takes one sample; the chain calls
     ``run_generation`` with a list schedule."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fourm_core.generation.outputs import decode_outputs, run_generation
-    from fourm_core.generation.requests import (
+    from fourm_core.inference.outputs import decode_outputs, run_generation
+    from fourm_core.inference.requests import (
         GenerationRequestError,
         build_inputs,
         default_schedule,
         infer_preset,
         validate_targets,
     )
-    from fourm_core.generation.sampler import GenerationSampler
-    from fourm_core.generation.schedule import StepConfig
+    from fourm_core.inference.retrieval import build_index, describe_samples, retrieve, store_inputs, text_inputs
+    from fourm_core.inference.sampler import GenerationSampler
+    from fourm_core.inference.schedule import StepConfig
     from fourm_core.model.fourm import FourM
-    from fourm_core.retrieval import build_index, describe_samples, retrieve, store_inputs, text_inputs
     from fourm_core.spec import ModalityKind
     from fourm_core.storage.store import AlignedStore
-    from fourm_core.tokenizers.pictures import picture
     from fourm_core.training.engine import FINAL
     from fourm_core.training.report import tile_row
+    from fourm_core.viz.pictures import picture
     from fourm_core.vocab import TextVocabulary
 
     folder = out / GENERATION_DIR
@@ -470,10 +482,19 @@ def _generate_and_retrieve(
             skipped[key] = str(exc)
     targets = [r.key for r in requested]
     parts = set(store.parts())
-    keys["global"] = next((k for k in targets if info[k]["type"] == ModalityKind.GLOBAL_TOKENS.value
-                           and f"{members[k][0].name}/raw" in parts), keys["global"])  # fmt: skip
-    tokenizer = {k: registry.tokenizer(members[k][0].name, preset, tokenizers) for k in targets
-                 if info[k]["type"] != ModalityKind.SEQUENCE.value}  # fmt: skip
+    keys["global"] = next(
+        (
+            k
+            for k in targets
+            if info[k]["type"] == ModalityKind.GLOBAL_TOKENS.value and f"{members[k][0].name}/raw" in parts
+        ),
+        keys["global"],
+    )
+    tokenizer = {
+        k: registry.tokenizer(members[k][0].name, preset, tokenizers)
+        for k in targets
+        if info[k]["type"] != ModalityKind.SEQUENCE.value
+    }
     texts = describe_samples(store_path, registry, range(n))
     thumbs: dict[int, str] = {}
 
@@ -492,16 +513,33 @@ def _generate_and_retrieve(
     retrieval_ok = keys["global"] in targets and f"{members[keys['global']][0].name}/raw" in store.parts()
     n_chains = min(chains, len(held_out)) if chain_ok else 0
     total = len(held_out) * len(targets) + n_chains + (len(held_out) * 2 if retrieval_ok else 0)
-    progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True)  # fmt: skip
+    progress = Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     record: dict[str, Any] = {"stamp": stamp, "preset": preset, "keys": keys, "skipped": skipped, "scenes": []}
     torch.manual_seed(0)
     sampler = GenerationSampler(model)
     with progress, _one_thread():
         task = progress.add_task("generation from pixels", total=total)
         contents = [store_inputs(store_path, i, registry, vocabulary, preset=preset) for i in held_out]
-        inputs = [dict(build_inputs(registry, preset, vocabulary, {pixel_modality: _raw_value(registry, store,
-                  pixel_modality, i)}, tokenizers, model=model)) for i in held_out]  # fmt: skip
+        inputs = [
+            dict(
+                build_inputs(
+                    registry,
+                    preset,
+                    vocabulary,
+                    {pixel_modality: _raw_value(registry, store, pixel_modality, i)},
+                    tokenizers,
+                    model=model,
+                )
+            )
+            for i in held_out
+        ]
         scenes_out = [{"index": i, "text": texts.get(i, ""), "picture": thumb(i), "targets": []} for i in held_out]
         images = [np.asarray(_raw_value(registry, store, pixel_modality, i)) for i in held_out]
         record["target_seconds"] = {}
@@ -519,28 +557,35 @@ def _generate_and_retrieve(
                     stored = contents[s].get(key)
                     recon = tokenizer[key].decode_raw(torch.as_tensor(stored)[None])[0] if stored is not None else None
                     if output.picture() is not None:
-                        tiles = [picture(output.transform, np.asarray(v)) if v is not None else None
-                                 for v in (truth, recon, output.array)]  # fmt: skip
+                        tiles = [
+                            picture(output.transform, np.asarray(v)) if v is not None else None
+                            for v in (truth, recon, output.array)
+                        ]
                         blank = np.full((*output.picture().shape[:2], 3), 200, np.uint8)
                         path = folder / f"scene_{index}" / f"{_stem(key)}.png"
-                        entry["picture"] = rel(_save_png(tile_row([blank if t is None else t for t in tiles], 96),
-                                                         path))  # fmt: skip
+                        entry["picture"] = rel(
+                            _save_png(tile_row([blank if t is None else t for t in tiles], 96), path)
+                        )
                     else:  # a vector: how close the prediction and the reconstruction come to the stored one
                         entry["cosine_prediction"] = _cosine(output.array, truth)
                         entry["cosine_reconstruction"] = _cosine(recon, truth)
                 else:
                     stored = contents[s].get(key)
-                    entry["truth"] = " ".join(vocabulary.decode(_flat_ids(stored)).split()) if stored is not None \
-                        else None  # fmt: skip
+                    entry["truth"] = (
+                        " ".join(vocabulary.decode(_flat_ids(stored)).split()) if stored is not None else None
+                    )
                     entry["prediction"] = output.text
                     entry["parsed"] = output.parse_error is None
-                    drawn = [_draw_sequence(registry, preset, req, entry["truth"], images[s], tokenizers),
-                             output.picture()]  # fmt: skip
+                    drawn = [
+                        _draw_sequence(registry, preset, req, entry["truth"], images[s], tokenizers),
+                        output.picture(),
+                    ]
                     if any(d is not None for d in drawn):  # stored | generated, as the plugin draws them
                         blank = np.full((*next(d for d in drawn if d is not None).shape[:2], 3), 200, np.uint8)
                         path = folder / f"scene_{index}" / f"{_stem(key)}.png"
-                        entry["picture"] = rel(_save_png(tile_row([blank if d is None else d for d in drawn], 96),
-                                                         path))  # fmt: skip
+                        entry["picture"] = rel(
+                            _save_png(tile_row([blank if d is None else d for d in drawn], 96), path)
+                        )
                 scene["targets"].append(entry)
                 progress.advance(task)
             record["target_seconds"][key] = round(time.perf_counter() - t0, 3)
@@ -555,17 +600,23 @@ def _generate_and_retrieve(
             index_meta = {"key": gkey, "size": len(emb_index), "file": rel(str(folder / "world.index"))}
 
             def hit_list(found: list[Any]) -> list[dict[str, Any]]:
-                return [{"index": h.index, "similarity": round(h.similarity, 4), "picture": thumb(h.index),
-                         "text": texts.get(h.index, ""), "held_out": h.index >= n - (val or DEMO_VAL_SAMPLES)}
-                        for h in found]  # fmt: skip
+                return [
+                    {
+                        "index": h.index,
+                        "similarity": round(h.similarity, 4),
+                        "picture": thumb(h.index),
+                        "text": texts.get(h.index, ""),
+                        "held_out": h.index >= n - (val or DEMO_VAL_SAMPLES),
+                    }
+                    for h in found
+                ]
 
             queries = []
             for index in held_out:
                 progress.update(task, description=f"retrieval: scene {index}")
                 query = store_inputs(store_path, index, registry, vocabulary, keys=[keys["pixels"]], preset=preset)
                 found = retrieve(model, query, emb_index, tokenizer[gkey], k=hits)
-                queries.append({"by": keys["pixels"], "scene": index, "picture": thumb(index),
-                                "hits": hit_list(found)})  # fmt: skip
+                queries.append({"by": keys["pixels"], "scene": index, "picture": thumb(index), "hits": hit_list(found)})
                 progress.advance(task)
                 text = texts.get(index, "")
                 if keys["text"] and text:
@@ -581,30 +632,58 @@ def _generate_and_retrieve(
             text = texts.get(index, "")
             gkey, ikey = keys["global"], keys["image"]
             steps = [
-                StepConfig(target=gkey, scheme="maskgit", num_steps=min(8, int(info[gkey]["max_tokens"])),
-                           temperature=0.5, temperature_schedule="linear"),
-                StepConfig(target=ikey, scheme="maskgit", num_steps=min(8, int(info[ikey]["max_tokens"])),
-                           temperature=0.5, temperature_schedule="linear", cfg_scale=2.0),
-            ]  # fmt: skip
+                StepConfig(
+                    target=gkey,
+                    scheme="maskgit",
+                    num_steps=min(8, int(info[gkey]["max_tokens"])),
+                    temperature=0.5,
+                    temperature_schedule="linear",
+                ),
+                StepConfig(
+                    target=ikey,
+                    scheme="maskgit",
+                    num_steps=min(8, int(info[ikey]["max_tokens"])),
+                    temperature=0.5,
+                    temperature_schedule="linear",
+                    cfg_scale=2.0,
+                ),
+            ]
             t0 = time.perf_counter()
-            result = run_generation(model, registry, preset, vocabulary, {members[keys["text"]][0].name: text},
-                                    [gkey, ikey], tokenizers, schedule=steps, seed=index)  # fmt: skip
+            result = run_generation(
+                model,
+                registry,
+                preset,
+                vocabulary,
+                {members[keys["text"]][0].name: text},
+                [gkey, ikey],
+                tokenizers,
+                schedule=steps,
+                seed=index,
+            )
             generated = result[ikey].picture()
             truth = picture("color", _raw_value(registry, store, pixel_modality, index))
             path = folder / f"chain_{index}.png"
-            chain: dict[str, Any] = {"scene": index, "text": text, "steps": [s.model_dump(exclude_defaults=True)
-                                     for s in steps], "picture": rel(_save_png(tile_row([truth, generated], 96),
-                                                                               path))}  # fmt: skip
+            chain: dict[str, Any] = {
+                "scene": index,
+                "text": text,
+                "steps": [s.model_dump(exclude_defaults=True) for s in steps],
+                "picture": rel(_save_png(tile_row([truth, generated], 96), path)),
+            }
             chain["seconds"] = round(time.perf_counter() - t0, 3)
             if retrieval_ok:
                 ids, sims = emb_index.search(np.asarray(result[gkey].array, np.float32).reshape(-1), 1)
-                chain["nearest"] = {"index": int(ids[0]), "similarity": round(float(sims[0]), 4),
-                                    "picture": thumb(int(ids[0])), "text": texts.get(int(ids[0]), "")}  # fmt: skip
+                chain["nearest"] = {
+                    "index": int(ids[0]),
+                    "similarity": round(float(sims[0]), 4),
+                    "picture": thumb(int(ids[0])),
+                    "text": texts.get(int(ids[0]), ""),
+                }
             record["chains"].append(chain)
             progress.advance(task)
         progress.update(task, description="held-out evaluation")
-        record["evaluation"] = _evaluate(registry, model, preset, vocabulary, tokenizers, store_path,
-                                         val or DEMO_VAL_SAMPLES)  # fmt: skip
+        record["evaluation"] = _evaluate(
+            registry, model, preset, vocabulary, tokenizers, store_path, val or DEMO_VAL_SAMPLES
+        )
     record["seconds"] = round(time.perf_counter() - start, 2)
     folder.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
@@ -621,8 +700,8 @@ def run_demo(
     scenes: int = DEMO_SCENES,
 ) -> int:
     """Run the demo into ``out``; returns a process exit code (non-zero when a plugin fails conformance)."""
+    from fourm_core.apps.demo.report import write_report
     from fourm_core.labeling.runner import label_store
-    from fourm_core.report_html import write_report
     from fourm_core.sources.adapters import SyntheticSource
     from fourm_core.sources.synthetic import SyntheticWorld, WorldConfig
     from fourm_core.sources.synthetic.preview import scene_grid_png

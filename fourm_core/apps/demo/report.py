@@ -145,8 +145,14 @@ def _conformance(out: Path) -> str:
     rows = []
     for modality, checks in sorted(by_modality.items()):
         failed = [c for c in checks if not c["ok"]]
-        rows.append((modality, len(checks), len(checks) - len(failed),
-                     "; ".join(f"{c['check']}: {c['message']}" for c in failed) or "-"))  # fmt: skip
+        rows.append(
+            (
+                modality,
+                len(checks),
+                len(checks) - len(failed),
+                "; ".join(f"{c['check']}: {c['message']}" for c in failed) or "-",
+            )
+        )
     head = f"<p>{passed}/{len(results)} checks pass on {len(by_modality)} modalities.</p>"
     body = table(["modality", "checks", "pass", "failures"], rows, "conformance")
     opened = " open" if passed < len(results) else ""
@@ -162,15 +168,37 @@ def _tokenizers(out: Path) -> str:
     for r in reports:
         ev, tr = r["evaluation"], r["training"]
         usage = ev.get("usage", {})
-        rows.append((r["name"], ", ".join(r.get("modalities", [])), r.get("family", ""), tr.get("steps"),
-                     tr.get("seconds"), _metrics(ev.get("bound")), _metrics(ev.get("baseline")),
-                     _metrics(ev.get("diffusion")) if "diffusion" in ev else "-", usage.get("perplexity"),
-                     f"{usage['codes_used']:.0%}" if "codes_used" in usage else "-"))  # fmt: skip
-    note = ('<p class="note">Each tokenizer\'s reconstruction quality on held-out scenes of the demo store (the best '
-            "a 4M predicting its tokens can do), next to the baseline of predicting the training mean or majority. "
-            "Originals over reconstructions: <code>tokenizers/*/reconstructions.png</code>.</p>")  # fmt: skip
-    headers = ["tokenizer", "modalities", "family", "steps", "train s", "bound", "baseline (mean)",
-               "diffusion decoder", "perplexity", "codes used"]  # fmt: skip
+        rows.append(
+            (
+                r["name"],
+                ", ".join(r.get("modalities", [])),
+                r.get("family", ""),
+                tr.get("steps"),
+                tr.get("seconds"),
+                _metrics(ev.get("bound")),
+                _metrics(ev.get("baseline")),
+                _metrics(ev.get("diffusion")) if "diffusion" in ev else "-",
+                usage.get("perplexity"),
+                f"{usage['codes_used']:.0%}" if "codes_used" in usage else "-",
+            )
+        )
+    note = (
+        '<p class="note">Each tokenizer\'s reconstruction quality on held-out scenes of the demo store (the best '
+        "a 4M predicting its tokens can do), next to the baseline of predicting the training mean or majority. "
+        "Originals over reconstructions: <code>tokenizers/*/reconstructions.png</code>.</p>"
+    )
+    headers = [
+        "tokenizer",
+        "modalities",
+        "family",
+        "steps",
+        "train s",
+        "bound",
+        "baseline (mean)",
+        "diffusion decoder",
+        "perplexity",
+        "codes used",
+    ]
     return note + table(headers, rows, "tokenizers")
 
 
@@ -203,15 +231,19 @@ def _training(out: Path) -> str:
     parts = [f"<p>{summary.get('steps', '?')} steps{loss}.</p>"]
     headers, rows = _validation_rows(records)
     if rows:
-        parts.append('<p class="note">Validation loss per model key on the held-out scenes (every other '
-                     "evaluation and the last).</p>")  # fmt: skip
+        parts.append(
+            '<p class="note">Validation loss per model key on the held-out scenes (every other '
+            "evaluation and the last).</p>"
+        )
         parts.append(table(headers, rows, "validation"))
     parts.append(f"<h3>Curves</h3>{_img(out, 'model/curves.svg', 'validation curves')}")
     accuracy = summary.get("probe_token_accuracy") or {}
     if accuracy:
         parts.append("<h3>One-pass probe: every image target from the pixels</h3>")
-        parts.append('<p class="note">Rows: a target\'s tokenizer reconstruction of the truth, then the argmax of '
-                     "one decoder pass. Token accuracy per key below.</p>")  # fmt: skip
+        parts.append(
+            '<p class="note">Rows: a target\'s tokenizer reconstruction of the truth, then the argmax of '
+            "one decoder pass. Token accuracy per key below.</p>"
+        )
         parts.append(f"<details><summary>picture</summary>{_img(out, 'model/pixels2all.png', 'one-pass')}</details>")
         parts.append(table(["key", "token accuracy"], sorted(accuracy.items()), "probe"))
     return "".join(parts)
@@ -220,42 +252,61 @@ def _training(out: Path) -> str:
 def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
     if not record or not record.get("scenes"):
         return '<p class="note">No generations yet.</p>'
-    parts = ['<p class="note">Each target generated from the pixels alone (MaskGIT, 8 steps, temperature 0.5 '
-             "decaying linearly; sequences autoregressively). Pictures: stored ground truth | its tokenizer "
-             "reconstruction (the bound) | the model's prediction. Global embeddings: cosine similarity to the "
-             "stored vector. Sequences: the stored text next to the generated one, and the stored | generated value as "
-             "the modality's plugin draws it (when it parses).</p>"]  # fmt: skip
+    parts = [
+        '<p class="note">Each target generated from the pixels alone (MaskGIT, 8 steps, temperature 0.5 '
+        "decaying linearly; sequences autoregressively). Pictures: stored ground truth | its tokenizer "
+        "reconstruction (the bound) | the model's prediction. Global embeddings: cosine similarity to the "
+        "stored vector. Sequences: the stored text next to the generated one, and the stored | generated value as "
+        "the modality's plugin draws it (when it parses).</p>"
+    ]
     seconds = record.get("target_seconds") or {}
     if seconds:
-        parts.append(f'<p class="note">{len(seconds)} targets for {len(record["scenes"])} scenes (one batch per '
-                     f"target) in {sum(seconds.values()):.1f} s; stage 8 took {record.get('seconds', 0):.1f} s in "
-                     "all.</p>")  # fmt: skip
+        parts.append(
+            f'<p class="note">{len(seconds)} targets for {len(record["scenes"])} scenes (one batch per '
+            f"target) in {sum(seconds.values()):.1f} s; stage 8 took {record.get('seconds', 0):.1f} s in "
+            "all.</p>"
+        )
     for scene in record["scenes"]:
         index = scene["index"]
         parts.append(f'<h3 id="scene-{index}">Held-out scene {index}</h3>')
-        cards = [f'<figure class="card">{_img(out, scene.get("picture"), f"scene {index}", 96)}<figcaption>input '
-                 f"(scene {index})</figcaption></figure>"]  # fmt: skip
+        cards = [
+            f'<figure class="card">{_img(out, scene.get("picture"), f"scene {index}", 96)}<figcaption>input '
+            f"(scene {index})</figcaption></figure>"
+        ]
         vectors, sequences = [], []
         for t in scene["targets"]:
             if "picture" in t:
-                cards.append(f'<figure class="card">{_img(out, t["picture"], t["key"])}<figcaption>'
-                             f"{escape(t['key'])}</figcaption></figure>")  # fmt: skip
+                cards.append(
+                    f'<figure class="card">{_img(out, t["picture"], t["key"])}<figcaption>'
+                    f"{escape(t['key'])}</figcaption></figure>"
+                )
             if "cosine_prediction" in t:
                 vectors.append((t["key"], t.get("cosine_prediction"), t.get("cosine_reconstruction")))
             elif "prediction" in t:
                 generated = escape(t.get("prediction") or "")
                 if not t.get("parsed", True):
                     generated += ' <span class="bad">(does not parse)</span>'
-                sequences.append((t["key"], f'<span class="txt">{escape(t.get("truth") or "-")}</span>',
-                                  f'<span class="txt">{generated}</span>'))  # fmt: skip
+                sequences.append(
+                    (
+                        t["key"],
+                        f'<span class="txt">{escape(t.get("truth") or "-")}</span>',
+                        f'<span class="txt">{generated}</span>',
+                    )
+                )
         parts.append(f'<p class="note">Stored text: {escape(scene.get("text", ""))}</p>')
         parts.append(f'<div class="cards" id="generation-{index}">{"".join(cards)}</div>')
         if vectors:
-            parts.append(table(["global key", "cosine(prediction, stored)", "cosine(tokenizer reconstruction, "
-                                "stored)"], vectors, f"generation-{index}-vectors"))  # fmt: skip
+            parts.append(
+                table(
+                    ["global key", "cosine(prediction, stored)", "cosine(tokenizer reconstruction, stored)"],
+                    vectors,
+                    f"generation-{index}-vectors",
+                )
+            )
         if sequences:
-            parts.append(table(["sequence key", "stored", "generated"], sequences, f"generation-{index}-sequences",
-                               raw=[1, 2]))  # fmt: skip
+            parts.append(
+                table(["sequence key", "stored", "generated"], sequences, f"generation-{index}-sequences", raw=[1, 2])
+            )
     if record.get("skipped"):
         rows = sorted(record["skipped"].items())
         parts.append("<p>Targets left out:</p>" + table(["key", "why"], rows, "generation-skipped"))
@@ -268,17 +319,24 @@ def _chains(out: Path, record: Mapping[str, Any] | None) -> str:
         return '<p class="note">No chains (the model needs a text input, a global-token and an image-token key).</p>'
     steps = chains[0]["steps"]
     order = " &rarr; ".join(escape(s["target"]) for s in steps)
-    parts = [f"<p>Schedule: the stored text of a held-out scene &rarr; {order}; each step MaskGIT "
-             f"(<code>{escape(json.dumps(steps))}</code>). Picture: the scene's real pixels | the generated "
-             "image. Nearest: the store scene closest to the generated global embedding.</p>"]  # fmt: skip
+    parts = [
+        f"<p>Schedule: the stored text of a held-out scene &rarr; {order}; each step MaskGIT "
+        f"(<code>{escape(json.dumps(steps))}</code>). Picture: the scene's real pixels | the generated "
+        "image. Nearest: the store scene closest to the generated global embedding.</p>"
+    ]
     rows = []
     for c in chains:
         nearest = c.get("nearest")
-        near = (f"{_img(out, nearest['picture'], 'nearest', 64)}<br>scene {nearest['index']}, cosine "
-                f"{nearest['similarity']:.3f}" if nearest else "-")  # fmt: skip
+        near = (
+            f"{_img(out, nearest['picture'], 'nearest', 64)}<br>scene {nearest['index']}, cosine "
+            f"{nearest['similarity']:.3f}"
+            if nearest
+            else "-"
+        )
         rows.append((c["scene"], c["text"], _img(out, c["picture"], f"chain {c['scene']}"), near, c.get("seconds")))
-    parts.append(table(["scene", "input text", "real | generated", "nearest scene", "seconds"], rows, "chains",
-                       raw=[2, 3]))  # fmt: skip
+    parts.append(
+        table(["scene", "input text", "real | generated", "nearest scene", "seconds"], rows, "chains", raw=[2, 3])
+    )
     return "".join(parts)
 
 
@@ -286,11 +344,13 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
     retrieval = (record or {}).get("retrieval")
     if not retrieval:
         return '<p class="note">No retrieval (the model needs a global-token key labelled in the store).</p>'
-    parts = [f"<p>Index: the stored <code>{escape(retrieval['key'])}</code> embeddings of all {retrieval['size']} "
-             "scenes (cosine, usearch). Each query: the model predicts that key's tokens from the query (the "
-             "pixels of a held-out scene, or its stored text), its tokenizer decodes them into a vector, the index "
-             "returns the nearest scenes. The query scene is in the store, so a perfect model finds it first "
-             "(green).</p>"]  # fmt: skip
+    parts = [
+        f"<p>Index: the stored <code>{escape(retrieval['key'])}</code> embeddings of all {retrieval['size']} "
+        "scenes (cosine, usearch). Each query: the model predicts that key's tokens from the query (the "
+        "pixels of a held-out scene, or its stored text), its tokenizer decodes them into a vector, the index "
+        "returns the nearest scenes. The query scene is in the store, so a perfect model finds it first "
+        "(green).</p>"
+    ]
     rows, row_class = [], []
     for q in retrieval["queries"]:
         query = _img(out, q["picture"], f"scene {q['scene']}", 64) if q.get("picture") else escape(q.get("text", ""))
@@ -301,11 +361,25 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
             for h in q["hits"]
         )
         texts = "<br>".join(f"#{h['index']}: {escape(h.get('text', ''))}" for h in q["hits"])
-        rows.append((q["by"], q["scene"], query, f'<div style="white-space:nowrap">{hits}</div>',
-                     f'<span class="note">{texts}</span>'))  # fmt: skip
+        rows.append(
+            (
+                q["by"],
+                q["scene"],
+                query,
+                f'<div style="white-space:nowrap">{hits}</div>',
+                f'<span class="note">{texts}</span>',
+            )
+        )
         row_class.append("own" if q["hits"] and q["hits"][0]["index"] == q["scene"] else "")
-    parts.append(table(["query by", "scene", "query", "hits (store index, cosine)", "hit texts"], rows,
-                       "retrieval", raw=[2, 3, 4], row_class=row_class))  # fmt: skip
+    parts.append(
+        table(
+            ["query by", "scene", "query", "hits (store index, cosine)", "hit texts"],
+            rows,
+            "retrieval",
+            raw=[2, 3, 4],
+            row_class=row_class,
+        )
+    )
     return "".join(parts)
 
 
@@ -327,11 +401,13 @@ def _evaluation(record: Mapping[str, Any] | None) -> str:
     if not rows:
         return '<p class="note">No held-out evaluation yet.</p>'
     n = next(iter(next(iter(rows.values())).values()), {}).get("n", "?")
-    return (f'<p class="note">The demo\'s 4M on its {n} held-out scenes, every target predicted from the pixels '
-            "(<code>fourm_core.evaluation</code>): one pass, the same with several draws fused per pixel, and the "
-            "tokenizer bound (decode(encode(truth)), which no token predictor beats). The other rows of the "
-            "paper's Table 1 (4M-7, specialists) need training runs of their own: see the benchmarks below.</p>"
-            + _score_table(rows, "evaluation"))  # fmt: skip
+    return (
+        f'<p class="note">The demo\'s 4M on its {n} held-out scenes, every target predicted from the pixels '
+        "(<code>fourm_core.evaluation.maps</code>): one pass, the same with several draws fused per pixel, and the "
+        "tokenizer bound (decode(encode(truth)), which no token predictor beats). The other rows of the "
+        "paper's Table 1 (4M-7, specialists) need training runs of their own: see the benchmarks below.</p>"
+        + _score_table(rows, "evaluation")
+    )
 
 
 def _benchmarks(results: Path) -> str:
@@ -340,8 +416,9 @@ def _benchmarks(results: Path) -> str:
     quality = sorted(results.glob("*-quality.json"))
     if quality:
         data = _load(quality[-1])
-        parts.append(f'<h3>Quality (<code>fourm bench quality</code>, {escape(data["date"])}, '
-                     f"{escape(quality[-1].name)})</h3>")  # fmt: skip
+        parts.append(
+            f"<h3>Quality (<code>fourm bench quality</code>, {escape(data['date'])}, {escape(quality[-1].name)})</h3>"
+        )
         parts.append(_score_table(data["rows"], "quality"))
     suite = sorted(p for p in results.glob("*.json") if p.stem.count("-") == 4)  # <date>-<machine>.json
     if suite:
@@ -351,13 +428,16 @@ def _benchmarks(results: Path) -> str:
             measure = stage.get("rate") or stage.get("step_s") or stage.get("build_s")
             if measure:
                 rows.append([name, stage.get("unit", ""), measure["median"], f"{measure['min']}..{measure['max']}"])
-        parts.append(f"<h3>Performance (<code>benchmarks/bench_suite.py</code>, {escape(data.get('date', ''))}, "
-                     f"{escape(suite[-1].name)})</h3>")  # fmt: skip
+        parts.append(
+            f"<h3>Performance (<code>benchmarks/bench_suite.py</code>, {escape(data.get('date', ''))}, "
+            f"{escape(suite[-1].name)})</h3>"
+        )
         parts.append(table(["stage", "unit", "median", "min..max"], rows, "performance"))
     if not parts:
         return '<p class="note">No benchmark results found next to the code.</p>'
-    return ('<p class="note">Measured by the benchmark commands on the date shown, not by this demo run.</p>'
-            + "".join(parts))  # fmt: skip
+    return '<p class="note">Measured by the benchmark commands on the date shown, not by this demo run.</p>' + "".join(
+        parts
+    )
 
 
 def render_report(out: str | Path) -> str:
@@ -379,8 +459,11 @@ def render_report(out: str | Path) -> str:
     body = "".join(f'<section id="{sid}"><h2>{title}</h2>{html}</section>' for sid, title, html in sections)
     nav = "".join(f'<a href="#{sid}">{title}</a>' for sid, title, _ in sections)
     samples = info.get("n_samples")
-    subtitle = (f"Written by <code>fourm demo</code> from {escape(str(out.resolve()))}"
-                + (f"; the synthetic world has {samples} scenes" if samples else "") + ".")  # fmt: skip
+    subtitle = (
+        f"Written by <code>fourm demo</code> from {escape(str(out.resolve()))}"
+        + (f"; the synthetic world has {samples} scenes" if samples else "")
+        + "."
+    )
     return _PAGE.substitute(title="fourm demo report", subtitle=subtitle, nav=nav, body=body)
 
 

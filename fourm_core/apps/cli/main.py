@@ -18,12 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
-from fourm_core.cli_bench import add_bench_commands
-from fourm_core.cli_data import add_data_commands
-from fourm_core.cli_generate import add_generate_commands
-from fourm_core.cli_retrieve import add_retrieve_commands
-from fourm_core.cli_tokenizer import add_tokenizer_commands
-from fourm_core.cli_train import add_train_commands
+from fourm_core.apps.cli.bench import add_bench_commands
+from fourm_core.apps.cli.data import add_data_commands
+from fourm_core.apps.cli.generate import add_generate_commands
+from fourm_core.apps.cli.retrieve import add_retrieve_commands
+from fourm_core.apps.cli.tokenizer import add_tokenizer_commands
+from fourm_core.apps.cli.train import add_train_commands
 from fourm_core.registry import Modality, Registry
 from fourm_core.spec import PRESETS
 
@@ -228,8 +228,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default (grows with the project; see ``fourm_core.demo``)."""
-    from fourm_core.demo import run_demo
+    """The main job on the embedded default (grows with the project; see ``fourm_core.apps.demo.run``)."""
+    from fourm_core.apps.demo.run import run_demo
 
     return run_demo(
         Path(args.out),

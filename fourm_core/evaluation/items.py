@@ -1,7 +1,7 @@
 """Held-out evaluation of sequence modalities whose items carry per-item tokenizer codes (the paper's 3D-pose error
 and instance segmentation rows of Table 1, at whatever scale the store has).
 
-:mod:`fourm_core.evaluation` scores image and global tokens; it skips per-item tokenizers, whose codes live inside a
+:mod:`.maps` scores image and global tokens; it skips per-item tokenizers, whose codes live inside a
 generated string. Here, for every such target (a sequence key whose tokenizer config has ``items`` and whose
 serializer implements :class:`~fourm_core.serialization.ItemMatching`), the model generates the string from the
 inputs alone (autoregressively, batched), the serializer parses it (an unparsable string has no items and lowers
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.evaluation import EvalConfig, TaskScores, input_contents, prepare
+from fourm_core.evaluation.maps import EvalConfig, TaskScores, input_contents, prepare
 
 __all__ = ["ItemTruth", "box_iou", "evaluate_items", "item_bound", "match_boxes", "score_item_ids", "sequence_text"]
 
@@ -64,10 +64,10 @@ def evaluate_items(
     config: EvalConfig | None = None,
     progress: Any = None,
 ) -> dict[str, TaskScores]:
-    """Score ``model`` (a :class:`fourm_core.api.FourM`) on the held-out samples of a store, per item-tokenised
+    """Score ``model`` (a :class:`~.inference.api.FourM`) on the held-out samples of a store, per item-tokenised
     sequence target (see the module docstring).
 
-    From ``config`` (:class:`~fourm_core.evaluation.EvalConfig`): ``inputs``, ``targets``, ``samples``,
+    From ``config`` (:class:`~fourm_core.evaluation.maps.EvalConfig`): ``inputs``, ``targets``, ``samples``,
     ``temperature`` (0: greedy decoding), ``seed`` and ``batch_size``; ``steps``, ``ensemble`` and the kNN fields
     do not apply to autoregressive strings. ``progress``: optional callable ``(modality, done, total)``. Raises
     ``ValueError`` naming the problem when an input is missing, a named target cannot be evaluated here, or the
@@ -81,8 +81,9 @@ def evaluate_items(
         truth = [_item_truth(store, task, i) for i in held_out]
         ids = _generate(model, task, contents, config, progress)
         scores = TaskScores(task.modality, task.key, len(held_out))
-        scores.model = score_item_ids(ids, truth, task.serializer, task.tokenizer, model.vocabulary,
-                                      store.image_size, task.evaluator)  # fmt: skip
+        scores.model = score_item_ids(
+            ids, truth, task.serializer, task.tokenizer, model.vocabulary, store.image_size, task.evaluator
+        )
         scores.bound = item_bound(truth, task.tokenizer, task.evaluator)
         scores.seconds = round(time.perf_counter() - start, 2)
         out[task.modality] = scores
@@ -138,8 +139,10 @@ def _item_tasks(model: Any, store: Any, config: EvalConfig, inputs: Sequence[str
         elif explicit:
             raise ValueError(f"{name}: cannot be evaluated as item sequences: {why}")
     if not tasks:
-        raise ValueError("nothing to evaluate: no sequence target has a trained per-item tokenizer, an item-matching "
-                         "serializer and stored truth")  # fmt: skip
+        raise ValueError(
+            "nothing to evaluate: no sequence target has a trained per-item tokenizer, an item-matching "
+            "serializer and stored truth"
+        )
     return tasks
 
 
@@ -150,8 +153,10 @@ def _item_truth(store: Any, task: _ItemTask, index: int) -> ItemTruth:
     items = list(task.items(row, task.tokenizer.config.input_size))
     boxes = [tuple(float(v) for v in b) for b in task.serializer.truth_boxes(row, store.image_size)]
     if len(boxes) != len(items):
-        raise ValueError(f"sample {index}: {len(items)} items but {len(boxes)} boxes from {task.modality}'s "
-                         "serializer (truth_boxes must follow the items function)")  # fmt: skip
+        raise ValueError(
+            f"sample {index}: {len(items)} items but {len(boxes)} boxes from {task.modality}'s "
+            "serializer (truth_boxes must follow the items function)"
+        )
     return ItemTruth(boxes, items)  # type: ignore[arg-type]
 
 
@@ -159,8 +164,8 @@ def _generate(
     model: Any, task: _ItemTask, contents: list[Mapping[str, Any]], config: EvalConfig, progress: Any
 ) -> list[torch.Tensor]:
     """Generated ids (one row per sample), ``batch_size`` samples per sampler call."""
-    from fourm_core.generation.sampler import GenerationSampler
-    from fourm_core.generation.schedule import StepConfig
+    from fourm_core.inference.sampler import GenerationSampler
+    from fourm_core.inference.schedule import StepConfig
 
     step = StepConfig(target=task.key, scheme="autoregressive", temperature=config.temperature)
     sampler = GenerationSampler(model.network)
@@ -177,7 +182,7 @@ def _generate(
 def sequence_text(ids: Any, vocabulary: Any) -> str:
     """The text of generated ids: up to ``[EOS]``, padding dropped, whitespace normalised (as generation outputs
     decode sequences)."""
-    from fourm_core.masking import EOS_ID, PAD_ID
+    from fourm_core.data.masking import EOS_ID, PAD_ID
 
     tokens = [int(t) for t in torch.as_tensor(ids).reshape(-1).tolist()]
     if EOS_ID in tokens:

@@ -1,9 +1,9 @@
 """Generation: schedules (:mod:`.schedule`), the sampler with MaskGIT / ROAR / cached autoregressive decoding and
 classifier-free guidance (:mod:`.sampler`), and majority-vote ensembling (:mod:`.ensemble`)."""
 
-from fourm_core.generation.ensemble import ensemble
-from fourm_core.generation.sampler import GenerationSampler, filter_logits, sample_tokens
-from fourm_core.generation.schedule import (
+from fourm_core.inference.ensemble import ensemble
+from fourm_core.inference.sampler import GenerationSampler, filter_logits, sample_tokens
+from fourm_core.inference.schedule import (
     GenerationSchedule,
     ScheduleError,
     StepConfig,

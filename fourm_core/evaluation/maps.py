@@ -85,7 +85,7 @@ def evaluate(
     config: EvalConfig | None = None,
     progress: Any = None,
 ) -> dict[str, TaskScores]:
-    """Score ``model`` (a :class:`fourm_core.api.FourM`) on the held-out samples of a store, per target modality.
+    """Score ``model`` (a :class:`~.inference.api.FourM`) on the held-out samples of a store, per target modality.
 
     ``progress``: optional callable ``(modality, done, total)``. Raises ``ValueError`` naming the problem when an
     input is missing from the store, a named target cannot be evaluated, or the store is too small."""
@@ -164,7 +164,7 @@ def input_contents(
 ) -> list[dict[str, Any]]:
     """Per sample the model-key contents of ``inputs`` (full image, built exactly as in training)."""
     from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
-    from fourm_core.generation.requests import resolve
+    from fourm_core.inference.requests import resolve
 
     keys = [resolve(model.registry, model.preset, name).key for name in inputs]
     dataset = open_store_dataset(store_path, model.registry, crop=0)
@@ -233,12 +233,13 @@ def _predict(
 ) -> list[np.ndarray]:
     """Decoded predictions for every sample: batches of ``batch_size`` samples, each repeated ``ensemble`` times
     and fused per sample by the tokenizer's transform."""
-    from fourm_core.generation.sampler import GenerationSampler
-    from fourm_core.generation.schedule import StepConfig
+    from fourm_core.inference.sampler import GenerationSampler
+    from fourm_core.inference.schedule import StepConfig
 
     n_tokens = int(model.network.modality_info[task.key]["max_tokens"])
-    step = StepConfig(target=task.key, scheme="maskgit", num_steps=min(config.steps, n_tokens),
-                      temperature=config.temperature)  # fmt: skip
+    step = StepConfig(
+        target=task.key, scheme="maskgit", num_steps=min(config.steps, n_tokens), temperature=config.temperature
+    )
     sampler = GenerationSampler(model.network)
     transform = task.tokenizer.transform
     out: list[np.ndarray] = []

@@ -43,17 +43,25 @@ def _launch(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(threads))
     command = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-        "-m", "fourm_core.training.launch", "--config", args.config,
-        *[f"--set={s}" for s in args.set], *(["--restart"] if args.restart else []),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={args.nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "fourm_core.training.launch",
+        "--config",
+        args.config,
+        *[f"--set={s}" for s in args.set],
+        *(["--restart"] if args.restart else []),
+    ]
     return subprocess.call(command, env=env)
 
 
 def run_training(config_path: str, overrides: list[str], restart: bool, console: Console) -> int:
     """Train in this process (rank from the environment when torchrun started it), rank 0 drawing progress."""
-    from fourm_core.cli_data import progress_bar
+    from fourm_core.apps.cli.data import progress_bar
     from fourm_core.training.config import load_run_config
     from fourm_core.training.engine import train
 
@@ -78,8 +86,10 @@ def run_training(config_path: str, overrides: list[str], restart: bool, console:
             console.print(f"resumed at step {result.resumed_from}")
         if result.validation:
             first, last = result.validation[0], result.validation[-1]
-            console.print(f"validation loss {first['loss']:.3f} (step {first['step']}) -> {last['loss']:.3f} "
-                          f"(step {last['step']})")  # fmt: skip
+            console.print(
+                f"validation loss {first['loss']:.3f} (step {first['step']}) -> {last['loss']:.3f} "
+                f"(step {last['step']})"
+            )
             console.print(json.dumps({k: round(v, 3) for k, v in last["losses"].items()}))
         console.print(f"weights: {escape(str(result.final_dir))}; log: {escape(str(result.log_path))}")
     return 0

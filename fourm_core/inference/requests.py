@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
-from fourm_core.generation.schedule import PARALLEL_KINDS, SEQUENTIAL_KINDS, GenerationSchedule, StepConfig
-from fourm_core.masking import EOS_ID
+from fourm_core.inference.schedule import PARALLEL_KINDS, SEQUENTIAL_KINDS, GenerationSchedule, StepConfig
 from fourm_core.serialization import SerializationError
 from fourm_core.spec import PRESETS, MaskingUnit, ModalityKind
 
@@ -226,8 +226,10 @@ def build_inputs(
         else:
             groups.setdefault(req.key, {})[req.name] = (req, value)
     for key, members in groups.items():
-        members = {name: (req, _with_item_tokens(registry, preset, req, value, tokenizers_dir))
-                   for name, (req, value) in members.items()}  # fmt: skip
+        members = {
+            name: (req, _with_item_tokens(registry, preset, req, value, tokenizers_dir))
+            for name, (req, value) in members.items()
+        }
         content, text = _sequence(registry, preset, vocabulary, key, members)
         out[key] = content
         out.texts[", ".join(members)] = text
@@ -246,8 +248,9 @@ def normalise_pixels(picture: np.ndarray) -> torch.Tensor:
 
 def _check_image(name: str, value: Any) -> None:
     if not isinstance(value, (np.ndarray, torch.Tensor)):
-        raise GenerationRequestError(f"{name}: expected a picture file or an (H, W, 3) uint8 array, got "
-                                     f"{type(value).__name__}")  # fmt: skip
+        raise GenerationRequestError(
+            f"{name}: expected a picture file or an (H, W, 3) uint8 array, got {type(value).__name__}"
+        )
     a = np.asarray(value)
     if a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
         raise GenerationRequestError(f"{name}: expected an (H, W, 3) image, got shape {tuple(a.shape)}")
@@ -291,7 +294,7 @@ def _encode_tokens(
     registry: Any, preset: str, req: Requested, value: Any, directory: str | os.PathLike[str] | None
 ) -> tuple[torch.Tensor, np.ndarray | None]:
     """Token ids of a stored-form array, and its picture (by the tokenizer's transform) for the grid."""
-    from fourm_core.tokenizers.pictures import picture
+    from fourm_core.viz.pictures import picture
 
     tokenizer = _tokenizer(registry, preset, req, directory)
     array = np.asarray(value)
@@ -351,8 +354,9 @@ def _sequence(
                 elif req.name not in req.members and isinstance(member_value, Mapping):
                     merged.update(member_value)
                 else:
-                    raise GenerationRequestError(f"{req.name}: give a value (a .json file or a mapping), not "
-                                                 f"text, for the group key {key!r}")  # fmt: skip
+                    raise GenerationRequestError(
+                        f"{req.name}: give a value (a .json file or a mapping), not text, for the group key {key!r}"
+                    )
             text = serializer.serialize(merged, None)
         elif isinstance(value, str):
             text = " ".join(value.split())
@@ -410,8 +414,10 @@ def validate_targets(
         if req.kind in _TOKEN_KINDS:
             _tokenizer(registry, preset, req, tokenizers_dir)
         elif vocabulary is not None and info.get("vocab_size") and vocabulary.size > int(info["vocab_size"]):
-            raise GenerationRequestError(f"{name}: the text vocabulary has {vocabulary.size} ids, the model "
-                                         f"{info['vocab_size']}: not the vocabulary it was trained with")  # fmt: skip
+            raise GenerationRequestError(
+                f"{name}: the text vocabulary has {vocabulary.size} ids, the model "
+                f"{info['vocab_size']}: not the vocabulary it was trained with"
+            )
         seen[req.key] = name
         out.append(req)
     return out
@@ -435,6 +441,14 @@ def default_schedule(
             out.append(StepConfig(target=key, scheme="autoregressive", temperature=temperature, top_p=top_p))
         else:
             n = max(1, min(steps, int(info["max_tokens"])))
-            out.append(StepConfig(target=key, scheme="maskgit", num_steps=n, temperature=temperature,
-                                  temperature_schedule="linear", top_p=top_p))  # fmt: skip
+            out.append(
+                StepConfig(
+                    target=key,
+                    scheme="maskgit",
+                    num_steps=n,
+                    temperature=temperature,
+                    temperature_schedule="linear",
+                    top_p=top_p,
+                )
+            )
     return GenerationSchedule(steps=out)

@@ -3,7 +3,7 @@
 The sampler returns token ids per model key; ids mean nothing to a user. :class:`GenerationOutput` turns one
 target's ids into the stored form through the modality's own parts (the tokenizer's ``decode_raw`` for image and
 global tokens; the text vocabulary, then the key's serializer ``parse`` for sequences), draws pictures through
-:func:`fourm_core.tokenizers.pictures.picture` by the tokenizer's transform, and saves PNG or JSON.
+:func:`fourm_core.viz.pictures.picture` by the tokenizer's transform, and saves PNG or JSON.
 :class:`GenerationResult` holds every target and draws one labelled grid of the inputs and the pictures.
 
 :func:`run_generation` is the whole path from user values to a result, with every check done before any compute.
@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.generation.requests import (
+from fourm_core.data.masking import EOS_ID, PAD_ID
+from fourm_core.inference.requests import (
     GenerationInputs,
     Requested,
     build_inputs,
     default_schedule,
     validate_targets,
 )
-from fourm_core.masking import EOS_ID, PAD_ID
 from fourm_core.spec import ModalityKind
 
 __all__ = [
@@ -79,7 +79,7 @@ class GenerationOutput:
             return self.rendered
         if self.transform is None:
             return None
-        from fourm_core.tokenizers.pictures import picture
+        from fourm_core.viz.pictures import picture
 
         return picture(self.transform, np.asarray(self.array))
 
@@ -220,7 +220,7 @@ def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> 
     for classes and binary maps); fusing token ids instead would mix codes that mean unrelated patches.
     Sequences: the most frequent text wins (ties: the earliest draw), kept whole, since a token-wise vote of
     sentences of different lengths is not a sentence. ``ids`` of a fused image output is the per-position vote."""
-    from fourm_core.generation.ensemble import ensemble
+    from fourm_core.inference.ensemble import ensemble
 
     samples = list(samples)
     if not samples:
@@ -237,8 +237,7 @@ def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> 
         raise ValueError(f"{first.name}: fusing decoded values needs the tokenizer's transform")
     ids = ensemble([s.ids for s in samples], "vote")
     array = transform.fuse([np.asarray(s.array) for s in samples])
-    return GenerationOutput(first.name, first.key, first.kind, ids, array, transform=first.transform,
-                            samples=samples)  # fmt: skip
+    return GenerationOutput(first.name, first.key, first.kind, ids, array, transform=first.transform, samples=samples)
 
 
 def decode_ensemble(
@@ -252,8 +251,9 @@ def decode_ensemble(
 ) -> dict[str, GenerationOutput]:
     """Decode every row of the sampler's ``ids`` (N generations of one condition) and fuse them per target."""
     rows = int(next(iter(ids.values())).shape[0])
-    decoded = [decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i, image)
-               for i in range(rows)]  # fmt: skip
+    decoded = [
+        decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i, image) for i in range(rows)
+    ]
     out = {}
     for req in targets:
         transform = None
@@ -275,7 +275,7 @@ def decode_outputs(
 ) -> dict[str, GenerationOutput]:
     """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for). Sequences
     that parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
-    from fourm_core.generation.rendering import RenderContext, render_output, tokenizer_lookup
+    from fourm_core.viz.rendering import RenderContext, render_output, tokenizer_lookup
 
     context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_lookup(registry, preset, tokenizers_dir))
     out = {}
@@ -359,12 +359,12 @@ def run_generation(
     """User values -> a :class:`GenerationResult`, all checks first: targets (known, predictable, tokenizer
     trained), inputs (known, not target-only, right shape), then the schedule against the model; only then the
     tokenizers encode the inputs and the sampler runs. ``schedule``: a schedule, YAML path or list of steps
-    (default: :func:`~fourm_core.generation.requests.default_schedule` with ``steps`` and ``temperature``).
+    (default: :func:`~fourm_core.inference.requests.default_schedule` with ``steps`` and ``temperature``).
     ``ensemble``: draw that many generations of the request in one batch (each chain conditions on its own earlier
     targets) and fuse them per target (:func:`fuse_outputs`)."""
-    from fourm_core.generation.requests import GenerationRequestError, resolve
-    from fourm_core.generation.sampler import GenerationSampler
-    from fourm_core.generation.schedule import load_schedule
+    from fourm_core.inference.requests import GenerationRequestError, resolve
+    from fourm_core.inference.sampler import GenerationSampler
+    from fourm_core.inference.schedule import load_schedule
 
     input_keys = [resolve(registry, preset, name).key for name in inputs]
     requested = validate_targets(model, registry, preset, targets, tokenizers_dir, input_keys, vocabulary)
@@ -376,8 +376,9 @@ def run_generation(
         schedule = load_schedule(schedule)
         wanted = {r.key for r in requested}
         if set(schedule.targets) != wanted:
-            raise GenerationRequestError(f"the schedule generates {sorted(schedule.targets)}, the targets are "
-                                         f"{sorted(wanted)}")  # fmt: skip
+            raise GenerationRequestError(
+                f"the schedule generates {sorted(schedule.targets)}, the targets are {sorted(wanted)}"
+            )
     if ensemble < 1:
         raise GenerationRequestError(f"ensemble {ensemble}: draw at least one generation")
     schedule.validate_for(model.modality_info, input_keys)

@@ -201,7 +201,7 @@ def table_picture(rows: Sequence[tuple[str, str]], size: int) -> np.ndarray:
 class RecordDecoder:
     """A decoder for record-like values (``{field: value}``, or a group's ``{member: {field: value}}``): every
     field as a ``name: value`` line on white. Shared by plugins whose values are records (metadata), which
-    register ``factory="fourm_core.generation.rendering:RecordDecoder"`` instead of each writing the same class."""
+    register ``factory="fourm_core.viz.rendering:RecordDecoder"`` instead of each writing the same class."""
 
     def render(self, value: Mapping[str, Any], context: RenderContext) -> np.ndarray:
         return table_picture(record_rows(value), context.size)

@@ -1,4 +1,4 @@
-"""``fourm bench quality --config configs/bench/table1.yaml``: the Table 1 benchmark (:mod:`fourm_core.quality_bench`)
+"""``fourm bench quality --config configs/bench/table1.yaml``: the Table 1 benchmark (:mod:`~.apps.bench.quality`)
 from the command line: trains what is missing, evaluates every row, prints the table and writes the JSON and
 markdown results (default ``benchmarks/results/<date>-<machine>-quality.{json,md}``)."""
 
@@ -26,8 +26,8 @@ def default_results_path(name: str) -> Path:
 
 
 def cmd_bench_quality(args: argparse.Namespace, console: Console) -> int:
-    from fourm_core.cli_train import parse_overrides
-    from fourm_core.quality_bench import load_quality_config, run_quality_bench
+    from fourm_core.apps.bench.quality import load_quality_config, run_quality_bench
+    from fourm_core.apps.cli.train import parse_overrides
 
     try:
         config = load_quality_config(args.config, **parse_overrides(args.set))

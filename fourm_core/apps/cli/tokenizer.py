@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fourm_core.cli_data import progress_bar, work_table
+from fourm_core.apps.cli.data import progress_bar, work_table
 
 DEFAULT_DIR = "tokenizers"
 

@@ -1,0 +1,1 @@
+"""``fourm bench``: quality (Table 1 shape) and performance benchmark runners."""

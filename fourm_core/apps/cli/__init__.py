@@ -1,0 +1,1 @@
+"""The ``fourm`` command line: one module per command group."""
