@@ -65,19 +65,19 @@ PRESET = "tiny"
 def build_model(args: argparse.Namespace, vocabulary: Any) -> tuple[torch.nn.Module, str, str]:
     """(model in eval mode, preset, description): the trained run in ``--model`` or an untrained demo-size one."""
     from fourm_core.inference.requests import infer_preset
-    from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+    from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
     from fourm_core.registry import Registry
 
     registry = Registry()
     if args.model:
-        model = FourM.from_pretrained(args.model)
+        model = FourMNetwork.from_pretrained(args.model)
         return model.eval(), infer_preset(registry, model.modality_info), f"trained: {args.model}"
     from fourm_core.apps.demo.run import DEMO_MODEL
 
     size = vocabulary.size if vocabulary is not None else 30000
     info = modality_info_from_registry(registry, PRESET, text_vocab_size=size)
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, "tiny", "swiglu_nobias", **DEMO_MODEL))
+    model = FourMNetwork(**fourm_config(info, "tiny", "swiglu_nobias", **DEMO_MODEL))
     return model.eval(), PRESET, f"untrained: tiny preset, DEMO_MODEL {DEMO_MODEL}, text vocab {size}"
 
 
@@ -151,7 +151,9 @@ def latency_row(times: Sequence[float], tokens: int) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="a trained run (FourM.from_pretrained); default: untrained demo-size model")
+    parser.add_argument(
+        "--model", help="a trained run (FourMNetwork.from_pretrained); default: untrained demo-size model"
+    )
     parser.add_argument("--tokenizers", help="trained tokenizers (end-to-end section)")
     parser.add_argument("--vocab", help="text vocabulary (default for sizes and store reading: the demo's)")
     parser.add_argument("--store", help="read the input picture from this store (else a synthetic scene)")

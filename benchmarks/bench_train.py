@@ -1,4 +1,4 @@
-"""FourM training-step throughput and MFU on this CPU (plain torch, fp32, forward + backward + AdamW step).
+"""FourMNetwork training-step throughput and MFU on this CPU (plain torch, fp32, forward + backward + AdamW step).
 
     .venv/bin/python benchmarks/bench_train.py [--threads 2] [--out benchmarks/results/DATE-x86_64-2core-train.json]
 
@@ -90,7 +90,7 @@ def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int
         TokenRange,
         layouts_from_registry,
     )
-    from fourm_core.model.fourm import modality_info_from_registry
+    from fourm_core.model.network import modality_info_from_registry
     from fourm_core.registry import Registry
     from fourm_core.testing.contents import random_contents
 
@@ -127,7 +127,7 @@ def useful_tokens(model: torch.nn.Module, batch: Any) -> int:
 
 def run_config(name: str, threads: int, steps: int, warmup: int, optimizer: str, seed: int = 0) -> dict[str, Any]:
     """Time ``steps`` train steps of config ``name`` after ``warmup`` (this process only)."""
-    from fourm_core.model.fourm import FourM, fourm_config
+    from fourm_core.model.network import FourMNetwork, fourm_config
     from fourm_core.training.flops import batch_forward_flops
 
     torch.set_num_threads(threads)
@@ -136,7 +136,7 @@ def run_config(name: str, threads: int, steps: int, warmup: int, optimizer: str,
     info, batches = build_batches(cfg["batch"], n_enc, n_dec, count=4, seed=seed)
     rss0 = vm_rss_mb()
     torch.manual_seed(seed)
-    model = FourM(**fourm_config(info, PRESET, cfg["recipe"], **cfg["model"])).train()
+    model = FourMNetwork(**fourm_config(info, PRESET, cfg["recipe"], **cfg["model"])).train()
     # fused: one in-place kernel over all parameters; torch's CPU default is the per-tensor loop, whose
     # temporaries (sqrt, div) over ~150M embedding/head parameters cost as much as the forward on this CPU
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=optimizer == "fused")

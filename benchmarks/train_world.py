@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fourm_core.model.fourm import FourM
+from fourm_core.model.network import FourMNetwork
 from fourm_core.registry import Registry
 from fourm_core.training.config import RunConfig
 from fourm_core.training.data import TrainingData
@@ -63,7 +63,7 @@ def main() -> None:
     records = read_log(out / LOG_NAME)
     curves_svg(records, out / "curves.svg")
     (out / "validation.md").write_text(validation_table(records, every=2) + "\n")
-    model = FourM.from_pretrained(out / FINAL)
+    model = FourMNetwork.from_pretrained(out / FINAL)
     data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
     accuracy = probe_figure(model, data, registry, args.tokenizers, out / "pixels2all.png", n=args.probe_scenes)
     for name in args.probe:  # one figure per named modality, over more scenes

@@ -31,7 +31,7 @@ Conventions shared by all hooks:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -157,4 +157,19 @@ def fourm_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
     metadata. :func:`~fourm_core.viz.rendering.render_output` calls the first registered decoder, resizes
     its picture to ``size`` x ``size`` and turns an exception into a warning and no picture. Several named decoders
     may exist per modality.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Applications
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def fourm_register_commands(cli: Any) -> None:
+    """Add commands to the ``fourm`` command line (as ``llm``'s ``register_commands``).
+
+    ``cli`` is the :class:`argparse` sub-parser collection of ``fourm``: call ``cli.add_parser("name", help=...)``
+    and set ``func`` with ``parser.set_defaults(func=run)``, where ``run(args) -> int`` returns the exit status. A
+    command whose name is taken by the core or by another plugin is a registration problem naming both plugins.
     """

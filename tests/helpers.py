@@ -183,17 +183,17 @@ def small_world(
 
 
 def random_model_api(registry: Registry, built: dict[str, Path], modalities: list[str], preset: str = "tiny") -> object:
-    """A random-init dim-32 FourM over ``modalities`` wrapped as :class:`fourm_core.inference.api.FourM` with the small
+    """A random-init dim-32 network over ``modalities`` wrapped as :class:`~.inference.api.FourM` with the small
     world's vocabulary and tokenizers (what evaluation tests score: mechanics, not quality)."""
     import torch
 
     from fourm_core.inference.api import FourM as Api
-    from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+    from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
     from fourm_core.vocab import TextVocabulary
 
     vocab = TextVocabulary.load(built["vocab"])
     keys = {registry.get(name).model_key(preset) for name in modalities}
     info = {k: v for k, v in modality_info_from_registry(registry, preset, vocab.size).items() if k in keys}
     torch.manual_seed(0)
-    network = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    network = FourMNetwork(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     return Api(network, registry, preset, vocab, built["toks"])

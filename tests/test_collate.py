@@ -1,4 +1,4 @@
-"""Collation into the official batch format: shapes, dtypes, sequence layout, budgets, and a tiny FourM that trains."""
+"""Collation into the official batch format: shapes, dtypes, sequence layout, budgets, a tiny network that trains."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from fourm_core.data.masking import (
     layouts_from_registry,
     merge_spans,
 )
-from fourm_core.model import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.spec import MaskingUnit, ModalityKind
 from fourm_core.testing.contents import random_contents
@@ -62,8 +62,8 @@ def make_batch(layouts: dict, info: dict, seed: int, n_in: int = 32, n_tgt: int 
     return collator, samples, masks, collator(samples, masks), dropped
 
 
-def tiny_model(info: dict) -> FourM:
-    return FourM(**fourm_config(info, "tiny", **TINY))
+def tiny_model(info: dict) -> FourMNetwork:
+    return FourMNetwork(**fourm_config(info, "tiny", **TINY))
 
 
 def test_shapes_dtypes_and_layouts(setup) -> None:

@@ -1,4 +1,4 @@
-"""Analytic FLOPs of FourM (fourm_core.training.flops): a hand count on a tiny config and torch's FLOP counter."""
+"""Analytic FLOPs of the network (fourm_core.training.flops): a hand count on a tiny config and torch's FLOP counter."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from fourm_core.model import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.training.flops import (
     batch_forward_flops,
@@ -46,7 +46,7 @@ HAND_INFO = {
 
 
 def test_hand_count_of_a_tiny_swiglu_model() -> None:
-    model = FourM(
+    model = FourMNetwork(
         **fourm_config(HAND_INFO, "tiny", "swiglu_nobias", dim=16, encoder_depth=1, decoder_depth=2, num_heads=2)
     )
     B, N, M, D, H = 3, 10, 7, 16, int(2 * 64 / 3)  # SwiGLU hidden: int(2/3 * 4 * dim) = 42
@@ -71,14 +71,14 @@ def test_hand_count_of_a_tiny_swiglu_model() -> None:
 
 def test_gelu_counts_two_mlp_matrices() -> None:
     kw = {"dim": 16, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}
-    gelu = FourM(**fourm_config(HAND_INFO, "tiny", "gelu", **kw))
-    swiglu = FourM(**fourm_config(HAND_INFO, "tiny", "swiglu_nobias", **kw))
+    gelu = FourMNetwork(**fourm_config(HAND_INFO, "tiny", "gelu", **kw))
+    swiglu = FourMNetwork(**fourm_config(HAND_INFO, "tiny", "swiglu_nobias", **kw))
     N = 10
     assert forward_flops(gelu, N, 1, 1, {}).encoder_linear == 2 * N * (4 * 16 * 16 + 2 * 16 * 64)
     assert forward_flops(swiglu, N, 1, 1, {}).encoder_linear == 2 * N * (4 * 16 * 16 + 3 * 16 * 42)
 
 
-def _batch(info: dict, model: FourM, batch: int, gen: torch.Generator) -> SimpleNamespace:
+def _batch(info: dict, model: FourMNetwork, batch: int, gen: torch.Generator) -> SimpleNamespace:
     """Official-format batch: a quarter of each key visible as input, a quarter as target."""
     mod_dict = {}
     for key, m in info.items():
@@ -111,14 +111,16 @@ def _batch(info: dict, model: FourM, batch: int, gen: torch.Generator) -> Simple
 
 
 @pytest.fixture(scope="module")
-def counted() -> tuple[FourM, SimpleNamespace]:
+def counted() -> tuple[FourMNetwork, SimpleNamespace]:
     info = modality_info_from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2, num_heads=2))
+    model = FourMNetwork(
+        **fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2, num_heads=2)
+    )
     return model, _batch(info, model, 2, torch.Generator().manual_seed(0))
 
 
-def test_flop_counter_agrees_on_a_real_forward(counted: tuple[FourM, SimpleNamespace]) -> None:
+def test_flop_counter_agrees_on_a_real_forward(counted: tuple[FourMNetwork, SimpleNamespace]) -> None:
     """torch counts every mm / bmm the forward runs; the math attention backend shows attention as bmm (the CPU
     flash kernel has no FLOP formula in torch). The decoder budget leaves room for padding positions, which both
     count, while only real targets reach the logits in both."""
@@ -130,7 +132,7 @@ def test_flop_counter_agrees_on_a_real_forward(counted: tuple[FourM, SimpleNames
     assert analytic == pytest.approx(measured, rel=0.01)
 
 
-def test_train_is_three_forwards_up_to_the_first_layers(counted: tuple[FourM, SimpleNamespace]) -> None:
+def test_train_is_three_forwards_up_to_the_first_layers(counted: tuple[FourMNetwork, SimpleNamespace]) -> None:
     """torch's count of forward + backward comes in a little under 3x the forward: look-ups have no FLOPs either
     way, and the input projections (pixel patches) need no gradient for their inputs, only for their weights."""
     model, batch = counted
@@ -144,7 +146,7 @@ def test_train_is_three_forwards_up_to_the_first_layers(counted: tuple[FourM, Si
 
 
 def test_target_counts_follow_the_decoder() -> None:
-    model = FourM(**fourm_config(HAND_INFO, "tiny", dim=16, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(**fourm_config(HAND_INFO, "tiny", dim=16, encoder_depth=1, decoder_depth=1, num_heads=2))
     batch = _batch(HAND_INFO, model, 2, torch.Generator().manual_seed(0))
     counts = target_tokens_per_key(model, batch)
     # grid: 4 positions, targets at [2, 3); seq: 14 positions, targets at [7, 10) -> 2 decoded positions

@@ -1,6 +1,6 @@
 """``fourm generate`` and the request / output layer under it, on a small labelled synthetic store.
 
-A random-init tiny FourM (rgb, depth, normal, caption, det keys), a depth tokenizer trained for 2 steps and a text
+A random-init tiny network (rgb, depth, normal, caption, det keys), a depth tokenizer trained for 2 steps and a text
 vocabulary from the store's captions: the tests check the plumbing (shapes, files, JSON, errors before compute),
 not sample quality.
 """
@@ -32,7 +32,7 @@ from fourm_core.inference.requests import (
     infer_preset,
     validate_targets,
 )
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.spec import ModalitySpec, grid_presets
 from fourm_core.storage.store import AlignedStore
@@ -63,7 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     keys = {registry.get(name).model_key(PRESET) for name in MODEL_MODALITIES}
     info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     model.save_pretrained(root / "final")
     rgb = store.read("rgb/raw", 3)["rgb"]
     Image.fromarray(rgb).save(root / "photo.png")
@@ -81,8 +81,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model(world: dict) -> FourM:
-    return FourM.from_pretrained(world["model"]).eval()
+def model(world: dict) -> FourMNetwork:
+    return FourMNetwork.from_pretrained(world["model"]).eval()
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_parse_inputs() -> None:
 # ---------------------------------------------------------------------------------------------- the library
 
 
-def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, tmp_path: Path) -> None:
+def test_run_generation_outputs(world: dict, model: FourMNetwork, registry: Registry, tmp_path: Path) -> None:
     def go(seed: int) -> GenerationResult:
         return run_generation(
             model,
@@ -201,7 +201,7 @@ def test_run_generation_outputs(world: dict, model: FourM, registry: Registry, t
     assert torch.equal(go(0)["depth"].ids, depth.ids)  # one seed, one result
 
 
-def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry: Registry) -> None:
+def test_ensemble_fuses_decoded_generations(world: dict, model: FourMNetwork, registry: Registry) -> None:
     result = run_generation(
         model,
         registry,
@@ -245,7 +245,7 @@ def test_ensemble_fuses_decoded_generations(world: dict, model: FourM, registry:
         )
 
 
-def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: FourM, tmp_path: Path) -> None:
+def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: FourMNetwork, tmp_path: Path) -> None:
     import fourm_core as fm
     from fourm_core.inference.api import ModelAssetsError
 
@@ -345,13 +345,13 @@ def test_raw_people_are_item_tokenised_as_in_training(world: dict, registry: Reg
         build_inputs(registry, PRESET, world["vocab"], {"human_poses": raw})
 
 
-def test_default_schedule(model: FourM) -> None:
+def test_default_schedule(model: FourMNetwork) -> None:
     schedule = default_schedule(model.modality_info, ["tok_depth@64", "caption"], steps=100)
     assert [s.scheme for s in schedule.steps] == ["maskgit", "autoregressive"]
     assert schedule.steps[0].num_steps == 64  # at most one step per token
 
 
-def test_infer_preset(model: FourM, registry: Registry) -> None:
+def test_infer_preset(model: FourMNetwork, registry: Registry) -> None:
     assert infer_preset(registry, model.modality_info) == PRESET
     with pytest.raises(GenerationRequestError, match="preset"):
         infer_preset(registry, model.modality_info, "paper")
@@ -399,7 +399,14 @@ class _TargetOnlyPlugin:
     ],
 )
 def test_request_errors_come_before_compute(
-    world: dict, model: FourM, registry: Registry, no_compute: None, inputs: dict, targets: list, named: str, why: str
+    world: dict,
+    model: FourMNetwork,
+    registry: Registry,
+    no_compute: None,
+    inputs: dict,
+    targets: list,
+    named: str,
+    why: str,
 ) -> None:
     inputs = {k: world["rgb"] if isinstance(v, str) and v == "photo" else v for k, v in inputs.items()}
     with pytest.raises(GenerationRequestError, match=why) as caught:
@@ -407,7 +414,7 @@ def test_request_errors_come_before_compute(
     assert str(caught.value).startswith(named)
 
 
-def test_target_only_input_and_input_only_target_are_refused(world: dict, model: FourM) -> None:
+def test_target_only_input_and_input_only_target_are_refused(world: dict, model: FourMNetwork) -> None:
     extended = Registry(disabled={EXAMPLE_PLUGIN}, extra_plugins=[("probe_out", _TargetOnlyPlugin())])
     assert "probe_out" in extended
     with pytest.raises(GenerationRequestError, match="^probe_out: a target-only modality"):

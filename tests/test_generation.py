@@ -1,6 +1,6 @@
 """Generation: schedules, MaskGIT / ROAR / cached autoregressive decoding, guidance, sampling, ensembling.
 
-A tiny random-init FourM (dim 32, 1 encoder + 2 decoder blocks) over one key of every kind: the tests check
+A tiny random-init FourMNetwork (dim 32, 1 encoder + 2 decoder blocks) over one key of every kind: the tests check
 mechanics (shapes, coverage, exact equalities between paths), not sample quality.
 """
 
@@ -22,7 +22,7 @@ from fourm_core.inference import (
     load_schedule,
     tokens_per_step,
 )
-from fourm_core.model import FourM, fourm_config
+from fourm_core.model import FourMNetwork, fourm_config
 from fourm_core.training.report import predict_tokens
 
 INFO = {
@@ -45,9 +45,9 @@ S1 = SENTINEL_BASE_ID + 1
 
 
 @pytest.fixture(scope="module")
-def model() -> FourM:
+def model() -> FourMNetwork:
     torch.manual_seed(0)
-    return FourM(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=2, num_heads=2)).eval()
+    return FourMNetwork(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=2, num_heads=2)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def step(target: str, scheme: str, **kw: object) -> dict:
 
 
 @pytest.mark.parametrize("scheme,steps", [("maskgit", 4), ("roar", 5), ("maskgit", 16), ("roar", 1)])
-def test_parallel_schemes_fill_every_position_once(model: FourM, pixels: torch.Tensor, scheme: str, steps: int) -> None:
+def test_parallel_schemes_fill_every_position_once(
+    model: FourMNetwork, pixels: torch.Tensor, scheme: str, steps: int
+) -> None:
     trace: list[dict] = []
     out = GenerationSampler(model).generate(
         {"px": pixels}, [step("grid", scheme, num_steps=steps)], seed=0, batch_size=3, trace=trace
@@ -78,7 +80,7 @@ def test_parallel_schemes_fill_every_position_once(model: FourM, pixels: torch.T
     assert sizes == tokens_per_step(16, steps)  # both schemes follow the (default cosine) token schedule
 
 
-def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: FourM, pixels: torch.Tensor) -> None:
+def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: FourMNetwork, pixels: torch.Tensor) -> None:
     for target in ("grid", "glob"):
         out = GenerationSampler(model).generate(
             {"px": pixels}, [step(target, "maskgit", temperature=0.0)], batch_size=2
@@ -87,7 +89,7 @@ def test_one_step_maskgit_at_temperature_zero_is_the_one_pass_argmax(model: Four
         assert torch.equal(out[target], probe)
 
 
-def test_logits_for_one_key_equal_that_key_of_all_logits(model: FourM, pixels: torch.Tensor) -> None:
+def test_logits_for_one_key_equal_that_key_of_all_logits(model: FourMNetwork, pixels: torch.Tensor) -> None:
     trace: list[dict] = []
     GenerationSampler(model).generate({"px": pixels}, [step("grid", "maskgit", num_steps=2)], trace=trace)
     mod_dict, n_enc = trace[0]["mod_dict"], trace[0]["num_encoder_tokens"]
@@ -110,7 +112,7 @@ def test_token_schedules() -> None:
 # ---------------------------------------------------------------------------------------------- autoregressive
 
 
-def test_autoregressive_returns_eos_terminated_ids(model: FourM, pixels: torch.Tensor) -> None:
+def test_autoregressive_returns_eos_terminated_ids(model: FourMNetwork, pixels: torch.Tensor) -> None:
     ids = GenerationSampler(model).generate({"px": pixels}, [step("seq", "autoregressive")], seed=3, batch_size=4)[
         "seq"
     ]
@@ -123,7 +125,7 @@ def test_autoregressive_returns_eos_terminated_ids(model: FourM, pixels: torch.T
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_kv_cache_equals_full_recomputation(model: FourM, pixels: torch.Tensor, temperature: float) -> None:
+def test_kv_cache_equals_full_recomputation(model: FourMNetwork, pixels: torch.Tensor, temperature: float) -> None:
     sampler = GenerationSampler(model, stop_ids=())  # decode the full length
     schedule = [step("seq", "autoregressive", temperature=temperature)]
     times = {}
@@ -139,7 +141,7 @@ def test_kv_cache_equals_full_recomputation(model: FourM, pixels: torch.Tensor, 
     )
 
 
-def test_cached_logits_match_the_training_forward(model: FourM, pixels: torch.Tensor) -> None:
+def test_cached_logits_match_the_training_forward(model: FourMNetwork, pixels: torch.Tensor) -> None:
     """Greedy tokens are the argmax of the teacher-forced logits of the ordinary forward over the same span."""
     ids = GenerationSampler(model, stop_ids=()).generate(
         {"px": pixels}, [step("seq", "autoregressive", temperature=0.0, max_tokens=10)]
@@ -164,7 +166,7 @@ def test_cached_logits_match_the_training_forward(model: FourM, pixels: torch.Te
 
 @pytest.mark.parametrize("target,scheme", [("grid", "maskgit"), ("seq", "autoregressive")])
 def test_guidance_scale_one_is_unguided_and_zero_is_unconditional(
-    model: FourM, pixels: torch.Tensor, target: str, scheme: str
+    model: FourMNetwork, pixels: torch.Tensor, target: str, scheme: str
 ) -> None:
     sampler = GenerationSampler(model)
     kw = {"num_steps": 3} if scheme == "maskgit" else {}
@@ -180,7 +182,7 @@ def test_guidance_scale_one_is_unguided_and_zero_is_unconditional(
     assert guided.shape == plain.shape
 
 
-def test_guidance_drops_only_the_listed_conditions(model: FourM, pixels: torch.Tensor) -> None:
+def test_guidance_drops_only_the_listed_conditions(model: FourMNetwork, pixels: torch.Tensor) -> None:
     sampler = GenerationSampler(model)
     glob = torch.tensor([1, 2, 3, 4])
     schedule = [step("grid", "maskgit", num_steps=2, cfg_scale=0.0, cfg_conditions=["glob"])]
@@ -191,7 +193,7 @@ def test_guidance_drops_only_the_listed_conditions(model: FourM, pixels: torch.T
 
 @pytest.mark.parametrize("target,scheme", [("grid", "maskgit"), ("seq", "autoregressive")])
 def test_one_weighted_condition_equals_single_guidance(
-    model: FourM, pixels: torch.Tensor, target: str, scheme: str
+    model: FourMNetwork, pixels: torch.Tensor, target: str, scheme: str
 ) -> None:
     sampler = GenerationSampler(model)
     inputs = {"px": pixels, "glob": torch.tensor([1, 2, 3, 4])}
@@ -202,7 +204,7 @@ def test_one_weighted_condition_equals_single_guidance(
     assert torch.equal(a, sampler.generate(inputs, multi, seed=5, batch_size=2)[target])
 
 
-def test_multi_condition_guidance_sums_weighted_differences(model: FourM, pixels: torch.Tensor) -> None:
+def test_multi_condition_guidance_sums_weighted_differences(model: FourMNetwork, pixels: torch.Tensor) -> None:
     sampler = GenerationSampler(model)
     glob = torch.tensor([1, 2, 3, 4])
     # weights {px: 1, glob: 0}: uncond + 1 * (only px - uncond) + 0 * (only glob - uncond) = the px-only logits
@@ -223,7 +225,7 @@ def test_multi_condition_guidance_sums_weighted_differences(model: FourM, pixels
     assert torch.allclose(guidance.combine(logits), torch.tensor([[2.0, 4.0]]))  # u + 2 (c1 - u) + 1.5 (c2 - u)
 
 
-def test_guidance_grows_with_finished_targets(model: FourM, pixels: torch.Tensor) -> None:
+def test_guidance_grows_with_finished_targets(model: FourMNetwork, pixels: torch.Tensor) -> None:
     sampler = GenerationSampler(model)
     first = step("glob", "maskgit", num_steps=2, temperature=0.0)
     second = step("grid", "maskgit", num_steps=2, temperature=0.0, cfg_scale=0.0, cfg_conditions=["px"])
@@ -244,7 +246,7 @@ def test_guidance_grows_with_finished_targets(model: FourM, pixels: torch.Tensor
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def test_top_k_one_is_greedy_and_seeds(model: FourM, pixels: torch.Tensor) -> None:
+def test_top_k_one_is_greedy_and_seeds(model: FourMNetwork, pixels: torch.Tensor) -> None:
     sampler = GenerationSampler(model)
 
     def run(seed: int, roar: int = 4, **kw: object) -> dict[str, torch.Tensor]:
@@ -271,7 +273,7 @@ def test_filter_logits() -> None:
 # ---------------------------------------------------------------------------------------------- chains
 
 
-def test_chained_targets_see_earlier_generations(model: FourM, pixels: torch.Tensor) -> None:
+def test_chained_targets_see_earlier_generations(model: FourMNetwork, pixels: torch.Tensor) -> None:
     trace: list[dict] = []
     schedule = [
         step("seq", "autoregressive", max_tokens=8),
@@ -337,7 +339,7 @@ def test_schedule_from_yaml_and_field_errors(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_invalid_schedule_fails_before_compute(pixels: torch.Tensor) -> None:
-    class Boom(FourM):
+    class Boom(FourMNetwork):
         def forward(self, *a: object, **k: object) -> None:  # pragma: no cover - must not run
             raise AssertionError("computed")
 

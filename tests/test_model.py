@@ -1,4 +1,4 @@
-"""FourM: exact official state_dict layout, forward/backward in the official batch format, checkpoints."""
+"""FourMNetwork: exact official state_dict layout, forward/backward in the official batch format, checkpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fourm_core.model import FourM, fourm_config, modality_info_from_registry, parse_official_model_name
+from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry, parse_official_model_name
 from fourm_core.registry import Registry, modality_id
 
 # Reference section 2.6: FourM(dim=64, depth 2/2, heads 4, swiglu_nobias), encoder rgb@224, caption, tok_depth@224;
@@ -87,11 +87,11 @@ for _key, _info in PAPER_INFO.items():
 SMALL = {"dim": 64, "encoder_depth": 2, "decoder_depth": 2, "num_heads": 4}
 
 
-def small_official(recipe: str = "swiglu_nobias", **kw) -> FourM:
+def small_official(recipe: str = "swiglu_nobias", **kw) -> FourMNetwork:
     cfg = fourm_config(PAPER_INFO, "tiny", recipe, **SMALL, **kw)
     cfg["domains_in"] = ["rgb@224", "caption", "tok_depth@224"]
     cfg["domains_out"] = ["caption", "tok_depth@224"]
-    return FourM(**cfg)
+    return FourMNetwork(**cfg)
 
 
 def test_state_dict_matches_official_layout() -> None:
@@ -127,7 +127,7 @@ def test_gelu_and_qknorm_variants_add_official_keys() -> None:
 
 def test_learned_positions_come_before_mod_emb() -> None:
     info = {"glob": {"type": "global_tokens", "pos": "learned", "max_tokens": 16, "vocab_size": 64, "id": 7}}
-    model = FourM(**fourm_config(info, "tiny", **SMALL))
+    model = FourMNetwork(**fourm_config(info, "tiny", **SMALL))
     keys = [k for k in model.state_dict() if k.startswith("encoder_embeddings.")]
     assert keys == [
         "encoder_embeddings.glob.pos_emb",
@@ -174,8 +174,8 @@ def tiny_info() -> dict:
     return modality_info_from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
 
 
-def tiny_model(info: dict) -> FourM:
-    return FourM(**fourm_config(info, "tiny", **SMALL))
+def tiny_model(info: dict) -> FourMNetwork:
+    return FourMNetwork(**fourm_config(info, "tiny", **SMALL))
 
 
 def test_forward_backward_on_registry_modalities(tiny_info: dict) -> None:
@@ -200,7 +200,7 @@ def test_save_load_round_trip(tiny_info: dict, tmp_path: Path) -> None:
     batch = _batch(tiny_info, 2, torch.Generator().manual_seed(1))
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
-    loaded = FourM.from_pretrained(tmp_path, shuffle_decoder_modalities=False).eval()
+    loaded = FourMNetwork.from_pretrained(tmp_path, shuffle_decoder_modalities=False).eval()
     with torch.no_grad():
         a = model(batch, 96, 96)
         b = loaded(batch, 96, 96)
@@ -250,7 +250,7 @@ OFFICIAL_CONFIG = Path("/work/shared/data/ml-4m/4m-b_mod21_500b.yaml")
 @pytest.mark.parametrize(("size", "millions"), [("B", 198.2), ("L", 704.5), ("XL", 2818.0)])
 def test_transformer_parameter_counts_match_readme(size: str, millions: float) -> None:
     with torch.device("meta"):
-        model = FourM(**fourm_config({}, size))
+        model = FourMNetwork(**fourm_config({}, size))
     blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder.")))
     assert abs(blocks / 1e6 - millions) / millions < 0.005
 

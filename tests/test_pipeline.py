@@ -1,4 +1,4 @@
-"""Store sample -> model batch: forms from specs, per-key content, masking, collation and a tiny FourM step."""
+"""Store sample -> model batch: forms from specs, per-key content, masking, collation and a tiny FourMNetwork step."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from fourm_core.data.masking import (
 )
 from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, SampleBuilder, forms_for, open_store_dataset
 from fourm_core.labeling.runner import label_store
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.spec import MaskingUnit, ModalityKind
@@ -204,7 +204,7 @@ def test_masked_collated_batch_trains_a_tiny_fourm(
             assert torch.equal(tensor, again.mod_dict[key][name]), (key, name)
     assert first.num_encoder_tokens > 0 and first.num_decoder_tokens > 0
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, PRESET, dim=64, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(**fourm_config(info, PRESET, dim=64, encoder_depth=1, decoder_depth=1, num_heads=2))
     loss, per_key = model(first.mod_dict, first.num_encoder_tokens, first.num_decoder_tokens)
     assert torch.isfinite(loss) and per_key
     loss.backward()

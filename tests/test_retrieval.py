@@ -2,7 +2,7 @@
 refusal, the decode path against the stored embeddings, model queries end to end and the ``fourm retrieve`` commands.
 
 A 40-scene labelled synthetic store with a global-embedding modality, its tokenizer trained briefly and the store
-pre-tokenised, and a random-init tiny FourM: the tests check mechanics and consistency, not retrieval quality.
+pre-tokenised, and a random-init tiny FourMNetwork: the tests check mechanics and consistency, not retrieval quality.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from fourm_core.inference.retrieval import (
     text_inputs,
 )
 from fourm_core.labeling.runner import label_store
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.storage.source_writer import create_source_store, write_source
@@ -57,7 +57,7 @@ def registry() -> Registry:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[str, Path]:
     """40 labelled scenes with a global embedding, its tokenizer (trained briefly on all of them), the store
-    pre-tokenised, a vocabulary and a random-init tiny FourM saved like a run's ``final/``."""
+    pre-tokenised, a vocabulary and a random-init tiny FourMNetwork saved like a run's ``final/``."""
     root = tmp_path_factory.mktemp("retrieval")
     path = root / "w.zarr"
     source = SyntheticSource(40, 64, 5)
@@ -76,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[
     vocab = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
     info = modality_info_from_registry(registry, PRESET, TextVocabulary.load(vocab).size)
     torch.manual_seed(0)
-    FourM(**fourm_config(info, PRESET, **MODEL)).save_pretrained(root / "run" / "final")
+    FourMNetwork(**fourm_config(info, PRESET, **MODEL)).save_pretrained(root / "run" / "final")
     return {"root": root, "store": path, "toks": root / "toks", "vocab": vocab, "model": root / "run" / "final"}
 
 
@@ -86,8 +86,8 @@ def tokenizer(world: dict[str, Path], registry: Registry) -> Tokenizer:
 
 
 @pytest.fixture(scope="module")
-def model(world: dict[str, Path]) -> FourM:
-    return FourM.from_pretrained(world["model"]).eval()
+def model(world: dict[str, Path]) -> FourMNetwork:
+    return FourMNetwork.from_pretrained(world["model"]).eval()
 
 
 def brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +228,7 @@ def test_text_and_store_inputs_match_the_training_contents(world: dict[str, Path
 
 
 def test_predict_embedding_has_the_tokenizer_dimension(
-    world: dict[str, Path], registry: Registry, model: FourM, tokenizer: Tokenizer
+    world: dict[str, Path], registry: Registry, model: FourMNetwork, tokenizer: Tokenizer
 ) -> None:
     key = registry.get(GLOBAL).model_key(PRESET)
     inputs = text_inputs(registry, PRESET, TextVocabulary.load(world["vocab"]), {"caption": "a red car on a road."})
@@ -242,7 +242,9 @@ def test_predict_embedding_has_the_tokenizer_dimension(
         predict_embedding(model, inputs, "caption", tokenizer)
 
 
-def test_retrieve_end_to_end(world: dict[str, Path], registry: Registry, model: FourM, tokenizer: Tokenizer) -> None:
+def test_retrieve_end_to_end(
+    world: dict[str, Path], registry: Registry, model: FourMNetwork, tokenizer: Tokenizer
+) -> None:
     index = build_index(world["store"], GLOBAL, registry)
     vocabulary = TextVocabulary.load(world["vocab"])
     inputs = {
@@ -264,7 +266,7 @@ def test_retrieve_end_to_end(world: dict[str, Path], registry: Registry, model: 
 
 
 def test_api_retrieve_equals_the_library_path(
-    world: dict[str, Path], registry: Registry, model: FourM, tokenizer: Tokenizer, tmp_path: Path
+    world: dict[str, Path], registry: Registry, model: FourMNetwork, tokenizer: Tokenizer, tmp_path: Path
 ) -> None:
     import fourm_core as fm
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from fourm_core.data.collate import Collator
-from fourm_core.model.fourm import FourM, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
 from fourm_core.registry import Registry
 from fourm_core.tokenizers import TrainConfig
 from fourm_core.training.config import RunConfig, load_run_config
@@ -87,7 +87,7 @@ def test_training_lowers_the_loss_logs_and_exports(world: dict[str, Path], regis
     assert [r["step"] for r in val] == [0, 4, 8]
     assert val[-1]["loss"] < val[0]["loss"]
     assert {"caption", "tok_depth@64"} <= set(val[0]["losses"])
-    model = FourM.from_pretrained(result.final_dir)
+    model = FourMNetwork.from_pretrained(result.final_dir)
     assert set(model.modality_info) == set(TrainingData(config, registry, _vocab(world)).modality_info)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()) == ["step00000008"]
     # the export names what generation needs, as absolute paths
@@ -180,9 +180,9 @@ def test_two_processes_equal_one_process_with_accumulation(
 def weights_initial(config: RunConfig, registry: Registry, key: str) -> torch.Tensor:
     torch.manual_seed(config.seed)
     info = TrainingData(config, registry, _vocab_from(config)).modality_info
-    return FourM(**fourm_config(info, config.model.size, config.model.recipe, **config.model.overrides)).state_dict()[
-        key
-    ]
+    return FourMNetwork(
+        **fourm_config(info, config.model.size, config.model.recipe, **config.model.overrides)
+    ).state_dict()[key]
 
 
 def _vocab_from(config: RunConfig):  # noqa: ANN202
@@ -199,7 +199,7 @@ def test_zero_stages_and_bf16_train(
         world, tmp_path / "z", **{"engine.zero_stage": zero, "engine.precision": precision, "schedule.steps": 3}
     )
     result = train(config, registry)
-    model = FourM.from_pretrained(result.final_dir)  # type: ignore[arg-type]
+    model = FourMNetwork.from_pretrained(result.final_dir)  # type: ignore[arg-type]
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
     assert math.isfinite(result.last_losses and sum(result.last_losses.values()))
 
@@ -208,7 +208,7 @@ def test_loss_is_finite_when_every_modality_is_empty(registry: Registry) -> None
     info = modality_info_from_registry(registry, PRESET, 1000)
     batch = Collator(info)([{}, {}], [{}, {}])
     torch.manual_seed(0)
-    model = FourM(**fourm_config(info, PRESET, **MODEL))
+    model = FourMNetwork(**fourm_config(info, PRESET, **MODEL))
     loss, per_key = model(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens)
     assert torch.isfinite(loss) and float(loss.detach()) == 0.0
     loss.backward()
@@ -224,7 +224,7 @@ def test_schedule_in_tokens_and_decay_groups(world: dict[str, Path], registry: R
     f = warmup_cosine(3, 10, 0.1)
     assert [round(f(s), 3) for s in range(3)] == [0.333, 0.667, 1.0]
     assert f(3) == pytest.approx(1.0) and f(10) == pytest.approx(0.1) and f(6) < f(4)
-    model = FourM(**fourm_config(modality_info_from_registry(registry, PRESET, 1000), PRESET, **MODEL))
+    model = FourMNetwork(**fourm_config(modality_info_from_registry(registry, PRESET, 1000), PRESET, **MODEL))
     decay, no_decay = decay_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     assert all("norm" in names[id(p)] or names[id(p)].endswith(".bias") for p in no_decay["params"])

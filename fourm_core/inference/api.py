@@ -8,7 +8,7 @@
 
 A network alone cannot do this: inputs must be tokenised by the modalities' tokenizers, texts by the vocabulary it
 was trained with, outputs decoded back, and modality names mapped to the model keys of its preset. This class
-bundles the network (:class:`fourm_core.model.FourM`, an ``nn.Module``, kept as ``.network``) with the registry,
+bundles the network (:class:`fourm_core.model.FourMNetwork`, an ``nn.Module``, kept as ``.network``) with the registry,
 preset, vocabulary and tokenizer directory, which ``from_pretrained`` finds next to the weights (``fourm.json``,
 written by ``fourm train``) or in the run's config. Every method is a thin shell over the request / sampler /
 retrieval layers, so the CLI, the API and the tests run the same code.
@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = ["FourM", "ModelAssetsError"]
 
-#: file names written by ``FourM.save_pretrained`` and ``fourm train`` (model/fourm.py, training/engine.py)
+#: file names written by ``FourMNetwork.save_pretrained`` and ``fourm train`` (model/network.py, training/engine.py)
 _WEIGHTS, _CONFIG, _ASSETS = "model.safetensors", "config.json", "fourm.json"
 _RUN_CONFIG, _FINAL = "config.yaml", "final"
 
@@ -98,7 +98,7 @@ class FourM:
         """Load a run folder (or its ``final/``). ``tokenizers`` / ``vocabulary`` default to what training
         recorded (``final/fourm.json`` or the run config), then ``$FOURM_TOKENIZERS`` for the tokenizers. A
         vocabulary may be a path or a loaded :class:`~fourm_core.vocab.TextVocabulary`."""
-        from fourm_core.model.fourm import FourM as Network
+        from fourm_core.model.network import FourMNetwork as Network
         from fourm_core.vocab import TextVocabulary
 
         folder = model_folder(path)

@@ -1,6 +1,6 @@
 """Retrieval through predicted global embeddings, as 4M-21 does it.
 
-A trained :class:`~fourm_core.model.FourM` predicts the tokens of a global-embedding key (any model key whose
+A trained :class:`~fourm_core.model.FourMNetwork` predicts the tokens of a global-embedding key (any model key whose
 ``modality_info`` type is ``global_tokens``: a DINOv2 or ImageBind CLS vector as a handful of tokens) from any subset
 of inputs (a caption, metadata, another scene's modalities, several at once); that modality's tokenizer decodes the
 tokens back to an embedding vector, and the vector is searched by cosine similarity among the embeddings a store holds

@@ -1,4 +1,4 @@
-"""Any-to-any generation with a trained :class:`~fourm_core.model.FourM` (ml-4m ``GenerationSampler``, our code).
+"""Any-to-any generation with a trained :class:`~fourm_core.model.FourMNetwork` (ml-4m ``GenerationSampler``, our code).
 
 Per schedule step (:mod:`fourm_core.inference.schedule`) one target key is generated from everything known so far:
 the given inputs plus the targets of earlier steps, which become plain encoder inputs (as in ml-4m, so a chain

@@ -1,9 +1,9 @@
 """The 4M encoder-decoder (state-dict compatible with apple/ml-4m ``FourM``)."""
 
-from fourm_core.model.fourm import (
+from fourm_core.model.network import (
     RECIPES,
     SIZES,
-    FourM,
+    FourMNetwork,
     fourm_config,
     modality_info_from_registry,
     parse_official_model_name,
@@ -12,7 +12,7 @@ from fourm_core.model.fourm import (
 __all__ = [
     "RECIPES",
     "SIZES",
-    "FourM",
+    "FourMNetwork",
     "fourm_config",
     "modality_info_from_registry",
     "parse_official_model_name",

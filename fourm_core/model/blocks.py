@@ -33,7 +33,7 @@ class LayerNorm(nn.Module):
 def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, N, M) or (B, 1, M) bool, True = blocked -> (B, 1, N|1, M) additive float bias.
 
-    A floating ``mask`` is taken as such a bias already and returned as is, so :class:`~fourm_core.model.FourM`
+    A floating ``mask`` is taken as such a bias already and returned as is, so :class:`~fourm_core.model.FourMNetwork`
     builds each bias once per forward and shares it across blocks instead of rebuilding it in every block (and
     keeping one copy per block alive for the backward).
     """

@@ -2,7 +2,7 @@
 
 The same file scales from a 2-core CPU to a GPU cluster by changing the model size, the batch and the launcher
 (``--nproc``); everything a run depends on is in it, so a checkpoint records it and a resume can refuse a
-different one. Sizes and recipes are the official ones (:data:`fourm_core.model.fourm.SIZES`); budgets, schedule and
+different one. Sizes and recipes are the official ones (:data:`fourm_core.model.network.SIZES`); budgets, schedule and
 optimiser follow the 4M-21 recipe (AdamW 0.9/0.95, weight decay 0.05, linear warmup then cosine decay, in tokens).
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fourm_core.model.fourm import RECIPES, SIZES
+from fourm_core.model.network import RECIPES, SIZES
 
 __all__ = [
     "DatasetConfig",

@@ -36,7 +36,7 @@ from fourm_core.data.masking import (
     load_mixture,
 )
 from fourm_core.data.pipeline import SampleBuilder, forms_for
-from fourm_core.model.fourm import modality_info_from_registry
+from fourm_core.model.network import modality_info_from_registry
 from fourm_core.spec import ModalityKind
 from fourm_core.storage.store import AlignedStore
 from fourm_core.training.config import DatasetConfig, RunConfig

@@ -219,7 +219,7 @@ def train(
     import deepspeed
     import torch.distributed as dist
 
-    from fourm_core.model.fourm import FourM, fourm_config
+    from fourm_core.model.network import FourMNetwork, fourm_config
     from fourm_core.registry import Registry
     from fourm_core.training.data import TrainingData, cast_floats, sample_position
     from fourm_core.training.flops import measure_matmul_peak, train_flops
@@ -243,14 +243,14 @@ def train(
     data = TrainingData(config, registry, vocabulary)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     if config.model.init:
-        model = FourM.from_pretrained(config.model.init)
+        model = FourMNetwork.from_pretrained(config.model.init)
         if set(model.modality_info) != set(data.modality_info):
             raise ValueError(
                 f"model.init {config.model.init} has keys {sorted(model.modality_info)}, the data "
                 f"{sorted(data.modality_info)}"
             )
     else:
-        model = FourM(
+        model = FourMNetwork(
             **fourm_config(data.modality_info, config.model.size, config.model.recipe, **config.model.overrides)
         )
     if e.precision == "bf16":

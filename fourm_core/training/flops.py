@@ -1,4 +1,4 @@
-"""Analytic model FLOPs of a :class:`~fourm_core.model.fourm.FourM` step and the machine's measured matmul peak.
+"""Analytic model FLOPs of a :class:`~.model.network.FourMNetwork` step and the machine's measured matmul peak.
 
 Convention (the one the MFU figures of the training log and ``benchmarks/bench_train.py`` use):
 

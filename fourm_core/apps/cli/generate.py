@@ -51,7 +51,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     from fourm_core.inference.outputs import run_generation
     from fourm_core.inference.requests import GenerationRequestError, infer_preset
     from fourm_core.inference.schedule import ScheduleError
-    from fourm_core.model.fourm import FourM
+    from fourm_core.model.network import FourMNetwork
     from fourm_core.registry import Registry
     from fourm_core.vocab import TextVocabulary
 
@@ -64,7 +64,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         model_dir = Path(args.model)
         if not (model_dir / "config.json").is_file():
             raise GenerationRequestError(f"--model {model_dir}: no config.json (give a run's final/ folder)")
-        model = FourM.from_pretrained(model_dir)
+        model = FourMNetwork.from_pretrained(model_dir)
         preset = infer_preset(registry, model.modality_info, args.preset)
         vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
         result = run_generation(

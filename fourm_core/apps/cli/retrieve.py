@@ -1,6 +1,6 @@
 """``fourm retrieve build`` / ``fourm retrieve query``: retrieval through predicted global embeddings.
 
-``build`` indexes a store's stored global embeddings of one modality; ``query`` has a trained FourM predict that
+``build`` indexes a store's stored global embeddings of one modality; ``query`` has a trained FourMNetwork predict that
 modality's tokens from text and/or a stored sample's modalities, decodes them with the modality's tokenizer and
 prints the nearest stored samples. Every check that can fail (unknown modality, no global tokenizer, missing or
 stale index, unknown input key, missing model or vocabulary) runs before the model is loaded, so a mistake costs
@@ -135,7 +135,7 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
         return _fail(console, f"{type(exc).__name__}: {exc}")
 
     # -- compute -------------------------------------------------------------------------------------------------
-    from fourm_core.model.fourm import FourM
+    from fourm_core.model.network import FourMNetwork
     from fourm_core.vocab import TextVocabulary
 
     vocabulary = TextVocabulary.load(args.vocab)
@@ -149,7 +149,7 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
         inputs.update(text_inputs(registry, preset, vocabulary, texts))
     except (RetrievalError, IndexError) as exc:
         return _fail(console, str(exc))
-    model = FourM.from_pretrained(model_dir).eval()
+    model = FourMNetwork.from_pretrained(model_dir).eval()
     step = {"num_steps": args.steps, "temperature": args.temperature}
     start = time.perf_counter()
     hits = retrieve(model, inputs, index, tokenizer, args.k, key, step, args.seed)

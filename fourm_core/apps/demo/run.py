@@ -166,7 +166,7 @@ def _bound_markdown(reports: list[dict[str, Any]], seconds: float) -> str:
 def _train_model(registry: Registry, out: Path, seconds: float, console: Console) -> dict[str, Any]:
     """Train (or reuse) a tiny 4M on the demo store for about ``seconds``; write curves, the validation table and
     the pixels-to-all probe picture. The step count comes from timing a few steps first."""
-    from fourm_core.model.fourm import FourM
+    from fourm_core.model.network import FourMNetwork
     from fourm_core.training.config import RunConfig
     from fourm_core.training.data import TrainingData
     from fourm_core.training.engine import FINAL, LOG_NAME, steps_for_seconds, train
@@ -203,7 +203,7 @@ def _train_model(registry: Registry, out: Path, seconds: float, console: Console
     curves_svg(records, run / "curves.svg")
     (run / "validation.md").write_text(validation_table(records, every=2) + "\n")
     data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
-    model = FourM.from_pretrained(run / FINAL)
+    model = FourMNetwork.from_pretrained(run / FINAL)
     accuracy = probe_figure(model, data, registry, out / "tokenizers", run / "pixels2all.png", n=6)
     summary = {
         "steps": result.steps,
@@ -436,7 +436,7 @@ def _generate_and_retrieve(
     from fourm_core.inference.retrieval import build_index, describe_samples, retrieve, store_inputs, text_inputs
     from fourm_core.inference.sampler import GenerationSampler
     from fourm_core.inference.schedule import StepConfig
-    from fourm_core.model.fourm import FourM
+    from fourm_core.model.network import FourMNetwork
     from fourm_core.spec import ModalityKind
     from fourm_core.storage.store import AlignedStore
     from fourm_core.training.engine import FINAL
@@ -457,7 +457,7 @@ def _generate_and_retrieve(
     start = time.perf_counter()
     store_path, tokenizers = out / "world.zarr", out / "tokenizers"
     store = AlignedStore.open(store_path, mode="r")
-    model = FourM.from_pretrained(weights.parent).eval()
+    model = FourMNetwork.from_pretrained(weights.parent).eval()
     info = model.modality_info
     preset = infer_preset(registry, info)
     members = registry.model_keys(preset)

@@ -1,4 +1,4 @@
-"""FourM encoder-decoder, state-dict compatible with apple/ml-4m ``fourm/models/fm.py``.
+"""FourMNetwork encoder-decoder, state-dict compatible with apple/ml-4m ``fourm/models/fm.py``.
 
 Modalities are described by plain ``modality_info`` dicts (type, pos, vocab_size, max_tokens, image_size, patch_size,
 feature_dim, id) built from plugin specs by :func:`modality_info_from_registry`; the model never looks at names.
@@ -111,7 +111,7 @@ def _linspace(stop: float, n: int) -> list[float]:
     return [stop * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
 
 
-class FourM(nn.Module):
+class FourMNetwork(nn.Module):
     """Any-to-any masked encoder-decoder. Constructor keys follow the official HF ``config.json``."""
 
     def __init__(
@@ -419,7 +419,7 @@ class FourM(nn.Module):
         (directory / CONFIG_NAME).write_text(json.dumps(self.config, indent=2))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, strict: bool = True, **overrides: Any) -> FourM:
+    def from_pretrained(cls, directory: str | Path, strict: bool = True, **overrides: Any) -> FourMNetwork:
         directory = Path(directory)
         config = json.loads((directory / CONFIG_NAME).read_text())
         config.update(overrides)
@@ -435,7 +435,7 @@ def parse_official_model_name(name: str) -> tuple[str, str, bool]:
     """``fm_base_12e_12d_swiglu_nobias`` -> (``B``, ``swiglu_nobias``, qk_norm False); checks depths against SIZES."""
     parts = name.split("_")
     if len(parts) < 5 or parts[0] != "fm" or parts[1] not in _OFFICIAL_SIZE_WORDS:
-        raise ValueError(f"not an official FourM model name: {name!r}")
+        raise ValueError(f"not an official FourMNetwork model name: {name!r}")
     size = _OFFICIAL_SIZE_WORDS[parts[1]]
     enc, dec = int(parts[2].rstrip("e")), int(parts[3].rstrip("d"))
     if (enc, dec) != (SIZES[size]["encoder_depth"], SIZES[size]["decoder_depth"]):
