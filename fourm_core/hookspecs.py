@@ -31,12 +31,20 @@ Conventions shared by all hooks:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    from fourm_core.spec import DecoderSpec, LabelerSpec, ModalitySpec, SerializerSpec, SourceSpec, TokenizerSpec
+    from fourm_core.spec import (
+        CommandSpec,
+        DecoderSpec,
+        LabelerSpec,
+        ModalitySpec,
+        SerializerSpec,
+        SourceSpec,
+        TokenizerSpec,
+    )
 
 PROJECT = "fourm"
 
@@ -166,10 +174,12 @@ def fourm_register_decoders(register: Callable[[DecoderSpec], None]) -> None:
 
 
 @hookspec
-def fourm_register_commands(cli: Any) -> None:
+def fourm_register_commands(register: Callable[[CommandSpec], None]) -> None:
     """Add commands to the ``fourm`` command line (as ``llm``'s ``register_commands``).
 
-    ``cli`` is the :class:`argparse` sub-parser collection of ``fourm``: call ``cli.add_parser("name", help=...)``
-    and set ``func`` with ``parser.set_defaults(func=run)``, where ``run(args) -> int`` returns the exit status. A
-    command whose name is taken by the core or by another plugin is a registration problem naming both plugins.
+    Call ``register(CommandSpec(name="albedo-stats", help="...", factory="pkg.cli:configure"))``. When ``fourm``
+    starts, ``configure(parser)`` receives the command's own :class:`argparse.ArgumentParser`, adds its arguments
+    and returns ``run(args) -> int`` (the exit status). The factory is imported only when the command line is built,
+    so a broken command marks its plugin broken and the other commands keep working. A name taken by a core command
+    or by another plugin is a conflict naming both distributions.
     """

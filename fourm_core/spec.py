@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "ArraySpec",
+    "CommandSpec",
     "DecoderSpec",
     "Embedding",
     "LabelerSpec",
@@ -361,6 +362,15 @@ class DecoderSpec(_Frozen):
     name: str = Field("default", pattern=_NAME.pattern)
     factory: LazyRef
     description: str = ""
+
+
+class CommandSpec(_Frozen):
+    """A ``fourm`` sub-command a plugin adds: ``factory(parser)`` adds its arguments and returns ``run(args) -> int``
+    (see ``fourm_register_commands``)."""
+
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9-]*$", description="the command's name on the command line")
+    factory: LazyRef
+    help: str = ""
 
 
 class TokenizerSpec(_Frozen):

@@ -22,6 +22,7 @@ def test_there_are_hooks_for_every_phase() -> None:
         "fourm_register_tokenizers",
         "fourm_masking_chunks",
         "fourm_register_decoders",
+        "fourm_register_commands",
     }
 
 
