@@ -8,13 +8,15 @@ functions are decorated with :data:`hookimpl`::
     [project.entry-points."fourm.modalities"]
     albedo = "fourm_albedo.plugin"
 
-    # fourm_albedo/plugin.py
-    from fourm_core.hookspecs import hookimpl
-    from fourm_core.spec import ModalitySpec
+    # fourm_albedo/plugin.py: plugins import only fourm_core.plugin, which re-exports hookimpl and every record
+    from fourm_core.plugin import ModalityDeclaration, ModalitySpec, hookimpl, source_labeler
+
+    FOURM_CONTRACT = 2  # the contract this plugin was written for; another version is refused as a problem
 
     @hookimpl
     def fourm_register_modalities(register):
-        register(ModalitySpec(name="albedo", key="tok_albedo", ...))
+        register(ModalityDeclaration(spec=ModalitySpec(name="albedo", key="tok_albedo", ...),
+                                     labelers=(source_labeler({"albedo": "albedo"}, description="..."),)))
 
 Conventions shared by all hooks:
 
@@ -48,6 +50,15 @@ if TYPE_CHECKING:
 
 PROJECT = "fourm"
 
+#: The plugin contract this core implements. Bumped when a plugin written for the previous contract would misbehave
+#: (2: typed requirements, kind-decided spec fields, one-call declarations, ``fourm_core.plugin`` as the only import).
+CONTRACT_VERSION = 2
+#: Contract versions whose plugins this core loads; a plugin module built for another one (its ``FOURM_CONTRACT``)
+#: is refused with a ``contract`` problem and the other plugins keep working.
+SUPPORTED_CONTRACTS: frozenset[int] = frozenset({2})
+#: Module attribute where a plugin says which contract it was built for (``FOURM_CONTRACT = 2``).
+CONTRACT_ATTRIBUTE = "FOURM_CONTRACT"
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 #: Decorate plugin functions with this marker.
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -60,21 +71,27 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def fourm_register_modalities(register: Callable[[ModalitySpec], None]) -> None:
-    """Declare the modalities this plugin provides.
+    """Declare the modalities this plugin provides, each with its own parts in one call.
 
-    Call ``register(spec)`` once per :class:`~fourm_core.spec.ModalitySpec`. The spec is validated (pydantic) when
-    registered; an invalid spec marks the plugin broken and names the field. Two plugins registering the same
-    ``name``, or the same model key outside a shared ``group``, are a conflict: both are rejected and the error names
-    both distributions and versions. Modality ids are derived from the model key (``sha256 % 2**15``, as ml-4m does),
-    so installing or removing another plugin never changes this modality's id.
+    Call ``register(declaration)`` once per :class:`~fourm_core.spec.ModalityDeclaration` (the spec plus its
+    labelers, serializer, decoders and tokenizer), or ``register(spec)`` with a bare
+    :class:`~fourm_core.spec.ModalitySpec` when the parts come through the other hooks. Records are validated
+    (pydantic) when built; an invalid one marks the plugin broken and names the field. Declared parts are filed as if
+    registered through their own hooks, with the same conflict checks; those hooks remain for parts that target
+    another plugin's modality. Two plugins registering the same ``name``, or the same model key outside a shared
+    ``group``, are a conflict: both are rejected and the error names both distributions and versions. Modality ids
+    are derived from the model key (``sha256 % 2**15``, as ml-4m does), so installing or removing another plugin
+    never changes this modality's id. ``embedding``, ``vocabulary`` and ``masking`` default from ``kind``.
 
     Example::
 
         @hookimpl
         def fourm_register_modalities(register):
-            register(ModalitySpec(name="depth", key="tok_depth", key_has_resolution=True,
-                                  kind="image_tokens", embedding="2d", vocabulary="own", masking="token",
-                                  presets={"paper": {...}, "tiny": {...}}))
+            register(ModalityDeclaration(
+                spec=ModalitySpec(name="depth", key="tok_depth", key_has_resolution=True, kind="image_tokens",
+                                  presets=grid_presets(8192, 512), storage=(..., tokens_array())),
+                labelers=(source_labeler({"depth": "depth"}, description="exact depth from the source"),),
+            ))
     """
 
 
@@ -97,7 +114,12 @@ def fourm_register_sources(register: Callable[[SourceSpec], None]) -> None:
 def fourm_register_labelers(register: Callable[[LabelerSpec], None]) -> None:
     """Offer pseudo-labeler candidates, for your own modalities or for anybody else's.
 
-    Call ``register(LabelerSpec(modality="depth", name="dpt", factory="pkg.labelers:DPTLabeler", requires=(...)))``.
+    Call ``register(LabelerSpec(modality="depth", name="dpt", factory="pkg.labelers:DPTLabeler", requires=(...)))``
+    (a modality's own labelers usually come in its :class:`~fourm_core.spec.ModalityDeclaration` instead).
+    ``requires`` is typed (:class:`~fourm_core.spec.Requirement`, written ``"kind:target"`` with kind ``source``,
+    ``package``, ``modality`` or ``env``); an unknown kind, or a ``modality:`` requirement on a modality the labelled
+    one is not ordered after, is a ``requirement`` problem naming the plugin and the labeler. The runner calls
+    ``factory(spec, context, **options)``.
     A modality may have several candidates (an offline classical one, a real-model one from another distribution);
     configuration picks one by name, otherwise the one marked ``default=True`` by the modality's own plugin. Two
     candidates with the same (modality, name) are a conflict naming both distributions.
@@ -113,12 +135,14 @@ def fourm_register_labelers(register: Callable[[LabelerSpec], None]) -> None:
 def fourm_register_serializers(register: Callable[[SerializerSpec], None]) -> None:
     """Provide the string codec of a sequence modality.
 
-    Call ``register(SerializerSpec(modality="det", factory="pkg.serializer:DetSerializer"))``. The factory builds an
+    Call ``register(SerializerSpec(modality="det", factory="pkg.serializer:DetSerializer"))`` (or give ``serializer=``
+    in the modality's declaration). The factory builds an
     object following :class:`fourm_core.serialization.SequenceSerializer`: ``serialize(value, rng=None) -> str``
     (the official ml-4m string, e.g. ``v0=12 v1=40 v2=300 v3=511 person``), ``parse(text) -> value``,
     ``example(rng) -> value`` (a random valid value, used by the conformance suite) and, for chunk-masked modalities,
-    ``chunks(value, rng=None) -> list[str]``. The conformance suite checks that
-    ``serialize(parse(serialize(v))) == serialize(v)`` and that every token lies inside the shared vocabulary.
+    ``chunks(value, rng=None) -> list[str]``; serializers whose values come from stored items plus their tokens also
+    follow :class:`fourm_core.serialization.FromStore` (``from_store(row, rng=None)``). The conformance suite checks
+    that ``serialize(parse(serialize(v))) == serialize(v)`` and that every token lies inside the shared vocabulary.
     """
 
 
@@ -127,7 +151,8 @@ def fourm_register_tokenizers(register: Callable[[TokenizerSpec], None]) -> None
     """Provide the concrete tokenizer of a modality (encode, decode, train, save, load).
 
     Call ``register(TokenizerSpec(modality="depth", factory="pkg.tokenizer:build"))``. The factory receives the
-    modality's :class:`~fourm_core.spec.ModalitySpec` and the preset name and returns an object with
+    modality's :class:`~fourm_core.spec.ModalitySpec`, the preset name and the tokenizer weights folder (or None for
+    an untrained tokenizer) and returns an object with
     ``encode(batch) -> LongTensor``, ``decode(tokens) -> Tensor``, ``train(...)``, ``save(dir)`` and ``load(dir)``.
     Most plugins configure a generic family from ``fourm_core.tokenizers`` through ``ModalitySpec.tokenizer``.
     """

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 __all__ = [
     "COORD_BINS",
     "CropFollowing",
+    "FromStore",
     "ItemMatching",
     "KeyValueField",
     "GroupSerializer",
@@ -41,6 +42,9 @@ VALUE_SLOTS = 4
 _VALUE_TOKEN = re.compile(r"^v([0-3])=(0|[1-9]\d{0,2})$")  # canonical only: "v0=049" is not a vocabulary token
 
 V = TypeVar("V")
+#: a value a protocol only hands out (FromStore) or only takes (ItemMatching): variance mypy can check
+V_out = TypeVar("V_out", covariant=True)
+V_in = TypeVar("V_in", contravariant=True)
 
 
 class SerializationError(ValueError):
@@ -87,14 +91,25 @@ class CropFollowing(Protocol[V]):
 
 
 @runtime_checkable
-class ItemMatching(Protocol[V]):
+class FromStore(Protocol[V_out]):
+    """Optional for serializers whose stored row is not the value itself: items plus the codes of a per-item
+    tokenizer (poses, instance masks). The data pipeline, the demo and generation requests build the value with
+    ``from_store`` instead of reading it from the raw row; test ``isinstance(serializer, FromStore)``."""
+
+    def from_store(self, row: dict[str, Any], rng: random.Random | None = None) -> V_out:
+        """The value of one stored row (raw arrays plus ``tokens``, one row of codes per item); ``rng`` draws what
+        the official format draws per sample (e.g. which query points), None for a fixed choice."""
+
+
+@runtime_checkable
+class ItemMatching(Protocol[V_in]):
     """Optional for serializers whose values are lists of items, each with an image box and the codes of a per-item
     tokenizer (the tokenizer config's ``items``). With it, held-out evaluation
     (:mod:`fourm_core.evaluation.items`) can match generated items to the stored ones by box and score the decoded
     items. Boxes are ``(xmin, ymin, xmax, ymax)`` as fractions of the image side, in [0, 1]; ``image_size`` is the
     side in pixels of the model's (and the store's) square image, for formats that write pixels."""
 
-    def item_boxes(self, value: V, image_size: int) -> list[tuple[tuple[float, float, float, float], Any]]:
+    def item_boxes(self, value: V_in, image_size: int) -> list[tuple[tuple[float, float, float, float], Any]]:
         """For a parsed value: each item's box and its tokenizer codes (a 1-D int array), in the order the item
         tokenizer decodes them; an item written several times (e.g. found by two queries) is listed once."""
 

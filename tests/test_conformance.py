@@ -83,38 +83,34 @@ def test_examples_beyond_the_token_budget_fail(make_dist) -> None:
         check_vocabulary(reg.get("ocr"), reg)
 
 
-def test_a_sequence_modality_without_serializer_fails(make_dist) -> None:
-    ep = make_dist(
-        "fourm-bare",
-        "bare",
-        """
-        from fourm_core.spec import PresetLayout
+#: a sequence modality that forgot its serializer
+BARE_PLUGIN = """
+from fourm_core.plugin import PresetLayout, declare
 
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(ModalitySpec(name="bare", key="bare", kind="sequence", embedding="1d", vocabulary="text",
-                                  masking="span",
-                                  presets={"paper": PresetLayout(max_tokens=8), "tiny": PresetLayout(max_tokens=8)}))
-    """,
-    )
-    reg = registry_with(ep)
+LAYOUT = PresetLayout(max_tokens=8)
+fourm_register_modalities = declare(
+    ModalitySpec(name="bare", key="bare", kind="sequence", presets={"paper": LAYOUT, "tiny": LAYOUT})
+)
+"""
+
+#: a plugin whose entry point imports torch at load time
+HEAVY_PLUGIN = """
+import torch
+
+@hookimpl
+def fourm_register_modalities(register):
+    register(image_spec("heavy"))
+"""
+
+
+def test_a_sequence_modality_without_serializer_fails(make_dist) -> None:
+    reg = registry_with(make_dist("fourm-bare", "bare", BARE_PLUGIN))
     with pytest.raises(ConformanceError, match="needs a serializer"):
         check_spec(reg.get("bare"), reg)
 
 
 def test_a_heavy_entry_point_fails_the_lazy_import_check(make_dist) -> None:
-    ep = make_dist(
-        "fourm-heavy",
-        "heavy",
-        """
-        import torch
-
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("heavy"))
-    """,
-    )
-    reg = registry_with(ep)
+    reg = registry_with(make_dist("fourm-heavy", "heavy", HEAVY_PLUGIN))
     with pytest.raises(ConformanceError, match=r"heavy modules \['torch'\]"):
         check_lazy_import(reg.get("heavy"), reg)
 

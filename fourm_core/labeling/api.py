@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from fourm_core.spec import ModalitySpec
+from fourm_core.spec import LabelerSpec, ModalitySpec
 
-__all__ = ["LabelContext", "LabelError", "Labeler", "SampleView", "config_hash"]
+__all__ = ["LabelContext", "LabelError", "Labeler", "SampleView", "build_labeler", "config_hash"]
 
 
 class LabelError(ValueError):
@@ -77,6 +77,15 @@ class Labeler(Protocol):
 
     def provenance(self) -> dict[str, Any]:
         """What produced the labels (model, weights real or random-init, thresholds); stored in the part's attrs."""
+
+
+def build_labeler(labeler: LabelerSpec, spec: ModalitySpec, context: LabelContext) -> Any:
+    """The labeler object a :class:`~fourm_core.spec.LabelerSpec` describes: its factory (imported now) called with
+    the modality's spec, the run's context and the labeler's declared ``options``. The one place that calls
+    labeler factories, so the calling convention lives in one spot."""
+    from fourm_core.registry import resolve_ref
+
+    return resolve_ref(labeler.factory)(spec, context, **labeler.options)
 
 
 def config_hash(*parts: Any) -> str:

@@ -6,10 +6,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from fourm_core.labeling.api import LabelError, SampleView
+from fourm_core.labeling.api import LabelContext, LabelError, SampleView
+from fourm_core.spec import ModalitySpec
 
-__all__ = ["CopyArray", "FromModality", "SourceCopy"]
+__all__ = [
+    "CopyArray",
+    "FromModality",
+    "SourceCopy",
+    "TeacherConfig",
+    "as_float32",
+    "copy_array",
+    "copy_source",
+    "feature_teacher",
+]
+
+#: Storage dtypes a copied source field is converted to (json and text values are stored as the source gives them).
+_NUMERIC = {"uint8", "int16", "int32", "int64", "float16", "float32", "bool"}
 
 
 class SourceCopy:
@@ -93,3 +107,69 @@ class CopyArray(FromModality):
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "array": self.array, "feature_dim": self.width}
+
+
+#: Kept torch-free here (not in :mod:`fourm_core.labeling.teachers`) so plugins can declare a teacher without
+#: importing torch; the teacher itself is built only when labeling runs.
+class TeacherConfig(BaseModel):
+    """How a plugin's feature teacher is built and fed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(..., description="timm model name with its pretrained tag (the real teacher)")
+    patch_size: int = Field(..., gt=0, description="the teacher's patch size in pixels")
+    feature_dim: int = Field(..., gt=0, description="C of the stored features (after the projection when project)")
+    project: bool = Field(False, description="apply the model's head (e.g. CLIP's projection) to every token")
+    input_modality: str = Field(..., description="modality whose stored array holds the uint8 HxWx3 image")
+    input_array: str = Field(..., description="array of that modality holding the image")
+    patch_array: str = Field("features", description="output array for the (grid, grid, C) patch features")
+    pooled_array: str | None = Field(None, description="output array for the (C,) pooled / CLS embedding, if any")
+    fallback_model: str | None = Field(
+        None, description="smaller timm architecture for the random-init teacher (default: the real architecture)"
+    )
+    seed: int = Field(0, description="seed of the random-init teacher")
+    weights: str | None = Field(None, description="explicit weight file (overrides weights_env)")
+    weights_env: str | None = Field(None, description="environment variable naming a weight file")
+    use_cache: bool = Field(True, description="look for the weights in the timm / Hugging Face cache (offline)")
+    image_size: int | None = Field(None, gt=0, description="teacher input side in pixels (default grid * patch)")
+    mean: tuple[float, float, float] | None = Field(None, description="normalisation mean (default: the model's)")
+    std: tuple[float, float, float] | None = Field(None, description="normalisation std (default: the model's)")
+    batch_size: int = Field(16, gt=0, description="images per forward pass")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generic labeler factories: a plugin names one in a LabelerEntry and configures it through ``options``.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def copy_source(
+    spec: ModalitySpec, context: LabelContext, fields: Mapping[str, str], allow_empty: bool = True
+) -> SourceCopy:
+    """Ground truth the source provides, each storage array from the source field ``fields`` names, converted to the
+    array's declared dtype (so a plugin states the dtype once, in its spec)."""
+    dtypes = {a.name: a.dtype for a in spec.storage}
+    unknown = sorted(set(fields) - set(dtypes))
+    if unknown:
+        raise ValueError(f"modality {spec.name!r} stores no arrays {unknown} (it has {sorted(dtypes)})")
+    convert: dict[str, Callable[[Any], Any]] = {}
+    for array in fields:
+        if dtypes[array] in _NUMERIC:
+            convert[array] = lambda value, dtype=dtypes[array]: np.asarray(value, dtype=dtype)
+    return SourceCopy(fields, convert=convert, allow_empty=allow_empty)
+
+
+def copy_array(spec: ModalitySpec, context: LabelContext, modality: str, array: str, target: str) -> CopyArray:
+    """A copy of another modality's stored vector (a teacher's CLS embedding); its width is the width the spec's
+    tokenizer takes (``tokenizer.input_channels``)."""
+    width = spec.tokenizer.input_channels if spec.tokenizer and spec.tokenizer.input_channels else None
+    if width is None:
+        raise ValueError(f"modality {spec.name!r}: the tokenizer config must give input_channels (the vector width)")
+    return CopyArray(modality, array, target, width)
+
+
+def feature_teacher(spec: ModalitySpec, context: LabelContext, **config: Any) -> Any:
+    """A :class:`~fourm_core.labeling.teachers.FeatureTeacher` configured by ``config`` (:class:`TeacherConfig`
+    fields); torch and timm are imported here, when labeling runs, never when the plugin loads."""
+    from fourm_core.labeling.teachers import FeatureTeacher
+
+    return FeatureTeacher(spec, context, TeacherConfig(**config))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fourm_core.labeling.api import LabelContext, LabelError, SampleView, config_hash, label_many
-from fourm_core.registry import Registry, resolve_ref
+from fourm_core.labeling.api import LabelContext, LabelError, SampleView, build_labeler, config_hash, label_many
+from fourm_core.registry import Registry
 from fourm_core.spec import LabelerSpec, ModalitySpec
 from fourm_core.storage.source_writer import SOURCE_PART
 from fourm_core.storage.store import DONE, AlignedStore
@@ -67,7 +67,7 @@ def _context(store: AlignedStore, registry: Registry, options: Mapping[str, Any]
 def _missing_requirements(lab: LabelerSpec, ctx: LabelContext, labelled: set[str]) -> list[str]:
     missing = []
     for req in lab.requires:
-        kind, _, what = req.partition(":")
+        kind, what = req.kind, req.target
         if kind == "source" and what not in ctx.source_fields:
             missing.append(f"the source has no {what!r}")
         elif kind == "package" and importlib.util.find_spec(what) is None:
@@ -140,7 +140,7 @@ def _labeler_for(store_path: str, modality: str, labeler: str, options: Mapping[
         store = AlignedStore.open(store_path)
         spec = registry.get(modality).spec
         lab = next(lab for lab in registry.labelers(modality) if lab.name == labeler)
-        instance = resolve_ref(lab.factory)(spec, _context(store, registry, options))
+        instance = build_labeler(lab, spec, _context(store, registry, options))
         _WORKER.update(key=key, registry=registry, store=store, labeler=instance)
     return _WORKER["store"], _WORKER["labeler"]
 
@@ -204,7 +204,7 @@ def label_store(
                 continue
             modality = registry.get(plan.name)
             lab = next(lab for lab in registry.labelers(plan.name) if lab.name == plan.labeler)
-            instance = resolve_ref(lab.factory)(modality.spec, ctx)
+            instance = build_labeler(lab, modality.spec, ctx)
             provenance = {
                 "labeler": lab.name,
                 "distribution": modality.plugin.label,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from fourm_core.labeling.api import LabelContext, LabelError, SampleView
+from fourm_core.labeling.common import TeacherConfig
 from fourm_core.spec import ModalitySpec
 
 __all__ = [
@@ -54,32 +55,6 @@ THREADS_OPTION = "torch_threads"
 
 #: Weight files a timm model's Hugging Face repository holds, in the order timm itself tries them.
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-class TeacherConfig(BaseModel):
-    """How a plugin's feature teacher is built and fed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(..., description="timm model name with its pretrained tag (the real teacher)")
-    patch_size: int = Field(..., gt=0, description="the teacher's patch size in pixels")
-    feature_dim: int = Field(..., gt=0, description="C of the stored features (after the projection when project)")
-    project: bool = Field(False, description="apply the model's head (e.g. CLIP's projection) to every token")
-    input_modality: str = Field(..., description="modality whose stored array holds the uint8 HxWx3 image")
-    input_array: str = Field(..., description="array of that modality holding the image")
-    patch_array: str = Field("features", description="output array for the (grid, grid, C) patch features")
-    pooled_array: str | None = Field(None, description="output array for the (C,) pooled / CLS embedding, if any")
-    fallback_model: str | None = Field(
-        None, description="smaller timm architecture for the random-init teacher (default: the real architecture)"
-    )
-    seed: int = Field(0, description="seed of the random-init teacher")
-    weights: str | None = Field(None, description="explicit weight file (overrides weights_env)")
-    weights_env: str | None = Field(None, description="environment variable naming a weight file")
-    use_cache: bool = Field(True, description="look for the weights in the timm / Hugging Face cache (offline)")
-    image_size: int | None = Field(None, gt=0, description="teacher input side in pixels (default grid * patch)")
-    mean: tuple[float, float, float] | None = Field(None, description="normalisation mean (default: the model's)")
-    std: tuple[float, float, float] | None = Field(None, description="normalisation std (default: the model's)")
-    batch_size: int = Field(16, gt=0, description="images per forward pass")
 
 
 @dataclass(frozen=True)
@@ -164,7 +139,27 @@ def configure_torch_threads(options: Mapping[str, Any] | None = None) -> int | N
     return threads
 
 
-class FeatureTeacher:
+class BatchLabeler(ABC):
+    """Base of labelers that work on blocks of samples (neural teachers and encoders).
+
+    The runner hands whole blocks to :meth:`label_batch` (``label_many`` in :mod:`fourm_core.labeling.api`);
+    :meth:`label`, the one-sample entry of the :class:`~fourm_core.labeling.api.Labeler` protocol, is a block of one
+    through the same path, so labeling one sample and labeling a block cannot drift apart.
+    """
+
+    @abstractmethod
+    def label_batch(self, samples: Sequence[SampleView]) -> list[dict[str, Any] | LabelError]:
+        """Label a block of samples; a bad sample comes back as its LabelError, in its place."""
+
+    def label(self, sample: SampleView) -> dict[str, Any]:
+        """Label one sample (raises LabelError for a bad one)."""
+        (result,) = self.label_batch([sample])
+        if isinstance(result, LabelError):
+            raise result
+        return result
+
+
+class FeatureTeacher(BatchLabeler):
     """A labeler that runs a timm ViT teacher over one stored image per sample (see the module docstring).
 
     The model is built on first use, so declaring a run (provenance, dims) costs nothing.
@@ -316,13 +311,6 @@ class FeatureTeacher:
                     value[self.config.pooled_array] = pooled[k]
                 out[i] = value
         return out  # type: ignore[return-value]
-
-    def label(self, sample: SampleView) -> dict[str, Any]:
-        """Label one sample (raises LabelError for a bad one)."""
-        (result,) = self.label_batch([sample])
-        if isinstance(result, LabelError):
-            raise result
-        return result
 
     def dims(self) -> dict[str, int]:
         return {"h": self.grid, "w": self.grid, "C": self.config.feature_dim}

@@ -8,4 +8,6 @@
       pytest --pyargs fourm_core.testing.conformance --fourm-modality mymodality
 
 * ``fourm_core.testing.checks`` holds the checks as plain functions (``fourm validate`` uses them too).
+* ``fourm_core.testing.serializers`` holds the assertions a plugin's own serializer tests share (parse errors that
+  name the token, values refused when writing, random token soup, official value-token ids).
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fourm_canny_edge.labelers import Canny
-from fourm_core.labeling.api import SampleView
+from fourm_core.plugin import SampleView
 
 
 def test_a_bright_square_gives_a_closed_edge_ring_and_flat_images_none() -> None:

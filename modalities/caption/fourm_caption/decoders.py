@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fourm_core.viz.rendering import RenderContext, text_picture
+from fourm_core.plugin import RenderContext, text_picture
 
 
 class CaptionDecoder:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 
-from fourm_core.serialization import SerializationError
+from fourm_core.plugin import SerializationError
 
 #: Tokens that carry structure, found where the WordPiece tokenizer would find them: the added tokens are matched in
 #: the raw text before pre-tokenisation, so ``[S_1].`` or ``(v0=3,`` still yield a sentinel or value token. ``[PAD]``

@@ -12,8 +12,7 @@ import re
 import pytest
 
 from fourm_caption.serializer import CaptionSerializer
-from fourm_core.serialization import SerializationError
-from fourm_core.vocab import TextVocabulary
+from fourm_core.plugin import SerializationError, TextVocabulary
 
 RESERVED_IDS = range(0, 4204)  # [PAD] [UNK] [SOS] [EOS], sentinels and value tokens
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fourm_core.viz.rendering import RenderContext
+from fourm_core.plugin import RenderContext
 
 
 class PaletteDecoder:

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.labeling.api import LabelContext, SampleView
-from fourm_core.spec import ModalitySpec
+from fourm_core.plugin import LabelContext, ModalitySpec, SampleView
 
 
 def palettes(rgb: np.ndarray, max_colours: int = 7) -> dict[str, list[list[int]]]:

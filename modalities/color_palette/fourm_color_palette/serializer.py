@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from fourm_core.serialization import SerializationError, TokenCursor, value_token
+from fourm_core.plugin import SerializationError, TokenCursor, value_token
 
 Colour = tuple[int, int, int]
 MAX_COLOURS = 7

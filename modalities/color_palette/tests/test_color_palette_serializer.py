@@ -6,29 +6,17 @@ One palette of n = 1..7 sRGB colours is written per sample; the count token must
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 
 from fourm_color_palette.serializer import PaletteSerializer
-from fourm_core.serialization import SerializationError
-from fourm_core.vocab import TextVocabulary
-
-
-def value_id(token: str) -> int:
-    slot, value = re.fullmatch(r"v([0-3])=(\d+)", token).groups()  # type: ignore[union-attr]
-    return 204 + 1000 * int(slot) + int(value)
-
-
-def assert_parse_error(text: str, position: int) -> SerializationError:
-    with pytest.raises(SerializationError) as info:
-        PaletteSerializer().parse(text)
-    assert info.type is SerializationError
-    assert info.value.modality == "color_palette"
-    assert str(info.value).startswith("[color_palette] ")
-    assert re.search(rf"\btoken {position}\b", str(info.value)), str(info.value)
-    return info.value
-
+from fourm_core.plugin import SerializationError, TextVocabulary
+from fourm_core.testing.serializers import (
+    assert_parse_error,
+    assert_refused_when_writing,
+    assert_token_soup_is_safe,
+    value_id,
+)
 
 # ---------------------------------------------------------------------------------------------------------- writing
 
@@ -102,11 +90,11 @@ def test_parse_and_serialize_are_exact_inverses() -> None:
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(text: str, position: int) -> None:
-    assert_parse_error(text, position)
+    assert_parse_error(PaletteSerializer(), text, position)
 
 
 def test_count_mismatch_says_what_was_expected() -> None:
-    err = assert_parse_error("v1=2 v0=1 v0=2 v0=3", 4)
+    err = assert_parse_error(PaletteSerializer(), "v1=2 v0=1 v0=2 v0=3", 4)
     assert "end of sequence" in str(err) and "v0=N" in str(err)
 
 
@@ -125,25 +113,12 @@ def test_count_mismatch_says_what_was_expected() -> None:
     ],
 )
 def test_invalid_palettes_are_refused_when_writing(bad: list) -> None:
-    with pytest.raises(SerializationError) as info:
-        PaletteSerializer().serialize(bad)
-    assert info.type is SerializationError and str(info.value).startswith("[color_palette] ")
+    assert_refused_when_writing(PaletteSerializer(), bad)
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
     alphabet = ["v1=1", "v1=2", "v1=0", "v1=9", "v0=0", "v0=255", "v0=256", "v0=999", "v2=3", "v0=1000", "red", "[S_1]"]
-    rng = random.Random(0)
-    ser = PaletteSerializer()
-    for _ in range(400):
-        tokens = [rng.choice(alphabet) for _ in range(rng.randint(0, 8))]
-        if rng.random() < 0.5:  # well-formed prefix, to reach the later checks
-            tokens = ["v1=1", "v0=3", "v0=4"] + tokens
-        try:
-            parsed = ser.parse(" ".join(tokens))
-        except SerializationError as exc:
-            assert exc.modality == "color_palette"
-            continue
-        assert ser.parse(ser.serialize(parsed)) == parsed
+    assert_token_soup_is_safe(PaletteSerializer(), alphabet, trials=400, max_tokens=8, valid_prefix="v1=1 v0=3 v0=4")
 
 
 # ------------------------------------------------------------------------------------------- official tokenizer

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.viz.rendering import RenderContext, base_picture, stable_colour
+from fourm_core.plugin import RenderContext, base_picture, stable_colour
 from fourm_det.serializer import Box
 
 #: Boxes shorter than this (in output pixels) get no label: the text would be cut to nothing.

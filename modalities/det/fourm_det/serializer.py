@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fourm_core.serialization import (
+from fourm_core.plugin import (
     COORD_BINS,
     SerializationError,
     TokenCursor,

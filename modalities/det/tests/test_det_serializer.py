@@ -11,18 +11,17 @@ import re
 
 import pytest
 
-from fourm_core.serialization import SerializationError
-from fourm_core.vocab import TextVocabulary
+from fourm_core.plugin import TextVocabulary
+from fourm_core.testing.serializers import (
+    assert_parse_error,
+    assert_refused_when_writing,
+    assert_token_soup_is_safe,
+    value_id,
+)
 from fourm_det.classes import COCO_CLASSES
 from fourm_det.serializer import Box, DetSerializer
 
 STEP = 1 / 999  # one quantisation bin
-
-
-def value_id(token: str) -> int:
-    """Official id of a value token: v0=N -> 204+N, v1=N -> 1204+N, v2=N -> 2204+N, v3=N -> 3204+N."""
-    slot, value = re.fullmatch(r"v([0-3])=(\d+)", token).groups()  # type: ignore[union-attr]
-    return 204 + 1000 * int(slot) + int(value)
 
 
 def box(xmin: float, ymin: float, xmax: float, ymax: float, label: str = "person", score: float = 1.0) -> dict:
@@ -31,16 +30,6 @@ def box(xmin: float, ymin: float, xmax: float, ymax: float, label: str = "person
 
 def labels(text: str) -> list[str]:
     return [b.label for b in DetSerializer().parse(text)]
-
-
-def assert_parse_error(text: str, position: int) -> SerializationError:
-    with pytest.raises(SerializationError) as info:
-        DetSerializer().parse(text)
-    assert info.type is SerializationError
-    assert info.value.modality == "det"
-    assert str(info.value).startswith("[det] ")
-    assert re.search(rf"\btoken {position}\b", str(info.value)), str(info.value)
-    return info.value
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -145,11 +134,11 @@ def test_parsed_boxes_are_bin_values_over_999() -> None:
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(text: str, position: int) -> None:
-    assert_parse_error(text, position)
+    assert_parse_error(DetSerializer(), text, position)
 
 
 def test_missing_class_name_says_what_was_expected() -> None:
-    err = assert_parse_error("v0=1 v1=2 v2=3 v3=4", 4)
+    err = assert_parse_error(DetSerializer(), "v0=1 v1=2 v2=3 v3=4", 4)
     assert "class name" in str(err) and "end of sequence" in str(err)
 
 
@@ -170,9 +159,7 @@ def test_missing_class_name_says_what_was_expected() -> None:
     ],
 )
 def test_invalid_boxes_are_refused_when_writing(bad: dict) -> None:
-    with pytest.raises(SerializationError) as info:
-        DetSerializer().serialize([box(0.0, 0.0, 0.1, 0.1), bad])
-    assert info.type is SerializationError and str(info.value).startswith("[det] ")
+    assert_refused_when_writing(DetSerializer(), [box(0.0, 0.0, 0.1, 0.1), bad])
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
@@ -196,17 +183,7 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
         "human",
         "polygon",
     ]
-    rng = random.Random(0)
-    ser = DetSerializer()
-    for _ in range(400):
-        text = " ".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
-        try:
-            parsed = ser.parse(text)
-        except SerializationError as exc:
-            assert exc.modality == "det"
-            continue
-        canonical = ser.serialize(parsed)
-        assert ser.serialize(ser.parse(canonical)) == canonical
+    assert_token_soup_is_safe(DetSerializer(), alphabet, trials=400, max_tokens=16, sorts=True)
 
 
 # ------------------------------------------------------------------------------------------- official tokenizer

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.viz.rendering import RenderContext, base_picture, distinct_colour
+from fourm_core.plugin import RenderContext, base_picture, distinct_colour
 from fourm_human_poses.serializer import Human
 
 MODALITY = "human_poses"
@@ -33,7 +33,7 @@ def nearest_rotations(values: np.ndarray) -> np.ndarray:
 def project_joints(human: Human, body_pose: np.ndarray) -> np.ndarray:
     """(24, 2) joint positions as fractions of the image: the posed body (root-relative, body frame) turned into
     the camera frame by the global orientation, then ``centre + side * s / 2 * (X + t)`` around the box."""
-    from fourm_core.sources.synthetic.humans import joints_from_pose
+    from fourm_core.plugin import joints_from_pose
 
     body = joints_from_pose(nearest_rotations(body_pose).reshape(-1), np.asarray(human.betas))
     camera_frame = body @ np.asarray(human.global_orient, np.float64).reshape(3, 3).T
@@ -50,7 +50,7 @@ class HumanPoseDecoder:
     def render(self, value: Sequence[Human | dict[str, Any]], context: RenderContext) -> np.ndarray:
         from PIL import ImageDraw
 
-        from fourm_core.sources.synthetic.humans import PARENTS
+        from fourm_core.plugin import PARENTS
 
         humans = [h if isinstance(h, Human) else Human.model_validate(h) for h in value]
         picture = base_picture(context)

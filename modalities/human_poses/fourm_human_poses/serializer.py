@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fourm_core.serialization import SerializationError, TokenCursor, code_token, coord_bin, value_token
+from fourm_core.plugin import SerializationError, TokenCursor, code_token, coord_bin, value_token
 
 
 @dataclass(frozen=True)

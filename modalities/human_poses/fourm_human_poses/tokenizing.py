@@ -24,7 +24,7 @@ def joint_error(true: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> dict[
 
     The rotations are re-orthogonalised (nearest rotation by SVD) first, since reconstructions are not exactly
     rotation matrices."""
-    from fourm_core.sources.synthetic.humans import joints_from_pose
+    from fourm_core.plugin import joints_from_pose
 
     def rotations(x: np.ndarray) -> np.ndarray:
         u, _, vt = np.linalg.svd(np.asarray(x, np.float64).reshape(23, 3, 3))

@@ -13,8 +13,13 @@ import re
 
 import pytest
 
-from fourm_core.serialization import SerializationError
-from fourm_core.vocab import TextVocabulary
+from fourm_core.plugin import TextVocabulary
+from fourm_core.testing.serializers import (
+    assert_parse_error,
+    assert_refused_when_writing,
+    assert_token_soup_is_safe,
+    value_id,
+)
 from fourm_human_poses.serializer import Human, HumanPoseSerializer
 
 KEYWORD_IDS = {"human": 6304, "pose": 8620, "global": 9292, "camera": 5585, "shape": 6631, "none": 18109}
@@ -40,9 +45,7 @@ HUMAN_TEXT = " ".join(["human v0=100 v1=200 v2=500 v3=899", *(HUMAN_GROUPS[g] fo
 
 
 def official_id(token: str) -> int:
-    if match := re.fullmatch(r"v([0-3])=(\d+)", token):
-        return 204 + 1000 * int(match.group(1)) + int(match.group(2))
-    return KEYWORD_IDS[token]
+    return KEYWORD_IDS[token] if token in KEYWORD_IDS else value_id(token)
 
 
 def group_order(text: str) -> list[str]:
@@ -51,16 +54,6 @@ def group_order(text: str) -> list[str]:
 
 def human_dict(**changes) -> dict:
     return {**HUMAN.model_dump(), **changes}
-
-
-def assert_parse_error(text: str, position: int) -> SerializationError:
-    with pytest.raises(SerializationError) as info:
-        HumanPoseSerializer().parse(text)
-    assert info.type is SerializationError
-    assert info.value.modality == "human_poses"
-    assert str(info.value).startswith("[human_poses] ")
-    assert re.search(rf"\btoken {position}\b", str(info.value)), str(info.value)
-    return info.value
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -184,11 +177,11 @@ SHAPE = "shape " + " ".join(["v0=500"] * 10)
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(text: str, position: int) -> None:
-    assert_parse_error(text, position)
+    assert_parse_error(HumanPoseSerializer(), text, position)
 
 
 def test_repeated_group_names_the_group() -> None:
-    err = assert_parse_error(f"{BOX} {POSE} {POSE} {CAMERA} {SHAPE}", 14)
+    err = assert_parse_error(HumanPoseSerializer(), f"{BOX} {POSE} {POSE} {CAMERA} {SHAPE}", 14)
     assert "'pose'" in str(err) and "not yet seen" in str(err)
 
 
@@ -207,9 +200,7 @@ def test_repeated_group_names_the_group() -> None:
     ],
 )
 def test_invalid_people_are_refused_when_writing(bad: dict) -> None:
-    with pytest.raises(SerializationError) as info:
-        HumanPoseSerializer().serialize([HUMAN, bad])
-    assert info.type is SerializationError and str(info.value).startswith("[human_poses] human 1")
+    assert_refused_when_writing(HumanPoseSerializer(), [HUMAN, bad], "human 1")
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
@@ -230,18 +221,8 @@ def test_random_token_soup_raises_only_serialization_errors() -> None:
         "point",
         "[S_1]",
     ]
-    rng = random.Random(0)
-    ser = HumanPoseSerializer()
-    for _ in range(300):
-        tokens = [rng.choice(alphabet) for _ in range(rng.randint(0, 30))]
-        if rng.random() < 0.5:  # a valid person first, to reach the later groups
-            tokens = f"{BOX} {POSE} {GLOBAL} {CAMERA}".split() + tokens
-        try:
-            parsed = ser.parse(" ".join(tokens))
-        except SerializationError as exc:
-            assert exc.modality == "human_poses"
-            continue
-        assert ser.parse(ser.serialize(parsed)) == parsed
+    person = f"{BOX} {POSE} {GLOBAL} {CAMERA}"  # a valid person first, to reach the later groups
+    assert_token_soup_is_safe(HumanPoseSerializer(), alphabet, trials=300, max_tokens=30, valid_prefix=person)
 
 
 # ------------------------------------------------------------------------------------------- official tokenizer

@@ -1,57 +1,24 @@
-"""ImageBind-H/14 global embedding (ml-4m ``tok_imagebind_global``): the CLS vector as 16 discrete tokens (8192 codes).
+"""ImageBind-H/14 global embedding (ml-4m ``tok_imagebind_global``): the 1280-d CLS vector as 16 tokens (8192 codes).
 
-Predicting these tokens from any input and decoding them back to a vector is how 4M-21 does any-to-any retrieval.
+4M-21's second retrieval key next to ``dinov2_global``, closer to text: the vector is the one the imagebind teacher
+stored (so imagebind is labelled first), and any input can predict its tokens.
 """
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, PresetLayout, TokenizerConfig
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="imagebind_global",
-    key="tok_imagebind_global",
-    kind="global_tokens",
-    embedding="learned",
-    vocabulary="own",
-    masking="token",
-    presets={
-        "paper": PresetLayout(max_tokens=16, vocab_size=8192),
-        "tiny": PresetLayout(max_tokens=8, vocab_size=512),
-    },
+FOURM_CONTRACT = 2
+
+IMAGEBIND_GLOBAL = fp.global_embedding_modality(
+    "imagebind_global",
+    "tok_imagebind_global",
+    teacher="imagebind",
+    width=1280,
     depends_on=("rgb",),
-    uses=("imagebind",),
-    tokenizer=TokenizerConfig(
-        family="mlp_memcodes",
-        loss="cosine",
-        input_channels=1280,
-        transform="embedding",
-        notes="bottleneck MLP + Memcodes; one head per token",
-    ),
-    storage=(
-        ArraySpec(name="embedding", dtype="float32", shape=("C",), description="ImageBind-H/14 CLS embedding"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
-    ),
+    embedding_description="ImageBind-H/14 CLS embedding",
     description="ImageBind-H/14 global embedding as discrete tokens, for retrieval.",
 )
 
 
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the imagebind_global modality."""
-    register(SPEC)
-
-
-@hookimpl
-def fourm_register_labelers(register):
-    """Copy of the imagebind teacher's CLS embedding (default; needs imagebind labelled first)."""
-    register(
-        LabelerSpec(
-            modality="imagebind_global",
-            name="from_teacher",
-            factory="fourm_imagebind_global.labelers:from_teacher_labeler",
-            default=True,
-            requires=("modality:imagebind",),
-            description="The CLS embedding the imagebind teacher stored (its 'cls' array), copied.",
-        )
-    )
+fourm_register_modalities = fp.declare(IMAGEBIND_GLOBAL)

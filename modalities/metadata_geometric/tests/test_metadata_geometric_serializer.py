@@ -7,13 +7,12 @@ Geometric complexity (type 17) uses 50 bins over [0, 0.75], the occlusion score 
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 
-from fourm_core.serialization import KeyValueSerializer, SerializationError
-from fourm_core.vocab import TextVocabulary
-from fourm_metadata_geometric.plugin import FIELDS, SPEC, build_serializer
+from fourm_core.plugin import KeyValueSerializer, SerializationError, TextVocabulary
+from fourm_core.testing.serializers import assert_parse_error
+from fourm_metadata_geometric.plugin import FIELDS, METADATA_GEOMETRIC, build_serializer
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def test_the_field_table_is_the_official_one() -> None:
         "geometric_complexity": (17, 0, 0.75, 50, None, None),
         "occlusion_score": (18, 0, 0.25, 50, None, None),
     }
-    assert SPEC.chunk_tags == ("v1=17", "v1=18")
+    assert METADATA_GEOMETRIC.spec.chunk_tags == ("v1=17", "v1=18")
 
 
 @pytest.mark.parametrize(
@@ -87,10 +86,7 @@ def test_shuffled_chunks_parse_to_the_same_record(ser: KeyValueSerializer) -> No
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(ser: KeyValueSerializer, text: str, position: int) -> None:
-    with pytest.raises(SerializationError) as info:
-        ser.parse(text)
-    assert info.type is SerializationError and info.value.modality == "metadata_geometric"
-    assert re.search(rf"^\[metadata_geometric\] .*\btoken {position}\b", str(info.value)), str(info.value)
+    assert_parse_error(ser, text, position)
 
 
 def test_impossible_bins_repeats_and_unknown_fields_are_errors(ser: KeyValueSerializer) -> None:

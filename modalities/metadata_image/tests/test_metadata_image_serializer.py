@@ -8,13 +8,16 @@ Parsing returns bin centres, so re-serialising a parsed string reproduces it exa
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 
-from fourm_core.serialization import GroupSerializer, KeyValueSerializer, SerializationError
-from fourm_core.vocab import TextVocabulary
-from fourm_metadata_image.plugin import FIELDS, SPEC, build_serializer
+from fourm_core.plugin import GroupSerializer, KeyValueSerializer, SerializationError, TextVocabulary
+from fourm_core.testing.serializers import (
+    assert_parse_error,
+    assert_token_soup_is_safe,
+    value_id,
+)
+from fourm_metadata_image.plugin import FIELDS, METADATA_IMAGE, build_serializer
 
 #: The official type ids (ml-4m ``metadata_id_map``) and binning of this member's fields.
 OFFICIAL = {
@@ -35,23 +38,6 @@ def ser() -> KeyValueSerializer:
     return build_serializer()
 
 
-def value_id(token: str) -> int:
-    slot, value = re.fullmatch(r"v([0-3])=(\d+)", token).groups()  # type: ignore[union-attr]
-    return 204 + 1000 * int(slot) + int(value)
-
-
-def assert_parse_error(ser: KeyValueSerializer, text: str, position: int | None, *words: str) -> None:
-    with pytest.raises(SerializationError) as info:
-        ser.parse(text)
-    assert info.type is SerializationError and info.value.modality == "metadata_image"
-    message = str(info.value)
-    assert message.startswith("[metadata_image] ")
-    if position is not None:
-        assert re.search(rf"\btoken {position}\b", message), message
-    for word in words:
-        assert word in message, message
-
-
 # ---------------------------------------------------------------------------------------------------------- writing
 
 
@@ -66,7 +52,7 @@ def test_the_field_table_is_the_official_one() -> None:
             assert (field.lo, field.hi, field.bins, field.divisor, field.edges) == (*params, None, None)
         else:
             assert (field.edges, field.divisor, field.bins) == (params, None, None)
-    assert SPEC.chunk_tags == tuple(f"v1={OFFICIAL[n][0]}" for n in OFFICIAL)
+    assert METADATA_IMAGE.spec.chunk_tags == tuple(f"v1={OFFICIAL[n][0]}" for n in OFFICIAL)
 
 
 @pytest.mark.parametrize(
@@ -188,29 +174,24 @@ def test_non_numeric_values_are_refused_with_a_serialization_error(ser: KeyValue
 
 
 def test_non_canonical_value_tokens_are_not_read() -> None:
-    from fourm_core.serialization import parse_value_token
+    from fourm_core.plugin import parse_value_token
 
     assert parse_value_token("v0=049") is None and parse_value_token("v0=0") == (0, 0)
 
 
 def test_random_token_soup_raises_only_serialization_errors(ser: KeyValueSerializer) -> None:
     alphabet = ["v1=0", "v1=10", "v1=19", "v1=20", "v1=5", "v0=0", "v0=1", "v0=2", "v0=49", "v0=999", "v2=3", "x"]
-    rng = random.Random(0)
-    for _ in range(300):
-        text = " ".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
-        try:
-            parsed = ser.parse(text)
-        except SerializationError as exc:
-            assert exc.modality == "metadata_image"
-            continue
-        assert ser.parse(ser.serialize(parsed)) == parsed
+    assert_token_soup_is_safe(ser, alphabet, trials=300, max_tokens=10)
 
 
 def test_the_group_interleaves_members_and_routes_chunks_back() -> None:
     semantic = pytest.importorskip("fourm_metadata_semantic.plugin")
     geometric = pytest.importorskip("fourm_metadata_geometric.plugin")
-    members = [(SPEC.name, build_serializer(), SPEC.chunk_tags)]
-    members += [(m.SPEC.name, m.build_serializer(), m.SPEC.chunk_tags) for m in (semantic, geometric)]
+    members = [(METADATA_IMAGE.spec.name, build_serializer(), METADATA_IMAGE.spec.chunk_tags)]
+    members += [
+        (d.spec.name, m.build_serializer(), d.spec.chunk_tags)
+        for m, d in ((semantic, semantic.METADATA_SEMANTIC), (geometric, geometric.METADATA_GEOMETRIC))
+    ]
     group = GroupSerializer("metadata", members)
     value = {
         "metadata_image": {"original_width": 640, "brightness": 255},

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.labeling.api import LabelContext, SampleView
-from fourm_core.spec import ModalitySpec
+from fourm_core.plugin import LabelContext, ModalitySpec, SampleView
 
 _SENTENCE_END = re.compile(r"[.!?]+")
 

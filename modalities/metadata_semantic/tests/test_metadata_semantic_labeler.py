@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fourm_core.labeling.api import SampleView
+from fourm_core.plugin import SampleView
 from fourm_metadata_semantic.labelers import SemanticMetadata, caption_lengths
 
 

@@ -7,13 +7,12 @@ walkability and objectness use 50 bins over [0, 1]. Parsing returns bin centres.
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 
-from fourm_core.serialization import KeyValueSerializer, SerializationError
-from fourm_core.vocab import TextVocabulary
-from fourm_metadata_semantic.plugin import FIELDS, SPEC, build_serializer
+from fourm_core.plugin import KeyValueSerializer, SerializationError, TextVocabulary
+from fourm_core.testing.serializers import assert_parse_error, value_id
+from fourm_metadata_semantic.plugin import FIELDS, METADATA_SEMANTIC, build_serializer
 
 #: The official type ids (ml-4m ``metadata_id_map``) and binning of this member's fields (None: raw integer).
 OFFICIAL = {
@@ -35,11 +34,6 @@ def ser() -> KeyValueSerializer:
     return build_serializer()
 
 
-def value_id(token: str) -> int:
-    slot, value = re.fullmatch(r"v([0-3])=(\d+)", token).groups()  # type: ignore[union-attr]
-    return 204 + 1000 * int(slot) + int(value)
-
-
 def test_the_field_table_is_the_official_one() -> None:
     assert [f.name for f in FIELDS] == list(OFFICIAL)
     for field in FIELDS:
@@ -47,7 +41,7 @@ def test_the_field_table_is_the_official_one() -> None:
         assert field.type_id == type_id and field.tag == f"v1={type_id}"
         assert (field.divisor, field.edges) == (None, None)
         assert (field.lo, field.hi, field.bins) == (bins or (None, None, None))
-    assert SPEC.chunk_tags == tuple(f"v1={OFFICIAL[n][0]}" for n in OFFICIAL)
+    assert METADATA_SEMANTIC.spec.chunk_tags == tuple(f"v1={OFFICIAL[n][0]}" for n in OFFICIAL)
 
 
 @pytest.mark.parametrize(
@@ -128,10 +122,7 @@ def test_shuffled_chunks_parse_to_the_same_record(ser: KeyValueSerializer) -> No
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(ser: KeyValueSerializer, text: str, position: int) -> None:
-    with pytest.raises(SerializationError) as info:
-        ser.parse(text)
-    assert info.type is SerializationError and info.value.modality == "metadata_semantic"
-    assert re.search(rf"^\[metadata_semantic\] .*\btoken {position}\b", str(info.value)), str(info.value)
+    assert_parse_error(ser, text, position)
 
 
 def test_impossible_bins_repeats_and_unknown_fields_are_errors(ser: KeyValueSerializer) -> None:

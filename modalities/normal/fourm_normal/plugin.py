@@ -2,55 +2,29 @@
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="normal",
-    key="tok_normal",
-    key_has_resolution=True,
-    kind="image_tokens",
-    embedding="2d",
-    vocabulary="own",
-    masking="token",
-    presets=grid_presets(8192, 512),
-    depends_on=(),
-    tokenizer=TokenizerConfig(
+FOURM_CONTRACT = 2
+
+NORMAL = fp.image_token_modality(
+    "normal",
+    "tok_normal",
+    fp.TokenizerConfig(
         family="divae",
         loss="mse",
-        input_channels=3,
         transform="unit_vectors",
         notes="unit normals in the camera frame, mapped to [-1, 1]",
     ),
-    storage=(
-        ArraySpec(
-            name="normal",
-            dtype="float32",
-            shape=("H", "W", 3),
-            description="unit normals, camera frame (x right, y down, z forward)",
+    vocab=(8192, 512),
+    arrays=(
+        fp.pixel_array("normal", "float32", "unit normals, camera frame (x right, y down, z forward)", channels=3),
+    ),
+    labelers=(
+        fp.source_labeler(
+            {"normal": "normal"}, description="Exact camera-frame normals from the synthetic world's renderer."
         ),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Surface normals in the camera frame.",
 )
 
-
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the normal modality."""
-    register(SPEC)
-
-
-@hookimpl
-def fourm_register_labelers(register):
-    """The source-truth labeler (default)."""
-    register(
-        LabelerSpec(
-            modality="normal",
-            name="source",
-            factory="fourm_normal.labelers:source_labeler",
-            default=True,
-            requires=("source:normal",),
-            description="Exact camera-frame normals from the synthetic world's renderer.",
-        )
-    )
+fourm_register_modalities = fp.declare(NORMAL)

@@ -5,40 +5,27 @@ Never a target (4M predicts RGB through ``tok_rgb``); other modalities are compu
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, grid_presets
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="rgb",
-    key="rgb",
-    key_has_resolution=True,
-    kind="pixels",
-    embedding="2d",
-    vocabulary="none",
-    masking="token",
-    input_only=True,
-    presets=grid_presets(None, None),
-    storage=(ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3), description="sRGB, 0..255"),),
-    description="RGB pixels, ImageNet-normalised and patch-projected (channel innermost, as ml-4m).",
+FOURM_CONTRACT = 2
+
+RGB = fp.ModalityDeclaration(
+    spec=fp.ModalitySpec(
+        name="rgb",
+        key="rgb",
+        key_has_resolution=True,
+        kind="pixels",
+        input_only=True,
+        presets=fp.grid_presets(None, None),
+        storage=(fp.pixel_array("rgb", "uint8", "sRGB, 0..255", channels=3),),
+        description="RGB pixels, ImageNet-normalised and patch-projected (channel innermost, as ml-4m).",
+    ),
+    labelers=(
+        fp.source_labeler(
+            {"rgb": "rgb"}, description="RGB as the source gives it (synthetic render or ingested photo)."
+        ),
+    ),
 )
 
 
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the rgb modality."""
-    register(SPEC)
-
-
-@hookimpl
-def fourm_register_labelers(register):
-    """The source-truth labeler (default)."""
-    register(
-        LabelerSpec(
-            modality="rgb",
-            name="source",
-            factory="fourm_rgb.labelers:source_labeler",
-            default=True,
-            requires=("source:rgb",),
-            description="RGB as the source gives it (synthetic render or ingested photo).",
-        )
-    )
+fourm_register_modalities = fp.declare(RGB)

@@ -2,53 +2,32 @@
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="sam_edge",
-    key="tok_sam_edge",
-    key_has_resolution=True,
-    kind="image_tokens",
-    embedding="2d",
-    vocabulary="own",
-    masking="token",
-    presets=grid_presets(8192, 512),
-    depends_on=("sam_instance",),
-    tokenizer=TokenizerConfig(
+FOURM_CONTRACT = 2
+
+SAM_EDGE = fp.image_token_modality(
+    "sam_edge",
+    "tok_sam_edge",
+    fp.TokenizerConfig(
         family="divae",
         loss="smooth_l1",
-        input_channels=1,
         shared_as="edge",
         transform="edges",
         notes="one edge tokenizer shared with canny_edge, as in the paper",
     ),
-    storage=(
-        ArraySpec(
-            name="edges", dtype="uint8", shape=("H", "W"), description="binary edge map of the instance map, 0/255"
+    vocab=(8192, 512),
+    depends_on=("sam_instance",),
+    arrays=(fp.pixel_array("edges", "uint8", "binary edge map of the instance map, 0/255"),),
+    labelers=(
+        fp.labeler(
+            "instance_edges",
+            "fourm_sam_edge.labelers:edges_labeler",
+            requires=("modality:sam_instance",),
+            description="Boundaries of the stored instance map.",
         ),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
     ),
     description="Edges of the SAM-style instance map.",
 )
 
-
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the sam_edge modality."""
-    register(SPEC)
-
-
-@hookimpl
-def fourm_register_labelers(register):
-    """Boundaries of the stored instance map."""
-    register(
-        LabelerSpec(
-            modality="sam_edge",
-            name="instance_edges",
-            factory="fourm_sam_edge.labelers:edges_labeler",
-            default=True,
-            requires=("modality:sam_instance",),
-            description="Boundaries of the stored instance map.",
-        )
-    )
+fourm_register_modalities = fp.declare(SAM_EDGE)

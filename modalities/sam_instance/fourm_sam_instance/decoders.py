@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.viz.rendering import RenderContext, base_picture, distinct_colour
+from fourm_core.plugin import RenderContext, base_picture, distinct_colour
 from fourm_sam_instance.serializer import Instance, QueryPoint
 
 MODALITY = "sam_instance"

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.labeling.api import LabelContext, LabelError, SampleView
-from fourm_core.spec import ModalitySpec
+from fourm_core.plugin import LabelContext, LabelError, ModalitySpec, SampleView
 
 
 def instances_and_boxes(instance_map: np.ndarray) -> dict[str, np.ndarray]:

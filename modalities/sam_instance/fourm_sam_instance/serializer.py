@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fourm_core.serialization import SerializationError, TokenCursor, code_token, value_token
+from fourm_core.plugin import SerializationError, TokenCursor, code_token, value_token
 
 
 class Instance(BaseModel):

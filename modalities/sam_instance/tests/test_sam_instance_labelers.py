@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fourm_core.labeling.api import SampleView
+from fourm_core.plugin import SampleView
 from fourm_sam_instance.labelers import Felzenszwalb, instances_and_boxes
 
 

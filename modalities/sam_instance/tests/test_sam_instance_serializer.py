@@ -12,8 +12,13 @@ import re
 
 import pytest
 
-from fourm_core.serialization import SerializationError
-from fourm_core.vocab import TextVocabulary
+from fourm_core.plugin import TextVocabulary
+from fourm_core.testing.serializers import (
+    assert_parse_error,
+    assert_refused_when_writing,
+    assert_token_soup_is_safe,
+    value_id,
+)
 from fourm_sam_instance.serializer import Instance, QueryPoint, SamInstanceSerializer
 
 KEYWORD_IDS = {"point": 6712, "polygon": 14445, "none": 18109}
@@ -24,9 +29,7 @@ INSTANCE = Instance(bbox=(5, 6, 50, 60), tokens=TOKENS)
 
 
 def official_id(token: str) -> int:
-    if match := re.fullmatch(r"v([0-3])=(\d+)", token):
-        return 204 + 1000 * int(match.group(1)) + int(match.group(2))
-    return KEYWORD_IDS[token]
+    return KEYWORD_IDS[token] if token in KEYWORD_IDS else value_id(token)
 
 
 def instance(seed: int, tokens: int = 16) -> Instance:
@@ -39,16 +42,6 @@ def instance(seed: int, tokens: int = 16) -> Instance:
 def normalised(points: list[QueryPoint]) -> list[tuple]:
     """Order-free view: points sorted, instances of each point sorted."""
     return sorted((p.x, p.y, tuple(sorted((i.bbox, i.tokens) for i in p.instances))) for p in points)
-
-
-def assert_parse_error(text: str, position: int) -> SerializationError:
-    with pytest.raises(SerializationError) as info:
-        SamInstanceSerializer().parse(text)
-    assert info.type is SerializationError
-    assert info.value.modality == "sam_instance"
-    assert str(info.value).startswith("[sam_instance] ")
-    assert re.search(rf"\btoken {position}\b", str(info.value)), str(info.value)
-    return info.value
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
@@ -147,11 +140,11 @@ MASK = " ".join(["v0=1"] * 16)
     ],
 )
 def test_malformed_strings_raise_an_error_naming_the_token(text: str, position: int) -> None:
-    assert_parse_error(text, position)
+    assert_parse_error(SamInstanceSerializer(), text, position)
 
 
 def test_point_without_none_or_polygon_says_what_was_expected() -> None:
-    err = assert_parse_error("point v0=1 v1=2 point v0=3 v1=4 none", 3)
+    err = assert_parse_error(SamInstanceSerializer(), "point v0=1 v1=2 point v0=3 v1=4 none", 3)
     assert "'none' or 'polygon'" in str(err) and "'point'" in str(err)
 
 
@@ -169,25 +162,13 @@ def test_point_without_none_or_polygon_says_what_was_expected() -> None:
     ],
 )
 def test_invalid_points_are_refused_when_writing(bad: dict) -> None:
-    with pytest.raises(SerializationError) as info:
-        SamInstanceSerializer().serialize([QueryPoint(x=0, y=0), bad])
-    assert info.type is SerializationError and str(info.value).startswith("[sam_instance] point 1")
+    assert_refused_when_writing(SamInstanceSerializer(), [QueryPoint(x=0, y=0), bad], "point 1")
 
 
 def test_random_token_soup_raises_only_serialization_errors() -> None:
     alphabet = ["point", "polygon", "none", "v0=1", "v1=2", "v2=3", "v3=4", "v1=600", "v0=1000", "human", "[S_1]"]
-    rng = random.Random(0)
-    ser = SamInstanceSerializer()
-    for _ in range(300):
-        tokens = [rng.choice(alphabet) for _ in range(rng.randint(0, 30))]
-        if rng.random() < 0.5:
-            tokens = f"point v0=1 v1=2 polygon v0=1 v1=2 v2=3 v3=4 {MASK}".split() + tokens
-        try:
-            parsed = ser.parse(" ".join(tokens))
-        except SerializationError as exc:
-            assert exc.modality == "sam_instance"
-            continue
-        assert ser.parse(ser.serialize(parsed)) == parsed
+    instance = f"point v0=1 v1=2 polygon v0=1 v1=2 v2=3 v3=4 {MASK}"
+    assert_token_soup_is_safe(SamInstanceSerializer(), alphabet, trials=300, max_tokens=30, valid_prefix=instance)
 
 
 # ------------------------------------------------------------------------------------------- official tokenizer

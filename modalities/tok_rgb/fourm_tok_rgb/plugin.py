@@ -1,21 +1,18 @@
-"""RGB as discrete tokens (ml-4m ``tok_rgb@224``, 16384 codes at 224 px): the way 4M *predicts* images."""
+"""RGB as discrete tokens (ml-4m ``tok_rgb@224``, 16384 codes at 224 px): the way 4M *predicts* images.
+
+No labeler and no raw array: the tokens are made from the rgb modality's pixels by ``fourm data tokenize``.
+"""
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="tok_rgb",
-    key="tok_rgb",
-    key_has_resolution=True,
-    kind="image_tokens",
-    embedding="2d",
-    vocabulary="own",
-    masking="token",
-    presets=grid_presets(16384, 1024),
-    depends_on=("rgb",),
-    tokenizer=TokenizerConfig(
+FOURM_CONTRACT = 2
+
+TOK_RGB = fp.image_token_modality(
+    "tok_rgb",
+    "tok_rgb",
+    fp.TokenizerConfig(
         family="divae",
         loss="mse",
         input_channels=3,
@@ -23,14 +20,9 @@ SPEC = ModalitySpec(
         source="rgb.rgb",
         notes="ViT VQ-VAE encoder, diffusion decoder; RGB in [-1, 1]",
     ),
-    storage=(
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
-    ),
+    vocab=(16384, 1024),
+    depends_on=("rgb",),
     description="RGB image tokens; the tokenizer's decoder turns predictions back into pictures.",
 )
 
-
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the tok_rgb modality."""
-    register(SPEC)
+fourm_register_modalities = fp.declare(TOK_RGB)

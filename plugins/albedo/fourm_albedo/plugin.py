@@ -2,50 +2,24 @@
 
 The synthetic world renders albedo exactly (the colour of each surface before lighting), so this plugin has honest
 ground truth; it reuses the generic ViT VQ-VAE tokenizer family like depth or normals, and adds no code to the core.
+Photos have no offline albedo labeler, so the source labeler is skipped for them (the source has no ``albedo``).
 """
 
 from __future__ import annotations
 
-from fourm_core.hookspecs import hookimpl
-from fourm_core.spec import ArraySpec, LabelerSpec, ModalitySpec, TokenizerConfig, grid_presets
+from fourm_core import plugin as fp
 
-SPEC = ModalitySpec(
-    name="albedo",
-    key="tok_albedo",
-    key_has_resolution=True,
-    kind="image_tokens",
-    embedding="2d",
-    vocabulary="own",
-    masking="token",
-    presets=grid_presets(8192, 512),
+FOURM_CONTRACT = 2
+
+ALBEDO = fp.image_token_modality(
+    "albedo",
+    "tok_albedo",
+    fp.TokenizerConfig(family="vit_vqvae", loss="mse", transform="color", notes="linear albedo in [0, 1]"),
+    vocab=(8192, 512),
     uses=("rgb",),
-    tokenizer=TokenizerConfig(
-        family="vit_vqvae", loss="mse", input_channels=3, transform="color", notes="linear albedo in [0, 1]"
-    ),
-    storage=(
-        ArraySpec(name="albedo", dtype="float16", shape=("H", "W", 3), description="linear reflectance, 0..1"),
-        ArraySpec(name="tokens", dtype="int16", shape=("K", "L"), form="tokens", description="K crops x L tokens"),
-    ),
+    arrays=(fp.pixel_array("albedo", "float16", "linear reflectance, 0..1", channels=3),),
+    labelers=(fp.source_labeler({"albedo": "albedo"}, description="Exact reflectance rendered by the source."),),
     description="Surface reflectance before lighting (intrinsic image decomposition target).",
 )
 
-
-@hookimpl
-def fourm_register_modalities(register):
-    """Register the albedo modality."""
-    register(SPEC)
-
-
-@hookimpl
-def fourm_register_labelers(register):
-    """Exact albedo from the synthetic world."""
-    register(
-        LabelerSpec(
-            modality="albedo",
-            name="source",
-            factory="fourm_albedo.labelers:source_labeler",
-            default=True,
-            requires=("source:albedo",),
-            description="Exact reflectance rendered by the source.",
-        )
-    )
+fourm_register_modalities = fp.declare(ALBEDO)
