@@ -2,9 +2,10 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_masking.py [--baseline-ref HEAD] [--out PATH]
 
-Key set: the 4M-21 model keys (``layouts_from_registry(Registry(), "paper")``) that the official mixture
-``mix_mod21_all2allmix_rgb2all_capT5bias.yaml`` lists, when the ml-4m data folder is there; otherwise every paper key
-under a generated all-to-all mixture (alpha 1 everywhere, rgb-like input-only keys as inputs). Budgets 256 / 256.
+Key set: the 4M-21 model keys (``KeyTable.from_registry(Registry(), "paper")``) that the official mixture
+``mix_mod21_all2allmix_rgb2all_capT5bias.yaml`` lists, when ``$FOURM_ML4M_DATA`` names a folder holding it; otherwise
+every paper key under a generated all-to-all mixture (alpha 1 everywhere, rgb-like input-only keys as inputs). Budgets
+256 / 256.
 
 Samples are synthetic but sized like the real data: image / global token keys hold ``max_tokens`` tokens (pixels
 too, as the collator passes them), embedding rows a caption's length, span sequences realistic lengths (captions
@@ -52,12 +53,11 @@ sys.path.insert(0, str(ROOT))
 from fourm_core.data.masking import (  # noqa: E402
     FourMMasker,
     KeyAlphas,
-    KeyLayout,
     MaskingMixture,
     MaskingStrategy,
-    layouts_from_registry,
     load_mixture,
 )
+from fourm_core.keys import KeyInfo, KeyTable  # noqa: E402
 from fourm_core.registry import Registry  # noqa: E402
 from fourm_core.spec import MaskingUnit  # noqa: E402
 from fourm_core.testing.plugin import ml4m_data_dir  # noqa: E402
@@ -76,21 +76,22 @@ SEQUENCE_LENGTHS = {
 EOS = 3
 
 
-def setup() -> tuple[dict[str, KeyLayout], MaskingMixture, str]:
-    """4M-21 layouts and the official mixture (or a generated all-to-all one over the same keys)."""
-    layouts = layouts_from_registry(Registry(), "paper")
-    path = ml4m_data_dir(ROOT) / MIXTURE_FILE
-    if path.is_file():
+def setup() -> tuple[dict[str, KeyInfo], MaskingMixture, str]:
+    """4M-21 keys and the official mixture (or a generated all-to-all one over the same keys)."""
+    layouts = dict(KeyTable.from_registry(Registry(), "paper"))
+    folder = ml4m_data_dir()  # $FOURM_ML4M_DATA; without it, the generated mixture below
+    path = folder / MIXTURE_FILE if folder is not None else None
+    if path is not None and path.is_file():
         mixture = load_mixture(path)
         return {k: v for k, v in layouts.items() if k in mixture.keys()}, mixture, str(path)
     alphas = {
-        k: KeyAlphas(input_alpha=1.0, target_alpha=0.0 if v.input_only or v.embedding else 1.0)
+        k: KeyAlphas(input_alpha=1.0, target_alpha=0.0 if not v.target or v.is_embedding else 1.0)
         for k, v in layouts.items()
     }
     return layouts, MaskingMixture(strategies=[MaskingStrategy(alphas=alphas)]), "generated all-to-all (alpha 1)"
 
 
-def make_samples(layouts: dict[str, KeyLayout], n: int, seed: int = 0) -> list[dict[str, Any]]:
+def make_samples(layouts: dict[str, KeyInfo], n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` masker inputs sized like real samples (see the module docstring)."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -98,11 +99,11 @@ def make_samples(layouts: dict[str, KeyLayout], n: int, seed: int = 0) -> list[d
         sample: dict[str, Any] = {}
         caption_len = int(rng.integers(10, 41))
         for key, layout in layouts.items():
-            if layout.embedding:
+            if layout.is_embedding:
                 sample[key] = min(caption_len, layout.max_tokens)
-            elif layout.unit == MaskingUnit.TOKEN:
+            elif layout.masking == MaskingUnit.TOKEN:
                 sample[key] = layout.max_tokens
-            elif layout.unit == MaskingUnit.CHUNK:
+            elif layout.masking == MaskingUnit.CHUNK:
                 chunks = [
                     rng.integers(300, 3000, size=int(rng.integers(2, 4))).tolist() for _ in range(rng.integers(8, 21))
                 ]
@@ -155,19 +156,44 @@ def fill(masker: Any, samples: list[dict[str, Any]], n_in: int, n_tgt: int) -> d
     }
 
 
+#: where the masking code lived: one module before the layout move, a one-file package after it, then a package
+#: split along its seams (its modules import each other relatively, so a copy imports as itself)
+MASKING_PATHS = ("fourm_core/masking.py", "fourm_core/data/masking/")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
 def load_revision(ref: str) -> ModuleType:
-    """``fourm_core/masking.py`` as of git revision ``ref``, imported as a separate module."""
-    text = subprocess.run(
-        ["git", "show", f"{ref}:fourm_core/masking.py"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "masking_baseline.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("masking_baseline", path)
+    """The masking code as of git revision ``ref`` (whichever layout it had), imported as ``masking_baseline``."""
+    folder = Path(tempfile.mkdtemp()) / "masking_baseline"
+    folder.mkdir()
+    files = [f for path in MASKING_PATHS for f in _git("ls-tree", "-r", "--name-only", ref, path).split()]
+    files = [f for f in files if f.endswith(".py")]
+    if not files:
+        raise SystemExit(f"no masking code at {ref} (looked in {', '.join(MASKING_PATHS)})")
+    if files[0].endswith("/masking.py"):  # a single module: the package's __init__
+        files = files[:1]
+    for f in files:
+        name = "__init__.py" if f.endswith("/masking.py") else Path(f).name
+        (folder / name).write_text(_git("show", f"{ref}:{f}"))
+    spec = importlib.util.spec_from_file_location("masking_baseline", folder / "__init__.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["masking_baseline"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def baseline_keys(old: ModuleType, keys: dict[str, KeyInfo]) -> dict[str, Any]:
+    """What an old masker takes: its ``KeyLayout`` (before the key table) or the key table itself."""
+    if not hasattr(old, "KeyLayout"):
+        return keys
+    return {
+        k: old.KeyLayout(old.MaskingUnit(v.masking.value), v.max_tokens, not v.target, not v.input, v.is_embedding)
+        for k, v in keys.items()
+    }
 
 
 def main() -> None:
@@ -192,10 +218,7 @@ def main() -> None:
     }
     if args.baseline_ref:
         old = load_revision(args.baseline_ref)
-        old_layouts = {
-            k: old.KeyLayout(old.MaskingUnit(v.unit.value), v.max_tokens, v.input_only, v.target_only, v.embedding)
-            for k, v in layouts.items()
-        }
+        old_layouts = baseline_keys(old, layouts)
         old_mixture = old.MaskingMixture.model_validate(mixture.model_dump())
         configs[f"baseline {args.baseline_ref}"] = (old.FourMMasker(old_layouts, old_mixture, seed=0), False)
         configs[f"baseline {args.baseline_ref}, rng per sample"] = (

@@ -28,29 +28,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = "tiny"
 
-#: name -> (model overrides on top of the ``tiny`` size, recipe, batch size, encoder budget, decoder budget)
+
+def _config(label: str, batch: int, **model: int) -> dict[str, Any]:
+    """One timed configuration: the ``tiny`` size with ``model`` overriding it, the 4M-21 recipe, ``batch`` samples
+    and 128 encoder + 128 decoder tokens (the budgets stay fixed so configurations differ by network shape only)."""
+    return {"label": label, "model": model, "recipe": "swiglu_nobias", "batch": batch, "tokens": (128, 128)}
+
+
+#: name -> label, model overrides on top of the ``tiny`` size, recipe, batch size, (encoder, decoder) token budgets
 CONFIGS: dict[str, dict[str, Any]] = {
-    "a": {
-        "label": "dim 256, 4+4 blocks, 4 heads",
-        "model": {"dim": 256, "encoder_depth": 4, "decoder_depth": 4, "num_heads": 4},
-        "recipe": "swiglu_nobias",
-        "batch": 16,
-        "tokens": (128, 128),
-    },
-    "b": {
-        "label": "tiny (384, 6+6, 6 heads)",
-        "model": {},
-        "recipe": "swiglu_nobias",
-        "batch": 16,
-        "tokens": (128, 128),
-    },
-    "c": {
-        "label": "B-shaped 768, 2+2 blocks, 12 heads",
-        "model": {"dim": 768, "encoder_depth": 2, "decoder_depth": 2, "num_heads": 12},
-        "recipe": "swiglu_nobias",
-        "batch": 8,
-        "tokens": (128, 128),
-    },
+    "a": _config("dim 256, 4+4 blocks, 4 heads", 16, dim=256, encoder_depth=4, decoder_depth=4, num_heads=4),
+    "b": _config("tiny (384, 6+6, 6 heads)", 16),
+    "c": _config("B-shaped 768, 2+2 blocks, 12 heads", 8, dim=768, encoder_depth=2, decoder_depth=2, num_heads=12),
 }
 
 
@@ -80,7 +69,7 @@ def vm_rss_mb() -> float:
 
 
 def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int = 0) -> tuple[dict, list]:
-    """(modality_info, ``count`` collated batches) over the ``tiny`` preset's model keys."""
+    """(key table, ``count`` collated batches) over the ``tiny`` preset's model keys."""
     from fourm_core.data.collate import Collator
     from fourm_core.data.masking import (
         FourMMasker,
@@ -88,26 +77,24 @@ def build_batches(batch_size: int, n_enc: int, n_dec: int, count: int, seed: int
         MaskingMixture,
         MaskingStrategy,
         TokenRange,
-        layouts_from_registry,
     )
-    from fourm_core.model.network import modality_info_from_registry
+    from fourm_core.keys import KeyTable
     from fourm_core.registry import Registry
     from fourm_core.testing.contents import random_contents
 
     registry = Registry()
-    info = modality_info_from_registry(registry, PRESET)
-    layouts = layouts_from_registry(registry, PRESET)
+    info = KeyTable.from_registry(registry, PRESET)
     mixture = MaskingMixture(
-        strategies=[MaskingStrategy(alphas={k: KeyAlphas(input_alpha=1.0, target_alpha=1.0) for k in layouts})],
+        strategies=[MaskingStrategy(alphas={k: KeyAlphas(input_alpha=1.0, target_alpha=1.0) for k in info})],
         input_tokens=TokenRange(low=n_enc, high=n_enc),
         target_tokens=TokenRange(low=n_dec, high=n_dec),
     )
-    masker = FourMMasker(layouts, mixture, seed=seed)
+    masker = FourMMasker(info, mixture, seed=seed)
     collator = Collator(info, num_encoder_tokens=n_enc, num_decoder_tokens=n_dec)
     rng = np.random.default_rng(seed)
     batches = []
     for _ in range(count):
-        samples = [random_contents(layouts, info, rng, min_sequence=None) for _ in range(batch_size)]
+        samples = [random_contents(info, rng, min_sequence=None) for _ in range(batch_size)]
         masks = [masker(collator.masking_sample(s)) for s in samples]
         batches.append(collator(samples, masks))
     return info, batches
@@ -136,7 +123,7 @@ def run_config(name: str, threads: int, steps: int, warmup: int, optimizer: str,
     info, batches = build_batches(cfg["batch"], n_enc, n_dec, count=4, seed=seed)
     rss0 = vm_rss_mb()
     torch.manual_seed(seed)
-    model = FourMNetwork(**fourm_config(info, PRESET, cfg["recipe"], **cfg["model"])).train()
+    model = FourMNetwork(fourm_config(info, PRESET, cfg["recipe"], **cfg["model"])).train()
     # fused: one in-place kernel over all parameters; torch's CPU default is the per-tensor loop, whose
     # temporaries (sqrt, div) over ~150M embedding/head parameters cost as much as the forward on this CPU
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=optimizer == "fused")

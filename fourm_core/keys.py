@@ -3,8 +3,10 @@ sampler and evaluation need about it.
 
 ml-4m passes these facts around as an untyped ``modality_info`` dict of dicts whose ``type`` strings every consumer
 compares by hand. fourm builds the table once, from the registry for a preset (:meth:`KeyTable.from_registry`) or
-from an official ``config.json``'s image and patch size (:meth:`KeyTable.from_official`), and hands out typed
-records; the official dict form exists only at the ml-4m boundary (:meth:`KeyInfo.as_official`).
+from an official ``config.json``'s domains, image and patch size (:meth:`KeyTable.from_registry` with
+``image_size`` / ``patch_size``, as :meth:`fourm_core.model.config.FourMConfig.from_official` does), and hands out typed
+records; the dict form exists only at the ml-4m boundary (:meth:`KeyInfo.as_official` /
+:meth:`KeyInfo.from_official`).
 
 This module imports no torch: the registry, the CLI and the checkpoint converters use it.
 """
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fourm_core.spec import Embedding, MaskingUnit, ModalityKind, ModalitySpec, Vocabulary
 
-__all__ = ["ID_SPACE", "KeyInfo", "KeyTable", "KeyTableError", "modality_id"]
+__all__ = ["ID_SPACE", "KIND_DEFAULTS", "KeyInfo", "KeyTable", "KeyTableError", "modality_id"]
 
 #: Model-facing modality ids are 15-bit, stored in int16 ``mod_mask`` tensors (ml-4m's convention).
 ID_SPACE = 2**15
@@ -28,6 +30,15 @@ DEFAULT_TEXT_VOCAB = 30000
 #: The patch of the paper preset's grid keys; a key whose spec uses another one (DINOv2: 14) keeps it when an
 #: official config changes the resolution.
 STANDARD_PATCH = 16
+#: What a kind decides when a key is described without a spec (ml-4m ``modality_info`` dicts, hand-made test
+#: tables): its position embedding, where its ids come from and its default masking unit.
+KIND_DEFAULTS: dict[ModalityKind, tuple[Embedding, Vocabulary, MaskingUnit]] = {
+    ModalityKind.PIXELS: (Embedding.SINCOS_2D, Vocabulary.NONE, MaskingUnit.TOKEN),
+    ModalityKind.IMAGE_TOKENS: (Embedding.SINCOS_2D, Vocabulary.OWN, MaskingUnit.TOKEN),
+    ModalityKind.GLOBAL_TOKENS: (Embedding.LEARNED, Vocabulary.OWN, MaskingUnit.TOKEN),
+    ModalityKind.SEQUENCE: (Embedding.SINCOS_1D, Vocabulary.TEXT, MaskingUnit.SPAN),
+    ModalityKind.SEQUENCE_EMBEDDING: (Embedding.SINCOS_1D, Vocabulary.NONE, MaskingUnit.SPAN),
+}
 
 
 class KeyTableError(ValueError):
@@ -85,6 +96,26 @@ class KeyInfo(BaseModel):
         return self.vocabulary == Vocabulary.NONE
 
     @property
+    def is_embedding(self) -> bool:
+        """Continuous sequence rows (T5 embeddings): masked per row, never targets."""
+        return self.kind == ModalityKind.SEQUENCE_EMBEDDING
+
+    @property
+    def is_pixels(self) -> bool:
+        """Raw pixels, patched and projected: an input only."""
+        return self.kind == ModalityKind.PIXELS
+
+    @property
+    def is_global(self) -> bool:
+        """A handful of tokens without spatial layout (global embeddings such as DINOv2's CLS)."""
+        return self.kind == ModalityKind.GLOBAL_TOKENS
+
+    @property
+    def is_image_tokens(self) -> bool:
+        """Tokens on a square grid that can be predicted (image tokens, not pixels, not global tokens)."""
+        return self.kind == ModalityKind.IMAGE_TOKENS
+
+    @property
     def grid(self) -> int | None:
         """Positions per side of a grid key."""
         if self.image_size is None or self.patch_size is None:
@@ -138,6 +169,38 @@ class KeyInfo(BaseModel):
             target=spec.is_target,
             members=tuple(members) or (spec.name,),
         )
+
+    @classmethod
+    def make(cls, key: str, kind: ModalityKind | str, max_tokens: int, **fields: Any) -> KeyInfo:
+        """A key described by hand (tests, benchmarks): embedding, vocabulary and masking from the kind
+        (:data:`KIND_DEFAULTS`), ``id`` from the key, ``target`` False for kinds without an output head; any
+        field may be given."""
+        kind = ModalityKind(kind)
+        embedding, vocabulary, masking = KIND_DEFAULTS[kind]
+        defaults: dict[str, Any] = {
+            "embedding": embedding,
+            "vocabulary": vocabulary,
+            "masking": masking,
+            "id": modality_id(key),
+            "target": kind not in (ModalityKind.PIXELS, ModalityKind.SEQUENCE_EMBEDDING),
+            "members": (key,),
+        }
+        return cls(key=key, kind=kind, max_tokens=max_tokens, **{**defaults, **fields})
+
+    @classmethod
+    def from_official(cls, key: str, info: Mapping[str, Any]) -> KeyInfo:
+        """The key of an ml-4m style ``modality_info`` entry (what :meth:`as_official` writes, or a fourm
+        ``config.json`` from before the key table): ``type`` and ``pos`` name the kind and embedding, the rest
+        comes from the kind (:meth:`make`). Unknown entries are errors naming them."""
+        known = {"type", "pos", "vocab_size", "max_tokens", "image_size", "patch_size", "feature_dim"}
+        known |= {"num_channels", "id", "input", "target"}
+        unknown = sorted(set(info) - known)
+        if unknown:
+            raise KeyTableError(f"model key {key!r}: unknown modality_info entries {unknown}")
+        fields = {k: v for k, v in info.items() if k not in ("type", "pos", "max_tokens") and v is not None}
+        if "pos" in info:
+            fields["embedding"] = Embedding(info["pos"])
+        return cls.make(key, info["type"], int(info["max_tokens"]), **fields)
 
     def as_official(self) -> dict[str, Any]:
         """ml-4m's ``modality_info`` entry for this key (type names as fourm spells them)."""
@@ -238,18 +301,40 @@ class KeyTable(Mapping[str, KeyInfo]):
         for key, members in model_keys.items():
             if wanted is not None and key not in wanted:
                 continue
-            infos.append(
-                KeyInfo.from_spec(
-                    key,
-                    members[0].spec,
-                    preset,
-                    members=[m.name for m in members],
-                    text_vocab_size=text_vocab_size,
-                    image_size=image_size,
-                    patch_size=patch_size,
-                )
+            info = KeyInfo.from_spec(
+                key,
+                members[0].spec,
+                preset,
+                members=[m.name for m in members],
+                text_vocab_size=text_vocab_size,
+                image_size=image_size,
+                patch_size=patch_size,
             )
+            # a group key is an input (target) when any member can be one
+            flags = {
+                "input": any(not m.spec.target_only for m in members),
+                "target": any(m.spec.is_target for m in members),
+            }
+            infos.append(info.model_copy(update=flags))
         return cls(infos)
+
+    @classmethod
+    def from_modality_info(cls, modality_info: Mapping[str, Mapping[str, Any]]) -> KeyTable:
+        """The table of an ml-4m style ``modality_info`` dict of dicts (see :meth:`KeyInfo.from_official`)."""
+        return cls(KeyInfo.from_official(k, v) for k, v in modality_info.items())
+
+    @classmethod
+    def coerce(cls, value: KeyTable | Iterable[Any] | Mapping[str, Any]) -> KeyTable:
+        """A table from what callers hold: a table, KeyInfos, ``{key: KeyInfo}``, ``{key: ml-4m dict}`` or the
+        JSON list :meth:`to_json` writes."""
+        if isinstance(value, KeyTable):
+            return value
+        if isinstance(value, Mapping):
+            entries: dict[str, Any] = dict(value)
+            if all(isinstance(v, KeyInfo) for v in entries.values()):
+                return cls(entries.values())
+            return cls.from_modality_info(entries)
+        return cls(v if isinstance(v, KeyInfo) else KeyInfo.model_validate(v) for v in value)
 
     def to_json(self) -> list[dict[str, Any]]:
         """A JSON-ready list (kept in order) that :meth:`from_json` reads back to an equal table."""

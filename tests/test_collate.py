@@ -17,10 +17,10 @@ from fourm_core.data.masking import (
     MaskingMixture,
     MaskingStrategy,
     TokenRange,
-    layouts_from_registry,
     merge_spans,
 )
-from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.keys import KeyTable
+from fourm_core.model import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
 from fourm_core.spec import MaskingUnit, ModalityKind
 from fourm_core.testing.contents import random_contents
@@ -32,14 +32,15 @@ TINY = {"dim": 64, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}
 
 
 @pytest.fixture(scope="module")
-def setup() -> tuple[dict, dict]:
-    registry = Registry(disabled={"albedo"})
-    return layouts_from_registry(registry, PRESET), modality_info_from_registry(registry, PRESET, TEXT_VOCAB)
+def setup() -> tuple[KeyTable, KeyTable]:
+    """(what the masker reads, what the collator reads): one key table since the key table replaced both."""
+    table = KeyTable.from_registry(Registry(disabled={"albedo"}), PRESET, text_vocab_size=TEXT_VOCAB)
+    return table, table
 
 
 def random_sample(layouts: dict, info: dict, rng: np.random.Generator) -> dict:
     """Token data for every model key, as a loader would give it (token grids half the time in dict form)."""
-    return random_contents(layouts, info, rng, dict_tokens=0.5)
+    return random_contents(info, rng, dict_tokens=0.5)
 
 
 def all_to_all(layouts: dict, n_in: int = 32, n_tgt: int = 32) -> MaskingMixture:
@@ -56,14 +57,14 @@ def make_batch(layouts: dict, info: dict, seed: int, n_in: int = 32, n_tgt: int 
     collator = Collator(info)
     masker = FourMMasker(layouts, all_to_all(layouts, n_in, n_tgt), seed=seed)
     samples = [random_sample(layouts, info, rng) for _ in range(BATCH)]
-    dropped = next(k for k, m in info.items() if ModalityKind(m["type"]) == ModalityKind.IMAGE_TOKENS)
+    dropped = next(k for k, m in info.items() if m.kind == ModalityKind.IMAGE_TOKENS)
     del samples[0][dropped]  # an absent key becomes an empty entry
     masks = [masker(collator.masking_sample(s)) for s in samples]
     return collator, samples, masks, collator(samples, masks), dropped
 
 
-def tiny_model(info: dict) -> FourMNetwork:
-    return FourMNetwork(**fourm_config(info, "tiny", **TINY))
+def tiny_model(info: KeyTable) -> FourMNetwork:
+    return FourMNetwork(fourm_config(info, "tiny", **TINY))
 
 
 def test_shapes_dtypes_and_layouts(setup) -> None:
@@ -71,19 +72,19 @@ def test_shapes_dtypes_and_layouts(setup) -> None:
     collator, samples, masks, batch, dropped = make_batch(layouts, info, seed=0)
     assert list(batch.mod_dict) == list(info) and batch.batch_size == BATCH
     for key, d in batch.mod_dict.items():
-        m, kind = info[key], ModalityKind(info[key]["type"])
-        n = sequence_length(m) if kind == ModalityKind.SEQUENCE else m["max_tokens"]
+        m, kind = info[key], info[key].kind
+        n = sequence_length(m) if kind == ModalityKind.SEQUENCE else m.max_tokens
         assert set(d) == {"tensor", "input_mask", "target_mask", "decoder_attention_mask"}
         for name in ("input_mask", "target_mask"):
             assert d[name].shape == (BATCH, n) and d[name].dtype == torch.bool
         assert d["decoder_attention_mask"].shape == (BATCH, n) and d["decoder_attention_mask"].dtype == torch.int32
         if kind == ModalityKind.PIXELS:
-            s = m["image_size"]
+            s = m.image_size
             assert d["tensor"].shape == (BATCH, 3, s, s) and d["tensor"].dtype == torch.float32
             assert torch.equal(d["tensor"][1], samples[1][key])
             assert d["target_mask"].all()
         elif kind == ModalityKind.SEQUENCE_EMBEDDING:
-            assert d["tensor"].shape == (BATCH, n, m["feature_dim"]) and d["tensor"].dtype == torch.float32
+            assert d["tensor"].shape == (BATCH, n, m.feature_dim) and d["tensor"].dtype == torch.float32
             rows = samples[1][key].shape[0]
             assert torch.equal(d["tensor"][1, :rows], torch.from_numpy(samples[1][key]))
             assert not d["tensor"][1, rows:].any() and d["input_mask"][1, rows:].all()
@@ -109,7 +110,7 @@ def test_sequence_layout_is_official(setup) -> None:
     _, samples, masks, batch, _ = make_batch(layouts, info, seed=1, n_in=512, n_tgt=512)
     checked = 0
     for key, m in info.items():
-        if ModalityKind(m["type"]) != ModalityKind.SEQUENCE:
+        if m.kind != ModalityKind.SEQUENCE:
             continue
         d = batch.mod_dict[key]
         for b in range(BATCH):
@@ -125,13 +126,13 @@ def test_sequence_layout_is_official(setup) -> None:
             tgt = (torch.arange(len(row)) >= start) & (torch.arange(len(row)) < start + nt)
             assert torch.equal(~d["target_mask"][b], tgt)
             assert torch.equal(d["decoder_attention_mask"][b], tgt.to(torch.int32))
-            if layouts[key].unit != MaskingUnit.SPAN or nt == 0 or ni == 0:
+            if layouts[key].masking != MaskingUnit.SPAN or nt == 0 or ni == 0:
                 continue
             inp, tgt = row[:ni].tolist(), row[start : start + nt].tolist()
             n_sentinels = sum(SENTINEL_BASE_ID <= t < SENTINEL_BASE_ID + NUM_SENTINELS for t in inp)
             in_target = [t for t in tgt if SENTINEL_BASE_ID <= t < SENTINEL_BASE_ID + NUM_SENTINELS]
             if in_target == list(range(SENTINEL_BASE_ID + 1, SENTINEL_BASE_ID + n_sentinels + 2)):  # not cut
-                assert merge_spans(inp, tgt) == list(samples[b][key][: m["max_tokens"]])
+                assert merge_spans(inp, tgt) == list(samples[b][key][: m.max_tokens])
                 checked += 1
     assert checked > 0  # some span sequences were reassembled exactly from the collated batch
 
@@ -148,14 +149,14 @@ def test_visible_inputs_match_budgets(setup) -> None:
             visible = int((~batch.mod_dict[key]["input_mask"][b]).sum())
             if mk.input_ids is not None:  # span-masked sequences use at most their budget
                 assert visible == len(mk.input_ids) <= mk.input_budget
-            elif layouts[key].embedding:  # an embedding shorter than its budget shows every row
+            elif layouts[key].is_embedding:  # an embedding shorter than its budget shows every row
                 assert visible == min(mk.input_budget, samples[b][key].shape[0])
             else:
                 assert visible == mk.input_budget
             expected += visible
         assert int(n_enc[b]) == expected
     # token-only keys: budgets sum to the mixture's 32 exactly when no sequence competes
-    token_keys = [k for k, lay in layouts.items() if lay.unit == MaskingUnit.TOKEN]
+    token_keys = [k for k, lay in layouts.items() if lay.masking == MaskingUnit.TOKEN]
     sub = {k: layouts[k] for k in token_keys}
     masker = FourMMasker(sub, all_to_all(sub), seed=3)
     only = Collator({k: info[k] for k in token_keys})
@@ -172,7 +173,7 @@ def test_visible_inputs_match_budgets(setup) -> None:
 def test_rejects_bad_data(setup) -> None:
     layouts, info = setup
     collator, samples, masks, _, _ = make_batch(layouts, info, seed=4)
-    key = next(k for k, m in info.items() if ModalityKind(m["type"]) == ModalityKind.IMAGE_TOKENS and k in masks[1])
+    key = next(k for k, m in info.items() if m.kind == ModalityKind.IMAGE_TOKENS and k in masks[1])
     samples[1][key] = np.zeros(5, dtype=np.int16)
     with pytest.raises(ValueError, match="tokens, expected"):
         collator(samples, masks)

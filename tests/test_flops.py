@@ -9,8 +9,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.keys import KeyInfo, KeyTable
+from fourm_core.model import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
+from fourm_core.spec import ModalityKind
 from fourm_core.training.flops import (
     batch_forward_flops,
     forward_flops,
@@ -20,34 +22,18 @@ from fourm_core.training.flops import (
     train_flops_from_counts,
 )
 
-
-def _info(kind: str, vocab: int | None, max_tokens: int, mid: int, **kw: object) -> dict:
-    base = {
-        "type": kind,
-        "pos": "2d" if kind in ("pixels", "image_tokens") else "1d",
-        "vocab_size": vocab,
-        "max_tokens": max_tokens,
-        "image_size": 8,
-        "patch_size": 4,
-        "feature_dim": None,
-        "num_channels": 3,
-        "id": mid,
-        "input": True,
-        "target": kind != "pixels",
-    }
-    return {**base, **kw}
-
-
-HAND_INFO = {
-    "px": _info("pixels", None, 4, 1),
-    "grid": _info("image_tokens", 32, 4, 2),
-    "seq": _info("sequence", 50, 6, 3, image_size=None, patch_size=None),
-}
+HAND_INFO = KeyTable(
+    [
+        KeyInfo.make("px", "pixels", 4, image_size=8, patch_size=4, id=1),
+        KeyInfo.make("grid", "image_tokens", 4, image_size=8, patch_size=4, vocab_size=32, id=2),
+        KeyInfo.make("seq", "sequence", 6, vocab_size=50, id=3),
+    ]
+)
 
 
 def test_hand_count_of_a_tiny_swiglu_model() -> None:
     model = FourMNetwork(
-        **fourm_config(HAND_INFO, "tiny", "swiglu_nobias", dim=16, encoder_depth=1, decoder_depth=2, num_heads=2)
+        fourm_config(HAND_INFO, "tiny", "swiglu_nobias", dim=16, encoder_depth=1, decoder_depth=2, num_heads=2)
     )
     B, N, M, D, H = 3, 10, 7, 16, int(2 * 64 / 3)  # SwiGLU hidden: int(2/3 * 4 * dim) = 42
     targets = {"grid": 5, "seq": 4}
@@ -71,32 +57,32 @@ def test_hand_count_of_a_tiny_swiglu_model() -> None:
 
 def test_gelu_counts_two_mlp_matrices() -> None:
     kw = {"dim": 16, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}
-    gelu = FourMNetwork(**fourm_config(HAND_INFO, "tiny", "gelu", **kw))
-    swiglu = FourMNetwork(**fourm_config(HAND_INFO, "tiny", "swiglu_nobias", **kw))
+    gelu = FourMNetwork(fourm_config(HAND_INFO, "tiny", "gelu", **kw))
+    swiglu = FourMNetwork(fourm_config(HAND_INFO, "tiny", "swiglu_nobias", **kw))
     N = 10
     assert forward_flops(gelu, N, 1, 1, {}).encoder_linear == 2 * N * (4 * 16 * 16 + 2 * 16 * 64)
     assert forward_flops(swiglu, N, 1, 1, {}).encoder_linear == 2 * N * (4 * 16 * 16 + 3 * 16 * 42)
 
 
-def _batch(info: dict, model: FourMNetwork, batch: int, gen: torch.Generator) -> SimpleNamespace:
+def _batch(info: KeyTable, model: FourMNetwork, batch: int, gen: torch.Generator) -> SimpleNamespace:
     """Official-format batch: a quarter of each key visible as input, a quarter as target."""
     mod_dict = {}
     for key, m in info.items():
-        kind = m["type"]
-        n = 2 * (m["max_tokens"] + 1) if kind == "sequence" else m["max_tokens"]
-        if kind == "pixels":
-            tensor = torch.randn(batch, 3, m["image_size"], m["image_size"], generator=gen)
-        elif kind == "sequence_embedding":
-            tensor = torch.randn(batch, n, m["feature_dim"], generator=gen)
+        n = 2 * (m.max_tokens + 1) if m.kind == ModalityKind.SEQUENCE else m.max_tokens
+        if m.is_pixels:
+            s = int(m.image_size or 0)
+            tensor = torch.randn(batch, 3, s, s, generator=gen)
+        elif m.is_embedding:
+            tensor = torch.randn(batch, n, int(m.feature_dim or 0), generator=gen)
         else:
-            tensor = torch.randint(0, m["vocab_size"], (batch, n), generator=gen)
+            tensor = torch.randint(0, int(m.vocab_size or 0), (batch, n), generator=gen)
         input_mask = torch.ones(batch, n, dtype=torch.bool)
         target_mask = torch.ones(batch, n, dtype=torch.bool)
         attn = torch.zeros(batch, n, dtype=torch.int32)
         input_mask[:, : n // 4] = False
-        if m["target"]:
+        if m.target:
             target_mask[:, n // 2 : n // 2 + n // 4] = False
-            if kind == "sequence":
+            if m.is_sequence:
                 attn[:, n // 2 : n // 2 + n // 4] = 1
             else:
                 attn[:, n // 2] = n // 4
@@ -112,10 +98,10 @@ def _batch(info: dict, model: FourMNetwork, batch: int, gen: torch.Generator) ->
 
 @pytest.fixture(scope="module")
 def counted() -> tuple[FourMNetwork, SimpleNamespace]:
-    info = modality_info_from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
+    info = KeyTable.from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
     torch.manual_seed(0)
     model = FourMNetwork(
-        **fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2, num_heads=2)
+        fourm_config(info, "tiny", "swiglu_nobias", dim=64, encoder_depth=2, decoder_depth=2, num_heads=2)
     )
     return model, _batch(info, model, 2, torch.Generator().manual_seed(0))
 
@@ -146,7 +132,7 @@ def test_train_is_three_forwards_up_to_the_first_layers(counted: tuple[FourMNetw
 
 
 def test_target_counts_follow_the_decoder() -> None:
-    model = FourMNetwork(**fourm_config(HAND_INFO, "tiny", dim=16, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(fourm_config(HAND_INFO, "tiny", dim=16, encoder_depth=1, decoder_depth=1, num_heads=2))
     batch = _batch(HAND_INFO, model, 2, torch.Generator().manual_seed(0))
     counts = target_tokens_per_key(model, batch)
     # grid: 4 positions, targets at [2, 3); seq: 14 positions, targets at [7, 10) -> 2 decoded positions

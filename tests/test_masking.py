@@ -13,28 +13,26 @@ from fourm_core.data.masking import (
     FourMMasker,
     KeepScheme,
     KeyAlphas,
-    KeyLayout,
     MaskingMixture,
     MaskingStrategy,
     TokenRange,
     chunk_boundaries_to_chunks,
-    layouts_from_registry,
     load_mixture,
     merge_spans,
     span_mask,
 )
+from fourm_core.keys import KeyInfo, KeyTable
 from fourm_core.spec import MaskingUnit
-from fourm_core.testing.plugin import ml4m_data_dir
 
 # Neutral key names: the tests exercise the sampler, not any plugin.
 LAYOUTS = {
-    "img_a": KeyLayout(MaskingUnit.TOKEN, 196),
-    "img_b": KeyLayout(MaskingUnit.TOKEN, 196),
-    "glob": KeyLayout(MaskingUnit.TOKEN, 16),
-    "pix": KeyLayout(MaskingUnit.TOKEN, 196, input_only=True),
-    "tgt": KeyLayout(MaskingUnit.TOKEN, 196, target_only=True),
-    "seq": KeyLayout(MaskingUnit.SPAN, 256),
-    "meta": KeyLayout(MaskingUnit.CHUNK, 40),
+    "img_a": KeyInfo.make("img_a", "image_tokens", 196),
+    "img_b": KeyInfo.make("img_b", "image_tokens", 196),
+    "glob": KeyInfo.make("glob", "global_tokens", 16),
+    "pix": KeyInfo.make("pix", "pixels", 196),
+    "tgt": KeyInfo.make("tgt", "image_tokens", 196, input=False),
+    "seq": KeyInfo.make("seq", "sequence", 256),
+    "meta": KeyInfo.make("meta", "sequence", 40, masking=MaskingUnit.CHUNK),
 }
 
 
@@ -204,7 +202,9 @@ def test_chunk_masking_keeps_chunks_whole() -> None:
 
 def test_chunks_from_boundaries_and_max_tokens() -> None:
     assert chunk_boundaries_to_chunks([1, 2, 3, 4, 5], [2, 4]) == [[1, 2], [3, 4], [5]]
-    masker = FourMMasker({"meta": KeyLayout(MaskingUnit.CHUNK, 7)}, mixture(1.0, keys=("meta",)), seed=0)
+    masker = FourMMasker(
+        {"meta": KeyInfo.make("meta", "sequence", 7, masking=MaskingUnit.CHUNK)}, mixture(1.0, keys=("meta",)), seed=0
+    )
     m = masker({"meta": [[10, 11, 12], [20, 21, 22], [30, 31]]})["meta"]
     assert len(m.target_ids) <= 7
     seen = {int(t) for t in torch.cat([m.input_ids, m.target_ids]) if not 4 <= int(t) < 204}
@@ -247,8 +247,8 @@ def test_own_format_roundtrip(tmp_path: Path) -> None:
     assert loaded.strategies[1].alphas["a"].keep == KeepScheme.BINARY
 
 
-def test_official_mixture_loads() -> None:
-    path = ml4m_data_dir(Path(__file__).parent) / "mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
+def test_official_mixture_loads(fourm_ml4m_data: Path) -> None:
+    path = fourm_ml4m_data / "mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
     if not path.is_file():
         pytest.skip(f"official mixture not at {path}")
     mix = load_mixture(path)
@@ -257,19 +257,25 @@ def test_official_mixture_loads() -> None:
     keep_all = [s for s in mix.strategies if any(a.keep == KeepScheme.ALL for a in s.alphas.values())]
     assert len(keep_all) == 2
     # usable on arbitrary layouts: every listed key as a token key
-    layouts = {k: KeyLayout(MaskingUnit.TOKEN, 196) for k in mix.keys()}
+    layouts = {k: KeyInfo.make(k, "image_tokens", 196) for k in mix.keys()}
     out = FourMMasker(layouts, mix, seed=0)({k: 196 for k in layouts})
     assert sum(m.input_budget for m in out.values()) == 256
 
 
-def test_layouts_from_registry() -> None:
+def test_masker_takes_the_registry_key_table() -> None:
     from fourm_core.registry import Registry
 
     reg = Registry(strict=False)
-    layouts = layouts_from_registry(reg)
-    assert set(layouts) == set(reg.model_keys())
+    table = KeyTable.from_registry(reg, "paper")
+    assert set(table) == set(reg.model_keys())
     for key, members in reg.model_keys().items():
-        assert layouts[key].unit == members[0].spec.masking
+        assert table[key].masking == members[0].spec.masking
+    masker = FourMMasker(table, mixture(1.0, keys=tuple(table)))
+    # flags follow the key table: input-only keys (pixels, embeddings) never compete for targets
+    for key, info in table.items():
+        i = masker.keys.index(key)
+        assert masker._target_ok[i] == (info.target and not info.is_embedding)
+        assert masker._token_like[i] == (info.masking == MaskingUnit.TOKEN or info.is_embedding)
 
 
 def test_sequence_without_input_budget_is_all_target() -> None:
@@ -283,7 +289,7 @@ def test_sequence_without_input_budget_is_all_target() -> None:
 
 
 def test_embedding_rows_cap_their_input_budget() -> None:
-    layouts = {"emb": KeyLayout(MaskingUnit.SPAN, 77, input_only=True, embedding=True), **LAYOUTS}
+    layouts = {"emb": KeyInfo.make("emb", "sequence_embedding", 77, feature_dim=8), **LAYOUTS}
     masker = FourMMasker(layouts, mixture(10.0, keys=("emb", "img_a"), n_in=128, n_tgt=16), seed=3)
     for _ in range(20):
         out = masker({"emb": 5, "img_a": 196})
@@ -300,9 +306,9 @@ def _random_sample(rng: np.random.Generator) -> dict:
     for key, layout in LAYOUTS.items():
         if rng.random() < 0.2:
             continue
-        if layout.unit == MaskingUnit.TOKEN:
+        if layout.masking == MaskingUnit.TOKEN:
             sample[key] = int(rng.integers(1, layout.max_tokens + 1))
-        elif layout.unit == MaskingUnit.SPAN:
+        elif layout.masking == MaskingUnit.SPAN:
             sample[key] = [*rng.integers(1000, 2000, size=int(rng.integers(1, 80))).tolist(), 3]
         else:
             sample[key] = [[500 + i, 600 + i] for i in range(int(rng.integers(1, 30)))] + [[3]]
@@ -314,9 +320,9 @@ def _capacities(sample: dict) -> dict[str, int]:
     out = {}
     for key, content in sample.items():
         layout = LAYOUTS[key]
-        if layout.unit == MaskingUnit.TOKEN:
+        if layout.masking == MaskingUnit.TOKEN:
             out[key] = min(content, layout.max_tokens)
-        elif layout.unit == MaskingUnit.SPAN:
+        elif layout.masking == MaskingUnit.SPAN:
             out[key] = min(len(content), layout.max_tokens)
         else:
             total = 0
@@ -339,12 +345,12 @@ def test_redistributed_budgets_fill_up_to_capacity(alpha: float) -> None:
             continue
         _, inp, tgt, n_in, n_tgt = masker.budgets(sample, masker.rng)
         cap = _capacities(sample)
-        in_cap = sum(c for k, c in cap.items() if not LAYOUTS[k].target_only)
+        in_cap = sum(c for k, c in cap.items() if LAYOUTS[k].input)
         assert sum(inp.values()) == min(n_in, in_cap)
         tgt_cap = {
-            k: c - inp[k] if LAYOUTS[k].unit == MaskingUnit.TOKEN else min(c + 2, LAYOUTS[k].max_tokens)
+            k: c - inp[k] if LAYOUTS[k].masking == MaskingUnit.TOKEN else min(c + 2, LAYOUTS[k].max_tokens)
             for k, c in cap.items()
-            if not LAYOUTS[k].input_only
+            if LAYOUTS[k].target
         }
         assert sum(tgt.values()) == min(n_tgt, sum(tgt_cap.values()))
         for k in sample:
@@ -430,7 +436,7 @@ def test_split_budget_sums_exactly_and_zero_alpha_comes_last() -> None:
 
 
 def test_vectorised_span_masking_equals_reference() -> None:
-    from fourm_core.data.masking import _span_arrays
+    from fourm_core.data.masking.spans import _span_arrays
 
     rng = np.random.default_rng(0)
     for _ in range(300):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fourm_core.model import FourMNetwork, fourm_config, modality_info_from_registry, parse_official_model_name
-from fourm_core.registry import Registry, modality_id
+from fourm_core.keys import KeyInfo, KeyTable
+from fourm_core.model import FourMNetwork, fourm_config, parse_official_model_name
+from fourm_core.registry import Registry
 
 # Reference section 2.6: FourM(dim=64, depth 2/2, heads 4, swiglu_nobias), encoder rgb@224, caption, tok_depth@224;
 # decoder caption, tok_depth@224. (key, shape) in state_dict order.
@@ -42,26 +43,33 @@ _DEC_BLOCK = [
     ("mlp.fc2.weight", (64, 170)),
     ("mlp.fc3.weight", (170, 64)),
 ]
+
+
+def _token_key(side: str, key: str, tokens: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
+    """The state_dict entries of one token key's embedding on one side: modality and position embeddings and the
+    token table, and on the decoder side an (untied) logits head after them."""
+    prefix = f"{side}_embeddings.{key}"
+    head = [(f"{prefix}.to_logits.weight", (vocab, 64))] if side == "decoder" else []
+    return [
+        (f"{prefix}.mod_emb", (1, 1, 64)),
+        (f"{prefix}.pos_emb", (1, tokens, 64)),
+        (f"{prefix}.token_emb.weight", (vocab, 64)),
+        *head,
+    ]
+
+
 OFFICIAL_SMALL = (
     [
         ("mask_token", (1, 1, 64)),
         ("encoder_embeddings.rgb@224.mod_emb", (1, 1, 64)),
         ("encoder_embeddings.rgb@224.pos_emb", (1, 196, 64)),
         ("encoder_embeddings.rgb@224.proj.weight", (64, 768)),
-        ("encoder_embeddings.caption.mod_emb", (1, 1, 64)),
-        ("encoder_embeddings.caption.pos_emb", (1, 512, 64)),
-        ("encoder_embeddings.caption.token_emb.weight", (30000, 64)),
-        ("encoder_embeddings.tok_depth@224.mod_emb", (1, 1, 64)),
-        ("encoder_embeddings.tok_depth@224.pos_emb", (1, 196, 64)),
-        ("encoder_embeddings.tok_depth@224.token_emb.weight", (8192, 64)),
-        ("decoder_embeddings.caption.mod_emb", (1, 1, 64)),
-        ("decoder_embeddings.caption.pos_emb", (1, 512, 64)),
-        ("decoder_embeddings.caption.token_emb.weight", (30000, 64)),
-        ("decoder_embeddings.caption.to_logits.weight", (30000, 64)),
-        ("decoder_embeddings.tok_depth@224.mod_emb", (1, 1, 64)),
-        ("decoder_embeddings.tok_depth@224.pos_emb", (1, 196, 64)),
-        ("decoder_embeddings.tok_depth@224.token_emb.weight", (8192, 64)),
-        ("decoder_embeddings.tok_depth@224.to_logits.weight", (8192, 64)),
+    ]
+    + [
+        entry
+        for side in ("encoder", "decoder")
+        for key, tokens, vocab in (("caption", 512, 30000), ("tok_depth@224", 196, 8192))
+        for entry in _token_key(side, key, tokens, vocab)
     ]
     + [(f"encoder.{i}.{k}", s) for i in range(2) for k, s in _ENC_BLOCK]
     + [("encoder_norm.weight", (64,)), ("encoder_norm.bias", (64,))]
@@ -69,29 +77,20 @@ OFFICIAL_SMALL = (
     + [(f"decoder.{i}.{k}", s) for i in range(2) for k, s in _DEC_BLOCK]
     + [("decoder_norm.weight", (64,)), ("decoder_norm.bias", (64,))]
 )
-PAPER_INFO = {
-    "rgb@224": {"type": "pixels", "pos": "2d", "max_tokens": 196, "image_size": 224, "patch_size": 16},
-    "caption": {"type": "sequence", "pos": "1d", "max_tokens": 256, "vocab_size": 30000},
-    "tok_depth@224": {
-        "type": "image_tokens",
-        "pos": "2d",
-        "max_tokens": 196,
-        "image_size": 224,
-        "patch_size": 16,
-        "vocab_size": 8192,
-    },
-}
-for _key, _info in PAPER_INFO.items():
-    _info["id"] = modality_id(_key)
+PAPER_INFO = KeyTable(
+    [
+        KeyInfo.make("rgb@224", "pixels", 196, image_size=224, patch_size=16),
+        KeyInfo.make("caption", "sequence", 256, vocab_size=30000),
+        KeyInfo.make("tok_depth@224", "image_tokens", 196, image_size=224, patch_size=16, vocab_size=8192),
+    ]
+)
 
 SMALL = {"dim": 64, "encoder_depth": 2, "decoder_depth": 2, "num_heads": 4}
 
 
 def small_official(recipe: str = "swiglu_nobias", **kw) -> FourMNetwork:
-    cfg = fourm_config(PAPER_INFO, "tiny", recipe, **SMALL, **kw)
-    cfg["domains_in"] = ["rgb@224", "caption", "tok_depth@224"]
-    cfg["domains_out"] = ["caption", "tok_depth@224"]
-    return FourMNetwork(**cfg)
+    domains = {"domains_in": ["rgb@224", "caption", "tok_depth@224"], "domains_out": ["caption", "tok_depth@224"]}
+    return FourMNetwork(fourm_config(PAPER_INFO, "tiny", recipe, **SMALL, **domains, **kw))
 
 
 def test_state_dict_matches_official_layout() -> None:
@@ -126,8 +125,8 @@ def test_gelu_and_qknorm_variants_add_official_keys() -> None:
 
 
 def test_learned_positions_come_before_mod_emb() -> None:
-    info = {"glob": {"type": "global_tokens", "pos": "learned", "max_tokens": 16, "vocab_size": 64, "id": 7}}
-    model = FourMNetwork(**fourm_config(info, "tiny", **SMALL))
+    info = KeyTable([KeyInfo.make("glob", "global_tokens", 16, vocab_size=64, id=7)])
+    model = FourMNetwork(fourm_config(info, "tiny", **SMALL))
     keys = [k for k in model.state_dict() if k.startswith("encoder_embeddings.")]
     assert keys == [
         "encoder_embeddings.glob.pos_emb",
@@ -137,30 +136,26 @@ def test_learned_positions_come_before_mod_emb() -> None:
     assert isinstance(model.encoder_embeddings["glob"].pos_emb, torch.nn.Parameter)
 
 
-def _batch(info: dict, batch: int, gen: torch.Generator) -> dict:
+def _batch(info: KeyTable, batch: int, gen: torch.Generator) -> dict:
     """Random official-format batch: half of each modality is input, the rest target."""
     out = {}
     for key, m in info.items():
-        kind = m["type"]
-        if kind in ("sequence", "sequence_embedding"):
-            n = 2 * (m["max_tokens"] + 1)
+        n = 2 * (m.max_tokens + 1) if m.is_sequence else m.max_tokens
+        if m.is_pixels:
+            s = int(m.image_size or 0)
+            tensor = torch.randn(batch, m.num_channels, s, s, generator=gen)
+        elif m.is_embedding:
+            tensor = torch.randn(batch, n, int(m.feature_dim or 0), generator=gen)
         else:
-            n = m["max_tokens"]
-        if kind == "pixels":
-            s = m["image_size"]
-            tensor = torch.randn(batch, m.get("num_channels", 3), s, s, generator=gen)
-        elif kind == "sequence_embedding":
-            tensor = torch.randn(batch, n, m["feature_dim"], generator=gen)
-        else:
-            tensor = torch.randint(0, m["vocab_size"], (batch, n), generator=gen)
+            tensor = torch.randint(0, int(m.vocab_size or 0), (batch, n), generator=gen)
         split = n // 2
         input_mask = torch.ones(batch, n, dtype=torch.bool)
         target_mask = torch.ones(batch, n, dtype=torch.bool)
         attn = torch.zeros(batch, n, dtype=torch.int32)
         input_mask[:, : split // 2] = False
-        if m.get("target", True):
+        if m.target:
             target_mask[:, split : split + n // 4 + 2] = False
-            if kind == "sequence":
+            if m.is_sequence:
                 attn[:, split : split + n // 4 + 2] = 1  # causal
             else:
                 attn[:, split] = n // 4 + 2  # full attention within the modality
@@ -170,18 +165,18 @@ def _batch(info: dict, batch: int, gen: torch.Generator) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_info() -> dict:
-    return modality_info_from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
+def tiny_info() -> KeyTable:
+    return KeyTable.from_registry(Registry(disabled={"albedo"}), "tiny", text_vocab_size=1000)
 
 
-def tiny_model(info: dict) -> FourMNetwork:
-    return FourMNetwork(**fourm_config(info, "tiny", **SMALL))
+def tiny_model(info: KeyTable, **overrides: object) -> FourMNetwork:
+    return FourMNetwork(fourm_config(info, "tiny", **SMALL, **overrides))
 
 
-def test_forward_backward_on_registry_modalities(tiny_info: dict) -> None:
+def test_forward_backward_on_registry_modalities(tiny_info: KeyTable) -> None:
     torch.manual_seed(0)
     model = tiny_model(tiny_info)
-    assert set(model.decoder_embeddings) == {k for k, v in tiny_info.items() if v["target"]}
+    assert set(model.decoder_embeddings) == set(tiny_info.targets())
     batch = _batch(tiny_info, 2, torch.Generator().manual_seed(0))
     loss, per_mod = model(batch, num_encoder_tokens=128, num_decoder_tokens=128)
     assert torch.isfinite(loss)
@@ -193,14 +188,14 @@ def test_forward_backward_on_registry_modalities(tiny_info: dict) -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_save_load_round_trip(tiny_info: dict, tmp_path: Path) -> None:
+def test_save_load_round_trip(tiny_info: KeyTable, tmp_path: Path) -> None:
     torch.manual_seed(1)
-    model = tiny_model(tiny_info).eval()
-    model.shuffle_decoder_modalities = False
+    model = tiny_model(tiny_info, shuffle_decoder_modalities=False).eval()
     batch = _batch(tiny_info, 2, torch.Generator().manual_seed(1))
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
-    loaded = FourMNetwork.from_pretrained(tmp_path, shuffle_decoder_modalities=False).eval()
+    loaded = FourMNetwork.from_pretrained(tmp_path).eval()
+    assert loaded.config == model.config and loaded.shuffle_decoder_modalities is False
     with torch.no_grad():
         a = model(batch, 96, 96)
         b = loaded(batch, 96, 96)
@@ -211,7 +206,7 @@ def test_save_load_round_trip(tiny_info: dict, tmp_path: Path) -> None:
         assert torch.equal(value, loaded.state_dict()[key])
 
 
-def test_strict_load_and_shuffle_invariance(tiny_info: dict) -> None:
+def test_strict_load_and_shuffle_invariance(tiny_info: KeyTable) -> None:
     torch.manual_seed(2)
     src, dst = tiny_model(tiny_info).eval(), tiny_model(tiny_info).eval()
     result = dst.load_state_dict(src.state_dict(), strict=True)
@@ -244,21 +239,24 @@ def test_sincos_tables_match_official_formulas() -> None:
     assert torch.allclose(two[row * 14 + col, 32:48], torch.sin(col * omega))
 
 
-OFFICIAL_CONFIG = Path("/work/shared/data/ml-4m/4m-b_mod21_500b.yaml")
+OFFICIAL_CONFIG = "4m-b_mod21_500b.yaml"
 
 
 @pytest.mark.parametrize(("size", "millions"), [("B", 198.2), ("L", 704.5), ("XL", 2818.0)])
 def test_transformer_parameter_counts_match_readme(size: str, millions: float) -> None:
     with torch.device("meta"):
-        model = FourMNetwork(**fourm_config({}, size))
+        model = FourMNetwork(fourm_config({}, size))
     blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder.")))
     assert abs(blocks / 1e6 - millions) / millions < 0.005
 
 
-@pytest.mark.skipif(not OFFICIAL_CONFIG.exists(), reason="official ml-4m config not available")
-def test_official_training_config_names_a_known_size() -> None:
+def test_official_training_config_names_a_known_size(fourm_ml4m_data: Path) -> None:
+    """Needs the official ml-4m files: the ``fourm_ml4m_data`` fixture skips, naming ``FOURM_ML4M_DATA``."""
     yaml = pytest.importorskip("yaml")
-    cfg = yaml.safe_load(OFFICIAL_CONFIG.read_text())
+    path = fourm_ml4m_data / OFFICIAL_CONFIG
+    if not path.is_file():
+        pytest.skip(f"official training config not at {path} (set FOURM_ML4M_DATA to the ml-4m data folder)")
+    cfg = yaml.safe_load(path.read_text())
     size, recipe, qk_norm = parse_official_model_name(cfg["model"])
     assert (size, recipe, qk_norm) == ("B", "swiglu_nobias", False)
     assert cfg["patch_size"] == 16 and cfg["input_size"] == 224

@@ -18,11 +18,11 @@ from fourm_core.data.masking import (
     MaskingMixture,
     MaskingStrategy,
     TokenRange,
-    layouts_from_registry,
 )
 from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, SampleBuilder, forms_for, open_store_dataset
+from fourm_core.keys import KeyTable
 from fourm_core.labeling.runner import label_store
-from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.spec import MaskingUnit, ModalityKind
@@ -32,7 +32,6 @@ from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
 from fourm_core.tokenizers.pretokenize import tokenize_store
 from fourm_core.tokenizers.training import collect, fit
 from fourm_core.vocab import build_text_vocabulary
-from helpers import EXAMPLE_PLUGIN
 
 PRESET = "tiny"
 LABELLED = [
@@ -56,11 +55,6 @@ def small_tokenizer(registry: Registry, name: str) -> Tokenizer:
     if config.diffusion is not None:
         config = config.model_copy(update={"diffusion": config.diffusion.model_copy(update={"dim": 64, "depth": 1})})
     return Tokenizer(config)
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +183,9 @@ def test_deterministic_under_a_seed_and_rng_changes_orders(dataset: StoreDataset
 def test_masked_collated_batch_trains_a_tiny_fourm(
     registry: Registry, dataset: StoreDataset, builder: SampleBuilder
 ) -> None:
-    info = modality_info_from_registry(registry, PRESET, builder.vocabulary.size)
+    info = KeyTable.from_registry(registry, PRESET, text_vocab_size=builder.vocabulary.size)
     collator = Collator(info)
-    masker = FourMMasker(layouts_from_registry(registry, PRESET), _mixture(list(info)))
+    masker = FourMMasker(info, _mixture(list(info)))
     samples = [dataset[i] for i in (0, 9, 17, 30)]
 
     def batch():
@@ -204,7 +198,7 @@ def test_masked_collated_batch_trains_a_tiny_fourm(
             assert torch.equal(tensor, again.mod_dict[key][name]), (key, name)
     assert first.num_encoder_tokens > 0 and first.num_decoder_tokens > 0
     torch.manual_seed(0)
-    model = FourMNetwork(**fourm_config(info, PRESET, dim=64, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(fourm_config(info, PRESET, dim=64, encoder_depth=1, decoder_depth=1, num_heads=2))
     loss, per_key = model(first.mod_dict, first.num_encoder_tokens, first.num_decoder_tokens)
     assert torch.isfinite(loss) and per_key
     loss.backward()

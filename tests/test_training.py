@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from fourm_core.data.collate import Collator
-from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.keys import KeyTable
+from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
-from fourm_core.tokenizers import TrainConfig
 from fourm_core.training.config import RunConfig, load_run_config
 from fourm_core.training.data import TrainingData, adapt_mixture_keys, sample_position
 from fourm_core.training.engine import decay_groups, schedule_steps, train, warmup_cosine
@@ -30,15 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[str, Path]:
     """40 labelled scenes, depth pre-tokenised with 2 crops, a vocabulary and a small text corpus."""
-    two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
-    world = small_world(tmp_path_factory.mktemp("training"), registry, LABELLED, {"depth": two_steps}, crops=2)
+    world = small_world(tmp_path_factory.mktemp("training"), registry, LABELLED, ["depth"], steps=2, crops=2)
     root = world["root"]
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(f"a short document number {i} about roads and trees" for i in range(50)))
@@ -88,7 +82,7 @@ def test_training_lowers_the_loss_logs_and_exports(world: dict[str, Path], regis
     assert val[-1]["loss"] < val[0]["loss"]
     assert {"caption", "tok_depth@64"} <= set(val[0]["losses"])
     model = FourMNetwork.from_pretrained(result.final_dir)
-    assert set(model.modality_info) == set(TrainingData(config, registry, _vocab(world)).modality_info)
+    assert set(model.keys) == set(TrainingData(config, registry, _vocab(world)).keys)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()) == ["step00000008"]
     # the export names what generation needs, as absolute paths
     assets = __import__("json").loads((result.final_dir / "fourm.json").read_text())
@@ -179,9 +173,9 @@ def test_two_processes_equal_one_process_with_accumulation(
 
 def weights_initial(config: RunConfig, registry: Registry, key: str) -> torch.Tensor:
     torch.manual_seed(config.seed)
-    info = TrainingData(config, registry, _vocab_from(config)).modality_info
+    info = TrainingData(config, registry, _vocab_from(config)).keys
     return FourMNetwork(
-        **fourm_config(info, config.model.size, config.model.recipe, **config.model.overrides)
+        fourm_config(info, config.model.size, config.model.recipe, **config.model.overrides)
     ).state_dict()[key]
 
 
@@ -205,10 +199,10 @@ def test_zero_stages_and_bf16_train(
 
 
 def test_loss_is_finite_when_every_modality_is_empty(registry: Registry) -> None:
-    info = modality_info_from_registry(registry, PRESET, 1000)
+    info = KeyTable.from_registry(registry, PRESET, text_vocab_size=1000)
     batch = Collator(info)([{}, {}], [{}, {}])
     torch.manual_seed(0)
-    model = FourMNetwork(**fourm_config(info, PRESET, **MODEL))
+    model = FourMNetwork(fourm_config(info, PRESET, **MODEL))
     loss, per_key = model(batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens)
     assert torch.isfinite(loss) and float(loss.detach()) == 0.0
     loss.backward()
@@ -224,7 +218,7 @@ def test_schedule_in_tokens_and_decay_groups(world: dict[str, Path], registry: R
     f = warmup_cosine(3, 10, 0.1)
     assert [round(f(s), 3) for s in range(3)] == [0.333, 0.667, 1.0]
     assert f(3) == pytest.approx(1.0) and f(10) == pytest.approx(0.1) and f(6) < f(4)
-    model = FourMNetwork(**fourm_config(modality_info_from_registry(registry, PRESET, 1000), PRESET, **MODEL))
+    model = FourMNetwork(fourm_config(KeyTable.from_registry(registry, PRESET, text_vocab_size=1000), PRESET, **MODEL))
     decay, no_decay = decay_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     assert all("norm" in names[id(p)] or names[id(p)].endswith(".bias") for p in no_decay["params"])
@@ -256,13 +250,13 @@ def test_co_training_with_a_text_corpus(world: dict[str, Path], registry: Regist
     )
 
 
-def test_official_mixture_keys_follow_the_preset(registry: Registry) -> None:
+def test_official_mixture_keys_follow_the_preset(registry: Registry, fourm_ml4m_data: Path) -> None:
     from fourm_core.data.masking import load_mixture
 
-    official = Path(__file__).resolve().parents[2] / "shared/data/ml-4m/mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
+    official = fourm_ml4m_data / "mix_mod21_all2allmix_rgb2all_capT5bias.yaml"
     if not official.exists():
-        pytest.skip("official mixture file absent")
-    keys = list(modality_info_from_registry(registry, PRESET, 1000))
+        pytest.skip(f"official mixture file not at {official}")
+    keys = list(KeyTable.from_registry(registry, PRESET, text_vocab_size=1000))
     adapted = adapt_mixture_keys(load_mixture(official), keys)
     assert set(adapted.keys()) <= set(keys) and "tok_depth@64" in adapted.keys() and "caption" in adapted.keys()
 

@@ -1,6 +1,6 @@
 """Collation: per-sample masker outputs plus the samples' data -> the official ml-4m batch that ``FourM`` takes.
 
-Layouts follow the reference (``ml-4m.md`` §2.3, §3.1, §3.5), per model key of ``modality_info``:
+Layouts follow the reference (``ml-4m.md`` §2.3, §3.1, §3.5), per model key of the key table:
 
 * image / global tokens: ``tensor`` (B, max_tokens) int64 ids; ``input_mask`` / ``target_mask`` (B, max_tokens) bool
   (True = not used); ``decoder_attention_mask`` (B, max_tokens) int32 holding the number of targets at the first
@@ -14,8 +14,8 @@ Layouts follow the reference (``ml-4m.md`` §2.3, §3.1, §3.5), per model key o
 
 A key absent from a sample (or from its masking) becomes the official empty entry: zero tensor, all masks True,
 zero decoder attention mask, so every batch holds every model key with fixed shapes. Nothing here looks at a
-modality's name: the kind, sizes and input/target flags come from ``modality_info``
-(:func:`fourm_core.model.modality_info_from_registry`).
+modality's name: the kind, sizes and input/target flags come from each key's :class:`~fourm_core.keys.KeyInfo`
+(:meth:`fourm_core.keys.KeyTable.from_registry`).
 """
 
 from __future__ import annotations
@@ -28,20 +28,21 @@ import numpy as np
 import torch
 
 from fourm_core.data.masking import PAD_ID, MaskedKey, SampleContent
+from fourm_core.keys import KeyInfo, KeyTable
 from fourm_core.spec import ModalityKind
 
-_TOKEN_KINDS = (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
 #: Key a loader's per-modality dict uses for its token array (``StoreDataset`` with ``form="tokens"``).
 TOKENS_FIELD = "tokens"
 
 
-def _kind(info: Mapping[str, Any]) -> ModalityKind:
-    return ModalityKind(info["type"])
-
-
-def sequence_length(info: Mapping[str, Any]) -> int:
+def sequence_length(info: KeyInfo) -> int:
     """Collated length of a sequence key: room for ``max_tokens`` inputs and ``max_tokens`` targets (+1 each)."""
-    return 2 * (int(info["max_tokens"]) + 1)
+    return 2 * (info.max_tokens + 1)
+
+
+def collated_length(info: KeyInfo) -> int:
+    """Positions a key has in a collated batch: :func:`sequence_length` for text sequences, else ``max_tokens``."""
+    return sequence_length(info) if info.kind == ModalityKind.SEQUENCE else info.max_tokens
 
 
 def _as_tensor(value: Any) -> torch.Tensor:
@@ -76,7 +77,8 @@ class CollatedBatch:
 
 
 class Collator:
-    """Builds :class:`CollatedBatch` es over the model keys of ``modality_info``.
+    """Builds :class:`CollatedBatch` es over the model keys of ``keys`` (a :class:`~fourm_core.keys.KeyTable`, or
+    anything :meth:`~fourm_core.keys.KeyTable.coerce` takes).
 
     ``num_encoder_tokens`` / ``num_decoder_tokens``: fixed counts (ml-4m passes its 256/256 budgets); ``None``
     uses the largest count of visible inputs / valid decoder positions in each batch, so nothing is cut.
@@ -84,20 +86,21 @@ class Collator:
 
     def __init__(
         self,
-        modality_info: Mapping[str, Mapping[str, Any]],
+        keys: KeyTable | Mapping[str, Any],
         *,
         num_encoder_tokens: int | None = None,
         num_decoder_tokens: int | None = None,
         pad_id: int = PAD_ID,
     ) -> None:
-        self.modality_info = {k: dict(v) for k, v in modality_info.items()}
+        self.keys = KeyTable.coerce(keys)
         self.num_encoder_tokens = num_encoder_tokens
         self.num_decoder_tokens = num_decoder_tokens
         self.pad_id = pad_id
-        for key, info in self.modality_info.items():
-            _kind(info)  # unknown kinds fail here, not mid-batch
-            if info.get("max_tokens") is None:
-                raise ValueError(f"{key}: modality_info has no max_tokens")
+        for key, info in self.keys.items():  # missing sizes fail here, not mid-batch
+            if info.is_pixels and info.image_size is None:
+                raise ValueError(f"{key}: a pixel key needs image_size")
+            if info.is_embedding and info.feature_dim is None:
+                raise ValueError(f"{key}: a sequence embedding key needs feature_dim")
 
     # -- masker input ---------------------------------------------------------------------------------------------
     def masking_sample(self, sample: Mapping[str, Any]) -> dict[str, SampleContent]:
@@ -105,40 +108,33 @@ class Collator:
         pixels and embeddings, the ids (or id chunks) themselves for sequences. Unknown keys are skipped."""
         out: dict[str, SampleContent] = {}
         for key, value in sample.items():
-            info = self.modality_info.get(key)
+            info = self.keys.get(key)
             if info is None or value is None:
                 continue
-            kind = _kind(info)
-            if kind == ModalityKind.PIXELS:
-                out[key] = int(info["max_tokens"])
-            elif kind == ModalityKind.SEQUENCE:
+            if info.is_pixels:
+                out[key] = info.max_tokens
+            elif info.kind == ModalityKind.SEQUENCE:
                 out[key] = value
-            elif kind == ModalityKind.SEQUENCE_EMBEDDING:
+            elif info.is_embedding:
                 out[key] = int(_as_tensor(value).shape[0])
             else:
                 out[key] = int(_as_tensor(value).numel())
         return out
 
     # -- per key --------------------------------------------------------------------------------------------------
-    def _length(self, info: Mapping[str, Any]) -> int:
-        if _kind(info) == ModalityKind.SEQUENCE:
-            return sequence_length(info)
-        return int(info["max_tokens"])
-
-    def _empty_tensor(self, info: Mapping[str, Any]) -> torch.Tensor:
-        kind = _kind(info)
-        if kind == ModalityKind.PIXELS:
-            c, s = int(info.get("num_channels", 3)), int(info["image_size"])
-            return torch.zeros(c, s, s, dtype=torch.float32)
-        if kind == ModalityKind.SEQUENCE_EMBEDDING:
-            return torch.zeros(int(info["max_tokens"]), int(info["feature_dim"]), dtype=torch.float32)
-        return torch.full((self._length(info),), self.pad_id, dtype=torch.long)
+    def _empty_tensor(self, info: KeyInfo) -> torch.Tensor:
+        if info.is_pixels:
+            s = int(info.image_size or 0)
+            return torch.zeros(info.num_channels, s, s, dtype=torch.float32)
+        if info.is_embedding:
+            return torch.zeros(info.max_tokens, int(info.feature_dim or 0), dtype=torch.float32)
+        return torch.full((collated_length(info),), self.pad_id, dtype=torch.long)
 
     def _one(
-        self, key: str, info: Mapping[str, Any], data: Any, masked: MaskedKey | None
+        self, key: str, info: KeyInfo, data: Any, masked: MaskedKey | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tensor, input_mask, target_mask, decoder_attention_mask) of one sample for one key."""
-        kind, n = _kind(info), self._length(info)
+        kind, n = info.kind, collated_length(info)
         input_mask = torch.ones(n, dtype=torch.bool)
         target_mask = torch.ones(n, dtype=torch.bool)
         attn = torch.zeros(n, dtype=torch.int32)
@@ -165,12 +161,12 @@ class Collator:
         if data is None:
             raise ValueError(f"{key}: masked but the sample has no data for it")
         value = _as_tensor(data)
-        if kind == ModalityKind.SEQUENCE_EMBEDDING:
+        if info.is_embedding:
             rows = value.reshape(value.shape[0], -1).to(torch.float32)
             if rows.shape[0] > n or rows.shape[1] != tensor.shape[1]:
                 raise ValueError(f"{key}: embedding of shape {tuple(rows.shape)} does not fit {tuple(tensor.shape)}")
             tensor[: rows.shape[0]] = rows
-        elif kind == ModalityKind.PIXELS:
+        elif info.is_pixels:
             if tuple(value.shape) != tuple(tensor.shape):
                 raise ValueError(f"{key}: pixels of shape {tuple(value.shape)}, expected {tuple(tensor.shape)}")
             tensor = value.to(torch.float32)
@@ -184,7 +180,7 @@ class Collator:
             raise ValueError(f"{key}: masks of length {m}/{len(masked.target_mask)} for {n} positions")
         input_mask[:m] = masked.input_mask.bool()
         target_mask[:m] = masked.target_mask.bool()
-        if kind in _TOKEN_KINDS and info.get("target", True):
+        if info.is_tokens and info.target:  # image and global tokens (sequences returned above)
             free = torch.nonzero(~target_mask).flatten()
             if len(free):
                 attn[free[0]] = len(free)  # full attention among this key's targets
@@ -193,19 +189,19 @@ class Collator:
     # -- batch ----------------------------------------------------------------------------------------------------
     def __call__(self, samples: Sequence[Mapping[str, Any]], masks: Sequence[Mapping[str, MaskedKey]]) -> CollatedBatch:
         """Stack ``samples`` (per key: token array, pixels, embedding rows, or anything for sequences) masked by
-        ``masks`` (the masker's output per sample) into one batch holding every key of ``modality_info``."""
+        ``masks`` (the masker's output per sample) into one batch holding every key of the key table."""
         if len(samples) != len(masks) or not samples:
             raise ValueError(f"{len(samples)} samples for {len(masks)} maskings")
-        unknown = set().union(*masks) - set(self.modality_info)
+        unknown = set().union(*masks) - set(self.keys)
         if unknown:
-            raise KeyError(f"maskings have keys without modality_info: {sorted(unknown)}")
+            raise KeyError(f"maskings have keys the key table does not know: {sorted(unknown)}")
         mod_dict: dict[str, dict[str, torch.Tensor]] = {}
-        for key, info in self.modality_info.items():
+        for key, info in self.keys.items():
             parts = [self._one(key, info, s.get(key), m.get(key)) for s, m in zip(samples, masks)]
             tensor, input_mask, target_mask, attn = (torch.stack(p) for p in zip(*parts))
-            if not info.get("input", True):
+            if not info.input:
                 input_mask = torch.ones_like(input_mask)
-            if not info.get("target", True):
+            if not info.target:
                 target_mask = torch.ones_like(target_mask)
                 attn = torch.zeros_like(attn)
             mod_dict[key] = {
@@ -223,17 +219,17 @@ class Collator:
 
     def token_counts(self, mod_dict: Mapping[str, Mapping[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample: visible encoder inputs and valid decoder positions (a sequence of n targets decodes n - 1
-        positions under teacher forcing), over the input / target keys of ``modality_info``."""
+        positions under teacher forcing), over the input / target keys of the key table."""
         first = next(iter(mod_dict.values()))["input_mask"]
         n_enc = torch.zeros(first.shape[0], dtype=torch.long)
         n_dec = torch.zeros_like(n_enc)
         for key, d in mod_dict.items():
-            info = self.modality_info[key]
-            if info.get("input", True):
+            info = self.keys[key]
+            if info.input:
                 n_enc += (~d["input_mask"]).sum(dim=1)
-            if info.get("target", True):
+            if info.target:
                 tm = d["target_mask"]
-                if _kind(info) == ModalityKind.SEQUENCE:
+                if info.kind == ModalityKind.SEQUENCE:
                     n_dec += (~(tm[:, 1:] | tm[:, :-1])).sum(dim=1)
                 else:
                     n_dec += (~tm).sum(dim=1)

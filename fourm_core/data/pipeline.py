@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from fourm_core.data.masking import EOS_ID
-from fourm_core.serialization import CropFollowing, SerializationError, crop_is_identity
+from fourm_core.keys import KeyInfo, KeyTable
+from fourm_core.serialization import CropFollowing, FromStore, SerializationError, crop_is_identity
 from fourm_core.spec import MaskingUnit, ModalityKind
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SampleBuilder", "form_of", "forms_for", "open_store_dataset"]
@@ -102,6 +103,8 @@ class SampleBuilder:
 
     def __post_init__(self) -> None:
         self.keys = self.registry.model_keys(self.preset)
+        #: what each model key is (kind, sizes, masking unit); the members above give serializers and arrays
+        self.table = KeyTable.from_registry(self.registry, self.preset)
         self._size: int | None = None
 
     # -- entry point ---------------------------------------------------------------------------------------------
@@ -114,15 +117,15 @@ class SampleBuilder:
             rows = {m.name: sample[m.name] for m in members if sample.get(m.name)}
             if not rows:
                 continue
-            spec = members[0].spec
-            if spec.kind in _TOKEN_KINDS:
-                value = self._tokens(next(iter(rows.values())))
-            elif spec.kind == ModalityKind.PIXELS:
-                value = self._pixels(spec, next(iter(rows.values())), crop.get("settings"))
-            elif spec.kind == ModalityKind.SEQUENCE_EMBEDDING:
-                value = self._embedding(spec, next(iter(rows.values())))
-            else:
+            spec, info = members[0].spec, self.table[key]
+            if info.is_pixels:
+                value = self._pixels(spec, info, next(iter(rows.values())), crop.get("settings"))
+            elif info.is_embedding:
+                value = self._embedding(spec, info, next(iter(rows.values())))
+            elif info.is_sequence:
                 value = self._sequence(key, members, rows, rng, crop.get("settings"))
+            else:  # image and global tokens
+                value = self._tokens(next(iter(rows.values())))
             if value is not None:
                 out[key] = value
         return out
@@ -135,7 +138,7 @@ class SampleBuilder:
             ids = ids[0]
         return torch.from_numpy(ids.astype(np.int64)) if ids.size else None
 
-    def _pixels(self, spec: Any, row: Mapping[str, Any], setting: Any) -> torch.Tensor:
+    def _pixels(self, spec: Any, info: KeyInfo, row: Mapping[str, Any], setting: Any) -> torch.Tensor:
         array = np.asarray(row[_first_raw(spec)])
         if setting is not None:
             from fourm_core.tokenizers.pretokenize import apply_crop
@@ -143,7 +146,7 @@ class SampleBuilder:
             array = apply_crop(array, _PIXEL_RESAMPLING, setting, array.shape[0])  # type: ignore[arg-type]
         x = torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32)
         x = (x[..., None] if x.ndim == 2 else x).permute(2, 0, 1) / 255.0
-        size = spec.layout(self.preset).image_size
+        size = info.image_size
         if size is not None and tuple(x.shape[1:]) != (size, size):
             x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
         c = x.shape[0]
@@ -151,19 +154,15 @@ class SampleBuilder:
         std = torch.tensor(self.pixel_std[:c], dtype=torch.float32).view(c, 1, 1)
         return (x - mean) / std
 
-    def _embedding(self, spec: Any, row: Mapping[str, Any]) -> torch.Tensor | None:
+    def _embedding(self, spec: Any, info: KeyInfo, row: Mapping[str, Any]) -> torch.Tensor | None:
         rows = np.asarray(row[_first_raw(spec)], dtype=np.float32)
-        rows = rows.reshape(rows.shape[0], -1)[: spec.layout(self.preset).max_tokens]
+        rows = rows.reshape(rows.shape[0], -1)[: info.max_tokens]
         return torch.from_numpy(np.ascontiguousarray(rows)) if len(rows) else None
 
     def _image_size(self) -> int:
         """Side of the stored images the crop settings are in pixels of (the pixel modality's layout)."""
         if self._size is None:
-            sizes = [
-                ms[0].spec.layout(self.preset).image_size
-                for ms in self.keys.values()
-                if ms[0].spec.kind == ModalityKind.PIXELS
-            ]
+            sizes = [info.image_size for info in self.table.values() if info.is_pixels]
             self._size = int(sizes[0]) if sizes and sizes[0] else 0
         return self._size
 
@@ -176,11 +175,11 @@ class SampleBuilder:
         setting: Any = None,
     ) -> torch.Tensor | list[list[int]] | None:
         serializer = self.registry.key_serializer(key, self.preset)
-        spec = members[0].spec
+        info = self.table[key]
         try:
             if len(members) > 1:  # a group: {member: its stored value}
                 value: Any = {name: _single(row) for name, row in rows.items()}
-            elif hasattr(serializer, "from_store"):  # items plus their tokens (poses, instances)
+            elif isinstance(serializer, FromStore):  # items plus their tokens (poses, instances)
                 value = serializer.from_store(dict(next(iter(rows.values()))), rng)
             else:
                 value = _single(next(iter(rows.values())))
@@ -197,11 +196,10 @@ class SampleBuilder:
             return None
         if not text.strip():
             return None
-        max_tokens = spec.layout(self.preset).max_tokens
-        if spec.masking == MaskingUnit.CHUNK:
+        if info.masking == MaskingUnit.CHUNK:
             chunks = [self.vocabulary.encode(c) for c in self.registry.masking_chunks(members[0].name, text)]
             return [c for c in chunks if c] + [[EOS_ID]]
-        ids = (list(self.vocabulary.encode(text)) + [EOS_ID])[:max_tokens]
+        ids = (list(self.vocabulary.encode(text)) + [EOS_ID])[: info.max_tokens]
         return torch.tensor(ids, dtype=torch.long)
 
     # -- batches -------------------------------------------------------------------------------------------------

@@ -1,19 +1,14 @@
-"""The 4M encoder-decoder (state-dict compatible with apple/ml-4m ``FourM``)."""
+"""The 4M encoder-decoder (state-dict compatible with apple/ml-4m ``FourM``) and its configuration."""
 
-from fourm_core.model.network import (
-    RECIPES,
-    SIZES,
-    FourMNetwork,
-    fourm_config,
-    modality_info_from_registry,
-    parse_official_model_name,
-)
+from fourm_core.model.config import RECIPES, SIZES, FourMConfig, fourm_config, read_config
+from fourm_core.model.network import FourMNetwork, parse_official_model_name
 
 __all__ = [
     "RECIPES",
     "SIZES",
+    "FourMConfig",
     "FourMNetwork",
     "fourm_config",
-    "modality_info_from_registry",
     "parse_official_model_name",
+    "read_config",
 ]

@@ -7,6 +7,7 @@ Attention runs through ``scaled_dot_product_attention``; masks are boolean with 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -70,8 +71,13 @@ class KVCache:
         return past
 
 
-class Attention(nn.Module):
-    """Self-attention with a fused ``qkv`` projection (ml-4m's names), through ``scaled_dot_product_attention``."""
+class _HeadAttention(nn.Module):
+    """What :class:`Attention` and :class:`CrossAttention` share: the head split, the input projections a subclass
+    registers in :meth:`_input_projections`, the output ``proj`` and the optional per-head q/k norms.
+
+    Modules are registered in ml-4m's order (input projections, ``proj``, norms) so the state_dict layout and the
+    RNG draws of a seeded init match the official model.
+    """
 
     def __init__(
         self,
@@ -85,22 +91,49 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self._input_projections(dim, qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.qk_norm = qk_norm
         if qk_norm:
+            if norm_layer is None:
+                raise ValueError("qk_norm needs a norm_layer")
             self.q_norm = norm_layer(self.head_dim)
             self.k_norm = norm_layer(self.head_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask``: bool (True = blocked) or an additive bias from :func:`attention_bias`."""
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+    def _input_projections(self, dim: int, qkv_bias: bool) -> None:
+        """Register the query/key/value projections (fused as ml-4m names them)."""
+        raise NotImplementedError
+
+    def _split(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """(B, N, parts * D) -> ``parts`` tensors of (B, H, N, head_dim)."""
+        B, N, _ = projected.shape
+        return projected.reshape(B, N, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, shape: torch.Size
+    ) -> torch.Tensor:
+        """Attention of (B, H, N, head_dim) queries, merged back to ``shape`` (B, N, C) and projected out."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(shape))
+
+
+class Attention(_HeadAttention):
+    """Self-attention with a fused ``qkv`` projection (ml-4m's names), through ``scaled_dot_product_attention``."""
+
+    def _input_projections(self, dim: int, qkv_bias: bool) -> None:
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, H, N, head_dim) queries, keys and values of ``x``, q/k normed when configured."""
+        q, k, v = self._split(self.qkv(x), 3)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: bool (True = blocked) or an additive bias from :func:`attention_bias`."""
+        q, k, v = self._qkv(x)
+        return self._attend(q, k, v, attention_bias(mask, q.dtype), x.shape)
 
     def forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Causal self-attention of ``x`` (the T newest positions) over the cached positions and itself.
@@ -108,61 +141,32 @@ class Attention(nn.Module):
         The keys/values of ``x`` are appended to ``cache``, so decoding token t costs O(t) instead of recomputing
         all t positions (O(t^2) per token). Same projections and norms as :meth:`forward`.
         """
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
+        N = x.shape[1]
+        q, k, v = self._qkv(x)
         past = cache.append(k, v)
         bias = None
         if N > 1:  # causal among the new positions; every cached one is visible
             rows = torch.arange(N, device=x.device).unsqueeze(1) + past
             blocked = torch.arange(past + N, device=x.device).unsqueeze(0) > rows
             bias = attention_bias(blocked.unsqueeze(0), q.dtype)
-        out = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        return self._attend(q, cache.k, cache.v, bias, x.shape)
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_HeadAttention):
     """Attention from decoder queries (``q``) to the encoder context (fused ``kv``), ml-4m's names."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = False,
-        proj_bias: bool = True,
-        qk_norm: bool = False,
-        norm_layer: type[nn.Module] | None = None,
-    ) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+    def _input_projections(self, dim: int, qkv_bias: bool) -> None:
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
-        self.qk_norm = qk_norm
-        if qk_norm:
-            self.q_norm = norm_layer(self.head_dim)
-            self.k_norm = norm_layer(self.head_dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, N, C = x.shape
-        M = context.shape[1]
-        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        kv = self.kv(context).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        k, v = kv.unbind(0)
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        k, v = self.context_kv(context)
+        return self.forward_kv(x, k, v, mask)
 
     def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, M, head_dim) keys and values of the (normed) context: fixed while a sequence is decoded, so
         the incremental path computes them once instead of once per generated token."""
-        B, M, _ = context.shape
-        kv = self.kv(context).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        k, v = kv.unbind(0)
+        k, v = self._split(self.kv(context), 2)
         if self.qk_norm:
             k = self.k_norm(k)
         return k, v
@@ -171,12 +175,11 @@ class CrossAttention(nn.Module):
         self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """:meth:`forward` with the context's keys/values from :meth:`context_kv`."""
-        B, N, C = x.shape
+        B, N, _ = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         if self.qk_norm:
             q = self.q_norm(q)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(mask, q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        return self._attend(q, k, v, attention_bias(mask, q.dtype), x.shape)
 
 
 class Mlp(nn.Module):
@@ -219,13 +222,16 @@ class DropPath(nn.Module):
         return x * keep / (1 - self.p)
 
 
-def _mlp(dim: int, mlp_ratio: float, act_layer: type[nn.Module], mlp_bias: bool, gated_mlp: bool) -> nn.Module:
-    hidden = int(dim * mlp_ratio)
-    return (GatedMlp if gated_mlp else Mlp)(dim, hidden, act_layer=act_layer, bias=mlp_bias)
+#: Builds an attention module of the given class with a block's head settings (see :class:`_PreNormBlock`).
+_Heads = Callable[[type[_HeadAttention]], _HeadAttention]
 
 
-class Block(nn.Module):
-    """Pre-norm encoder block."""
+class _PreNormBlock(nn.Module):
+    """What :class:`Block` and :class:`DecoderBlock` share: ml-4m's hyperparameters, ``norm1``, the attention
+    modules a subclass registers in :meth:`_attention`, drop path, ``norm2`` and the (gated) MLP.
+
+    Registered in ml-4m's order, so the state_dict layout and the RNG draws of a seeded init match the official model.
+    """
 
     def __init__(
         self,
@@ -243,42 +249,40 @@ class Block(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+
+        def heads(kind: type[_HeadAttention]) -> _HeadAttention:
+            return kind(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+
+        self._attention(dim, norm_layer, heads)
         self.drop_path = DropPath(drop_path)
         self.norm2 = norm_layer(dim)
-        self.mlp = _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = (GatedMlp if gated_mlp else Mlp)(dim, hidden, act_layer=act_layer, bias=mlp_bias)
+
+    def _attention(self, dim: int, norm_layer: type[nn.Module], heads: _Heads) -> None:
+        """Register the attention modules; ``heads(Attention)`` builds one with this block's settings."""
+        raise NotImplementedError
+
+
+class Block(_PreNormBlock):
+    """Pre-norm encoder block."""
+
+    def _attention(self, dim: int, norm_layer: type[nn.Module], heads: _Heads) -> None:
+        self.attn = heads(Attention)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class DecoderBlock(nn.Module):
+class DecoderBlock(_PreNormBlock):
     """Self-attention, then cross-attention to the encoder context, then MLP (all pre-norm)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        proj_bias: bool = True,
-        mlp_bias: bool = True,
-        drop_path: float = 0.0,
-        act_layer: type[nn.Module] = nn.GELU,
-        norm_layer: type[nn.Module] = LayerNorm,
-        gated_mlp: bool = False,
-        qk_norm: bool = False,
-    ) -> None:
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.self_attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
-        self.cross_attn = CrossAttention(dim, num_heads, qkv_bias, proj_bias, qk_norm, norm_layer)
+    def _attention(self, dim: int, norm_layer: type[nn.Module], heads: _Heads) -> None:
+        self.self_attn = heads(Attention)
+        self.cross_attn = heads(CrossAttention)
         self.query_norm = norm_layer(dim)
         self.context_norm = norm_layer(dim)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = norm_layer(dim)
-        self.mlp = _mlp(dim, mlp_ratio, act_layer, mlp_bias, gated_mlp)
 
     def forward(
         self,

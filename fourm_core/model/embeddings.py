@@ -1,7 +1,7 @@
 """Encoder and decoder embedding modules (``fourm/models/encoder_embeddings.py`` / ``decoder_embeddings.py``).
 
-Which module a modality gets is decided by its ``type`` (from the spec kind) and ``pos`` (from the spec embedding),
-never by its name. Every module fills the per-modality dict in place: ``x`` and ``emb`` (and ``ids`` for decoders).
+Which module a key gets is decided by its :class:`~fourm_core.keys.KeyInfo` (kind and embedding), never by its
+name. Every module fills the per-modality dict in place: ``x`` and ``emb`` (and ``ids`` for decoders).
 """
 
 from __future__ import annotations
@@ -9,28 +9,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fourm_core.keys import KeyInfo
 from fourm_core.model.blocks import build_1d_sincos_posemb, build_2d_sincos_posemb
+from fourm_core.spec import Embedding, ModalityKind
 
 #: ml-4m builds every 1D sincos table with 512 rows and slices the batch dim, so the buffer is always (1, 512, D).
 MAX_SINCOS_1D = 512
 
-PIXELS, IMAGE_TOKENS, GLOBAL_TOKENS, SEQUENCE, SEQUENCE_EMBEDDING = (
-    "pixels",
-    "image_tokens",
-    "global_tokens",
-    "sequence",
-    "sequence_embedding",
-)
-SINCOS_2D, SINCOS_1D, LEARNED = "2d", "1d", "learned"
 
-
-def _grid_pos(module: nn.Module, info: dict, dim: int) -> None:
+def _grid_pos(module: nn.Module, info: KeyInfo, dim: int) -> None:
     """2D sincos buffer (after mod_emb) or learned Parameter (registered before mod_emb), (1, N, D)."""
-    if info["pos"] == LEARNED:
-        module.pos_emb = nn.Parameter(torch.empty(1, info["max_tokens"], dim).normal_(std=0.02))
+    if info.embedding == Embedding.LEARNED:
+        module.pos_emb = nn.Parameter(torch.empty(1, info.max_tokens, dim).normal_(std=0.02))
         module.mod_emb = nn.Parameter(torch.empty(1, 1, dim).normal_(std=0.02))
     else:
-        grid = info["image_size"] // info["patch_size"]
+        grid = info.grid
+        if grid is None:
+            raise ValueError(f"{info.key}: a 2D sin-cos position embedding needs image_size and patch_size")
         module.mod_emb = nn.Parameter(torch.empty(1, 1, dim).normal_(std=0.02))
         module.register_buffer("pos_emb", build_2d_sincos_posemb(grid, grid, dim))
 
@@ -51,11 +46,11 @@ def _seq_positions(pos_emb: torch.Tensor, unused: torch.Tensor, max_length: int)
 class ImageEncoderEmbedding(nn.Module):
     """Pixel patches, flattened ``b c (nh ph) (nw pw) -> b (nh nw) (ph pw c)``, projected without bias."""
 
-    def __init__(self, info: dict, dim: int) -> None:
+    def __init__(self, info: KeyInfo, dim: int) -> None:
         super().__init__()
-        self.patch_size = info["patch_size"]
+        self.patch_size = int(info.patch_size or 0)
         _grid_pos(self, info, dim)
-        self.proj = nn.Linear(info.get("num_channels", 3) * self.patch_size**2, dim, bias=False)
+        self.proj = nn.Linear(info.num_channels * self.patch_size**2, dim, bias=False)
 
     def forward(self, d: dict) -> dict:
         x = d["tensor"]
@@ -68,10 +63,10 @@ class ImageEncoderEmbedding(nn.Module):
 
 
 class ImageTokenEncoderEmbedding(nn.Module):
-    def __init__(self, info: dict, dim: int) -> None:
+    def __init__(self, info: KeyInfo, dim: int) -> None:
         super().__init__()
         _grid_pos(self, info, dim)
-        self.token_emb = nn.Embedding(info["vocab_size"], dim)
+        self.token_emb = nn.Embedding(_vocab(info), dim)
 
     def forward(self, d: dict) -> dict:
         ids = d["tensor"].reshape(d["tensor"].shape[0], -1)
@@ -81,11 +76,11 @@ class ImageTokenEncoderEmbedding(nn.Module):
 
 
 class SequenceEncoderEmbedding(nn.Module):
-    def __init__(self, info: dict, dim: int) -> None:
+    def __init__(self, info: KeyInfo, dim: int) -> None:
         super().__init__()
-        self.max_length = info["max_tokens"]
+        self.max_length = info.max_tokens
         _seq_pos(self, dim)
-        self.token_emb = nn.Embedding(info["vocab_size"], dim, padding_idx=0)
+        self.token_emb = nn.Embedding(_vocab(info), dim, padding_idx=0)
 
     def forward(self, d: dict) -> dict:
         d["x"] = self.token_emb(d["tensor"])
@@ -96,11 +91,11 @@ class SequenceEncoderEmbedding(nn.Module):
 class SequenceEmbEncoderEmbedding(nn.Module):
     """Continuous vectors (B, L, feature_dim) projected with a biased Linear."""
 
-    def __init__(self, info: dict, dim: int) -> None:
+    def __init__(self, info: KeyInfo, dim: int) -> None:
         super().__init__()
-        self.max_length = info["max_tokens"]
+        self.max_length = info.max_tokens
         _seq_pos(self, dim)
-        self.emb_proj = nn.Linear(info["feature_dim"], dim, bias=True)
+        self.emb_proj = nn.Linear(_feature_dim(info), dim, bias=True)
 
     def forward(self, d: dict) -> dict:
         d["x"] = self.emb_proj(d["tensor"])
@@ -109,11 +104,11 @@ class SequenceEmbEncoderEmbedding(nn.Module):
 
 
 class ImageTokenDecoderEmbedding(nn.Module):
-    def __init__(self, info: dict, dim: int, share_embedding: bool = False) -> None:
+    def __init__(self, info: KeyInfo, dim: int, share_embedding: bool = False) -> None:
         super().__init__()
         _grid_pos(self, info, dim)
-        self.token_emb = nn.Embedding(info["vocab_size"], dim)
-        self.to_logits = nn.Linear(dim, info["vocab_size"], bias=False)
+        self.token_emb = nn.Embedding(_vocab(info), dim)
+        self.to_logits = nn.Linear(dim, _vocab(info), bias=False)
         if share_embedding:
             self.to_logits.weight = self.token_emb.weight
 
@@ -129,12 +124,12 @@ class ImageTokenDecoderEmbedding(nn.Module):
 
 
 class SequenceDecoderEmbedding(nn.Module):
-    def __init__(self, info: dict, dim: int, share_embedding: bool = False) -> None:
+    def __init__(self, info: KeyInfo, dim: int, share_embedding: bool = False) -> None:
         super().__init__()
-        self.max_length = info["max_tokens"]
+        self.max_length = info.max_tokens
         _seq_pos(self, dim)
-        self.token_emb = nn.Embedding(info["vocab_size"], dim, padding_idx=0)
-        self.to_logits = nn.Linear(dim, info["vocab_size"], bias=False)
+        self.token_emb = nn.Embedding(_vocab(info), dim, padding_idx=0)
+        self.to_logits = nn.Linear(dim, _vocab(info), bias=False)
         if share_embedding:
             self.to_logits.weight = self.token_emb.weight
 
@@ -149,28 +144,33 @@ class SequenceDecoderEmbedding(nn.Module):
         return self.to_logits(x)
 
 
-def is_sequence(info: dict) -> bool:
-    """Sequences (and sequence embeddings) are decoded with teacher forcing; grids and global tokens in parallel."""
-    return info["type"] in (SEQUENCE, SEQUENCE_EMBEDDING)
+def _vocab(info: KeyInfo) -> int:
+    if info.vocab_size is None:
+        raise ValueError(f"{info.key}: a {info.kind.value} key needs vocab_size")
+    return info.vocab_size
 
 
-def build_encoder_embedding(info: dict, dim: int) -> nn.Module:
-    kind = info["type"]
-    if kind == PIXELS:
+def _feature_dim(info: KeyInfo) -> int:
+    if info.feature_dim is None:
+        raise ValueError(f"{info.key}: a {info.kind.value} key needs feature_dim")
+    return info.feature_dim
+
+
+def build_encoder_embedding(info: KeyInfo, dim: int) -> nn.Module:
+    """The encoder embedding of ``info``'s kind."""
+    if info.kind == ModalityKind.PIXELS:
         return ImageEncoderEmbedding(info, dim)
-    if kind in (IMAGE_TOKENS, GLOBAL_TOKENS):
+    if info.kind in (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS):
         return ImageTokenEncoderEmbedding(info, dim)
-    if kind == SEQUENCE:
+    if info.kind == ModalityKind.SEQUENCE:
         return SequenceEncoderEmbedding(info, dim)
-    if kind == SEQUENCE_EMBEDDING:
-        return SequenceEmbEncoderEmbedding(info, dim)
-    raise ValueError(f"no encoder embedding for type {kind!r}")
+    return SequenceEmbEncoderEmbedding(info, dim)
 
 
-def build_decoder_embedding(info: dict, dim: int, share_embedding: bool = False) -> nn.Module:
-    kind = info["type"]
-    if kind in (IMAGE_TOKENS, GLOBAL_TOKENS):
+def build_decoder_embedding(info: KeyInfo, dim: int, share_embedding: bool = False) -> nn.Module:
+    """The decoder embedding (with its output head) of ``info``'s kind; pixels and embeddings cannot be targets."""
+    if info.kind in (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS):
         return ImageTokenDecoderEmbedding(info, dim, share_embedding)
-    if kind == SEQUENCE:
+    if info.kind == ModalityKind.SEQUENCE:
         return SequenceDecoderEmbedding(info, dim, share_embedding)
-    raise ValueError(f"type {kind!r} cannot be a target (no output head)")
+    raise ValueError(f"{info.key}: kind {info.kind.value!r} cannot be a target (no output head)")

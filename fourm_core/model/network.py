@@ -1,12 +1,12 @@
 """FourMNetwork encoder-decoder, state-dict compatible with apple/ml-4m ``fourm/models/fm.py``.
 
-Modalities are described by plain ``modality_info`` dicts (type, pos, vocab_size, max_tokens, image_size, patch_size,
-feature_dim, id) built from plugin specs by :func:`modality_info_from_registry`; the model never looks at names.
+The network is built from a :class:`~fourm_core.model.config.FourMConfig` (sizes, recipe flags, domains and the typed
+key table, :class:`~fourm_core.keys.KeyTable`) and keeps it as ``.config``; each key's embedding module is chosen by
+its :class:`~fourm_core.keys.KeyInfo` kind, never by its name.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Collection
 from functools import partial
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from fourm_core.keys import KeyTable
 from fourm_core.model.blocks import (
     Block,
     DecoderBlock,
@@ -26,84 +27,21 @@ from fourm_core.model.blocks import (
     attention_bias,
     xavier_uniform_fused,
 )
-from fourm_core.model.embeddings import build_decoder_embedding, build_encoder_embedding, is_sequence
+from fourm_core.model.config import CONFIG_NAME, RECIPES, SIZES, FourMConfig, fourm_config, read_config
+from fourm_core.model.embeddings import build_decoder_embedding, build_encoder_embedding
 
-#: Official size registry (``@register_model`` in fm.py): width, encoder/decoder depth, heads.
-SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"dim": 384, "encoder_depth": 6, "decoder_depth": 6, "num_heads": 6},
-    "small": {"dim": 512, "encoder_depth": 8, "decoder_depth": 8, "num_heads": 8},
-    "B": {"dim": 768, "encoder_depth": 12, "decoder_depth": 12, "num_heads": 12},
-    "L": {"dim": 1024, "encoder_depth": 24, "decoder_depth": 24, "num_heads": 16},
-    "XL": {"dim": 2048, "encoder_depth": 24, "decoder_depth": 24, "num_heads": 32},
-}
-#: Official recipes: ``*_swiglu_nobias`` (the 4M-21 models) and ``*_gelu``.
-RECIPES: dict[str, dict[str, Any]] = {
-    "swiglu_nobias": {
-        "qkv_bias": False,
-        "proj_bias": False,
-        "mlp_bias": False,
-        "norm_bias": False,
-        "act_layer": "SiLU",
-        "gated_mlp": True,
-    },
-    "gelu": {
-        "qkv_bias": True,
-        "proj_bias": True,
-        "mlp_bias": True,
-        "norm_bias": True,
-        "act_layer": "GELU",
-        "gated_mlp": False,
-    },
-}
-CONFIG_NAME = "config.json"
+__all__ = [
+    "CONFIG_NAME",
+    "RECIPES",
+    "SIZES",
+    "WEIGHTS_NAME",
+    "FourMConfig",
+    "FourMNetwork",
+    "fourm_config",
+    "parse_official_model_name",
+]
+
 WEIGHTS_NAME = "model.safetensors"
-
-
-def modality_info_from_registry(registry: Any, preset: str, text_vocab_size: int = 30000) -> dict[str, dict]:
-    """``{model_key: info}`` for every model key of ``registry`` in ``preset``, from the specs only.
-
-    Group members share a key; the first member's spec describes it. Text-vocabulary sequences get
-    ``text_vocab_size``. ``id`` is the ml-4m uint15 hash of the model key.
-    """
-    from fourm_core.registry import modality_id
-    from fourm_core.spec import Vocabulary
-
-    infos: dict[str, dict] = {}
-    for key, members in registry.model_keys(preset).items():
-        spec = members[0].spec
-        layout = spec.layout(preset)
-        vocab = layout.vocab_size if spec.vocabulary == Vocabulary.OWN else None
-        if spec.vocabulary == Vocabulary.TEXT:
-            vocab = text_vocab_size
-        infos[key] = {
-            "type": spec.kind.value,
-            "pos": spec.embedding.value,
-            "vocab_size": vocab,
-            "max_tokens": layout.max_tokens,
-            "image_size": layout.image_size,
-            "patch_size": layout.patch_size,
-            "feature_dim": layout.feature_dim,
-            "num_channels": 3,
-            "id": modality_id(key),
-            "input": not spec.target_only,
-            "target": spec.is_target,
-        }
-    return infos
-
-
-def fourm_config(
-    modality_info: dict[str, dict], size: str = "tiny", recipe: str = "swiglu_nobias", **overrides: Any
-) -> dict:
-    """A config dict (official key names) for ``size`` / ``recipe`` over all inputs and targets of ``modality_info``."""
-    config = {
-        "domains_in": [k for k, v in modality_info.items() if v.get("input", True)],
-        "domains_out": [k for k, v in modality_info.items() if v.get("target", True)],
-        "modality_info": modality_info,
-        **SIZES[size],
-        **RECIPES[recipe],
-    }
-    config.update(overrides)
-    return config
 
 
 def _linspace(stop: float, n: int) -> list[float]:
@@ -112,106 +50,58 @@ def _linspace(stop: float, n: int) -> list[float]:
 
 
 class FourMNetwork(nn.Module):
-    """Any-to-any masked encoder-decoder. Constructor keys follow the official HF ``config.json``."""
+    """Any-to-any masked encoder-decoder over the keys of ``config.keys`` (see :class:`FourMConfig`)."""
 
-    def __init__(
-        self,
-        domains_in: list[str],
-        domains_out: list[str],
-        modality_info: dict[str, dict],
-        dim: int = 768,
-        encoder_depth: int = 12,
-        decoder_depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        proj_bias: bool = True,
-        mlp_bias: bool = True,
-        norm_bias: bool = True,
-        act_layer: str = "GELU",
-        gated_mlp: bool = False,
-        qk_norm: bool = False,
-        drop_path_rate_encoder: float = 0.0,
-        drop_path_rate_decoder: float = 0.0,
-        shared_drop_path: bool = False,
-        decoder_causal_mask: bool = False,
-        decoder_sep_mask: bool = True,
-        num_register_tokens: int = 0,
-        share_modality_embeddings: bool = True,
-        share_embedding: bool = False,
-        shuffle_decoder_modalities: bool = True,
-        **unused: Any,
-    ) -> None:
+    def __init__(self, config: FourMConfig) -> None:
         super().__init__()
-        self.config = {
-            "domains_in": list(domains_in),
-            "domains_out": list(domains_out),
-            "modality_info": modality_info,
-            "dim": dim,
-            "encoder_depth": encoder_depth,
-            "decoder_depth": decoder_depth,
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "qkv_bias": qkv_bias,
-            "proj_bias": proj_bias,
-            "mlp_bias": mlp_bias,
-            "norm_bias": norm_bias,
-            "act_layer": act_layer,
-            "gated_mlp": gated_mlp,
-            "qk_norm": qk_norm,
-            "drop_path_rate_encoder": drop_path_rate_encoder,
-            "drop_path_rate_decoder": drop_path_rate_decoder,
-            "shared_drop_path": shared_drop_path,
-            "decoder_causal_mask": decoder_causal_mask,
-            "decoder_sep_mask": decoder_sep_mask,
-            "num_register_tokens": num_register_tokens,
-            "share_modality_embeddings": share_modality_embeddings,
-            "share_embedding": share_embedding,
-            **unused,
-        }
-        self.modality_info = modality_info
-        self.dim = dim
-        self.decoder_causal_mask = decoder_causal_mask
-        self.decoder_sep_mask = decoder_sep_mask
-        self.num_register_tokens = num_register_tokens
-        self.shuffle_decoder_modalities = shuffle_decoder_modalities
-        norm_layer = partial(LayerNorm, eps=1e-6, bias=norm_bias)
-        act = getattr(nn, act_layer)
+        if not isinstance(config, FourMConfig):
+            raise TypeError(f"FourMNetwork takes a FourMConfig (see fourm_config), not {type(config).__name__}")
+        self.config = config
+        c = config
+        self.keys: KeyTable = c.keys
+        self._ids = {k: info.id for k, info in c.keys.items()}
+        self.dim = dim = c.dim
+        self.decoder_causal_mask = c.decoder_causal_mask
+        self.decoder_sep_mask = c.decoder_sep_mask
+        self.num_register_tokens = c.num_register_tokens
+        self.shuffle_decoder_modalities = c.shuffle_decoder_modalities
+        norm_layer = partial(LayerNorm, eps=1e-6, bias=c.norm_bias)
+        act = getattr(nn, c.act_layer)
 
-        self.encoder_embeddings = nn.ModuleDict({k: build_encoder_embedding(modality_info[k], dim) for k in domains_in})
+        self.encoder_embeddings = nn.ModuleDict({k: build_encoder_embedding(c.keys[k], dim) for k in c.domains_in})
         self.decoder_embeddings = nn.ModuleDict(
-            {k: build_decoder_embedding(modality_info[k], dim, share_embedding) for k in domains_out}
+            {k: build_decoder_embedding(c.keys[k], dim, c.share_embedding) for k in c.domains_out}
         )
-        if share_modality_embeddings:
+        if c.share_modality_embeddings:
             for key in self.decoder_embeddings:
                 if key in self.encoder_embeddings:
                     self.decoder_embeddings[key].mod_emb = self.encoder_embeddings[key].mod_emb
 
-        dpr_enc = _linspace(drop_path_rate_encoder, encoder_depth)
-        dpr_dec = _linspace(drop_path_rate_decoder, decoder_depth)
-        if shared_drop_path:
-            dpr_all = _linspace(drop_path_rate_encoder, encoder_depth + decoder_depth)
-            dpr_enc, dpr_dec = dpr_all[:encoder_depth], dpr_all[encoder_depth:]
+        dpr_enc = _linspace(c.drop_path_rate_encoder, c.encoder_depth)
+        dpr_dec = _linspace(c.drop_path_rate_decoder, c.decoder_depth)
+        if c.shared_drop_path:
+            dpr_all = _linspace(c.drop_path_rate_encoder, c.encoder_depth + c.decoder_depth)
+            dpr_enc, dpr_dec = dpr_all[: c.encoder_depth], dpr_all[c.encoder_depth :]
         common = {
-            "mlp_ratio": mlp_ratio,
-            "qkv_bias": qkv_bias,
-            "proj_bias": proj_bias,
-            "mlp_bias": mlp_bias,
+            "mlp_ratio": c.mlp_ratio,
+            "qkv_bias": c.qkv_bias,
+            "proj_bias": c.proj_bias,
+            "mlp_bias": c.mlp_bias,
             "act_layer": act,
             "norm_layer": norm_layer,
-            "gated_mlp": gated_mlp,
-            "qk_norm": qk_norm,
+            "gated_mlp": c.gated_mlp,
+            "qk_norm": c.qk_norm,
         }
-        self.encoder = nn.ModuleList([Block(dim, num_heads, drop_path=p, **common) for p in dpr_enc])
+        self.encoder = nn.ModuleList([Block(dim, c.num_heads, drop_path=p, **common) for p in dpr_enc])
         self.encoder_norm = norm_layer(dim)
         self.decoder_proj_context = nn.Linear(dim, dim)  # always biased, as in ml-4m
-        self.decoder = nn.ModuleList([DecoderBlock(dim, num_heads, drop_path=p, **common) for p in dpr_dec])
+        self.decoder = nn.ModuleList([DecoderBlock(dim, c.num_heads, drop_path=p, **common) for p in dpr_dec])
         self.decoder_norm = norm_layer(dim)
 
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.normal_(self.mask_token, std=0.02)
-        if num_register_tokens > 0:
-            self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, dim))
+        if c.num_register_tokens > 0:
+            self.register_tokens = nn.Parameter(torch.zeros(1, c.num_register_tokens, dim))
             nn.init.normal_(self.register_tokens, std=0.02)
         self.init_weights()
 
@@ -237,7 +127,7 @@ class FourMNetwork(nn.Module):
 
     # ------------------------------------------------------------------ masking
     def _mod_id(self, key: str) -> int:
-        return int(self.modality_info[key]["id"])
+        return self._ids[key]
 
     def forward_mask_encoder(self, mod_dict: dict, num_encoder_tokens: int):
         keys = [k for k in mod_dict if k in self.encoder_embeddings]
@@ -270,7 +160,7 @@ class FourMNetwork(nn.Module):
         tokens, embs, ids, masks, attn, mods = [], [], [], [], [], []
         for k in keys:
             d = mod_dict[k]
-            if is_sequence(self.modality_info[k]):
+            if self.keys[k].is_sequence:
                 tokens.append(d["x"][:, :-1])
                 embs.append(d["emb"][:, :-1])
                 ids.append(d["ids"][:, 1:])
@@ -411,19 +301,26 @@ class FourMNetwork(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> None:
-        """``model.safetensors`` (every key, shared tensors stored as copies) and ``config.json``."""
+        """``model.safetensors`` (every key, shared tensors stored as copies) and ``config.json`` (the
+        :class:`FourMConfig`, key table included, with the current ``shuffle_decoder_modalities``)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config, indent=2))
+        config = self.config
+        if config.shuffle_decoder_modalities != self.shuffle_decoder_modalities:  # switched on the module
+            config = config.model_copy(update={"shuffle_decoder_modalities": self.shuffle_decoder_modalities})
+        config.save(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, strict: bool = True, **overrides: Any) -> FourMNetwork:
+    def from_pretrained(
+        cls, directory: str | Path, strict: bool = True, registry: Any = None, **overrides: Any
+    ) -> FourMNetwork:
+        """The network saved in ``directory``: fourm's ``config.json`` as written by :meth:`save_pretrained`, an
+        older fourm one, or ml-4m's official one (the key table then comes from ``registry``, by default the
+        installed plugins; see :func:`~fourm_core.model.config.read_config`). ``overrides`` replace config fields."""
         directory = Path(directory)
-        config = json.loads((directory / CONFIG_NAME).read_text())
-        config.update(overrides)
-        model = cls(**config)
+        model = cls(read_config(directory, registry, **overrides))
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=strict)
         return model
 

@@ -28,16 +28,13 @@ from fourm_core.data.loader import StoreDataset, TextCorpusDataset
 from fourm_core.data.masking import (
     FourMMasker,
     KeyAlphas,
-    KeyLayout,
     MaskingMixture,
     MaskingStrategy,
     TokenRange,
-    layouts_from_registry,
     load_mixture,
 )
 from fourm_core.data.pipeline import SampleBuilder, forms_for
-from fourm_core.model.network import modality_info_from_registry
-from fourm_core.spec import ModalityKind
+from fourm_core.keys import KeyInfo, KeyTable
 from fourm_core.storage.store import AlignedStore
 from fourm_core.training.config import DatasetConfig, RunConfig
 
@@ -59,8 +56,7 @@ def sample_position(step: int, micro: int, rank: int, index: int, *, accum: int,
 
 
 def default_mixture(
-    layouts: Mapping[str, KeyLayout],
-    info: Mapping[str, Mapping[str, Any]],
+    keys: Mapping[str, KeyInfo],
     input_tokens: TokenRange,
     target_tokens: TokenRange,
 ) -> MaskingMixture:
@@ -68,16 +64,15 @@ def default_mixture(
     inputs, every other key a target), equally weighted: the 4M-21 mixture without its caption/T5 biases, which
     name modalities (give the official file or your own to get them)."""
     strategies = [
-        MaskingStrategy(alphas={k: KeyAlphas(input_alpha=a, target_alpha=a) for k in layouts})
-        for a in ALL_TO_ALL_ALPHAS
+        MaskingStrategy(alphas={k: KeyAlphas(input_alpha=a, target_alpha=a) for k in keys}) for a in ALL_TO_ALL_ALPHAS
     ]
-    pixels = [k for k in layouts if info.get(k, {}).get("type") == ModalityKind.PIXELS.value]
+    pixels = [k for k, info in keys.items() if info.is_pixels]
     if pixels:
         strategies.append(
             MaskingStrategy(
                 alphas={
                     k: KeyAlphas(input_alpha=1.0 if k in pixels else 0.0, target_alpha=0.0 if k in pixels else 0.5)
-                    for k in layouts
+                    for k in keys
                 }
             )
         )
@@ -127,7 +122,7 @@ class TrainingData:
         self.registry = registry
         self.preset = config.model.preset
         self.builder = SampleBuilder(registry, self.preset, vocabulary)
-        all_info = modality_info_from_registry(registry, self.preset, vocabulary.size)
+        all_info = KeyTable.from_registry(registry, self.preset, text_vocab_size=vocabulary.size)
         opened = [self._open(d) for d in config.datasets]
         provided: dict[str, None] = {}
         for _, modalities in opened:
@@ -141,9 +136,9 @@ class TrainingData:
             keys = [k for k in keys if k in config.model.keys]
         if not keys:
             raise ValueError("no dataset provides any model key; pre-tokenise the stores (fourm data tokenize)")
-        self.modality_info = {k: all_info[k] for k in keys}
-        self.collator = Collator(self.modality_info)
-        layouts = {k: v for k, v in layouts_from_registry(registry, self.preset).items() if k in self.modality_info}
+        #: the key table of the model keys this data provides (what a model trained on it must have)
+        self.keys: KeyTable = all_info.subset(keys)
+        self.collator = Collator(self.keys)
         in_range, tgt_range = (
             TokenRange(low=lo, high=hi) for lo, hi in (config.budget("input"), config.budget("target"))
         )
@@ -154,7 +149,7 @@ class TrainingData:
                     update={"input_tokens": in_range, "target_tokens": tgt_range}
                 )
             else:
-                mixture = default_mixture(layouts, self.modality_info, in_range, tgt_range)
+                mixture = default_mixture(self.keys, in_range, tgt_range)
             n = len(dataset)
             if d.val_samples >= n:
                 raise ValueError(f"dataset {d.name!r}: val_samples {d.val_samples} >= its {n} samples")
@@ -164,7 +159,7 @@ class TrainingData:
                     d,
                     dataset,
                     n - d.val_samples,
-                    FourMMasker(layouts, mixture),
+                    FourMMasker(self.keys, mixture),
                     n_crops,
                     list(range(n - d.val_samples, n)),
                 )
@@ -239,7 +234,7 @@ class TrainingData:
         """Builder content and masks of one sample."""
         source = self.sources[which]
         content = self.builder(source.read(index, crop), random.Random(seed))
-        content = {k: v for k, v in content.items() if k in self.modality_info}
+        content = {k: v for k, v in content.items() if k in self.keys}
         masks = source.masker(self.collator.masking_sample(content), np.random.default_rng(seed))
         return content, masks
 

@@ -239,20 +239,14 @@ def train(
     logger = _Logger(out / LOG_NAME, rank)
 
     registry = registry if registry is not None else Registry()
-    vocabulary = TextVocabulary.load(config.vocabulary)
-    data = TrainingData(config, registry, vocabulary)
+    data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     if config.model.init:
-        model = FourMNetwork.from_pretrained(config.model.init)
-        if set(model.modality_info) != set(data.modality_info):
-            raise ValueError(
-                f"model.init {config.model.init} has keys {sorted(model.modality_info)}, the data "
-                f"{sorted(data.modality_info)}"
-            )
+        model = FourMNetwork.from_pretrained(config.model.init, registry=registry)
+        if set(model.keys) != set(data.keys):
+            raise ValueError(f"model.init {config.model.init}: keys {sorted(model.keys)}, data {sorted(data.keys)}")
     else:
-        model = FourMNetwork(
-            **fourm_config(data.modality_info, config.model.size, config.model.recipe, **config.model.overrides)
-        )
+        model = FourMNetwork(fourm_config(data.keys, config.model.size, config.model.recipe, **config.model.overrides))
     if e.precision == "bf16":
         model.to(torch.bfloat16)  # buffers too (sin-cos positions, no-bias norm zeros); DeepSpeed casts parameters only
     total_steps, warmup_steps, tokens_per_step = schedule_steps(config, world)

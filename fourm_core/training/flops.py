@@ -33,8 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from fourm_core.model.embeddings import is_sequence
-
 #: A training step (forward + backward) in forward FLOPs.
 TRAIN_MULTIPLIER = 3.0
 
@@ -98,7 +96,7 @@ def forward_flops(
     n_dec = int(num_decoder_tokens)
 
     if embedding_positions_per_key is None:
-        embedding_positions_per_key = {k: int(model.modality_info[k]["max_tokens"]) for k in model.encoder_embeddings}
+        embedding_positions_per_key = {k: model.keys[k].max_tokens for k in model.encoder_embeddings}
     embeddings = _embedding_flops(model, embedding_positions_per_key, B)
 
     encoder_linear = encoder_attention = 0.0
@@ -134,7 +132,7 @@ def target_tokens_per_key(model: nn.Module, batch: Any) -> dict[str, float]:
         if key not in model.decoder_embeddings:
             continue
         tm = d["target_mask"]
-        if is_sequence(model.modality_info[key]):
+        if model.keys[key].is_sequence:
             counts[key] = (~(tm[:, 1:] | tm[:, :-1])).sum(dim=1).double()
         else:
             counts[key] = (~tm).sum(dim=1).double()

@@ -18,7 +18,7 @@ import torch
 from fourm_core.data.collate import Collator
 from fourm_core.data.masking import MaskedKey
 
-__all__ = ["curves_svg", "predict_tokens", "probe_figure", "read_log", "tile_row", "validation_table"]
+__all__ = ["curves_svg", "predict_tokens", "probe_figure", "read_log", "validation_table"]
 
 _COLOURS = [
     "#1f77b4",
@@ -115,7 +115,7 @@ def predict_tokens(
 ) -> torch.Tensor:
     """Argmax tokens of every position of ``target`` (an image-like or global token key) from fully visible
     ``inputs``, one decoder pass: (B, N) ids."""
-    n = int(collator.modality_info[target]["max_tokens"])
+    n = collator.keys[target].max_tokens
     masks = []
     for content in contents:
         sample: dict[str, MaskedKey] = {}
@@ -135,15 +135,6 @@ def predict_tokens(
     return logits[target][:, :n].argmax(-1)
 
 
-def tile_row(pictures: Sequence[np.ndarray], size: int = 96) -> np.ndarray:
-    """Pictures side by side at ``size`` px, 2 px white gaps (rows of a comparison figure)."""
-    from PIL import Image
-
-    tiles = [np.asarray(Image.fromarray(p).resize((size, size), Image.NEAREST)) for p in pictures]
-    gap = np.full((size, 2, 3), 255, np.uint8)
-    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
-
-
 def probe_figure(
     model: Any,
     data: Any,
@@ -157,16 +148,17 @@ def probe_figure(
 ) -> dict[str, float]:
     """Pixels -> every image-token target, on ``n`` held-out scenes of the first store: a PNG with the input row,
     then per target key the ground truth and the one-pass prediction, both decoded by that key's tokenizer (so the
-    truth row is the tokenizer's bound). Returns the token accuracy per key. Keys come from the modality info
-    (``type``), never from names; ``targets`` restricts them; targets without a trained tokenizer in ``tokenizers``
+    truth row is the tokenizer's bound). Returns the token accuracy per key. Keys come from the key table (their
+    kind), never from names; ``targets`` restricts them; targets without a trained tokenizer in ``tokenizers``
     are left out."""
     from PIL import Image, ImageDraw
 
+    from fourm_core.viz.grid import tile_row
     from fourm_core.viz.pictures import picture
 
-    info, preset = data.modality_info, data.preset
+    table, preset = data.keys, data.preset
     members = registry.model_keys(preset)
-    inputs = list(inputs or [k for k, v in info.items() if v["type"] == "pixels"])
+    inputs = list(inputs or [k for k, info in table.items() if info.is_pixels])
     if not inputs:
         raise ValueError("no pixel key to condition on")
     source = data.sources[0]
@@ -180,8 +172,8 @@ def probe_figure(
         (inputs[0], [picture("color", store.read(f"{first.name}/raw", i)[raw_name]) for i in indices[: len(contents)]])
     ]
     accuracy: dict[str, float] = {}
-    for key, meta in info.items():
-        if meta["type"] != "image_tokens" or not meta.get("target", True) or key in inputs:
+    for key, info in table.items():
+        if not info.is_image_tokens or not info.target or key in inputs:
             continue
         if targets is not None and key not in targets:
             continue

@@ -1,0 +1,214 @@
+"""The network's configuration: sizes, recipe flags and the key table, validated, saved and read back unchanged.
+
+:class:`FourMConfig` is what :class:`~fourm_core.model.network.FourMNetwork` is built from and keeps as ``.config``;
+``save_pretrained`` writes it as ``config.json`` and ``from_pretrained`` reads it back equal. Unknown fields are
+errors naming them (a typo such as ``num_head`` fails instead of being ignored).
+
+The official ml-4m ``config.json`` has no key table: its ``FM`` wrapper builds one from ``domains_in`` /
+``domains_out`` and ``image_size`` / ``patch_size``. Conversion to and from that layout happens here only
+(:meth:`FourMConfig.to_official`, :meth:`FourMConfig.from_official`); :func:`read_config` tells the layouts apart.
+
+This module imports no torch, so the CLI and the checkpoint tools can read configs cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
+
+from fourm_core.keys import DEFAULT_TEXT_VOCAB, KeyTable, KeyTableError
+
+__all__ = ["CONFIG_NAME", "RECIPES", "SIZES", "FourMConfig", "fourm_config", "read_config"]
+
+CONFIG_NAME = "config.json"
+#: Official size registry (``@register_model`` in fm.py): width, encoder/decoder depth, heads.
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 384, "encoder_depth": 6, "decoder_depth": 6, "num_heads": 6},
+    "small": {"dim": 512, "encoder_depth": 8, "decoder_depth": 8, "num_heads": 8},
+    "B": {"dim": 768, "encoder_depth": 12, "decoder_depth": 12, "num_heads": 12},
+    "L": {"dim": 1024, "encoder_depth": 24, "decoder_depth": 24, "num_heads": 16},
+    "XL": {"dim": 2048, "encoder_depth": 24, "decoder_depth": 24, "num_heads": 32},
+}
+#: Official recipes: ``*_swiglu_nobias`` (the 4M-21 models) and ``*_gelu``.
+RECIPES: dict[str, dict[str, Any]] = {
+    "swiglu_nobias": {
+        "qkv_bias": False,
+        "proj_bias": False,
+        "mlp_bias": False,
+        "norm_bias": False,
+        "act_layer": "SiLU",
+        "gated_mlp": True,
+    },
+    "gelu": {
+        "qkv_bias": True,
+        "proj_bias": True,
+        "mlp_bias": True,
+        "norm_bias": True,
+        "act_layer": "GELU",
+        "gated_mlp": False,
+    },
+}
+#: Activations ml-4m's ``FM`` resolves with ``getattr(torch.nn, name)`` that a 4M MLP can use.
+ACTIVATIONS = ("GELU", "SiLU", "ReLU", "Tanh", "Sigmoid", "Mish", "ELU", "LeakyReLU")
+#: Fields that only fourm has: the official ``FM`` always shuffles the decoder modalities and unties the heads,
+#: so :meth:`FourMConfig.to_official` refuses other values instead of dropping them.
+_FOURM_ONLY = {"shuffle_decoder_modalities": True, "share_embedding": False}
+
+
+def _table(value: Any) -> KeyTable:
+    return KeyTable.coerce(value)
+
+
+#: A :class:`KeyTable` as a pydantic field: read from a table, KeyInfos or their JSON list; written as that list.
+KeyTableField = Annotated[KeyTable, PlainValidator(_table), PlainSerializer(lambda t: t.to_json(), return_type=list)]
+
+
+class FourMConfig(BaseModel):
+    """Sizes, recipe flags, the domains and the key table of one network (field names follow ml-4m's ``FourM``).
+
+    ``domains_in`` / ``domains_out`` order the encoder / decoder embeddings (and so the state dict); every domain
+    is a key of ``keys``, the inputs able to be inputs, the outputs able to be targets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    domains_in: list[str]
+    domains_out: list[str]
+    keys: KeyTableField
+    dim: int = Field(768, gt=0)
+    encoder_depth: int = Field(12, ge=0)
+    decoder_depth: int = Field(12, ge=0)
+    num_heads: int = Field(12, gt=0)
+    mlp_ratio: float = Field(4.0, gt=0)
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    mlp_bias: bool = True
+    norm_bias: bool = True
+    act_layer: str = Field("GELU", description="a torch.nn activation class name, as ml-4m's config.json has it")
+    gated_mlp: bool = False
+    qk_norm: bool = False
+    drop_path_rate_encoder: float = Field(0.0, ge=0.0, lt=1.0)
+    drop_path_rate_decoder: float = Field(0.0, ge=0.0, lt=1.0)
+    shared_drop_path: bool = False
+    decoder_causal_mask: bool = False
+    decoder_sep_mask: bool = True
+    num_register_tokens: int = Field(0, ge=0)
+    share_modality_embeddings: bool = True
+    share_embedding: bool = Field(False, description="tie each output head to its token embedding")
+    shuffle_decoder_modalities: bool = Field(True, description="a new decoder modality order every call (ml-4m)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FourMConfig:
+        problems = []
+        if self.act_layer not in ACTIVATIONS:
+            problems.append(f"act_layer {self.act_layer!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.dim % self.num_heads:
+            problems.append(f"dim {self.dim} is not a multiple of num_heads {self.num_heads}")
+        for field, flag in (("domains_in", "input"), ("domains_out", "target")):
+            domains = getattr(self, field)
+            unknown = [k for k in domains if k not in self.keys]
+            if unknown:
+                problems.append(f"{field} {unknown} are not in the key table (keys: {', '.join(self.keys)})")
+            wrong = [k for k in domains if k in self.keys and not getattr(self.keys[k], flag)]
+            if wrong:
+                problems.append(f"{field} {wrong} cannot be {'inputs' if flag == 'input' else 'targets'}")
+            if len(set(domains)) != len(domains):
+                problems.append(f"{field} names a key twice")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # ---------------------------------------------------------------- files
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (this layout, key table included) into ``directory``."""
+        path = Path(directory) / CONFIG_NAME
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2))
+        return path
+
+    # ---------------------------------------------------------------- the official boundary
+    def to_official(self) -> dict[str, Any]:
+        """ml-4m's ``config.json``: the sizes and flags under their official names plus ``image_size`` /
+        ``patch_size``, no key table (ml-4m's ``FM`` rebuilds it from the domains). Settings ml-4m cannot express
+        (an unshuffled decoder, tied heads) are errors, not silently dropped."""
+        lost = [f"{k}={getattr(self, k)}" for k, v in _FOURM_ONLY.items() if getattr(self, k) != v]
+        if lost:
+            raise ValueError(f"the official config.json cannot express {', '.join(lost)}")
+        data = self.model_dump(mode="json", exclude={"keys", *_FOURM_ONLY})
+        return {**data, **_official_sizes(self.keys)}
+
+    @classmethod
+    def from_official(
+        cls,
+        data: Mapping[str, Any],
+        registry: Any,
+        *,
+        preset: str = "paper",
+        text_vocab_size: int = DEFAULT_TEXT_VOCAB,
+    ) -> FourMConfig:
+        """A config from ml-4m's ``config.json``: the key table is built from the registry for the domains at the
+        config's ``image_size`` / ``patch_size`` (grid keys re-laid there; a key with its own patch, DINOv2's 14,
+        keeps it), as ml-4m's ``FM`` does. Unknown official fields are errors naming them."""
+        data = dict(data)
+        image_size, patch_size = data.pop("image_size", None), data.pop("patch_size", None)
+        domains = sorted(set(data.get("domains_in", [])) | set(data.get("domains_out", [])))
+        keys = KeyTable.from_registry(
+            registry,
+            preset,
+            text_vocab_size=text_vocab_size,
+            image_size=image_size,
+            patch_size=patch_size,
+            keys=domains,
+        )
+        return cls.model_validate({**data, "keys": keys})
+
+
+def _official_sizes(keys: KeyTable) -> dict[str, int]:
+    """``image_size`` / ``patch_size`` an official config needs to rebuild ``keys``: the grid keys' common image
+    size and their most common patch (keys with a patch of their own keep it when ml-4m rebuilds them)."""
+    grids = [info for info in keys.values() if info.is_grid and info.image_size and info.patch_size]
+    if not grids:
+        return {"image_size": 224, "patch_size": 16}  # ml-4m's defaults; nothing depends on them
+    sizes = {int(info.image_size or 0) for info in grids}
+    if len(sizes) > 1:
+        raise ValueError(f"the official config.json has one image_size; the grid keys have {sorted(sizes)}")
+    patch = Counter(int(info.patch_size or 0) for info in grids).most_common(1)[0][0]
+    return {"image_size": sizes.pop(), "patch_size": patch}
+
+
+def fourm_config(
+    keys: KeyTable | Mapping[str, Any], size: str = "tiny", recipe: str = "swiglu_nobias", **overrides: Any
+) -> FourMConfig:
+    """The config of an official ``size`` / ``recipe`` over every input and target of ``keys`` (a table, or
+    ``{key: KeyInfo}`` / an ml-4m ``modality_info`` dict); ``overrides`` replace fields (unknown ones are errors)."""
+    table = KeyTable.coerce(keys)
+    if size not in SIZES or recipe not in RECIPES:
+        raise ValueError(f"unknown size {size!r} or recipe {recipe!r} (sizes: {list(SIZES)}, recipes: {list(RECIPES)})")
+    data = {"domains_in": table.inputs(), "domains_out": table.targets(), **SIZES[size], **RECIPES[recipe]}
+    return FourMConfig.model_validate({**data, **overrides, "keys": table})
+
+
+def read_config(directory: str | Path, registry: Any = None, **overrides: Any) -> FourMConfig:
+    """The config in ``directory/config.json``, whichever layout it has: fourm's (with ``keys``), fourm's before the
+    key table (an ml-4m ``modality_info`` dict beside the fields) or ml-4m's official one (domains, image and patch
+    size; the key table comes from ``registry``, the installed plugins by default). ``overrides`` replace fields."""
+    data = json.loads((Path(directory) / CONFIG_NAME).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{directory}/{CONFIG_NAME}: a config holds a mapping")
+    data.update(overrides)
+    if "keys" in data:
+        return FourMConfig.model_validate(data)
+    if "modality_info" in data:
+        try:
+            keys = KeyTable.from_modality_info(data.pop("modality_info"))
+        except KeyTableError as e:
+            raise ValueError(f"{directory}/{CONFIG_NAME}: {e}") from None
+        return FourMConfig.model_validate({**data, "keys": keys})
+    if registry is None:
+        from fourm_core.registry import Registry
+
+        registry = Registry()
+    return FourMConfig.from_official(data, registry)
