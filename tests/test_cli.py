@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fourm_core.apps.cli.main import main
-from fourm_core.testing.plugin import ML4M_TOKENIZER, ml4m_data_dir
+from fourm_core.testing.plugin import ML4M_TOKENIZER
 from fourm_core.vocab import TextVocabulary, VocabularyManifest
 from helpers import EXAMPLE_PLUGIN, OFFICIAL_KEYS
 
@@ -52,12 +52,8 @@ def test_plugins_json_shows_versions_hooks_and_a_broken_plugin(capsys, make_dist
     by_name = {p["name"]: p for p in data["plugins"]}
     assert code == 0
     assert by_name["det"]["distribution"] == "fourm-det" and by_name["det"]["version"] == "0.1.0"
-    assert by_name["det"]["hooks"] == [
-        "fourm_register_decoders",
-        "fourm_register_labelers",
-        "fourm_register_modalities",
-        "fourm_register_serializers",
-    ]
+    assert by_name["det"]["hooks"] == ["fourm_register_modalities"]  # one declaration: spec, labeler, codec, decoder
+    assert by_name["builtin_sources"]["hooks"] == ["fourm_register_sources"]
     assert by_name[EXAMPLE_PLUGIN]["blocked"] is True
     assert "libthermal.so" in by_name["thermal"]["errors"][0]
     assert any("fourm-thermal 0.2.0" in p["message"] for p in data["problems"])
@@ -105,10 +101,10 @@ def test_vocab_build_writes_tokenizer_and_manifests(capsys, tmp_path: Path) -> N
     assert manifest.modalities["tok_rgb@64"].vocab_size == 1024
 
 
-def test_vocab_build_can_adopt_the_official_file(capsys, tmp_path: Path) -> None:
-    official = ml4m_data_dir(Path(__file__).parent) / ML4M_TOKENIZER
+def test_vocab_build_can_adopt_the_official_file(capsys, tmp_path: Path, fourm_ml4m_data: Path) -> None:
+    official = fourm_ml4m_data / ML4M_TOKENIZER
     if not official.is_file():
-        pytest.skip("official tokenizer absent")
+        pytest.skip(f"official tokenizer not at {official}")
     code, out = run(capsys, "vocab", "build", "--official", str(official), "--out", str(tmp_path))
     manifest = VocabularyManifest.load(tmp_path / "manifest.paper.json")
     assert code == 0 and manifest.modalities["det"].vocab_size == 30000

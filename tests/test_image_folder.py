@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, JpegImagePlugin
 
-from fourm_core.sources import image_folder as image_folder_module
+from fourm_core.sources import photo_pixels
 from fourm_core.sources.image_folder import ImageFolder, ImageFolderConfig, IngestError, PhotoRecord, load_photo
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_icc_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = load_photo(_save(tmp_path / "b.png", _patches(), icc_profile=b"not a profile"), 16)
     assert "embedded ICC profile unusable, ignored" in broken.notes
     # A non-sRGB profile goes through LittleCMS: pretend the sRGB one is "Display P3" to exercise the path.
-    monkeypatch.setattr(image_folder_module, "_icc_name", lambda icc: "Display P3")
+    monkeypatch.setattr(photo_pixels, "_icc_name", lambda icc: "Display P3")
     converted = load_photo(tmp_path / "s.png", 48, crop="pad")
     assert "converted from ICC profile 'Display P3' to sRGB" in converted.notes
     assert np.abs(converted.rgb[24, 8].astype(int) - (220, 30, 30)).max() <= 3

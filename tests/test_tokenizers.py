@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from fourm_core.apps.cli.main import main
 from fourm_core.data.loader import StoreDataset
@@ -19,12 +20,14 @@ from fourm_core.registry import PluginError, Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.storage.source_writer import create_source_store, write_source
 from fourm_core.storage.store import AlignedStore, StoreError
-from fourm_core.tokenizers import Tokenizer, TokenizerError, TrainConfig, config_from_spec
-from fourm_core.tokenizers.models import Memcodes
+from fourm_core.tokenizers import Tokenizer, TokenizerError, TokenizerModelConfig, TrainConfig, config_from_spec
+from fourm_core.tokenizers.families import FAMILIES, UnknownFamilyError, get_family, known_families
+from fourm_core.tokenizers.families.divae import DiffusionDecoder
+from fourm_core.tokenizers.families.mlp_memcodes import Memcodes, MLPMemcodes
 from fourm_core.tokenizers.pretokenize import CROPS_PART, apply_crop, crop_settings, tokenize_store
 from fourm_core.tokenizers.training import collect, evaluate, fit
 from fourm_core.tokenizers.transforms import make_transform
-from helpers import EXAMPLE_PLUGIN
+from helpers import EXAMPLE_PLUGIN, registry_with
 
 LABELLED = [
     "rgb",
@@ -39,11 +42,6 @@ LABELLED = [
     "dinov2_global",
 ]
 SMALL = {"dim": 64, "enc_depth": 1, "dec_depth": 1, "heads": 2, "mlp_width": 128, "mlp_blocks": 1}
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +145,79 @@ def test_memcodes_lookup_equals_its_eval_output() -> None:
     out, ids = q(x)
     assert ids.shape == (5, 4)
     torch.testing.assert_close(q.lookup(ids), out)
+
+
+def test_families_are_a_registry_with_one_module_each() -> None:
+    assert known_families() == ["divae", "mask_vqvae", "mlp_memcodes", "vit_vqvae", "wordpiece"]
+    assert get_family("divae").decoder is DiffusionDecoder and get_family("vit_vqvae").decoder is None
+    assert get_family("mlp_memcodes").network is MLPMemcodes and not get_family("wordpiece").learned
+    with pytest.raises(UnknownFamilyError, match="unknown tokenizer family 'vqgan'; known families: divae, "):
+        get_family("vqgan")
+
+
+def test_an_unknown_family_in_a_saved_config_is_a_clear_error(registry: Registry) -> None:
+    saved = config_from_spec(registry.get("depth").spec, "tiny").model_dump()
+    with pytest.raises(ValidationError, match="unknown tokenizer family 'vqgan'; known families"):
+        TokenizerModelConfig.model_validate({**saved, "family": "vqgan"})
+
+
+FAMILY_MODULE = """
+from fourm_core.tokenizers.families import TokenizerFamily
+from fourm_core.tokenizers.families.mlp_memcodes import MLPMemcodes
+
+
+def configure(spec, preset, common):
+    from fourm_core.tokenizers.config import TokenizerModelConfig
+
+    return TokenizerModelConfig(**{**common, "family": "half_memcodes"}, codebook_size=16, n_tokens=2)
+
+
+FAMILY = TokenizerFamily(name="half_memcodes", description="two tokens", configure=configure, network=MLPMemcodes)
+"""
+
+
+def test_adding_a_family_is_one_module_and_one_entry(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "half_memcodes_family.py").write_text(FAMILY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(FAMILIES, "half_memcodes", "half_memcodes_family")
+    spec = registry.get("dinov2_global").spec
+    declared = spec.model_copy(update={"tokenizer": spec.tokenizer.model_copy(update={"family": "half_memcodes"})})
+    tok = Tokenizer(config_from_spec(declared, "tiny").model_copy(update=SMALL))
+    assert (tok.n_tokens, tok.vocab_size, isinstance(tok.network, MLPMemcodes)) == (2, 16, True)
+    assert tok.encode(torch.randn(3, tok.config.channels)).shape == (3, 2)
+
+
+PLUGIN_TOKENIZER = """
+from fourm_core.spec import TokenizerSpec
+
+
+@hookimpl
+def fourm_register_modalities(register):
+    register(image_spec("thermal"))
+
+
+@hookimpl
+def fourm_register_tokenizers(register):
+    register(TokenizerSpec(modality="thermal", factory="fourm_thermal_plugin:build"))
+
+
+def build(spec, preset, directory):
+    return {"modality": spec.name, "preset": preset, "directory": directory}
+"""
+
+
+def test_a_plugin_tokenizer_receives_its_weights_folder(
+    make_dist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FOURM_TOKENIZERS", raising=False)
+    reg = registry_with(make_dist("fourm-thermal", "thermal", PLUGIN_TOKENIZER))
+    built = reg.tokenizer("thermal", "tiny", tmp_path / "toks")
+    assert built == {"modality": "thermal", "preset": "tiny", "directory": tmp_path / "toks"}
+    assert reg.get("thermal").tokenizer("tiny")["directory"] is None  # untrained: no folder
+    monkeypatch.setenv("FOURM_TOKENIZERS", str(tmp_path / "env"))
+    assert reg.tokenizer("thermal", "paper")["directory"] == str(tmp_path / "env")
 
 
 def test_registry_gives_untrained_or_trained_tokenizers(registry: Registry, tmp_path: Path) -> None:

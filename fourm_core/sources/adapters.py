@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from fourm_core.sources.protocol import SourceSettings
 from fourm_core.spec import ArraySpec
 
 __all__ = ["PhotoSource", "SyntheticSource"]
@@ -42,6 +43,16 @@ class SyntheticSource:
 
     def __post_init__(self) -> None:
         self._world = None
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings) -> SyntheticSource:
+        """The registry's factory: ``--n`` scenes from ``--seed``; ``--option`` sets WorldConfig fields (validated
+        here, so a typo fails before any scene is rendered)."""
+        from fourm_core.sources.synthetic import WorldConfig
+
+        n = settings.require_n(cls.name)
+        settings.options_as(WorldConfig, cls.name, image_size=settings.image_size)
+        return cls(n, settings.image_size, settings.seed, dict(settings.options))
 
     def _get_world(self) -> Any:
         if self._world is None:
@@ -106,15 +117,27 @@ class PhotoSource:
     image_size: int
     crop: str = "center"
     name: str = "image_folder"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._folder = None
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings) -> PhotoSource:
+        """The registry's factory: the folder is the location; ``--option`` sets ImageFolderConfig fields (crop,
+        max_pixels, resample ...), validated here."""
+        from fourm_core.sources.image_folder import ImageFolderConfig
+
+        folder = settings.require_location(cls.name)
+        config = settings.options_as(ImageFolderConfig, cls.name, image_size=settings.image_size)
+        options = {k: v for k, v in settings.options.items() if k != "crop"}
+        return cls(str(folder), settings.image_size, config.crop, options=options)
 
     def _get_folder(self) -> Any:
         if self._folder is None:
             from fourm_core.sources.image_folder import ImageFolder
 
-            self._folder = ImageFolder(self.folder, image_size=self.image_size, crop=self.crop)
+            self._folder = ImageFolder(self.folder, image_size=self.image_size, crop=self.crop, **self.options)
         return self._folder
 
     def __getstate__(self) -> dict[str, Any]:
@@ -148,4 +171,5 @@ class PhotoSource:
 
     def describe(self) -> dict[str, Any]:
         """The folder and loading options."""
-        return {"folder": str(Path(self.folder).resolve()), "image_size": self.image_size, "crop": self.crop}
+        described = {"folder": str(Path(self.folder).resolve()), "image_size": self.image_size, "crop": self.crop}
+        return {**described, "options": self.options} if self.options else described

@@ -1,8 +1,8 @@
-"""Write a data source (synthetic world, image folder, ...) into a store's ``source`` part, block by block.
+"""Write a data source (synthetic world, image folder, a plugin's format ...) into a store's ``source`` part, block
+by block.
 
-A source adapter is any picklable object with ``name``, ``arrays()`` (the ArraySpecs of its fields),
-``__len__()``, ``record(index) -> dict`` (raising for a bad sample, with a message naming it) and ``describe()``.
-Writing follows the store's one-writer-per-block rule, so it runs in worker processes and resumes like labeling.
+The source is any :class:`~fourm_core.sources.protocol.Source` (the one source protocol). Writing follows the store's
+one-writer-per-block rule, so it runs in worker processes and resumes like labeling.
 """
 
 from __future__ import annotations
@@ -13,32 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from fourm_core.spec import ArraySpec
+from fourm_core.sources.protocol import Source
 from fourm_core.storage.store import DONE, AlignedStore
 
-__all__ = ["SOURCE_PART", "SourceAdapter", "SourceWriteReport", "create_source_store", "write_source"]
+__all__ = ["SOURCE_PART", "SourceWriteReport", "create_source_store", "write_source"]
 
 SOURCE_PART = "source"
-
-
-class SourceAdapter(Protocol):
-    """What :func:`write_source` needs from a source."""
-
-    name: str
-
-    def arrays(self) -> tuple[ArraySpec, ...]:
-        """Storage schema of the source's fields."""
-
-    def __len__(self) -> int:
-        """Number of samples."""
-
-    def record(self, index: int) -> dict[str, Any]:
-        """Fields of one sample; raise an exception whose message names the sample for a bad one."""
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able description recorded in the store (name, configuration, seed ...)."""
 
 
 @dataclass
@@ -58,7 +40,7 @@ class SourceWriteReport:
 
 def create_source_store(
     path: str | Path,
-    adapter: SourceAdapter,
+    adapter: Source,
     image_size: int,
     preset: str,
     block_size: int = 64,
@@ -84,7 +66,7 @@ def create_source_store(
     return store
 
 
-def _write_block(path: str, adapter: SourceAdapter, block: int) -> tuple[int, int, dict[int, str]]:
+def _write_block(path: str, adapter: Source, block: int) -> tuple[int, int, dict[int, str]]:
     store = AlignedStore.open(path)
     values: list[dict[str, Any] | None] = []
     errors: dict[int, str] = {}
@@ -101,7 +83,7 @@ def _write_block(path: str, adapter: SourceAdapter, block: int) -> tuple[int, in
 
 
 def write_source(
-    store: AlignedStore, adapter: SourceAdapter, workers: int = 1, on_progress: Callable[[int, int], None] | None = None
+    store: AlignedStore, adapter: Source, workers: int = 1, on_progress: Callable[[int, int], None] | None = None
 ) -> SourceWriteReport:
     """Write every block of the source still to do; ``workers > 1`` uses spawned processes."""
     todo = store.todo_blocks(SOURCE_PART)

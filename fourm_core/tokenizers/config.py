@@ -2,16 +2,17 @@
 
 The architecture sizes per preset live here, in one table, so that every family is configured the same way: the
 plugin says *what* (family, transform, channels, codebook size and token count through its preset layout), this
-module says *how big*.
+module says *how big*, and the family's module (:mod:`fourm_core.tokenizers.families`) adds its own shape.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fourm_core.spec import ModalityKind, ModalitySpec
+from fourm_core.spec import ModalitySpec
+from fourm_core.tokenizers.families import check_family, get_family
 
 __all__ = ["DiffusionConfig", "TokenizerModelConfig", "TrainConfig", "config_from_spec", "tokenizer_name"]
 
@@ -42,7 +43,7 @@ class TokenizerModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(..., description="the tokenizer's name: the modality, or the shared name (edge)")
-    family: Literal["vit_vqvae", "divae", "mlp_memcodes", "mask_vqvae"]
+    family: str = Field(..., description="a learned family of fourm_core.tokenizers.families")
     modalities: tuple[str, ...] = Field(..., description="modalities this tokenizer serves")
     preset: str
     transform: str
@@ -66,6 +67,11 @@ class TokenizerModelConfig(BaseModel):
     dead_code_threshold: float = 1.0
     commitment_weight: float = 0.25
     diffusion: DiffusionConfig | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, family: str) -> str:
+        return check_family(family)
 
     @property
     def grid(self) -> int:
@@ -124,11 +130,11 @@ def config_from_spec(
 ) -> TokenizerModelConfig:
     """The network configuration of ``spec``'s tokenizer in ``preset``, from the plugin's declarations only."""
     tok = spec.tokenizer
-    if tok is None or tok.family == "wordpiece":
+    family = get_family(tok.family) if tok is not None else None
+    if family is None or family.configure is None:
         raise ValueError(f"modality {spec.name!r} has no learned tokenizer")
-    if tok.transform is None:
+    if tok is None or tok.transform is None:
         raise ValueError(f"modality {spec.name!r}: its TokenizerConfig names no transform")
-    layout = spec.layout(preset)
     sizes = dict(_SIZES.get(preset, _SIZES["tiny"]))
     channels = tok.input_channels or 1
     source = tuple(tok.source.split(".", 1)) if tok.source else None
@@ -145,35 +151,4 @@ def config_from_spec(
         "num_classes": tok.num_classes,
         **sizes,
     }
-    if tok.family in ("vit_vqvae", "divae"):
-        if spec.kind != ModalityKind.IMAGE_TOKENS or layout.grid is None:
-            raise ValueError(f"modality {spec.name!r}: family {tok.family} needs an image-token grid layout")
-        # feature maps are already one vector per token position: a 1x1 "patch" over the grid (ml-4m's
-        # patch_proj=False); pixel maps are cut into the layout's patches
-        features = tok.transform == "features"
-        return TokenizerModelConfig(
-            **common,
-            input_size=layout.grid if features else layout.image_size,
-            patch_size=1 if features else layout.patch_size,
-            codebook_size=layout.vocab_size,
-            n_tokens=layout.grid**2,
-            diffusion=DiffusionConfig() if tok.family == "divae" else None,
-        )
-    if tok.family == "mlp_memcodes":
-        if spec.kind == ModalityKind.GLOBAL_TOKENS:
-            codebook, n_tokens = layout.vocab_size, layout.max_tokens
-        else:
-            codebook, n_tokens = tok.codebook.get(preset), tok.tokens_per_item
-        if not codebook or not n_tokens:
-            raise ValueError(f"modality {spec.name!r}: mlp_memcodes needs a codebook size and a token count")
-        return TokenizerModelConfig(**common, codebook_size=codebook, n_tokens=n_tokens)
-    # mask_vqvae: items are item_size x item_size masks to a square grid of tokens_per_item tokens
-    size, n_tokens, codebook = tok.item_size.get(preset), tok.tokens_per_item, tok.codebook.get(preset)
-    if not size or not n_tokens or not codebook:
-        raise ValueError(f"modality {spec.name!r}: mask_vqvae needs item_size, tokens_per_item and a codebook size")
-    grid = round(n_tokens**0.5)
-    if grid * grid != n_tokens or size % grid:
-        raise ValueError(f"modality {spec.name!r}: {n_tokens} tokens is not a square grid dividing {size}")
-    return TokenizerModelConfig(
-        **common, input_size=size, patch_size=size // grid, codebook_size=codebook, n_tokens=n_tokens
-    )
+    return family.configure(spec, preset, common)

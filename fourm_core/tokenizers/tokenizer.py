@@ -1,8 +1,8 @@
 """The tokenizer object plugins and users hold: raw arrays or tensors -> token ids -> tensors or raw arrays.
 
-``Tokenizer`` wraps a network from :mod:`fourm_core.tokenizers.models`, the transform that says how stored arrays
-become tensors, and (for the ``divae`` family) the diffusion decoder. Weights are saved as ``model.safetensors`` and
-the configuration as ``config.json``; nothing is pickled.
+``Tokenizer`` wraps the network of its family (:mod:`fourm_core.tokenizers.families`), the transform that says how
+stored arrays become tensors, and (for the ``divae`` family) the diffusion decoder. Weights are saved as
+``model.safetensors`` and the configuration as ``config.json``; nothing is pickled.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fourm_core.tokenizers.config import TokenizerModelConfig
-from fourm_core.tokenizers.models import DiffusionDecoder, build_network
+from fourm_core.tokenizers.families import get_family
 from fourm_core.tokenizers.transforms import Transform, make_transform
 
 __all__ = ["Tokenizer", "TokenizerError"]
@@ -40,8 +40,13 @@ class Tokenizer:
     def __init__(self, config: TokenizerModelConfig) -> None:
         self.config = config
         self.transform: Transform = make_transform(config.transform, config.channels, config.num_classes)
-        self.network = build_network(config, self.transform.out_channels)
-        self.diffusion = DiffusionDecoder(config, self.transform.out_channels) if config.diffusion else None
+        family = get_family(config.family)
+        if family.network is None:
+            raise TokenizerError(f"tokenizer {config.name!r}: family {config.family} has no network")
+        self.network = family.network(config, self.transform.out_channels)
+        self.diffusion = (
+            family.decoder(config, self.transform.out_channels) if family.decoder and config.diffusion else None
+        )
         self.info: dict[str, Any] = {"trained": False}
 
     # ------------------------------------------------------------------------------------------------------------

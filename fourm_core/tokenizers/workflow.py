@@ -12,6 +12,7 @@ from typing import Any
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers.config import TrainConfig, config_from_spec, tokenizer_name
+from fourm_core.tokenizers.families import get_family
 from fourm_core.tokenizers.tokenizer import Tokenizer
 from fourm_core.tokenizers.training import Split, collect, evaluate, fit
 from fourm_core.viz.pictures import comparison_png
@@ -35,7 +36,7 @@ def _learned(registry: Registry) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for m in registry.modalities():
         tok = m.spec.tokenizer
-        if tok is None or tok.family == "wordpiece" or tok.transform is None:
+        if tok is None or not get_family(tok.family).learned or tok.transform is None:
             continue
         groups.setdefault(tokenizer_name(m.spec), []).append(m.name)
     return groups

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fourm_core.apps.cli.train import parse_overrides
 from fourm_core.spec import PRESETS
 
 DEFAULT_IMAGE_SIZE = {"tiny": 64, "paper": 224}
@@ -46,10 +47,25 @@ def _manifest(preset: str) -> Any:
     return build_manifest(Registry(), preset)
 
 
-def _write(console: Console, args: argparse.Namespace, adapter: Any, image_size: int) -> int:
+def _write(console: Console, args: argparse.Namespace, source: str, location: str | None = None) -> int:
+    """Build source ``source`` from the registry and write it into ``args.out`` (resuming a store of the same
+    source); a bad source name or setting is one error line."""
+    from fourm_core.sources.protocol import SourceError, SourceSettings, build_source
     from fourm_core.storage.source_writer import create_source_store, write_source
 
-    store = create_source_store(args.out, adapter, image_size, args.preset, args.block_size, _manifest(args.preset))
+    size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
+    try:
+        options = parse_overrides(args.option, flag="--option")
+        if getattr(args, "crop", None):
+            options["crop"] = args.crop
+        settings = SourceSettings(
+            location=location, image_size=size, n=getattr(args, "n", None), seed=args.seed, options=options
+        )
+        adapter = build_source(source, settings)
+        store = create_source_store(args.out, adapter, size, args.preset, args.block_size, _manifest(args.preset))
+    except (SourceError, ValueError, OSError) as exc:
+        console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
     with progress_bar(console) as progress:
         task = progress.add_task(f"{adapter.name} -> {args.out}", total=len(store.todo_blocks("source")))
         report = write_source(store, adapter, args.workers, lambda n, total: progress.update(task, completed=n))
@@ -64,18 +80,30 @@ def _write(console: Console, args: argparse.Namespace, adapter: Any, image_size:
 
 def cmd_synth(args: argparse.Namespace, console: Console) -> int:
     """Render the synthetic world into a new (or resumed) store."""
-    from fourm_core.sources.adapters import SyntheticSource
-
-    size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
-    return _write(console, args, SyntheticSource(args.n, size, args.seed), size)
+    return _write(console, args, "synthetic_world")
 
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
-    """Load a folder of photos into a new (or resumed) store; bad files are reported and skipped."""
-    from fourm_core.sources.adapters import PhotoSource
+    """Load a dataset (by default a folder of photos) into a new (or resumed) store; bad samples are reported and
+    skipped."""
+    return _write(console, args, args.source, args.location)
 
-    size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
-    return _write(console, args, PhotoSource(args.folder, size, args.crop), size)
+
+def cmd_sources(args: argparse.Namespace, console: Console) -> int:
+    """The data sources the registry knows (built in and from plugins)."""
+    from fourm_core.registry import Registry
+
+    specs = Registry().sources()
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
+        return 0
+    table = Table(title=f"{len(specs)} data sources")
+    for col in ("name", "provides", "description"):
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        table.add_row(s.name, ", ".join(s.provides) or "-", escape(s.description))
+    console.print(table)
+    return 0
 
 
 def cmd_label(args: argparse.Namespace, console: Console) -> int:
@@ -162,7 +190,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 def add_data_commands(sub: Any, console: Console) -> Any:
     """Register ``fourm data`` and its subcommands on the main parser (handlers take ``args`` only); returns the
-    ``data`` subparsers so other command groups can add to them."""
+    ``data`` subparsers."""
     data = sub.add_parser("data", help="stores: make, label, inspect").add_subparsers(
         dest="data_command", required=True
     )
@@ -173,18 +201,27 @@ def add_data_commands(sub: Any, console: Console) -> Any:
         p.add_argument("--image-size", type=int, default=None, help="default: 64 (tiny) or 224 (paper)")
         p.add_argument("--block-size", type=int, default=64, help="samples per block (the unit of work)")
         p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--seed", type=int, default=0, help="seed of generated sources")
+        p.add_argument(
+            "--option", action="append", default=[], metavar="KEY=VALUE", help="a source setting (YAML value)"
+        )
 
     p = data.add_parser("synth", help="render the synthetic world into a store")
     p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
     common(p)
     p.set_defaults(func=partial(cmd_synth, console=console))
 
-    p = data.add_parser("ingest", help="load a folder of photos into a store")
-    p.add_argument("folder")
-    p.add_argument("--crop", choices=("center", "pad"), default="center")
+    p = data.add_parser("ingest", help="load a dataset into a store: a folder of photos, or any registered source")
+    p.add_argument("location", help="what to read (a folder, a file: the source decides)")
+    p.add_argument("--source", default="image_folder", help="registered source name (see `fourm data sources`)")
+    p.add_argument("--crop", choices=("center", "pad"), default=None, help="photo folders: the crop option")
+    p.add_argument("--n", type=int, default=None, help="samples, for sources that generate them")
     common(p)
     p.set_defaults(func=partial(cmd_ingest, console=console))
+
+    p = data.add_parser("sources", help="registered data sources (built in and from plugins)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=partial(cmd_sources, console=console))
 
     p = data.add_parser("label", help="pseudo-label every modality (resumable)")
     p.add_argument("store")
@@ -201,4 +238,8 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p = data.add_parser("verify", help="check arrays against their schema")
     p.add_argument("store")
     p.set_defaults(func=partial(cmd_verify, console=console))
+
+    from fourm_core.apps.cli.tokenizer import add_data_tokenize  # imports this module: only once it is loaded
+
+    add_data_tokenize(data, console)
     return data

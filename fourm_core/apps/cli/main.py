@@ -12,26 +12,36 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
-from fourm_core.apps.cli.bench import add_bench_commands
-from fourm_core.apps.cli.data import add_data_commands
-from fourm_core.apps.cli.generate import add_generate_commands
-from fourm_core.apps.cli.retrieve import add_retrieve_commands
-from fourm_core.apps.cli.tokenizer import add_tokenizer_commands
-from fourm_core.apps.cli.train import add_train_commands
-from fourm_core.registry import Modality, Registry
+from fourm_core.registry import Modality, Registry, resolve_ref
 from fourm_core.spec import PRESETS
 
 console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 220)
 
+#: The core's commands, in help order: each ``module:function`` adds its commands to the top-level sub-parsers,
+#: called as ``function(subparsers, console)``. Plugins' commands (``fourm_register_commands``) come after them.
+CORE_COMMANDS: tuple[str, ...] = (
+    "fourm_core.apps.cli.main:add_registry_commands",
+    "fourm_core.apps.cli.data:add_data_commands",
+    "fourm_core.apps.cli.tokenizer:add_tokenizer_commands",
+    "fourm_core.apps.cli.train:add_train_commands",
+    "fourm_core.apps.cli.generate:add_generate_commands",
+    "fourm_core.apps.cli.retrieve:add_retrieve_commands",
+    "fourm_core.apps.cli.bench:add_bench_commands",
+    "fourm_core.apps.cli.main:add_demo_command",
+)
 
-def _registry() -> Registry:
-    return Registry()
+
+def _registry(args: argparse.Namespace) -> Registry:
+    """The registry the parser was built with (so its command problems show in ``fourm plugins``)."""
+    registry = getattr(args, "registry", None)
+    return registry if registry is not None else Registry()
 
 
 def modality_record(m: Modality, registry: Registry, preset: str) -> dict:
@@ -69,7 +79,7 @@ def _print_problems(registry: Registry) -> None:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List plugin distributions, versions, hooks and load errors."""
-    registry = _registry()
+    registry = _registry(args)
     records = registry.plugins()
     if args.json:
         print(
@@ -95,7 +105,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_modalities(args: argparse.Namespace) -> int:
     """Table (or JSON) of registered modalities in dependency order."""
-    registry = _registry()
+    registry = _registry(args)
     mods = [
         m
         for m in registry.modalities()
@@ -159,7 +169,7 @@ def cmd_vocab_build(args: argparse.Namespace) -> int:
     """Build (or adopt) the shared text vocabulary and write the manifests for every preset."""
     from fourm_core.vocab import TextVocabulary, build_manifest, build_text_vocabulary, read_corpus
 
-    registry = _registry()
+    registry = _registry(args)
     out = Path(args.out)
     words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
     if args.official:
@@ -201,7 +211,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Run the conformance checks on one plugin (by entry point, distribution or modality name) or on all."""
     from fourm_core.testing.checks import run_checks
 
-    registry = _registry()
+    registry = _registry(args)
     if args.all:
         names = registry.names()
     else:
@@ -240,14 +250,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``fourm``."""
-    parser = argparse.ArgumentParser(
-        prog="fourm", description="Any-to-any multimodal masked models, one plugin per modality."
-    )
-    parser.add_argument("--version", action="version", version=f"fourm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_registry_commands(sub: Any, console: Console) -> None:
+    """``fourm plugins``, ``modalities``, ``vocab build`` and ``validate``: what the registry holds."""
     p = sub.add_parser("plugins", help="plugin distributions, versions, hooks and load errors")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
@@ -274,25 +278,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every loaded modality")
     p.set_defaults(func=cmd_validate)
 
-    data = add_data_commands(sub, console)
-    add_tokenizer_commands(sub, data, console)
-    add_train_commands(sub, console)
-    add_generate_commands(sub, console)
-    add_retrieve_commands(sub, console)
-    add_bench_commands(sub, console)
 
+def add_demo_command(sub: Any, console: Console) -> None:
+    """``fourm demo``: the main job on the embedded default."""
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
     p.add_argument("--samples", type=int, default=256, help="synthetic scenes to render")
     p.add_argument("--tokenizer-seconds", type=float, default=30.0, help="training time per tokenizer")
     p.add_argument("--train-seconds", type=float, default=240.0, help="training time of the tiny 4M (seconds)")
     p.set_defaults(func=cmd_demo)
+
+
+def add_plugin_commands(sub: Any, registry: Registry) -> None:
+    """Add every plugin command (``fourm_register_commands``): ``factory(parser)`` adds the command's arguments and
+    returns ``run(args) -> int``. A name taken by a core command, or a factory that fails, is a problem naming the
+    plugin (printed on stderr, kept in ``fourm plugins``); the other commands keep working."""
+    from fourm_core.registry.commands import collect_commands, report_command_problem
+
+    for command in collect_commands(registry):
+        if command.name in sub.choices:
+            message = "clashes with the core command of that name; not added"
+            report_command_problem(registry, command, "conflict", message)
+            _warn(f"{command.plugin.label}: command {command.name!r} {message}")
+            continue
+        own = argparse.ArgumentParser(prog=f"fourm {command.name}", add_help=False)
+        try:
+            run = resolve_ref(command.spec.factory)(own)
+            if not callable(run):
+                raise TypeError(f"returned {type(run).__name__}, not a run(args) -> int function")
+        except Exception as exc:  # a broken plugin command is data, whatever it raised
+            message = f"is not available: its factory {command.spec.factory!r} failed: {exc!r}"
+            report_command_problem(registry, command, "hook", message)
+            _warn(f"{command.plugin.label}: command {command.name!r} {message}")
+            continue
+        p = sub.add_parser(command.name, help=command.spec.help or f"from {command.plugin.label}", parents=[own])
+        p.set_defaults(func=run)
+
+
+def _warn(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[yellow]fourm[/yellow]: {escape(message)}", highlight=False)
+
+
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``fourm``: the core's commands (:data:`CORE_COMMANDS`), then the plugins' ones from
+    ``registry`` (default: the installed plugins)."""
+    parser = argparse.ArgumentParser(
+        prog="fourm", description="Any-to-any multimodal masked models, one plugin per modality."
+    )
+    parser.add_argument("--version", action="version", version=f"fourm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for ref in CORE_COMMANDS:
+        resolve_ref(ref)(sub, console)
+    registry = registry if registry is not None else Registry()
+    add_plugin_commands(sub, registry)
+    parser.set_defaults(registry=registry)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fourm`` console script."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> int:
+    """Entry point of the ``fourm`` console script (``registry``: plugins to use instead of the installed ones)."""
+    parser = build_parser(registry)
     args = parser.parse_args(argv)
     if args.command == "validate" and not args.all and not args.plugin:
         parser.error("validate needs a PLUGIN or --all")

@@ -150,8 +150,9 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def add_tokenizer_commands(sub: Any, data: Any, console: Console) -> None:
-    """Register ``fourm tokenizer ...`` on the main parser and ``tokenize`` on ``fourm data``."""
+def add_tokenizer_commands(sub: Any, console: Console) -> None:
+    """Register ``fourm tokenizer ...`` on the main parser (``fourm data tokenize`` is added by
+    :func:`add_data_tokenize`, called by the ``data`` group)."""
     tok = sub.add_parser("tokenizer", help="train and measure modality tokenizers").add_subparsers(
         dest="tokenizer_command", required=True
     )
@@ -182,6 +183,9 @@ def add_tokenizer_commands(sub: Any, data: Any, console: Console) -> None:
     p.add_argument("--tokenizers", default=DEFAULT_DIR)
     p.set_defaults(func=partial(cmd_list, console=console))
 
+
+def add_data_tokenize(data: Any, console: Console) -> None:
+    """Register ``tokenize`` on the ``fourm data`` sub-parsers."""
     p = data.add_parser("tokenize", help="pre-tokenise a store with trained tokenizers (resumable, multi-crop)")
     p.add_argument("store")
     p.add_argument("--tokenizers", default=DEFAULT_DIR)

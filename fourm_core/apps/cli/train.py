@@ -22,13 +22,16 @@ from rich.markup import escape
 __all__ = ["add_train_commands", "parse_overrides"]
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["schedule.steps=20", "engine.precision=bf16"]`` -> ``{dotted key: YAML-parsed value}``."""
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``["schedule.steps=20", "engine.precision=bf16"]`` -> ``{dotted key: YAML-parsed value}``.
+
+    Every ``key=value`` command-line option goes through here (``--set`` config overrides, ``fourm data``'s
+    ``--option`` source settings), so they all accept the same YAML values; ``flag`` names the option in errors."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {item!r}")
+            raise ValueError(f"{flag} takes key=value, got {item!r}")
         out[key] = yaml.safe_load(value)
     return out
 
