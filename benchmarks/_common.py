@@ -81,6 +81,22 @@ def time_interleaved(
     return times
 
 
+def render_rates(size: int, n: int, repeats: int, seed: int = 0) -> list[float]:
+    """Synthetic scenes rendered per second at ``size`` px, one rate per repeat of ``n`` scenes never rendered
+    before in this world (so no cache helps), after one untimed warm-up render that pays imports and caches."""
+    from fourm_core.sources.synthetic import SyntheticWorld, WorldConfig
+
+    world = SyntheticWorld(WorldConfig(image_size=size), seed=seed)
+    world[10**9]  # warm-up: an index no repeat uses
+    rates = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(n):
+            world[r * n + i]
+        rates.append(n / (time.perf_counter() - start))
+    return rates
+
+
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, float]:
     """Spread of ``numerator[i] / denominator[i]`` over repeats (both measured in the same interleaved round)."""
     return spread([a / b for a, b in zip(numerator, denominator, strict=True)], digits=3)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import render_rates
 
 
 def _median(values: list[float]) -> dict[str, float]:
@@ -23,17 +24,8 @@ def _median(values: list[float]) -> dict[str, float]:
 
 
 def bench_render(size: int, n: int, repeats: int) -> dict[str, float]:
-    from fourm_core.sources.synthetic import SyntheticWorld, WorldConfig
-
-    world = SyntheticWorld(WorldConfig(image_size=size), seed=0)
-    world[0]  # warm-up
-    rates = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        for i in range(n):
-            world[r * n + i]
-        rates.append(n / (time.perf_counter() - start))
-    return _median(rates)
+    """Median, min and max scenes/s at ``size`` px over ``repeats`` runs of ``n`` scenes."""
+    return _median(render_rates(size, n, repeats))
 
 
 def bench_pipeline(n: int, size: int, workers: int) -> dict[str, object]:

@@ -6,7 +6,7 @@
 Without ``--model`` a randomly initialised model of the demo's size (``apps.demo.run.DEMO_MODEL`` on the ``tiny``
 preset, every registry key) is timed, so the benchmark runs on a fresh machine: with ``stop_ids=()`` every
 sequence is decoded to its length limit, so latency does not depend on the weights. The input is one real picture:
-sample ``--index`` of ``--store`` (``inference.retrieval.store_inputs``), else a synthetic scene's RGB normalised
+sample ``--index`` of ``--store`` (``inference.queries.store_inputs``), else a synthetic scene's RGB normalised
 as ``fourm_core.inference.requests.normalise_pixels`` does.
 
 Sections (each a median over ``--repeats`` with min..max and quartiles; all cases of a run are interleaved, repeat
@@ -62,28 +62,28 @@ PRESET = "tiny"
 # ------------------------------------------------------------------------------------------------ setup
 
 
-def build_model(args: argparse.Namespace, vocabulary: Any) -> tuple[torch.nn.Module, str, str]:
-    """(model in eval mode, preset, description): the trained run in ``--model`` or an untrained demo-size one."""
-    from fourm_core.inference.requests import infer_preset
-    from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
-    from fourm_core.registry import Registry
+def build_pipeline(args: argparse.Namespace, registry: Any, vocabulary: Any) -> tuple[Any, str]:
+    """(inference pipeline, description): the trained run in ``--model`` or an untrained demo-size model."""
+    from fourm_core.inference.pipeline import Pipeline
+    from fourm_core.keys import KeyTable
+    from fourm_core.model.network import FourMNetwork, fourm_config
 
-    registry = Registry()
     if args.model:
-        model = FourMNetwork.from_pretrained(args.model)
-        return model.eval(), infer_preset(registry, model.modality_info), f"trained: {args.model}"
+        model = FourMNetwork.from_pretrained(args.model, registry=registry).eval()
+        return Pipeline.create(model, registry, None, vocabulary, args.tokenizers), f"trained: {args.model}"
     from fourm_core.apps.demo.run import DEMO_MODEL
 
     size = vocabulary.size if vocabulary is not None else 30000
-    info = modality_info_from_registry(registry, PRESET, text_vocab_size=size)
+    info = KeyTable.from_registry(registry, PRESET, text_vocab_size=size)
     torch.manual_seed(0)
-    model = FourMNetwork(**fourm_config(info, "tiny", "swiglu_nobias", **DEMO_MODEL))
-    return model.eval(), PRESET, f"untrained: tiny preset, DEMO_MODEL {DEMO_MODEL}, text vocab {size}"
+    model = FourMNetwork(fourm_config(info, "tiny", "swiglu_nobias", **DEMO_MODEL)).eval()
+    note = f"untrained: tiny preset, DEMO_MODEL {DEMO_MODEL}, text vocab {size}"
+    return Pipeline.create(model, registry, PRESET, vocabulary, args.tokenizers), note
 
 
-def pick_key(info: dict[str, dict], kind: str, wanted: str | None, prefer: str, target: bool = True) -> str:
-    """``wanted`` (checked), else the first key of type ``kind`` whose name contains ``prefer``, else the first."""
-    keys = [k for k, v in info.items() if v["type"] == kind and v.get("target" if target else "input", True)]
+def pick_key(info: Any, kind: str, wanted: str | None, prefer: str, target: bool = True) -> str:
+    """``wanted`` (checked), else the first key of ``kind`` whose name contains ``prefer``, else the first."""
+    keys = [k for k, v in info.items() if v.kind.value == kind and (v.target if target else v.input)]
     if wanted is not None:
         if wanted not in keys:
             raise SystemExit(f"--key {wanted!r}: not a {kind} {'target' if target else 'input'} (have {keys})")
@@ -93,16 +93,16 @@ def pick_key(info: dict[str, dict], kind: str, wanted: str | None, prefer: str, 
     return next((k for k in keys if prefer in k), keys[0])
 
 
-def load_pixels(args: argparse.Namespace, registry: Any, vocabulary: Any, key: str, preset: str) -> tuple:
+def load_pixels(args: argparse.Namespace, pipe: Any, key: str) -> tuple:
     """(normalised (3, S, S) pixels for ``key``, the (S, S, 3) uint8 picture, where they came from)."""
     from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
     from fourm_core.inference.requests import normalise_pixels
 
-    size = int(registry.model_keys(preset)[key][0].spec.layout(preset).image_size)
+    size = int(pipe.keys[key].image_size)
     if args.store:
-        from fourm_core.inference.retrieval import store_inputs
+        from fourm_core.inference.queries import store_inputs
 
-        pixels = store_inputs(args.store, args.index, registry, vocabulary, keys=[key])[key]
+        pixels = store_inputs(pipe, args.store, args.index, keys=[key])[key]
         pixels = torch.as_tensor(pixels, dtype=torch.float32)
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -185,7 +185,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from fourm_core.inference.sampler import GenerationSampler
     from fourm_core.registry import Registry
     from fourm_core.vocab import TextVocabulary
 
@@ -193,17 +192,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     vocab_path = args.vocab or (DEMO_VOCAB if DEMO_VOCAB.is_file() else None)
     vocabulary = TextVocabulary.load(vocab_path) if vocab_path else None
     machine = machine_record(args.threads)
-    model, preset, model_note = build_model(args, vocabulary)
-    info = model.modality_info
+    pipe, model_note = build_pipeline(args, registry, vocabulary)
+    model, preset, info = pipe.network, pipe.preset, pipe.keys
     pixel_key = pick_key(info, "pixels", None, "rgb", target=False)
     image_key = pick_key(info, "image_tokens", args.image_key, "depth")
     global_key = pick_key(info, "global_tokens", args.global_key, "global")
     seq_key = pick_key(info, "sequence", args.sequence_key, "caption")
-    pixels, picture, input_note = load_pixels(args, registry, vocabulary, pixel_key, preset)
+    pixels, picture, input_note = load_pixels(args, pipe, pixel_key)
     inputs = {pixel_key: pixels}
-    sampler = GenerationSampler(model, stop_ids=())  # decode every sequence to its limit: equal token counts
-    n_image, n_global = int(info[image_key]["max_tokens"]), int(info[global_key]["max_tokens"])
-    seq_max = int(info[seq_key]["max_tokens"])
+    sampler = pipe.sampler(stop_ids=())  # decode every sequence to its limit: equal token counts
+    n_image, n_global = info[image_key].max_tokens, info[global_key].max_tokens
+    seq_max = info[seq_key].max_tokens
     seq_tokens = min(args.seq_tokens, seq_max)
     steps = min(args.steps, n_image)
     lengths = sorted({min(int(x), seq_max) for x in args.lengths.split(",")})
@@ -240,18 +239,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     # ---- section 4: the user path, only when a trained model and its tokenizers are there
     e2e_note = None
     if args.model and args.tokenizers and vocabulary is not None:
-        from fourm_core.inference.outputs import run_generation
-        from fourm_core.inference.requests import build_inputs, default_schedule, resolve
+        from fourm_core.inference.requests import build_inputs
+        from fourm_core.inference.schedule import default_schedule
 
         names = [modality_name(registry, preset, k) for k in (pixel_key, image_key, seq_key)]
         raw = {names[0]: picture}
-        requested = [resolve(registry, preset, n) for n in names[1:]]
-        schedule = default_schedule(info, requested)
-        built = dict(build_inputs(registry, preset, vocabulary, raw, args.tokenizers, model=model))
-        plain = GenerationSampler(model)  # default stop ids, as run_generation uses
-        cases["e2e/run_generation"] = lambda seed: run_generation(
-            model, registry, preset, vocabulary, raw, names[1:], args.tokenizers, seed=seed
-        )
+        schedule = default_schedule(info, [pipe.resolve(n) for n in names[1:]])
+        built = dict(build_inputs(pipe, raw))
+        plain = pipe.sampler()  # default stop ids, as Pipeline.generate uses
+        cases["e2e/run_generation"] = lambda seed: pipe.generate([raw], names[1:], seed=seed)
         cases["e2e/sampler only"] = lambda seed: plain.generate(built, schedule, seed=seed)
         e2e_targets = names[1:]
     else:
@@ -293,7 +289,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         )
     if e2e_note is None:
         full, core = times["e2e/run_generation"], times["e2e/sampler only"]
-        result = cases["e2e/run_generation"](0)
+        (result,) = cases["e2e/run_generation"](0)
         end_to_end: dict[str, Any] = {
             "targets": e2e_targets,
             "batch": 1,

@@ -25,10 +25,10 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _common import render_rates  # noqa: E402
 
 TARGET_64 = 50.0
 
@@ -44,16 +44,7 @@ def _pin_one_core() -> str:
 
 def bench(size: int, n: int, repeats: int, seed: int) -> dict[str, float]:
     """Median, min and max scenes/s over ``repeats`` runs of ``n`` distinct scenes each."""
-    from fourm_core.sources.synthetic import SyntheticWorld, WorldConfig
-
-    world = SyntheticWorld(WorldConfig(image_size=size), seed=seed)
-    world[10**9]  # warm-up: imports, caches
-    rates = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        for i in range(n):
-            world[r * n + i]
-        rates.append(n / (time.perf_counter() - start))
+    rates = render_rates(size, n, repeats, seed)
     return {
         "median": round(statistics.median(rates), 2),
         "min": round(min(rates), 2),

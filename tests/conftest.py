@@ -50,3 +50,10 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
 def builtin_registry() -> Registry:
     """The 21 built-in modality plugins (the example plugin blocked), non-strict."""
     return Registry(disabled={EXAMPLE_PLUGIN}, strict=False)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    """The installed plugins without the example one, strict as ``FOURM_STRICT_PLUGINS`` says: one per test module,
+    which builds its stores and models on it (a module that needs other plugins defines its own)."""
+    return Registry(disabled={EXAMPLE_PLUGIN})

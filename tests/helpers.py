@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def image_spec(name, key=None, **extra):
 def installed_entry_points() -> list[EntryPoint]:
     """Entry points of the really installed plugins."""
     return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def cli_options(**options: object) -> list[str]:
+    """``["--name", "value", ...]`` for the keywords in order (``_`` in a name written ``-``): the options of a command
+    line a test runs, one keyword each, so that a test reads as the values it is about."""
+    return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
 def registry_with(*extra: EntryPoint, disabled: set[str] | None = None, strict: bool = False) -> Registry:
@@ -145,18 +152,20 @@ def small_world(
     root: Path,
     registry: Registry,
     labelled: list[str],
-    tokenizers: dict[str, object] | None = None,
+    tokenised: Sequence[str] = (),
+    steps: int = 2,
     crops: int | None = None,
     scenes: int = 40,
 ) -> dict[str, Path]:
-    """A labelled synthetic store of ``scenes`` scenes at 64 px (tiny preset), tokenizers shrunk to dim 32 and fitted
-    with the given ``TrainConfig`` per modality, the store pre-tokenised with ``crops`` crops when given, and a
-    vocabulary trained on its captions: ``{"root", "store", "toks", "vocab"}``."""
+    """A labelled synthetic store of ``scenes`` scenes at 64 px (tiny preset), a tokenizer shrunk to dim 32 and fitted
+    for ``steps`` steps per ``tokenised`` modality, the store pre-tokenised with ``crops`` crops when given, and a
+    vocabulary trained on its captions: ``{"root", "store", "toks", "vocab"}``. The tokenizers only need to exist and
+    round-trip shapes: what these worlds test is plumbing, not quality."""
     from fourm_core.labeling.runner import label_store
     from fourm_core.sources.adapters import SyntheticSource
     from fourm_core.storage.source_writer import create_source_store, write_source
     from fourm_core.storage.store import AlignedStore
-    from fourm_core.tokenizers import Tokenizer, config_from_spec
+    from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
     from fourm_core.tokenizers.pretokenize import tokenize_store
     from fourm_core.tokenizers.training import collect, fit
     from fourm_core.vocab import build_text_vocabulary
@@ -166,16 +175,17 @@ def small_world(
     write_source(create_source_store(path, source, 64, "tiny", 16), source)
     label_store(path, registry=registry, only=labelled)
     store = AlignedStore.open(path, mode="r")
-    for name, train in (tokenizers or {}).items():
+    train = TrainConfig(steps=steps, max_seconds=None, batch_size=8)
+    for name in tokenised:
         config = config_from_spec(registry.get(name).spec, "tiny").model_copy(
             update={"dim": 32, "enc_depth": 1, "dec_depth": 1, "heads": 2, "diffusion": None}
         )
         tok = Tokenizer(config)
         split = collect(store, tok.config, registry, 0.2)
-        fit(tok, split.train + split.held_out, train)  # type: ignore[arg-type]
+        fit(tok, split.train + split.held_out, train)
         tok.save_pretrained(root / "toks" / tok.name)
     if crops is not None:
-        tokenize_store(path, root / "toks", registry, only=list(tokenizers or {}), crops=crops, seed=0)
+        tokenize_store(path, root / "toks", registry, only=list(tokenised), crops=crops, seed=0)
     texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
     words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
     vocab = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
@@ -188,12 +198,13 @@ def random_model_api(registry: Registry, built: dict[str, Path], modalities: lis
     import torch
 
     from fourm_core.inference.api import FourM as Api
-    from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
+    from fourm_core.keys import KeyTable
+    from fourm_core.model.network import FourMNetwork, fourm_config
     from fourm_core.vocab import TextVocabulary
 
     vocab = TextVocabulary.load(built["vocab"])
     keys = {registry.get(name).model_key(preset) for name in modalities}
-    info = {k: v for k, v in modality_info_from_registry(registry, preset, vocab.size).items() if k in keys}
+    info = KeyTable.from_registry(registry, preset, text_vocab_size=vocab.size, keys=keys)
     torch.manual_seed(0)
-    network = FourMNetwork(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     return Api(network, registry, preset, vocab, built["toks"])

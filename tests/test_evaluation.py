@@ -12,32 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fourm_core.evaluation.maps import EvalConfig, evaluate, label_knn, scores_markdown
+from fourm_core.evaluation import EvalConfig, evaluate, label_knn, scores_markdown
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
-from fourm_core.tokenizers import TrainConfig
-from helpers import EXAMPLE_PLUGIN, random_model_api, small_world
+from helpers import random_model_api, small_world
 
 PRESET = "tiny"
 MODALITIES = ["rgb", "depth", "semseg", "dinov2_global", "caption"]
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
-    steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
     labelled = ["rgb", "depth", "semseg", "dinov2", "dinov2_global", "caption"]
-    built = small_world(
-        tmp_path_factory.mktemp("evaluation"),
-        registry,
-        labelled,
-        {"depth": steps, "semseg": steps, "dinov2_global": steps},
-        crops=1,
-    )
+    tokenised = ["depth", "semseg", "dinov2_global"]
+    built = small_world(tmp_path_factory.mktemp("evaluation"), registry, labelled, tokenised, steps=3, crops=1)
     return {**built, "model": random_model_api(registry, built, MODALITIES, PRESET)}
 
 

@@ -12,21 +12,19 @@ import torch
 
 from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import open_store_dataset
+from fourm_core.evaluation import EvalConfig, evaluate
 from fourm_core.evaluation.items import (
     ItemTruth,
     box_iou,
-    evaluate_items,
     item_bound,
     match_boxes,
     score_item_ids,
     sequence_text,
 )
-from fourm_core.evaluation.maps import EvalConfig
 from fourm_core.registry import Registry, resolve_ref
 from fourm_core.serialization import ItemMatching
 from fourm_core.storage.store import AlignedStore
-from fourm_core.tokenizers import TrainConfig
-from helpers import EXAMPLE_PLUGIN, random_model_api, small_world
+from helpers import random_model_api, small_world
 
 PRESET = "tiny"
 ITEMS = ["human_poses", "sam_instance"]
@@ -34,17 +32,9 @@ MODALITIES = ["rgb", *ITEMS]
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
-    steps = TrainConfig(steps=3, max_seconds=None, batch_size=8)
     labelled = ["rgb", "caption", *ITEMS]
-    built = small_world(
-        tmp_path_factory.mktemp("evaluation_items"), registry, labelled, {name: steps for name in ITEMS}, crops=1
-    )
+    built = small_world(tmp_path_factory.mktemp("evaluation_items"), registry, labelled, ITEMS, steps=3, crops=1)
     model = random_model_api(registry, built, MODALITIES, PRESET)
     store = AlignedStore.open(built["store"], mode="r")
     rows = open_store_dataset(built["store"], registry, crop=0)
@@ -155,7 +145,7 @@ def test_the_true_strings_score_perfect_recall_and_the_tokenizer_bound(
 
 def test_random_model_is_evaluated_with_finite_scores(world: dict) -> None:
     progress: list[tuple] = []
-    scores = evaluate_items(
+    scores = evaluate(
         world["model"], world["store"], EvalConfig(samples=4, batch_size=4), progress=lambda *a: progress.append(a)
     )
     assert set(scores) == set(ITEMS)
@@ -166,7 +156,7 @@ def test_random_model_is_evaluated_with_finite_scores(world: dict) -> None:
         assert "recall" not in task.bound
     assert (ITEMS[0], 4, 4) in progress
     with pytest.raises(ValueError, match="rgb: cannot be evaluated"):
-        evaluate_items(world["model"], world["store"], EvalConfig(samples=4, targets=["rgb"]))
+        evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=["rgb"]))
 
 
 def test_an_oracle_generator_scores_the_bound_end_to_end(
@@ -181,14 +171,16 @@ def test_an_oracle_generator_scores_the_bound_end_to_end(
         return [_true_ids(world, registry, task.modality, i) for i in held_out]
 
     monkeypatch.setattr(module, "_generate", oracle)
-    scores = evaluate_items(world["model"], world["store"], EvalConfig(samples=4, targets=ITEMS))
+    scores = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=ITEMS))
     for task in scores.values():
         assert task.model["recall"] == task.model["precision"] == task.model["parse_rate"] == 1.0
         assert {k: task.model[k] for k in task.bound} == pytest.approx(task.bound)
 
 
-def test_the_quality_benchmark_routes_item_targets_here(world: dict) -> None:
-    from fourm_core.apps.bench.quality import _evaluate_all
-
-    scores = _evaluate_all(world["model"], str(world["store"]), EvalConfig(samples=4, targets=list(ITEMS)))
+def test_one_evaluate_routes_item_targets_and_skips_them_when_ensembling(world: dict) -> None:
+    scores = evaluate(world["model"], str(world["store"]), EvalConfig(samples=4, targets=list(ITEMS)))
     assert list(scores) == list(ITEMS) and all("parse_rate" in s.model for s in scores.values())
+    with pytest.raises(ValueError, match=f"{ITEMS[0]}: cannot be evaluated: item sequences have no per-sample fusion"):
+        evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=list(ITEMS), ensemble=2))
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=list(ITEMS), ensemble=2, strict=False))

@@ -25,20 +25,17 @@ from fourm_core.data.pipeline import SampleBuilder
 from fourm_core.hookspecs import hookimpl
 from fourm_core.inference import sampler as sampler_module
 from fourm_core.inference.outputs import GenerationResult, jsonable, run_generation
-from fourm_core.inference.requests import (
-    GenerationRequestError,
-    build_inputs,
-    default_schedule,
-    infer_preset,
-    validate_targets,
-)
-from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.inference.pipeline import Pipeline
+from fourm_core.inference.requests import GenerationRequestError, build_inputs, infer_preset, validate_targets
+from fourm_core.inference.schedule import default_schedule
+from fourm_core.keys import KeyTable
+from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
 from fourm_core.spec import ModalitySpec, grid_presets
 from fourm_core.storage.store import AlignedStore
-from fourm_core.tokenizers import Tokenizer, TrainConfig
+from fourm_core.tokenizers import Tokenizer
 from fourm_core.vocab import TextVocabulary
-from helpers import EXAMPLE_PLUGIN, small_world
+from helpers import EXAMPLE_PLUGIN, cli_options, small_world
 
 PRESET = "tiny"
 LABELLED = ["rgb", "depth", "caption", "det", "human_poses"]
@@ -46,24 +43,16 @@ MODEL_MODALITIES = ["rgb", "depth", "normal", "caption", "det"]
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
     """40 labelled scenes, a depth tokenizer (2 steps), a vocabulary, a saved random-init model and a PNG."""
-    two_steps = TrainConfig(steps=2, max_seconds=None, batch_size=8)
-    built = small_world(
-        tmp_path_factory.mktemp("generate"), registry, LABELLED, {"depth": two_steps, "human_poses": two_steps}
-    )
+    built = small_world(tmp_path_factory.mktemp("generate"), registry, LABELLED, ["depth", "human_poses"], steps=2)
     root, vocab_path = built["root"], built["vocab"]
     store = AlignedStore.open(built["store"], mode="r")
     vocab = TextVocabulary.load(vocab_path)
     keys = {registry.get(name).model_key(PRESET) for name in MODEL_MODALITIES}
-    info = {k: v for k, v in modality_info_from_registry(registry, PRESET, vocab.size).items() if k in keys}
+    info = KeyTable.from_registry(registry, PRESET, text_vocab_size=vocab.size, keys=keys)
     torch.manual_seed(0)
-    model = FourMNetwork(**fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    model = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     model.save_pretrained(root / "final")
     rgb = store.read("rgb/raw", 3)["rgb"]
     Image.fromarray(rgb).save(root / "photo.png")
@@ -96,6 +85,20 @@ def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Tokenizer, "encode", refuse)
 
 
+def pipe(
+    registry: Registry, model: FourMNetwork | None, world: dict, vocab: bool = True, toks: bool = True
+) -> Pipeline:
+    """The inference pipeline the library functions take (``model`` None: requests only, in the tiny preset)."""
+    vocabulary = world["vocab"] if vocab else None
+    return Pipeline.create(model, registry, PRESET, vocabulary, world["toks"] if toks else None)
+
+
+def generate_one(registry: Registry, model: FourMNetwork, world: dict, inputs: dict, targets: list, **kw: object):  # noqa: ANN201
+    """One sample through ``run_generation`` (which takes a batch)."""
+    (result,) = run_generation(pipe(registry, model, world), [inputs], targets, **kw)
+    return result
+
+
 def run_cli(argv: list[str]) -> tuple[int, str]:
     """``fourm generate ...`` through a parser of its own (cli.py wires the same function)."""
     out = io.StringIO()
@@ -110,24 +113,9 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
     out = tmp_path / "gen"
+    options = cli_options(model=world["model"], tokenizers=world["toks"], vocab=world["vocab_path"])
     rc, printed = run_cli(
-        [
-            "generate",
-            "--model",
-            str(world["model"]),
-            "--tokenizers",
-            str(world["toks"]),
-            "--vocab",
-            str(world["vocab_path"]),
-            "--input",
-            f"rgb={world['photo']}",
-            "--targets",
-            "depth,caption",
-            "--out",
-            str(out),
-            "--steps",
-            "4",
-        ]
+        ["generate", *options, *cli_options(input=f"rgb={world['photo']}", targets="depth,caption", out=out, steps=4)]
     )
     assert rc == 0, printed
     depth = np.asarray(Image.open(out / "depth.png"))
@@ -146,21 +134,8 @@ def test_cli_writes_pictures_grid_and_json(world: dict, tmp_path: Path) -> None:
 
 
 def test_cli_request_errors_exit_2_with_the_modality_named(world: dict, tmp_path: Path, no_compute: None) -> None:
-    rc, printed = run_cli(
-        [
-            "generate",
-            "--model",
-            str(world["model"]),
-            "--tokenizers",
-            str(world["toks"]),
-            "--input",
-            f"rgb={world['photo']}",
-            "--targets",
-            "normal",
-            "--out",
-            str(tmp_path / "x"),
-        ]
-    )
+    options = cli_options(model=world["model"], tokenizers=world["toks"], input=f"rgb={world['photo']}")
+    rc, printed = run_cli(["generate", *options, *cli_options(targets="normal", out=tmp_path / "x")])
     assert rc == 2 and "normal" in printed and "tokenizer" in printed
     assert not (tmp_path / "x").exists()
 
@@ -176,14 +151,12 @@ def test_parse_inputs() -> None:
 
 def test_run_generation_outputs(world: dict, model: FourMNetwork, registry: Registry, tmp_path: Path) -> None:
     def go(seed: int) -> GenerationResult:
-        return run_generation(
-            model,
+        return generate_one(
             registry,
-            PRESET,
-            world["vocab"],
+            model,
+            world,
             {"rgb": world["rgb"]},
             ["depth", "caption"],
-            world["toks"],
             seed=seed,
             steps=3,
         )
@@ -202,14 +175,12 @@ def test_run_generation_outputs(world: dict, model: FourMNetwork, registry: Regi
 
 
 def test_ensemble_fuses_decoded_generations(world: dict, model: FourMNetwork, registry: Registry) -> None:
-    result = run_generation(
-        model,
+    result = generate_one(
         registry,
-        PRESET,
-        world["vocab"],
+        model,
+        world,
         {"rgb": world["rgb"]},
         ["depth", "caption"],
-        world["toks"],
         seed=3,
         steps=2,
         temperature=2.0,
@@ -226,23 +197,10 @@ def test_ensemble_fuses_decoded_generations(world: dict, model: FourMNetwork, re
     record = result.to_json()["targets"]
     assert record["depth"]["ensemble"] == 5 and record["caption"]["sample_texts"] == texts
     # a plain generation is one draw, not an ensemble of one
-    single = run_generation(
-        model,
-        registry,
-        PRESET,
-        world["vocab"],
-        {"rgb": world["rgb"]},
-        ["depth"],
-        world["toks"],
-        seed=3,
-        steps=2,
-        temperature=2.0,
-    )
+    single = generate_one(registry, model, world, {"rgb": world["rgb"]}, ["depth"], seed=3, steps=2, temperature=2.0)
     assert single["depth"].samples == [] and single["depth"].ids.shape == (64,)
     with pytest.raises(GenerationRequestError, match="ensemble 0"):
-        run_generation(
-            model, registry, PRESET, world["vocab"], {"rgb": world["rgb"]}, ["depth"], world["toks"], ensemble=0
-        )
+        generate_one(registry, model, world, {"rgb": world["rgb"]}, ["depth"], ensemble=0)
 
 
 def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: FourMNetwork, tmp_path: Path) -> None:
@@ -257,17 +215,7 @@ def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: Fo
     api = fm.FourM.from_pretrained(run, registry=registry)
     assert api.preset == PRESET and api.tokenizers == str(world["toks"]) and api.vocabulary.size == world["vocab"].size
     out = api.generate({"rgb": world["rgb"]}, targets=["depth", "caption"], seed=0, steps=3)
-    want = run_generation(
-        model,
-        registry,
-        PRESET,
-        world["vocab"],
-        {"rgb": world["rgb"]},
-        ["depth", "caption"],
-        world["toks"],
-        seed=0,
-        steps=3,
-    )
+    want = generate_one(registry, model, world, {"rgb": world["rgb"]}, ["depth", "caption"], seed=0, steps=3)
     assert torch.equal(out["depth"].ids, want["depth"].ids) and out["caption"].text == want["caption"].text
     assert out["depth"].array.shape == (64, 64) and out["depth"].save(tmp_path / "depth").is_file()
     image = out.show()  # no viewer here: the grid comes back
@@ -281,6 +229,23 @@ def test_python_api_from_a_run_folder(world: dict, registry: Registry, model: Fo
         fm.FourM.from_pretrained(tmp_path / "nowhere")
 
 
+def test_a_batch_gives_one_result_per_sample(world: dict, model: FourMNetwork, registry: Registry) -> None:
+    import fourm_core as fm
+
+    other = np.ascontiguousarray(world["rgb"][::-1])
+    batch = [{"rgb": world["rgb"]}, {"rgb": other}]
+    results = run_generation(pipe(registry, model, world), batch, ["depth", "caption"], steps=2, ensemble=2)
+    assert len(results) == 2 and all(len(r["depth"].samples) == 2 and r["caption"].text is not None for r in results)
+    assert not np.array_equal(results[0].inputs.pictures["rgb"], results[1].inputs.pictures["rgb"])
+    api = fm.FourM(model, registry, PRESET, world["vocab"], world["toks"])
+    listed = api.generate(batch, targets=["depth"], seed=1, steps=2)
+    again = api.generate(batch, targets=["depth"], seed=1, steps=2)
+    assert isinstance(listed, list) and len(listed) == 2
+    assert all(torch.equal(a["depth"].ids, b["depth"].ids) for a, b in zip(listed, again))  # one seed, one batch
+    with pytest.raises(GenerationRequestError, match="no samples"):
+        run_generation(pipe(registry, model, world), [], ["depth"])
+
+
 def test_parsed_sequences_are_drawn_by_their_plugin(world: dict, registry: Registry) -> None:
     from fourm_core.inference.outputs import decode_outputs
     from fourm_core.inference.requests import resolve
@@ -289,11 +254,12 @@ def test_parsed_sequences_are_drawn_by_their_plugin(world: dict, registry: Regis
     good = torch.tensor([[*vocab.encode("a red car on a road."), EOS_ID, 0, 0]])
     bad = torch.tensor([[*vocab.encode("a v1=3 car"), EOS_ID, 0, 0]])
     req = resolve(registry, PRESET, "caption")
-    drawn = decode_outputs(registry, PRESET, vocab, {"caption": good}, [req], None, image=world["rgb"])["caption"]
+    requests = pipe(registry, None, world, toks=False)
+    drawn = decode_outputs(requests, {"caption": good}, [req], image=world["rgb"])["caption"]
     picture = drawn.picture()
     assert drawn.parse_error is None and picture is not None and picture.shape == (128, 128, 3)
     assert picture.min() < 100 and picture.max() == 255  # dark text on white
-    unparsed = decode_outputs(registry, PRESET, vocab, {"caption": bad}, [req], None)["caption"]
+    unparsed = decode_outputs(requests, {"caption": bad}, [req])["caption"]
     assert unparsed.parse_error is not None and unparsed.picture() is None
     grid = np.asarray(GenerationResult({"caption": drawn}).grid_image())
     assert grid.shape[0] > 128 and (grid[20:148, 4:132] == picture).all()  # the drawn caption is a tile
@@ -301,17 +267,20 @@ def test_parsed_sequences_are_drawn_by_their_plugin(world: dict, registry: Regis
 
 def test_pixels_match_training_and_are_cropped(world: dict, registry: Registry) -> None:
     spec = registry.get("rgb").spec
-    inputs = build_inputs(registry, PRESET, world["vocab"], {"rgb": world["rgb"]})
-    expected = SampleBuilder(registry, PRESET, world["vocab"])._pixels(spec, {"rgb": world["rgb"]}, None)
+    inputs = build_inputs(pipe(registry, None, world, toks=False), {"rgb": world["rgb"]})
+    builder = SampleBuilder(registry, PRESET, world["vocab"])
+    expected = builder._pixels(spec, builder.table["rgb@64"], {"rgb": world["rgb"]}, None)
     assert torch.allclose(inputs["rgb@64"], expected, atol=1e-6)
     wide = np.zeros((96, 160, 3), np.uint8)
-    assert build_inputs(registry, PRESET, None, {"rgb": wide})["rgb@64"].shape == (3, 64, 64)
+    assert build_inputs(pipe(registry, None, world, vocab=False, toks=False), {"rgb": wide})["rgb@64"].shape == (
+        3,
+        64,
+        64,
+    )
 
 
 def test_token_and_sequence_inputs(world: dict, registry: Registry) -> None:
-    inputs = build_inputs(
-        registry, PRESET, world["vocab"], {"depth": world["depth"], "caption": "a red car"}, world["toks"]
-    )
+    inputs = build_inputs(pipe(registry, None, world), {"depth": world["depth"], "caption": "a red car"})
     tok = registry.tokenizer("depth", PRESET, world["toks"])
     assert torch.equal(inputs["tok_depth@64"], tok.encode_raw([world["depth"]])[0])
     ids = inputs["caption"].tolist()
@@ -320,7 +289,7 @@ def test_token_and_sequence_inputs(world: dict, registry: Registry) -> None:
     # values (not text) go through the key's serializer: boxes, and a member of a chunk-masked group
     boxes = registry.serializer("det").example(random.Random(0))
     meta = registry.serializer("metadata_image").example(random.Random(0))
-    valued = build_inputs(registry, PRESET, world["vocab"], {"det": boxes, "metadata_image": meta})
+    valued = build_inputs(pipe(registry, None, world, toks=False), {"det": boxes, "metadata_image": meta})
     assert valued["det"].tolist()[-1] == EOS_ID
     chunks = valued[registry.get("metadata_image").model_key(PRESET)]
     assert isinstance(chunks, list) and chunks[-1] == [EOS_ID] and len(chunks) > 2
@@ -335,26 +304,26 @@ def test_raw_people_are_item_tokenised_as_in_training(world: dict, registry: Reg
     store = AlignedStore.open(world["store"], mode="r")
     index = next(i for i in range(store.n_samples) if (store.read("human_poses/raw", i) or {}).get("humans"))
     raw = store.read("human_poses/raw", index)
-    inputs = build_inputs(registry, PRESET, world["vocab"], {"human_poses": raw}, world["toks"])
+    inputs = build_inputs(pipe(registry, None, world), {"human_poses": raw})
     tokenize_store(world["store"], world["toks"], registry, only=["human_poses"], crops=1, seed=0)
     trained = SampleBuilder(registry, PRESET, world["vocab"])(open_store_dataset(world["store"], registry)[index])
     key = registry.get("human_poses").model_key(PRESET)
     assert torch.equal(torch.as_tensor(inputs[key]), torch.as_tensor(trained[key]))
     assert inputs.texts["human_poses"].startswith("human v0=")
     with pytest.raises(GenerationRequestError, match="human_poses: needs its trained tokenizer"):
-        build_inputs(registry, PRESET, world["vocab"], {"human_poses": raw})
+        build_inputs(pipe(registry, None, world, toks=False), {"human_poses": raw})
 
 
 def test_default_schedule(model: FourMNetwork) -> None:
-    schedule = default_schedule(model.modality_info, ["tok_depth@64", "caption"], steps=100)
+    schedule = default_schedule(model.keys, ["tok_depth@64", "caption"], steps=100)
     assert [s.scheme for s in schedule.steps] == ["maskgit", "autoregressive"]
     assert schedule.steps[0].num_steps == 64  # at most one step per token
 
 
 def test_infer_preset(model: FourMNetwork, registry: Registry) -> None:
-    assert infer_preset(registry, model.modality_info) == PRESET
+    assert infer_preset(registry, model.keys) == PRESET
     with pytest.raises(GenerationRequestError, match="preset"):
-        infer_preset(registry, model.modality_info, "paper")
+        infer_preset(registry, model.keys, "paper")
 
 
 def test_jsonable() -> None:
@@ -410,7 +379,7 @@ def test_request_errors_come_before_compute(
 ) -> None:
     inputs = {k: world["rgb"] if isinstance(v, str) and v == "photo" else v for k, v in inputs.items()}
     with pytest.raises(GenerationRequestError, match=why) as caught:
-        run_generation(model, registry, PRESET, world["vocab"], inputs, targets, world["toks"])
+        generate_one(registry, model, world, inputs, targets)
     assert str(caught.value).startswith(named)
 
 
@@ -418,6 +387,6 @@ def test_target_only_input_and_input_only_target_are_refused(world: dict, model:
     extended = Registry(disabled={EXAMPLE_PLUGIN}, extra_plugins=[("probe_out", _TargetOnlyPlugin())])
     assert "probe_out" in extended
     with pytest.raises(GenerationRequestError, match="^probe_out: a target-only modality"):
-        build_inputs(extended, PRESET, None, {"probe_out": np.zeros((64, 64), np.float32)})
+        build_inputs(Pipeline.create(None, extended, PRESET), {"probe_out": np.zeros((64, 64), np.float32)})
     with pytest.raises(GenerationRequestError, match="^rgb: an input-only modality"):
-        validate_targets(model, extended, PRESET, ["rgb"], world["toks"])
+        validate_targets(Pipeline.create(model, extended, PRESET, None, world["toks"]), ["rgb"])

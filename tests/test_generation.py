@@ -47,7 +47,7 @@ S1 = SENTINEL_BASE_ID + 1
 @pytest.fixture(scope="module")
 def model() -> FourMNetwork:
     torch.manual_seed(0)
-    return FourMNetwork(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=2, num_heads=2)).eval()
+    return FourMNetwork(fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=2, num_heads=2)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -147,15 +147,15 @@ def test_cached_logits_match_the_training_forward(model: FourMNetwork, pixels: t
         {"px": pixels}, [step("seq", "autoregressive", temperature=0.0, max_tokens=10)]
     )["seq"][:, :10]
     sampler = GenerationSampler(model)
-    state = {"px": sampler._input_entry("px", [pixels])}
-    entry = sampler._empty("seq", 1)
+    state = {"px": sampler.input_entry("px", [pixels])}
+    entry = sampler.empty_entry("seq", 1)
     entry["tensor"][0, 0] = S1
     entry["input_mask"][0, 0] = False
     span = torch.cat([torch.tensor([S1]), ids[0], torch.tensor([0])])  # [S_1] t1..t10, a last (ignored) target
     entry["tensor"][0, 1 : 1 + len(span)] = span
     entry["target_mask"][0, 1 : 1 + len(span)] = False
     entry["decoder_attention_mask"][0, 1 : 1 + len(span)] = 1
-    mod_dict = sampler._batch(state, (), "seq", entry)
+    mod_dict = sampler.model_batch(state, (), "seq", entry)
     with torch.no_grad():
         logits = model(mod_dict, 5, len(span) - 1, return_logits=True)["seq"]
     assert torch.equal(logits[0].argmax(-1)[:10], ids[0])
@@ -219,7 +219,7 @@ def test_multi_condition_guidance_sums_weighted_differences(model: FourMNetwork,
     trace: list[dict] = []
     strong = [step("grid", "roar", num_steps=1, temperature=0.0, cfg_weights={"px": 2.0, "glob": 1.5})]
     sampler.generate({"px": pixels, "glob": glob}, strong, seed=1, trace=trace)
-    guidance = GenerationSampler._guidance(load_schedule(strong), 0, {"px", "glob"})
+    guidance = GenerationSampler.guidance(load_schedule(strong), 0, {"px", "glob"})
     assert guidance.drops == [frozenset({"px", "glob"}), frozenset({"glob"}), frozenset({"px"})]
     logits = [torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 3.0]])]
     assert torch.allclose(guidance.combine(logits), torch.tensor([[2.0, 4.0]]))  # u + 2 (c1 - u) + 1.5 (c2 - u)
@@ -343,7 +343,7 @@ def test_invalid_schedule_fails_before_compute(pixels: torch.Tensor) -> None:
         def forward(self, *a: object, **k: object) -> None:  # pragma: no cover - must not run
             raise AssertionError("computed")
 
-    boom = Boom(**fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    boom = Boom(fourm_config(INFO, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     with pytest.raises(ScheduleError, match="'glob'"):
         GenerationSampler(boom).generate(
             {"px": pixels}, [step("grid", "maskgit"), step("glob", "maskgit", num_steps=9)]
@@ -400,3 +400,46 @@ def test_transforms_fuse_decoded_values() -> None:
     np.testing.assert_allclose(np.linalg.norm(embedding), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="shapes"):
         make_transform("color", 3).fuse([np.zeros((1, 1, 3), np.uint8), np.zeros((2, 1, 3), np.uint8)])
+
+
+# ---------------------------------------------------------------------------------------------- schemes registry
+
+
+def test_unknown_scheme_lists_the_known_ones() -> None:
+    from fourm_core.inference import UnknownSchemeError, get_scheme, scheme_names
+
+    assert scheme_names()[:3] == ["maskgit", "roar", "autoregressive"]
+    with pytest.raises(UnknownSchemeError, match="known: maskgit, roar, autoregressive"):
+        get_scheme("diffusion")
+    with pytest.raises(ValueError, match="unknown generation scheme 'diffusion'"):
+        load_schedule([step("grid", "diffusion")])
+
+
+def test_a_registered_scheme_is_one_object(model: FourMNetwork, pixels: torch.Tensor) -> None:
+    """A scheme of its own (here: fill every position in one pass with the argmax) becomes usable by name in
+    schedules; its own rules are checked before compute."""
+    from fourm_core.inference import ScheduleError, register_scheme
+    from fourm_core.inference.schemes import _LOADED
+    from fourm_core.inference.schemes.maskgit import MaskGIT
+
+    class Greedy(MaskGIT):
+        name = "greedy_test"
+
+        def check(self, step, info, where) -> None:  # noqa: ANN001
+            super().check(step, info, where)
+            if step.num_steps != 1:
+                raise ScheduleError(f"{where}: greedy_test decodes in one step")
+
+    scheme = register_scheme(Greedy())
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_scheme(Greedy())
+        ids = GenerationSampler(model).generate({"px": pixels}, [step("grid", "greedy_test", temperature=0.0)])["grid"]
+        want = GenerationSampler(model).generate(
+            {"px": pixels}, [step("grid", "maskgit", num_steps=1, temperature=0.0)]
+        )["grid"]
+        assert torch.equal(ids, want)
+        with pytest.raises(ScheduleError, match="greedy_test decodes in one step"):
+            GenerationSampler(model).generate({"px": pixels}, [step("grid", "greedy_test", num_steps=2)])
+    finally:
+        _LOADED.pop(scheme.name)

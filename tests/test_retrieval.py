@@ -20,6 +20,8 @@ from rich.console import Console
 
 from fourm_core.apps.cli.retrieve import add_retrieve_commands
 from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
+from fourm_core.inference.pipeline import Pipeline
+from fourm_core.inference.queries import store_inputs, text_inputs
 from fourm_core.inference.retrieval import (
     EmbeddingIndex,
     RetrievalError,
@@ -28,11 +30,10 @@ from fourm_core.inference.retrieval import (
     predict_embedding,
     read_embeddings,
     retrieve,
-    store_inputs,
-    text_inputs,
 )
+from fourm_core.keys import KeyTable
 from fourm_core.labeling.runner import label_store
-from fourm_core.model.network import FourMNetwork, fourm_config, modality_info_from_registry
+from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
 from fourm_core.sources.adapters import SyntheticSource
 from fourm_core.storage.source_writer import create_source_store, write_source
@@ -41,17 +42,19 @@ from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
 from fourm_core.tokenizers.pretokenize import tokenize_store
 from fourm_core.tokenizers.training import collect, fit
 from fourm_core.vocab import TextVocabulary, build_text_vocabulary
-from helpers import EXAMPLE_PLUGIN
+from helpers import cli_options
 
 PRESET = "tiny"
+
+
+def _queries(registry: Registry, vocabulary: TextVocabulary) -> Pipeline:
+    """A pipeline without a network: enough to build query contents."""
+    return Pipeline.create(None, registry, PRESET, vocabulary)
+
+
 GLOBAL = "dinov2_global"
 LABELLED = ["rgb", "caption", "dinov2", GLOBAL]
 MODEL = {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2}
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return Registry(disabled={EXAMPLE_PLUGIN})
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +77,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[
     texts = [row["text"] for b in range(store.n_blocks) for row in store.read_block("caption/raw", b) if row]
     words = sorted({w for m in registry.modalities() for w in m.spec.vocab_words})
     vocab = build_text_vocabulary(texts, words).save(root / "text_tokenizer.json")
-    info = modality_info_from_registry(registry, PRESET, TextVocabulary.load(vocab).size)
+    info = KeyTable.from_registry(registry, PRESET, text_vocab_size=TextVocabulary.load(vocab).size)
     torch.manual_seed(0)
-    FourMNetwork(**fourm_config(info, PRESET, **MODEL)).save_pretrained(root / "run" / "final")
+    FourMNetwork(fourm_config(info, PRESET, **MODEL)).save_pretrained(root / "run" / "final")
     return {"root": root, "store": path, "toks": root / "toks", "vocab": vocab, "model": root / "run" / "final"}
 
 
@@ -88,6 +91,12 @@ def tokenizer(world: dict[str, Path], registry: Registry) -> Tokenizer:
 @pytest.fixture(scope="module")
 def model(world: dict[str, Path]) -> FourMNetwork:
     return FourMNetwork.from_pretrained(world["model"]).eval()
+
+
+def _query_options(world: dict[str, Path], model: Path, index: Path, store: Path) -> list[str]:
+    """The options every ``fourm retrieve query`` needs: the world's tokenizers and vocabulary with the given model,
+    index and store (the error tests swap each of those for a broken one)."""
+    return cli_options(model=model, index=index, tokenizers=world["toks"], vocab=world["vocab"], store=store)
 
 
 def brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,20 +227,26 @@ def test_text_and_store_inputs_match_the_training_contents(world: dict[str, Path
     sample = open_store_dataset(world["store"], registry, crop=0)[4]
     trained = SampleBuilder(registry, PRESET, vocabulary)(sample)
     caption = AlignedStore.open(world["store"], mode="r").read("caption/raw", 4)["text"]
-    assert torch.equal(text_inputs(registry, PRESET, vocabulary, {"caption": caption})["caption"], trained["caption"])
-    picked = store_inputs(world["store"], 4, registry, vocabulary, ["rgb", "caption"])
+    assert torch.equal(
+        text_inputs(_queries(registry, vocabulary), {"caption": caption})["caption"],
+        trained["caption"],
+    )
+    picked = store_inputs(_queries(registry, vocabulary), world["store"], 4, ["rgb", "caption"])
     assert set(picked) == {"rgb@64", "caption"} and torch.equal(picked["rgb@64"], trained["rgb@64"])
     with pytest.raises(RetrievalError, match="neither"):
-        text_inputs(registry, PRESET, vocabulary, {"nope": "x"})
+        text_inputs(_queries(registry, vocabulary), {"nope": "x"})
     with pytest.raises(RetrievalError, match="text sequence"):
-        text_inputs(registry, PRESET, vocabulary, {"rgb": "x"})
+        text_inputs(_queries(registry, vocabulary), {"rgb": "x"})
 
 
 def test_predict_embedding_has_the_tokenizer_dimension(
     world: dict[str, Path], registry: Registry, model: FourMNetwork, tokenizer: Tokenizer
 ) -> None:
     key = registry.get(GLOBAL).model_key(PRESET)
-    inputs = text_inputs(registry, PRESET, TextVocabulary.load(world["vocab"]), {"caption": "a red car on a road."})
+    inputs = text_inputs(
+        _queries(registry, TextVocabulary.load(world["vocab"])),
+        {"caption": "a red car on a road."},
+    )
     one = predict_embedding(model, inputs, key, tokenizer)
     assert one.shape == (tokenizer.config.channels,) == (768,) and one.dtype == np.float32
     again = predict_embedding(model, inputs, key, tokenizer)
@@ -248,8 +263,8 @@ def test_retrieve_end_to_end(
     index = build_index(world["store"], GLOBAL, registry)
     vocabulary = TextVocabulary.load(world["vocab"])
     inputs = {
-        **store_inputs(world["store"], 7, registry, vocabulary, ["rgb"]),
-        **text_inputs(registry, PRESET, vocabulary, {"caption": "two blue cubes in a room."}),
+        **store_inputs(_queries(registry, vocabulary), world["store"], 7, ["rgb"]),
+        **text_inputs(_queries(registry, vocabulary), {"caption": "two blue cubes in a room."}),
     }  # a multimodal query: another scene's pixels plus a caption
     start = time.perf_counter()
     hits = retrieve(model, inputs, index, tokenizer, k=5)
@@ -279,7 +294,7 @@ def test_api_retrieve_equals_the_library_path(
     vocabulary = TextVocabulary.load(world["vocab"])
     want = retrieve(
         model,
-        text_inputs(registry, PRESET, vocabulary, {"caption": caption}),
+        text_inputs(_queries(registry, vocabulary), {"caption": caption}),
         EmbeddingIndex.load(path),
         tokenizer,
         k=5,
@@ -314,22 +329,7 @@ def test_cli_build_and_query(
     )
     built = json.loads(capsys.readouterr().out)
     assert built["count"] == 40 and Path(built["sidecar"]).is_file()
-    common = [
-        "retrieve",
-        "query",
-        "--model",
-        str(world["model"]),
-        "--index",
-        str(out),
-        "--tokenizers",
-        str(world["toks"]),
-        "--vocab",
-        str(world["vocab"]),
-        "--store",
-        str(world["store"]),
-        "--k",
-        "3",
-    ]
+    common = ["retrieve", "query", *_query_options(world, world["model"], out, world["store"]), "--k", "3"]
     assert run_cli([*common, "--text", "caption=a dog on the grass.", "--json"], registry) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["inputs"] == ["caption"] and len(result["hits"]) == 3
@@ -384,20 +384,7 @@ def test_cli_errors_before_compute(
     index = tmp_path / change["index"] if "index" in change else out
     model = tmp_path / change["model"] if "model" in change else world["model"]
     text = change.get("text", "caption=a cube.")
-    argv = [
-        "retrieve",
-        "query",
-        "--model",
-        str(model),
-        "--index",
-        str(index),
-        "--tokenizers",
-        str(world["toks"]),
-        "--vocab",
-        str(world["vocab"]),
-        "--store",
-        str(store),
-    ]
+    argv = ["retrieve", "query", *_query_options(world, model, index, store)]
     if text:
         argv += ["--text", text]
     assert run_cli(argv, registry) == 2

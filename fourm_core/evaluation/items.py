@@ -1,10 +1,9 @@
-"""Held-out evaluation of sequence modalities whose items carry per-item tokenizer codes (the paper's 3D-pose error
-and instance segmentation rows of Table 1, at whatever scale the store has).
+"""Item sequences: held-out evaluation of sequence modalities whose items carry per-item tokenizer codes (the
+paper's 3D-pose error and instance segmentation rows of Table 1, at whatever scale the store has).
 
-:mod:`.maps` scores image and global tokens; it skips per-item tokenizers, whose codes live inside a
-generated string. Here, for every such target (a sequence key whose tokenizer config has ``items`` and whose
-serializer implements :class:`~fourm_core.serialization.ItemMatching`), the model generates the string from the
-inputs alone (autoregressively, batched), the serializer parses it (an unparsable string has no items and lowers
+For every such target (a sequence key whose tokenizer config has ``items`` and whose serializer implements
+:class:`~fourm_core.serialization.ItemMatching`), the model generates the string from the inputs alone
+(autoregressively, batched), the serializer parses it (an unparsable string has no items and lowers
 ``parse_rate``), the item tokenizer decodes every predicted item's codes, and predictions are matched to the stored
 items greedily by box IoU (highest first, each used once, IoU >= ``iou``). Reported:
 
@@ -17,13 +16,11 @@ Beside them, the **tokenizer bound** on the same true items, ``decode(encode(ite
 (recall and precision are 1 by construction and not reported). Scoring given ids (:func:`score_item_ids`) is
 separate from generating them, so a test can feed the true serialised sequences and must get the bound back.
 
-Nothing here names a modality: targets, items, boxes and metrics come from the registry, the tokenizer configs and
-the serializers.
+One family of :func:`fourm_core.evaluation.evaluate`; nothing here names a modality.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,11 +29,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from fourm_core.evaluation.maps import EvalConfig, TaskScores, input_contents, prepare
+from fourm_core.evaluation import common
+from fourm_core.evaluation.common import EvalConfig, HeldOut, Progress, TaskScores
+from fourm_core.spec import ModalityKind
 
-__all__ = ["ItemTruth", "box_iou", "evaluate_items", "item_bound", "match_boxes", "score_item_ids", "sequence_text"]
+__all__ = [
+    "KINDS",
+    "ItemTask",
+    "ItemTruth",
+    "box_iou",
+    "item_bound",
+    "match_boxes",
+    "score",
+    "score_item_ids",
+    "sequence_text",
+    "task",
+]
 
+#: The kinds this family scores.
+KINDS = (ModalityKind.SEQUENCE,)
 Box = tuple[float, float, float, float]
+Evaluator = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, float]]
 
 
 @dataclass
@@ -48,108 +61,69 @@ class ItemTruth:
 
 
 @dataclass
-class _ItemTask:
+class ItemTask:
     modality: str
     key: str
     part: str
     tokenizer: Any
     serializer: Any
     items: Callable[[dict[str, Any], int], np.ndarray]
-    evaluator: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, float]] | None
+    evaluator: Evaluator | None
 
 
-def evaluate_items(
-    model: Any,
-    store_path: str | os.PathLike[str],
-    config: EvalConfig | None = None,
-    progress: Any = None,
-) -> dict[str, TaskScores]:
-    """Score ``model`` (a :class:`~.inference.api.FourM`) on the held-out samples of a store, per item-tokenised
-    sequence target (see the module docstring).
-
-    From ``config`` (:class:`~fourm_core.evaluation.maps.EvalConfig`): ``inputs``, ``targets``, ``samples``,
-    ``temperature`` (0: greedy decoding), ``seed`` and ``batch_size``; ``steps``, ``ensemble`` and the kNN fields
-    do not apply to autoregressive strings. ``progress``: optional callable ``(modality, done, total)``. Raises
-    ``ValueError`` naming the problem when an input is missing, a named target cannot be evaluated here, or the
-    store is too small."""
-    config, store, held_out, inputs = prepare(model, store_path, config)
-    tasks = _item_tasks(model, store, config, inputs)
-    contents = input_contents(model, store_path, held_out, inputs)
-    out: dict[str, TaskScores] = {}
-    for task in tasks:
-        start = time.perf_counter()
-        truth = [_item_truth(store, task, i) for i in held_out]
-        ids = _generate(model, task, contents, config, progress)
-        scores = TaskScores(task.modality, task.key, len(held_out))
-        scores.model = score_item_ids(
-            ids, truth, task.serializer, task.tokenizer, model.vocabulary, store.image_size, task.evaluator
-        )
-        scores.bound = item_bound(truth, task.tokenizer, task.evaluator)
-        scores.seconds = round(time.perf_counter() - start, 2)
-        out[task.modality] = scores
-    return out
-
-
-def _item_tasks(model: Any, store: Any, config: EvalConfig, inputs: Sequence[str]) -> list[_ItemTask]:
-    """The evaluable item targets: a sequence key the model predicts, of one modality, with a trained per-item
-    tokenizer, a serializer implementing ItemMatching and the raw truth in the store."""
+def task(pipe: Any, name: str, store: Any, inputs: Sequence[str], config: EvalConfig) -> tuple[ItemTask | None, str]:
+    """``(task, "")`` when ``name`` is a sequence key the model predicts, of one modality, with a trained per-item
+    tokenizer, a serializer implementing ItemMatching and the raw truth in the store; else ``(None, why)``."""
     from fourm_core.registry import resolve_ref
     from fourm_core.serialization import ItemMatching
-    from fourm_core.spec import ModalityKind
     from fourm_core.tokenizers.training import item_function, source_of
 
-    registry, preset, info = model.registry, model.preset, model.network.modality_info
-    explicit = config.targets is not None
-    names = config.targets if explicit else registry.names()
-    tasks = []
-    for name in names:
-        modality = registry.get(name)
-        key = modality.model_key(preset)
-        why, tokenizer, serializer, part = None, None, None, ""
-        if key not in info or info[key]["type"] != ModalityKind.SEQUENCE.value or not info[key].get("target", True):
-            why = f"the model does not predict {key!r} as a sequence"
-        elif len(registry.model_keys(preset).get(key, ())) != 1:
-            why = f"{key!r} is shared by several modalities"
-        elif name in inputs:
-            why = "it is an input"
-        elif model.tokenizers is None:
-            why = "no tokenizer directory"
-        elif model.vocabulary is None:
-            why = "no text vocabulary"
-        else:
-            try:
-                tokenizer = registry.tokenizer(name, preset, model.tokenizers)
-            except Exception as exc:  # noqa: BLE001 (no learned tokenizer: skipped, or reported when asked for)
-                why = f"no trained tokenizer ({exc.__cause__ or exc})"
-            if tokenizer is not None:
-                serializer = registry.serializer(name)
-                part = f"{source_of(tokenizer.config, name, registry)[0]}/raw"
-                if tokenizer.config.items is None:
-                    why = "its tokenizer is not per item"
-                elif not isinstance(serializer, ItemMatching):
-                    why = "its serializer does not implement ItemMatching (item_boxes, truth_boxes)"
-                elif part not in store.parts():
-                    why = f"the store has no {part}"
-                elif not getattr(tokenizer, "trained", False):
-                    why = "its tokenizer is not trained"
-        if why is None:
-            evaluator = resolve_ref(tokenizer.config.evaluator) if tokenizer.config.evaluator else None
-            items = item_function(tokenizer.config)
-            tasks.append(_ItemTask(name, key, part, tokenizer, serializer, items, evaluator))  # type: ignore[arg-type]
-        elif explicit:
-            raise ValueError(f"{name}: cannot be evaluated as item sequences: {why}")
-    if not tasks:
-        raise ValueError(
-            "nothing to evaluate: no sequence target has a trained per-item tokenizer, an item-matching "
-            "serializer and stored truth"
-        )
-    return tasks
+    registry, preset = pipe.registry, pipe.preset
+    key = registry.get(name).model_key(preset)
+    info = pipe.keys.get(key)
+    if info is None or info.kind not in KINDS or not info.target:
+        return None, f"the model does not predict {key!r} as a sequence"
+    if len(registry.model_keys(preset).get(key, ())) != 1:
+        return None, f"{key!r} is shared by several modalities"
+    if name in inputs:
+        return None, "it is an input"
+    if config.ensemble > 1:
+        return None, "item sequences have no per-sample fusion to ensemble"
+    if pipe.vocabulary is None:
+        return None, "no text vocabulary"
+    tokenizer, why = common.trained_tokenizer(pipe, name)
+    if tokenizer is None:
+        return None, str(why)
+    serializer = registry.serializer(name)
+    part = f"{source_of(tokenizer.config, name, registry)[0]}/raw"
+    if tokenizer.config.items is None:
+        return None, "its tokenizer is not per item"
+    if not isinstance(serializer, ItemMatching):
+        return None, "its serializer does not implement ItemMatching (item_boxes, truth_boxes)"
+    if part not in store.parts():
+        return None, f"the store has no {part}"
+    evaluator = resolve_ref(tokenizer.config.evaluator) if tokenizer.config.evaluator else None
+    items = item_function(tokenizer.config)
+    return ItemTask(name, key, part, tokenizer, serializer, items, evaluator), ""  # type: ignore[arg-type]
 
 
-def _item_truth(store: Any, task: _ItemTask, index: int) -> ItemTruth:
-    row = store.read(task.part, index)
-    if row is None:
-        raise ValueError(f"sample {index}: {task.part} is missing (the labeler failed on it)")
+def score(pipe: Any, task: ItemTask, held: HeldOut) -> TaskScores:
+    """Recall, precision, parse rate and matched-item metrics of the generated strings, beside the bound."""
+    store, held_out, contents, config, progress = held.store, held.indices, held.contents, held.config, held.progress
+    start = time.perf_counter()
+    truth = [_item_truth(store, task, i) for i in held_out]
+    ids = _generate(pipe, task, contents, config, progress)
+    scores = TaskScores(task.modality, task.key, len(held_out))
+    scores.model = score_item_ids(
+        ids, truth, task.serializer, task.tokenizer, pipe.vocabulary, store.image_size, task.evaluator
+    )
+    scores.bound = item_bound(truth, task.tokenizer, task.evaluator)
+    scores.seconds = round(time.perf_counter() - start, 2)
+    return scores
+
+
+def _item_truth(store: Any, task: ItemTask, index: int) -> ItemTruth:
+    row = common.read_part(store, task.part, index)
     items = list(task.items(row, task.tokenizer.config.input_size))
     boxes = [tuple(float(v) for v in b) for b in task.serializer.truth_boxes(row, store.image_size)]
     if len(boxes) != len(items):
@@ -161,22 +135,13 @@ def _item_truth(store: Any, task: _ItemTask, index: int) -> ItemTruth:
 
 
 def _generate(
-    model: Any, task: _ItemTask, contents: list[Mapping[str, Any]], config: EvalConfig, progress: Any
+    pipe: Any, task: ItemTask, contents: Sequence[Mapping[str, Any]], config: EvalConfig, progress: Progress
 ) -> list[torch.Tensor]:
-    """Generated ids (one row per sample), ``batch_size`` samples per sampler call."""
-    from fourm_core.inference.sampler import GenerationSampler
+    """Generated ids (one row per sample), autoregressive, ``batch_size`` samples per sampler call."""
     from fourm_core.inference.schedule import StepConfig
 
     step = StepConfig(target=task.key, scheme="autoregressive", temperature=config.temperature)
-    sampler = GenerationSampler(model.network)
-    out: list[torch.Tensor] = []
-    for start in range(0, len(contents), config.batch_size):
-        chunk = contents[start : start + config.batch_size]
-        ids = sampler.generate(chunk, [step], seed=config.seed + start)[task.key].cpu()
-        out.extend(ids)
-        if progress is not None:
-            progress(task.modality, min(start + config.batch_size, len(contents)), len(contents))
-    return out
+    return [row for ids in common.generated_ids(pipe, step, contents, config, progress, task.modality) for row in ids]
 
 
 def sequence_text(ids: Any, vocabulary: Any) -> str:
@@ -229,7 +194,7 @@ def score_item_ids(
     tokenizer: Any,
     vocabulary: Any,
     image_size: int,
-    evaluator: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, float]] | None = None,
+    evaluator: Evaluator | None = None,
     iou: float = 0.5,
 ) -> dict[str, float]:
     """Scores of generated (or given) id rows against the true items, one row per sample (see the module
@@ -272,7 +237,7 @@ def score_item_ids(
 def item_bound(
     truth: Sequence[ItemTruth],
     tokenizer: Any,
-    evaluator: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, float]] | None = None,
+    evaluator: Evaluator | None = None,
 ) -> dict[str, float]:
     """The tokenizer bound on every true item, ``decode(encode(items))``, with the metrics of matched pairs (empty
     when the samples hold no items)."""
@@ -300,7 +265,7 @@ def _decode(tokenizer: Any, ids: torch.Tensor) -> list[np.ndarray]:
 
 def _item_metrics(
     tokenizer: Any,
-    evaluator: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, float]] | None,
+    evaluator: Evaluator | None,
     true: Sequence[np.ndarray],
     pred: Sequence[np.ndarray],
 ) -> dict[str, float]:

@@ -6,8 +6,8 @@ global tokens; the text vocabulary, then the key's serializer ``parse`` for sequ
 :func:`fourm_core.viz.pictures.picture` by the tokenizer's transform, and saves PNG or JSON.
 :class:`GenerationResult` holds every target and draws one labelled grid of the inputs and the pictures.
 
-:func:`run_generation` is the whole path from user values to a result, with every check done before any compute.
-Keys and transforms come from the specs and the model's ``modality_info``, never from modality names.
+:func:`run_generation` is the whole path from a batch of user values to one result per sample, with every check done
+before any compute. Keys and transforms come from the specs and the model's key table, never from modality names.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import textwrap
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,15 +29,16 @@ from fourm_core.inference.requests import (
     GenerationInputs,
     Requested,
     build_inputs,
-    default_schedule,
     validate_targets,
 )
 from fourm_core.spec import ModalityKind
 
+if TYPE_CHECKING:
+    from fourm_core.inference.pipeline import Pipeline
+
 __all__ = [
     "GenerationOutput",
     "GenerationResult",
-    "decode_ensemble",
     "decode_outputs",
     "fuse_outputs",
     "jsonable",
@@ -103,14 +103,13 @@ class GenerationOutput:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """A PNG for pictures (a drawn sequence too: its text and value are in :meth:`to_json`), JSON otherwise;
         the suffix is set accordingly."""
-        from PIL import Image
+        from fourm_core.viz.png import save_png
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         picture = self.picture()
         if picture is not None:
-            path = path.with_suffix(".png")
-            Image.fromarray(picture).save(path)
+            path = save_png(picture, path.with_suffix(".png"))
         else:
             path = path.with_suffix(".json")
             path.write_text(json.dumps(self.to_json(), indent=2))
@@ -178,8 +177,9 @@ class GenerationResult(Mapping[str, GenerationOutput]):
 
     def grid_image(self, size: int = 128, text_width: int = 100) -> Any:
         """One row: the input pictures, then every picture output, each labelled above; below it, the text of
-        every sequence input and output (wrapped to ``text_width`` characters). A PIL image."""
-        from PIL import Image, ImageDraw
+        every sequence input and output (wrapped to ``text_width`` characters). A PIL image
+        (:func:`fourm_core.viz.grid.labelled_grid`)."""
+        from fourm_core.viz.grid import labelled_grid
 
         tiles: list[tuple[str, np.ndarray]] = []
         lines: list[str] = []
@@ -194,22 +194,7 @@ class GenerationResult(Mapping[str, GenerationOutput]):
                 lines.append(f"{name}: {out.text}")
             elif picture is None:
                 lines.append(f"{name}: ids {_trimmed(out.ids, out.kind)}")
-        wrapped = [w for line in lines for w in (textwrap.wrap(line, text_width) or [""])]
-        label_h, gap, line_h = 16, 4, 13
-        width = max(len(tiles) * (size + gap) + gap, 6 * text_width + 2 * gap, 200)
-        height = label_h + size + 2 * gap + line_h * len(wrapped) + (gap if wrapped else 0)
-        canvas = Image.new("RGB", (width, height), (255, 255, 255))
-        draw = ImageDraw.Draw(canvas)
-        for i, (label, picture) in enumerate(tiles):
-            x = gap + i * (size + gap)
-            tile = Image.fromarray(np.ascontiguousarray(picture)).resize((size, size), Image.NEAREST)
-            canvas.paste(tile, (x, label_h + gap))
-            draw.text((x, 2), label[: size // 6], fill=(0, 0, 0))
-        y = label_h + size + 2 * gap
-        for line in wrapped:
-            draw.text((gap, y), line, fill=(0, 0, 0))
-            y += line_h
-        return canvas
+        return labelled_grid(tiles, lines, size, text_width)
 
 
 def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> GenerationOutput:
@@ -240,72 +225,50 @@ def fuse_outputs(samples: Sequence[GenerationOutput], transform: Any = None) -> 
     return GenerationOutput(first.name, first.key, first.kind, ids, array, transform=first.transform, samples=samples)
 
 
-def decode_ensemble(
-    registry: Any,
-    preset: str,
-    vocabulary: Any,
-    ids: Mapping[str, torch.Tensor],
-    targets: Sequence[Requested],
-    tokenizers_dir: str | os.PathLike[str] | None,
-    image: np.ndarray | None = None,
-) -> dict[str, GenerationOutput]:
-    """Decode every row of the sampler's ``ids`` (N generations of one condition) and fuse them per target."""
-    rows = int(next(iter(ids.values())).shape[0])
-    decoded = [
-        decode_outputs(registry, preset, vocabulary, ids, targets, tokenizers_dir, i, image) for i in range(rows)
-    ]
-    out = {}
-    for req in targets:
-        transform = None
-        if req.kind != ModalityKind.SEQUENCE:
-            transform = registry.tokenizer(req.modality, preset, tokenizers_dir).transform
-        out[req.name] = fuse_outputs([d[req.name] for d in decoded], transform)
-    return out
-
-
 def decode_outputs(
-    registry: Any,
-    preset: str,
-    vocabulary: Any,
+    pipe: Pipeline,
     ids: Mapping[str, torch.Tensor],
     targets: Sequence[Requested],
-    tokenizers_dir: str | os.PathLike[str] | None,
-    sample: int = 0,
+    rows: Sequence[int] | int = 0,
     image: np.ndarray | None = None,
 ) -> dict[str, GenerationOutput]:
-    """Decode row ``sample`` of the sampler's ``ids`` for every target (by the name it was asked for). Sequences
-    that parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
-    from fourm_core.viz.rendering import RenderContext, render_output, tokenizer_lookup
+    """Decode row(s) ``rows`` of the sampler's ``ids`` for every target (by the name it was asked for): one row as
+    is, several rows (N generations of one condition) fused per target (:func:`fuse_outputs`). Sequences that
+    parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
+    from fourm_core.viz.rendering import render_output
 
-    context = RenderContext(image=image, preset=preset, tokenizer=tokenizer_lookup(registry, preset, tokenizers_dir))
+    context = pipe.render_context(image)
+    indices = [rows] if isinstance(rows, int) else list(rows)
     out = {}
     for req in targets:
-        row = ids[req.key][sample].detach().cpu()
-        if req.kind == ModalityKind.SEQUENCE:
-            decoded = _decode_sequence(registry, preset, vocabulary, req, row)
-            if decoded.parse_error is None:
-                decoded.rendered = render_output(registry, req.modality, decoded.array, context)
-            out[req.name] = decoded
-        else:
-            tokenizer = registry.tokenizer(req.modality, preset, tokenizers_dir)
-            array = tokenizer.decode_raw(row[None])[0]
-            transform = getattr(getattr(tokenizer, "config", None), "transform", None)
-            out[req.name] = GenerationOutput(req.name, req.key, req.kind, row, array, transform=transform)
+        draws = []
+        for row_index in indices:
+            row = ids[req.key][row_index].detach().cpu()
+            if req.kind == ModalityKind.SEQUENCE:
+                decoded = _decode_sequence(pipe, req, row)
+                if decoded.parse_error is None:
+                    decoded.rendered = render_output(pipe.registry, req.modality, decoded.array, context)
+            else:
+                tokenizer = pipe.tokenizer(req.modality)
+                array = tokenizer.decode_raw(row[None])[0]
+                transform = getattr(getattr(tokenizer, "config", None), "transform", None)
+                decoded = GenerationOutput(req.name, req.key, req.kind, row, array, transform=transform)
+            draws.append(decoded)
+        fuse = None if req.kind == ModalityKind.SEQUENCE or len(draws) == 1 else pipe.tokenizer(req.modality).transform
+        out[req.name] = fuse_outputs(draws, fuse)
     return out
 
 
-def _decode_sequence(
-    registry: Any, preset: str, vocabulary: Any, req: Requested, row: torch.Tensor
-) -> GenerationOutput:
+def _decode_sequence(pipe: Pipeline, req: Requested, row: torch.Tensor) -> GenerationOutput:
     """ids -> text (up to ``[EOS]``, padding dropped) -> the serializer's value; unparsable text is kept as text."""
     tokens = row.tolist()
     if EOS_ID in tokens:
         tokens = tokens[: tokens.index(EOS_ID)]
     tokens = [t for t in tokens if t != PAD_ID]
-    text = vocabulary.decode(tokens) if tokens else ""
+    text = pipe.vocabulary.decode(tokens) if tokens else ""
     text = " ".join(text.split())
     try:
-        value: Any = registry.key_serializer(req.key, preset).parse(text)
+        value: Any = pipe.registry.key_serializer(req.key, pipe.preset).parse(text)
         error = None
     except Exception as exc:  # any codec's complaint: the text stays available
         value, error = text, f"{type(exc).__name__}: {exc}"
@@ -342,36 +305,35 @@ def jsonable(value: Any) -> Any:
 
 
 def run_generation(
-    model: Any,
-    registry: Any,
-    preset: str,
-    vocabulary: Any,
-    inputs: Mapping[str, Any],
+    pipe: Pipeline,
+    batch: Sequence[Mapping[str, Any]],
     targets: Sequence[str],
-    tokenizers_dir: str | os.PathLike[str] | None,
     schedule: Any = None,
     seed: int = 0,
     steps: int = 8,
     temperature: float = 0.5,
     top_p: float | None = None,
     ensemble: int = 1,
-) -> GenerationResult:
-    """User values -> a :class:`GenerationResult`, all checks first: targets (known, predictable, tokenizer
-    trained), inputs (known, not target-only, right shape), then the schedule against the model; only then the
-    tokenizers encode the inputs and the sampler runs. ``schedule``: a schedule, YAML path or list of steps
-    (default: :func:`~fourm_core.inference.requests.default_schedule` with ``steps`` and ``temperature``).
-    ``ensemble``: draw that many generations of the request in one batch (each chain conditions on its own earlier
-    targets) and fuse them per target (:func:`fuse_outputs`)."""
-    from fourm_core.inference.requests import GenerationRequestError, resolve
-    from fourm_core.inference.sampler import GenerationSampler
-    from fourm_core.inference.schedule import load_schedule
+) -> list[GenerationResult]:
+    """A batch of user values (``[{modality: value}, ...]``) -> one :class:`GenerationResult` per sample, all
+    checks first: targets (known, predictable, tokenizer trained), inputs (known, not target-only, right shape),
+    then the schedule against the model; only then the tokenizers encode the inputs and the sampler runs once for
+    the whole batch. ``schedule``: a schedule, YAML path or list of steps (default:
+    :func:`~fourm_core.inference.schedule.default_schedule` with ``steps`` and ``temperature``). ``ensemble``: draw
+    that many generations of every sample (each chain conditions on its own earlier targets) and fuse them per
+    target (:func:`fuse_outputs`)."""
+    from fourm_core.inference.requests import GenerationRequestError
+    from fourm_core.inference.schedule import default_schedule, load_schedule
 
-    input_keys = [resolve(registry, preset, name).key for name in inputs]
-    requested = validate_targets(model, registry, preset, targets, tokenizers_dir, input_keys, vocabulary)
-    if any(r.kind == ModalityKind.SEQUENCE for r in requested) and vocabulary is None:
+    samples = list(batch)
+    if not samples:
+        raise GenerationRequestError("no samples: give at least one input mapping")
+    input_keys = sorted({pipe.resolve(name).key for sample in samples for name in sample})
+    requested = validate_targets(pipe, targets, input_keys)
+    if any(r.kind == ModalityKind.SEQUENCE for r in requested) and pipe.vocabulary is None:
         raise GenerationRequestError("sequence targets need the text vocabulary (--vocab)")
     if schedule is None:
-        schedule = default_schedule(model.modality_info, requested, steps, temperature, top_p)
+        schedule = default_schedule(pipe.keys, requested, steps, temperature, top_p)
     else:
         schedule = load_schedule(schedule)
         wanted = {r.key for r in requested}
@@ -381,15 +343,16 @@ def run_generation(
             )
     if ensemble < 1:
         raise GenerationRequestError(f"ensemble {ensemble}: draw at least one generation")
-    schedule.validate_for(model.modality_info, input_keys)
-    contents = build_inputs(registry, preset, vocabulary, inputs, tokenizers_dir, model=model)
-    ids = GenerationSampler(model).generate(dict(contents), schedule, seed=seed, batch_size=ensemble)
+    schedule.validate_for(pipe.keys, input_keys)
+    contents = [build_inputs(pipe, sample) for sample in samples]
+    rows = [dict(c) for c in contents for _ in range(ensemble)]
+    ids = pipe.sampler().generate(rows, schedule, seed=seed)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
-    pixels = [r.name for r in contents.requested.values() if r.kind == ModalityKind.PIXELS]
-    image = contents.pictures.get(pixels[0]) if pixels else None  # what sequence pictures are drawn over
-    if ensemble == 1:
-        outputs = decode_outputs(registry, preset, vocabulary, ids, ordered, tokenizers_dir, image=image)
-    else:
-        outputs = decode_ensemble(registry, preset, vocabulary, ids, ordered, tokenizers_dir, image=image)
-    return GenerationResult(outputs, contents, seed, schedule)
+    results = []
+    for b, built in enumerate(contents):
+        pixels = [r.name for r in built.requested.values() if r.kind == ModalityKind.PIXELS]
+        image = built.pictures.get(pixels[0]) if pixels else None  # what sequence pictures are drawn over
+        outputs = decode_outputs(pipe, ids, ordered, range(b * ensemble, (b + 1) * ensemble), image)
+        results.append(GenerationResult(outputs, built, seed, schedule))
+    return results

@@ -15,11 +15,10 @@ nothing here names a modality.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,9 +26,11 @@ import torch.nn.functional as F
 
 from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
-from fourm_core.inference.schedule import PARALLEL_KINDS, SEQUENTIAL_KINDS, GenerationSchedule, StepConfig
-from fourm_core.serialization import SerializationError
+from fourm_core.serialization import FromStore, SerializationError
 from fourm_core.spec import PRESETS, MaskingUnit, ModalityKind
+
+if TYPE_CHECKING:
+    from fourm_core.inference.pipeline import Pipeline
 
 __all__ = [
     "GenerationInputs",
@@ -37,16 +38,18 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "Requested",
     "build_inputs",
-    "default_schedule",
     "infer_preset",
     "load_value",
     "resolve",
+    "trained_tokenizer",
     "validate_targets",
 ]
 
 #: File suffixes read as pictures (through the photo ingester, so EXIF orientation and ICC profiles are honoured).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _TOKEN_KINDS = (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
+#: kinds a model can predict (the others are inputs only)
+_PREDICTABLE = (*_TOKEN_KINDS, ModalityKind.SEQUENCE)
 
 
 class GenerationRequestError(ValueError):
@@ -103,18 +106,18 @@ def resolve(registry: Any, preset: str, name: str) -> Requested:
     raise GenerationRequestError(f"{name}: unknown modality (known: {', '.join(registry.names())}){hint}")
 
 
-def infer_preset(registry: Any, modality_info: Mapping[str, Any], preset: str | None = None) -> str:
+def infer_preset(registry: Any, keys: Mapping[str, Any], preset: str | None = None) -> str:
     """The preset whose model keys cover the model's keys. A checkpoint's keys (``tok_depth@64``) say which
     preset it was trained in, so users need not repeat it; an explicit ``preset`` that contradicts them is an
     error here rather than an unknown-key error later."""
-    fits = [p for p in PRESETS if set(modality_info) <= set(registry.model_keys(p))]
+    fits = [p for p in PRESETS if set(keys) <= set(registry.model_keys(p))]
     if preset is not None:
         if fits and preset not in fits:
             raise GenerationRequestError(f"preset {preset!r}: the model's keys belong to preset {fits[0]!r}")
         return preset
     if fits:
         return fits[0] if len(fits) == 1 or "tiny" not in fits else "tiny"
-    unknown = sorted(set(modality_info) - set(registry.model_keys(PRESETS[-1])))
+    unknown = sorted(set(keys) - set(registry.model_keys(PRESETS[-1])))
     raise GenerationRequestError(
         f"cannot tell the model's preset: keys {unknown[:5]} belong to no installed plugin; pass --preset"
     )
@@ -158,14 +161,7 @@ def _looks_like_file(text: str) -> bool:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def build_inputs(
-    registry: Any,
-    preset: str,
-    vocabulary: Any,
-    raw: Mapping[str, Any],
-    tokenizers_dir: str | os.PathLike[str] | None = None,
-    model: Any = None,
-) -> GenerationInputs:
+def build_inputs(pipe: Pipeline, raw: Mapping[str, Any]) -> GenerationInputs:
     """Per-key contents for :meth:`GenerationSampler.generate` from user values, keyed by modality name.
 
     * pixels: a picture file or an (H, W, 3) uint8 array; centre-cropped to a square, resized to the preset's image
@@ -176,9 +172,10 @@ def build_inputs(
       encodes the text and ``[EOS]`` ends it (chunk-masked keys become chunk lists, as in training);
     * sequence embeddings: (rows, width) float arrays.
 
-    ``model``: when given, keys the model does not take as inputs are refused too. Every error is raised before
+    When the pipeline has a network, keys it does not take as inputs are refused too. Every error is raised before
     anything is encoded by a network and names the modality.
     """
+    registry, preset, model = pipe.registry, pipe.preset, pipe.network
     out = GenerationInputs()
     requested: list[tuple[Requested, Any]] = []
     seen: set[str] = set()
@@ -188,10 +185,10 @@ def build_inputs(
         if spec.target_only:
             raise GenerationRequestError(f"{name}: a target-only modality cannot be an input")
         if model is not None:
-            info = model.modality_info.get(req.key)
+            info = pipe.keys.get(req.key)
             if info is None:
                 raise GenerationRequestError(f"{name}: the model has no key {req.key!r}")
-            if not info.get("input", True) or req.key not in getattr(model, "encoder_embeddings", {req.key: 0}):
+            if not info.input or req.key not in getattr(model, "encoder_embeddings", {req.key: 0}):
                 raise GenerationRequestError(f"{name}: the model takes {req.key!r} as a target only")
         if req.key in seen and req.kind != ModalityKind.SEQUENCE:  # group members may share a sequence key
             raise GenerationRequestError(f"{name}: {req.key!r} is given twice")
@@ -202,11 +199,11 @@ def build_inputs(
         if req.kind == ModalityKind.PIXELS:
             _check_image(req.name, value)
         elif req.kind in _TOKEN_KINDS:
-            _tokenizer(registry, preset, req, tokenizers_dir)
-        elif req.kind == ModalityKind.SEQUENCE and vocabulary is None:
+            trained_tokenizer(pipe, req)
+        elif req.kind == ModalityKind.SEQUENCE and pipe.vocabulary is None:
             raise GenerationRequestError(f"{req.name}: a sequence input needs the text vocabulary (--vocab)")
-        elif req.kind == ModalityKind.SEQUENCE and _needs_item_tokens(registry, preset, req, value):
-            _tokenizer(registry, preset, req, tokenizers_dir)
+        elif req.kind == ModalityKind.SEQUENCE and _needs_item_tokens(pipe, req, value):
+            trained_tokenizer(pipe, req)
     groups: dict[str, dict[str, Any]] = {}
     for req, value in requested:
         spec = registry.get(req.modality).spec
@@ -215,7 +212,7 @@ def build_inputs(
             out[req.key] = normalise_pixels(picture)
             out.pictures[req.name] = picture
         elif req.kind in _TOKEN_KINDS:
-            out[req.key], shown = _encode_tokens(registry, preset, req, value, tokenizers_dir)
+            out[req.key], shown = _encode_tokens(pipe, req, value)
             if shown is not None:
                 out.pictures[req.name] = shown
         elif req.kind == ModalityKind.SEQUENCE_EMBEDDING:
@@ -226,11 +223,8 @@ def build_inputs(
         else:
             groups.setdefault(req.key, {})[req.name] = (req, value)
     for key, members in groups.items():
-        members = {
-            name: (req, _with_item_tokens(registry, preset, req, value, tokenizers_dir))
-            for name, (req, value) in members.items()
-        }
-        content, text = _sequence(registry, preset, vocabulary, key, members)
+        members = {name: (req, _with_item_tokens(pipe, req, value)) for name, (req, value) in members.items()}
+        content, text = _sequence(pipe, key, members)
         out[key] = content
         out.texts[", ".join(members)] = text
     for req, _ in requested:
@@ -273,13 +267,13 @@ def _square(value: Any, size: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _tokenizer(registry: Any, preset: str, req: Requested, directory: str | os.PathLike[str] | None) -> Any:
+def trained_tokenizer(pipe: Pipeline, req: Requested) -> Any:
     """The trained tokenizer of a token key, or an error saying how to get one."""
-    modality = req.modality
+    modality, directory = req.modality, pipe.tokenizers
     if directory is None:
         raise GenerationRequestError(f"{req.name}: needs its trained tokenizer; pass the tokenizer directory")
     try:
-        tokenizer = registry.tokenizer(modality, preset, directory)
+        tokenizer = pipe.tokenizer(modality)
     except Exception as exc:  # PluginError / TokenizerError: missing or unreadable weights
         cause = exc.__cause__ or exc
         raise GenerationRequestError(
@@ -290,13 +284,11 @@ def _tokenizer(registry: Any, preset: str, req: Requested, directory: str | os.P
     return tokenizer
 
 
-def _encode_tokens(
-    registry: Any, preset: str, req: Requested, value: Any, directory: str | os.PathLike[str] | None
-) -> tuple[torch.Tensor, np.ndarray | None]:
+def _encode_tokens(pipe: Pipeline, req: Requested, value: Any) -> tuple[torch.Tensor, np.ndarray | None]:
     """Token ids of a stored-form array, and its picture (by the tokenizer's transform) for the grid."""
     from fourm_core.viz.pictures import picture
 
-    tokenizer = _tokenizer(registry, preset, req, directory)
+    tokenizer = trained_tokenizer(pipe, req)
     array = np.asarray(value)
     try:
         ids = tokenizer.encode_raw([array])
@@ -306,31 +298,29 @@ def _encode_tokens(
     return ids[0].long(), picture(transform, array) if transform else None
 
 
-def _needs_item_tokens(registry: Any, preset: str, req: Requested, value: Any) -> bool:
+def _needs_item_tokens(pipe: Pipeline, req: Requested, value: Any) -> bool:
     """A stored-form value of an item-tokenised sequence (people, instances) without its tokens: the raw row a
     store holds (``{"humans": [...]}``), which the modality's item tokenizer must encode first."""
-    serializer = registry.key_serializer(req.key, preset)
-    return isinstance(value, Mapping) and "tokens" not in value and hasattr(serializer, "from_store")
+    serializer = pipe.registry.key_serializer(req.key, pipe.preset)
+    return isinstance(value, Mapping) and "tokens" not in value and isinstance(serializer, FromStore)
 
 
-def _with_item_tokens(
-    registry: Any, preset: str, req: Requested, value: Any, directory: str | os.PathLike[str] | None
-) -> Any:
+def _with_item_tokens(pipe: Pipeline, req: Requested, value: Any) -> Any:
     """The value the serializer takes: a raw row of an item-tokenised sequence becomes its items (with tokens
     from the modality's trained item tokenizer, exactly as ``fourm data tokenize`` stores them); anything else
     is returned as given."""
-    if not _needs_item_tokens(registry, preset, req, value):
+    if not _needs_item_tokens(pipe, req, value):
         return value
     from fourm_core.tokenizers.training import item_function
 
-    tokenizer = _tokenizer(registry, preset, req, directory)
+    tokenizer = trained_tokenizer(pipe, req)
     items_of = item_function(tokenizer.config)
     if items_of is None:
         raise GenerationRequestError(f"{req.name}: the tokenizer encodes no items; give the value with its tokens")
     try:
         items = [np.asarray(x) for x in items_of(dict(value), tokenizer.config.input_size)]
         tokens = tokenizer.encode_raw(items).numpy() if items else np.zeros((0, tokenizer.n_tokens), np.int64)
-        return registry.key_serializer(req.key, preset).from_store({**value, "tokens": tokens})
+        return pipe.registry.key_serializer(req.key, pipe.preset).from_store({**value, "tokens": tokens})
     except GenerationRequestError:
         raise
     except Exception as exc:  # the item function or tokenizer names what is wrong with the value
@@ -338,9 +328,10 @@ def _with_item_tokens(
 
 
 def _sequence(
-    registry: Any, preset: str, vocabulary: Any, key: str, members: Mapping[str, tuple[Requested, Any]]
+    pipe: Pipeline, key: str, members: Mapping[str, tuple[Requested, Any]]
 ) -> tuple[torch.Tensor | list[list[int]], str]:
     """Text and ids of one sequence key (several group members merge into one value, as stored)."""
+    registry, preset, vocabulary = pipe.registry, pipe.preset, pipe.vocabulary
     serializer = registry.key_serializer(key, preset)
     names = ", ".join(members)
     first, value = next(iter(members.values()))
@@ -381,74 +372,36 @@ def _sequence(
 # ------------------------------------------------------------------------------------------------ targets
 
 
-def validate_targets(
-    model: Any,
-    registry: Any,
-    preset: str,
-    targets: Sequence[str],
-    tokenizers_dir: str | os.PathLike[str] | None,
-    inputs: Sequence[str] = (),
-    vocabulary: Any = None,
-) -> list[Requested]:
+def validate_targets(pipe: Pipeline, targets: Sequence[str], inputs: Sequence[str] = ()) -> list[Requested]:
     """Resolve and check every target before any compute: a known modality the model predicts, not an input,
     asked once, with a trained tokenizer for image and global tokens (the picture cannot be drawn otherwise),
     and a text vocabulary of the model's size for sequences. ``inputs``: model keys already given."""
     if not targets:
         raise GenerationRequestError("no targets: name at least one modality to generate")
+    model, vocabulary = pipe.network, pipe.vocabulary
     seen: dict[str, str] = {}
     out = []
     for name in targets:
-        req = resolve(registry, preset, name)
-        spec = registry.get(req.modality).spec
-        info = model.modality_info.get(req.key)
-        if spec.input_only or req.kind not in (*PARALLEL_KINDS, *SEQUENTIAL_KINDS):
+        req = pipe.resolve(name)
+        spec = pipe.registry.get(req.modality).spec
+        info = pipe.keys.get(req.key)
+        if spec.input_only or req.kind not in _PREDICTABLE:
             raise GenerationRequestError(f"{name}: an input-only modality cannot be a target")
         if info is None:
             raise GenerationRequestError(f"{name}: the model has no key {req.key!r} (trained without it)")
-        if not info.get("target", True) or req.key not in getattr(model, "decoder_embeddings", {req.key: 0}):
+        if not info.target or req.key not in getattr(model, "decoder_embeddings", {req.key: 0}):
             raise GenerationRequestError(f"{name}: the model takes {req.key!r} as an input only")
         if req.key in seen:
             raise GenerationRequestError(f"{name}: {req.key!r} is already a target (as {seen[req.key]!r})")
         if req.key in inputs:
             raise GenerationRequestError(f"{name}: {req.key!r} is given as an input")
         if req.kind in _TOKEN_KINDS:
-            _tokenizer(registry, preset, req, tokenizers_dir)
-        elif vocabulary is not None and info.get("vocab_size") and vocabulary.size > int(info["vocab_size"]):
+            trained_tokenizer(pipe, req)
+        elif vocabulary is not None and info.vocab_size and vocabulary.size > info.vocab_size:
             raise GenerationRequestError(
                 f"{name}: the text vocabulary has {vocabulary.size} ids, the model "
-                f"{info['vocab_size']}: not the vocabulary it was trained with"
+                f"{info.vocab_size}: not the vocabulary it was trained with"
             )
         seen[req.key] = name
         out.append(req)
     return out
-
-
-def default_schedule(
-    modality_info: Mapping[str, Mapping[str, Any]],
-    targets: Sequence[Requested | str],
-    steps: int = 8,
-    temperature: float = 0.5,
-    top_p: float | None = None,
-) -> GenerationSchedule:
-    """One step per target, in the order given: MaskGIT with ``steps`` (at most one per token) and a linearly
-    decaying temperature for image and global tokens (ml-4m's defaults), autoregressive decoding at
-    ``temperature`` for sequences."""
-    out = []
-    for target in targets:
-        key = target.key if isinstance(target, Requested) else target
-        info = modality_info[key]
-        if info["type"] in SEQUENTIAL_KINDS:
-            out.append(StepConfig(target=key, scheme="autoregressive", temperature=temperature, top_p=top_p))
-        else:
-            n = max(1, min(steps, int(info["max_tokens"])))
-            out.append(
-                StepConfig(
-                    target=key,
-                    scheme="maskgit",
-                    num_steps=n,
-                    temperature=temperature,
-                    temperature_schedule="linear",
-                    top_p=top_p,
-                )
-            )
-    return GenerationSchedule(steps=out)

@@ -14,10 +14,11 @@ Pieces, each usable alone:
 * :func:`build_index`: the index of a store's ``<modality>/raw`` part (index ids are sample indices);
 * :func:`predict_embedding` / :func:`retrieve`: model -> tokens (:class:`~fourm_core.inference.GenerationSampler`,
   MaskGIT, one step at temperature 0 by default) -> tokenizer ``decode_raw`` -> search;
-* :func:`text_inputs` / :func:`store_inputs`: query contents from raw user text or from a stored sample, in exactly
-  the form :class:`~fourm_core.data.pipeline.SampleBuilder` gives the model during training.
+* :func:`retrieve_for`: the whole path for an inference :class:`~fourm_core.inference.pipeline.Pipeline` (what
+  ``FourM.retrieve`` runs): user values -> contents -> prediction -> hits;
+* query contents from raw user text or a stored sample live in :mod:`fourm_core.inference.queries`.
 
-Nothing here names a modality: keys come from arguments, kinds from the specs and ``modality_info``.
+Nothing here names a modality: keys come from arguments, kinds from the specs and the key table.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.spec import MaskingUnit, ModalityKind, Vocabulary
+from fourm_core.spec import ModalityKind
 
 __all__ = [
     "EmbeddingIndex",
@@ -42,20 +43,16 @@ __all__ = [
     "StaleIndexError",
     "build_index",
     "check_global_modality",
-    "describe_samples",
     "part_fingerprint",
     "predict_embedding",
     "read_embeddings",
-    "resolve_key",
     "retrieve",
+    "retrieve_for",
     "sidecar_path",
-    "store_inputs",
-    "text_inputs",
 ]
 
 GLOBAL_KIND = ModalityKind.GLOBAL_TOKENS.value
 _RAW = "raw"
-_TEXT_LAYOUT = "text"  # the storage layout kind of free-text arrays (fourm_core.storage.layout)
 SIDECAR_SUFFIX = ".json"
 #: Below this many vectors every search is exact (brute force over all stored vectors, SIMD): at the sizes fourm
 #: stores have (thousands to a few hundred thousand samples) it takes milliseconds and cannot miss a neighbour.
@@ -324,20 +321,22 @@ def predict_embedding(
     ``temperature``, ``top_k``, ``cfg_scale`` ...). The default is one MaskGIT step at temperature 0: every token
     is the argmax given the inputs, which is deterministic and, for 8-16 tokens that encode one vector, what a
     retrieval query wants (sampling adds variance to the query, not information)."""
-    from fourm_core.inference import GenerationSampler
+    from fourm_core.inference.sampler import GenerationSampler
+    from fourm_core.inference.tables import key_table_of
 
-    info = model.modality_info.get(target_key)
+    keys = key_table_of(model)
+    info = keys.get(target_key)
     if info is None:
-        raise RetrievalError(f"the model has no key {target_key!r} (keys: {sorted(model.modality_info)})")
-    if info["type"] != GLOBAL_KIND:
-        raise RetrievalError(f"model key {target_key!r} is {info['type']}, not {GLOBAL_KIND}")
-    if int(info["max_tokens"]) != int(tokenizer.n_tokens):
+        raise RetrievalError(f"the model has no key {target_key!r} (keys: {sorted(keys)})")
+    if info.kind != ModalityKind.GLOBAL_TOKENS:
+        raise RetrievalError(f"model key {target_key!r} is {info.kind.value}, not {GLOBAL_KIND}")
+    if info.max_tokens != int(tokenizer.n_tokens):
         raise RetrievalError(
-            f"model key {target_key!r} has {info['max_tokens']} tokens, the tokenizer "
+            f"model key {target_key!r} has {info.max_tokens} tokens, the tokenizer "
             f"{tokenizer.n_tokens}: they belong to different presets"
         )
     step = {"target": target_key, "scheme": "maskgit", "num_steps": 1, "temperature": 0.0, **(sampler_kwargs or {})}
-    ids = GenerationSampler(model).generate(inputs, [step], seed=seed)[target_key]
+    ids = GenerationSampler(model, keys=keys).generate(inputs, [step], seed=seed)[target_key]
     vectors = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in tokenizer.decode_raw(ids.cpu())])
     return vectors[0] if isinstance(inputs, Mapping) else vectors
 
@@ -362,104 +361,27 @@ def retrieve(
     return [Hit(int(i), float(s), r) for r, (i, s) in enumerate(zip(ids, sims, strict=True))]
 
 
-def resolve_key(registry: Any, preset: str, name: str) -> tuple[str, list[Any]]:
-    """``(model key, member modalities)`` for a model key or a modality name in ``preset``."""
-    keys = registry.model_keys(preset)
-    if name in keys:
-        return name, keys[name]
-    if name in registry:
-        key = registry.get(name).model_key(preset)
-        return key, keys[key]
-    raise RetrievalError(f"{name!r} is neither a model key nor a modality (keys in {preset}: {sorted(keys)})")
+def retrieve_for(
+    pipe: Any, inputs: Mapping[str, Any], index: Any, k: int = 5, seed: int = 0, check_store: bool = True
+) -> list[Hit]:
+    """Retrieval for an inference pipeline from user values (``{modality: value}``, as generation takes them):
+    ``index`` a file from ``fourm retrieve build`` or a loaded :class:`EmbeddingIndex` (a stale one is refused
+    unless ``check_store=False``); the index's modality is predicted, decoded by its tokenizer and searched."""
+    from fourm_core.inference.pipeline import ModelAssetsError
+    from fourm_core.inference.requests import build_inputs
 
-
-def text_inputs(registry: Any, preset: str, vocabulary: Any, texts: Mapping[str, str]) -> dict[str, Any]:
-    """Query contents from raw user text, per model key (or modality name) of a sequence in the text vocabulary.
-
-    A modality that stores one free-text array (a caption) goes through :class:`SampleBuilder` exactly as in
-    training (its serializer checks the text, ``[EOS]`` ends it); anything else (a group such as metadata, or a
-    structured sequence) takes ``text`` as the already serialised string, encoded and chunked as the masker expects.
-    """
-    from fourm_core.data.masking import EOS_ID
-    from fourm_core.data.pipeline import SampleBuilder
-
-    builder = SampleBuilder(registry, preset, vocabulary)
-    out: dict[str, Any] = {}
-    for name, text in texts.items():
-        key, members = resolve_key(registry, preset, name)
-        spec = members[0].spec
-        if spec.kind != ModalityKind.SEQUENCE or spec.vocabulary != Vocabulary.TEXT:
-            raise RetrievalError(f"{name!r} ({key}) is {spec.kind.value}; text queries need a text sequence key")
-        raw = [a for a in spec.storage if a.form == _RAW]
-        if len(members) == 1 and len(raw) == 1 and raw[0].dtype == _TEXT_LAYOUT:
-            content = builder({members[0].name: {raw[0].name: text}}).get(key)
-        elif spec.masking == MaskingUnit.CHUNK:
-            chunks = [vocabulary.encode(c) for c in registry.masking_chunks(members[0].name, text)]
-            content = [c for c in chunks if c] + [[EOS_ID]]
-        else:
-            import torch
-
-            ids = list(vocabulary.encode(text)) + [EOS_ID]
-            content = torch.tensor(ids[: spec.layout(preset).max_tokens], dtype=torch.long)
-        if content is None:
-            raise RetrievalError(f"{name!r}: the text {text!r} could not be serialised for {key!r}")
-        out[key] = content
-    return out
-
-
-def store_inputs(
-    store_path: str | Path,
-    index: int,
-    registry: Any,
-    vocabulary: Any,
-    keys: Sequence[str] | None = None,
-    preset: str | None = None,
-) -> dict[str, Any]:
-    """Query contents from stored sample ``index`` (full-image crop), restricted to ``keys`` (model keys or
-    modality names; default every key the sample has): a query by another scene's modalities."""
-    from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
-
-    dataset = open_store_dataset(store_path, registry, crop=0)
-    preset = preset or dataset_preset(store_path)
-    contents = SampleBuilder(registry, preset, vocabulary)(dataset[index])
-    if keys is None:
-        return contents
-    wanted = [resolve_key(registry, preset, k)[0] for k in keys]
-    missing = [k for k in wanted if k not in contents]
-    if missing:
-        raise RetrievalError(
-            f"sample {index} of {store_path} has no {', '.join(missing)} (it has: "
-            f"{', '.join(sorted(contents)) or 'nothing'})"
+    loaded = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.load(index)
+    modality = loaded.meta.modality
+    if not modality:
+        raise RetrievalError("the index records no modality; build it with `fourm retrieve build`")
+    if check_store and loaded.meta.store:
+        loaded.check_store()
+    key = pipe.resolve(modality).key
+    if key not in pipe.keys:
+        raise RetrievalError(f"{modality}: the model has no key {key!r} to predict the index's embeddings")
+    if pipe.tokenizers is None:
+        raise ModelAssetsError(
+            f"{modality}: retrieval decodes predicted tokens with its tokenizer; pass tokenizers= to from_pretrained"
         )
-    return {k: contents[k] for k in wanted}
-
-
-def dataset_preset(store_path: str | Path) -> str:
-    """The preset a store was written in."""
-    from fourm_core.storage.store import AlignedStore
-
-    return AlignedStore.open(store_path, mode="r").preset
-
-
-def describe_samples(store_path: str | Path, registry: Any, indices: Sequence[int]) -> dict[int, str]:
-    """A short text per sample for showing hits: the first free-text array any modality of the store holds (in
-    registry order), or nothing when there is none. Generic on purpose: no modality is named."""
-    from fourm_core.storage.store import AlignedStore
-
-    store = AlignedStore.open(store_path, mode="r")
-    parts = set(store.parts())
-    for modality in registry.modalities():
-        part = f"{modality.name}/{_RAW}"
-        if part not in parts:
-            continue
-        names = [n for n, lay in store.layouts(part).items() if lay.kind == _TEXT_LAYOUT]
-        if not names:
-            continue
-        out = {}
-        for i in indices:
-            try:
-                out[int(i)] = str(store.read(part, int(i))[names[0]])
-            except Exception:  # noqa: BLE001 (an unlabelled hit simply has no text)
-                out[int(i)] = ""
-        return out
-    return {}
+    contents = build_inputs(pipe, inputs)
+    return retrieve(pipe.require_network(), dict(contents), loaded, pipe.tokenizer(modality), k, key, seed=seed)

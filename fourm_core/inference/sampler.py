@@ -4,15 +4,8 @@ Per schedule step (:mod:`fourm_core.inference.schedule`) one target key is gener
 the given inputs plus the targets of earlier steps, which become plain encoder inputs (as in ml-4m, so a chain
 sequence -> global tokens -> image tokens conditions each key on the previous ones).
 
-* Image / global tokens: MaskGIT (every step decodes all still-masked positions and fixes the most confident
-  ``n_i`` samples) or ROAR (every step decodes ``n_i`` randomly chosen positions and fixes them all); ``n_i`` from
-  the cosine or linear token schedule. Fixed tokens are encoder inputs of the next step, as in ml-4m.
-* Sequences: autoregressive decoding of the span after the first sentinel (``[S_1]``, the first sentinel the masker
-  emits, so a fully masked sequence looks exactly as in training) until ``[EOS]`` or a sentinel or the length limit.
-  ml-4m recomputes the whole decoder for every token; here the encoder and the cross-attention keys/values are
-  computed once per target and each token runs the decoder for itself against a key/value cache
-  (:meth:`FourM.forward_decoder_cached`). ``use_cache=False`` keeps the full recomputation (the reference the
-  cache is tested against).
+* How a step fills its target is its scheme (:mod:`fourm_core.inference.schemes`, one module each): MaskGIT and
+  ROAR for image / global tokens, autoregressive decoding (with a key/value cache) for sequences.
 * Temperature (with schedules), top-k, top-p and classifier-free guidance
   ``uncond + scale * (cond - uncond)`` computed as ``torch.lerp(uncond, cond, scale)``, which is exact at the ends:
   scale 1 gives the conditional logits bit for bit (and skips the unconditional pass), scale 0 the unconditional
@@ -20,9 +13,9 @@ sequence -> global tokens -> image tokens conditions each key on the previous on
   Multi-condition guidance (``cfg_weights``) runs one pass per weighted condition beside the unconditional one and
   sums the weighted differences; ``cfg_grow`` on the schedule adds every finished target to the guided conditions.
 
-Batches are built in the official format for every key of ``model.modality_info`` (dispatch on ``type`` only), so
-the image steps run the model's ordinary :meth:`FourM.forward`. All randomness comes from one ``torch.Generator``
-seeded per call: the same seed gives the same ids.
+Batches are built in the official format for every key of the model's key table (dispatch on the
+:class:`~fourm_core.keys.KeyInfo` kind only), so the image steps run the model's ordinary ``forward``. All
+randomness comes from one ``torch.Generator`` seeded per call: the same seed gives the same ids.
 """
 
 from __future__ import annotations
@@ -30,24 +23,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from fourm_core.data.masking import EOS_ID, NUM_SENTINELS, PAD_ID, SENTINEL_BASE_ID
-from fourm_core.inference.schedule import (
-    GenerationSchedule,
-    StepConfig,
-    load_schedule,
-    temperature_at,
-    tokens_per_step,
-)
+from fourm_core.inference.schedule import GenerationSchedule, load_schedule
+from fourm_core.inference.schemes import SchemeJob, get_scheme
+from fourm_core.inference.tables import key_table_of
+from fourm_core.spec import ModalityKind
 
-__all__ = ["GenerationSampler", "filter_logits", "sample_tokens"]
+__all__ = ["GenerationSampler", "Guidance", "filter_logits", "sample_tokens"]
 
-_PIXELS, _SEQUENCE, _SEQUENCE_EMBEDDING = "pixels", "sequence", "sequence_embedding"
-_ROAR = "roar"
+if TYPE_CHECKING:
+    from fourm_core.keys import KeyTable
+
 Entry = dict[str, torch.Tensor]
 
 
@@ -90,7 +81,7 @@ def sample_tokens(
 
 
 @dataclass(frozen=True)
-class _Guidance:
+class Guidance:
     """Decoder passes of one step and how their logits combine.
 
     ``drops``: the condition keys each pass leaves out. Single guidance (``weights`` None): one pass is returned
@@ -121,6 +112,7 @@ class _Guidance:
 class GenerationSampler:
     """``GenerationSampler(model).generate(inputs, schedule, seed=0)`` -> ``{target key: ids}``.
 
+    ``keys``: the model's key table (default: ``model.keys``, or its ``modality_info`` converted).
     ``stop_ids``: tokens that end an autoregressive span (default ``[EOS]`` and every sentinel; an empty set
     decodes to the length limit, which tests use to compare long decodes).
     """
@@ -131,9 +123,10 @@ class GenerationSampler:
         first_sentinel: int = SENTINEL_BASE_ID + 1,
         eos_id: int = EOS_ID,
         stop_ids: Collection[int] | None = None,
+        keys: KeyTable | None = None,
     ) -> None:
         self.model = model
-        self.info: Mapping[str, Mapping[str, Any]] = model.modality_info
+        self.keys = keys if keys is not None else key_table_of(model)
         self.first_sentinel = first_sentinel
         self.eos_id = eos_id
         sentinels = range(SENTINEL_BASE_ID, SENTINEL_BASE_ID + NUM_SENTINELS)
@@ -167,32 +160,29 @@ class GenerationSampler:
         if not samples:
             raise ValueError("no samples: give inputs (an empty mapping with batch_size for unconditional runs)")
         keys = set().union(*(s.keys() for s in samples))
-        schedule.validate_for(self.info, keys)
-        generator = torch.Generator(device=self._device).manual_seed(seed)
-        state = {key: self._input_entry(key, [s.get(key) for s in samples]) for key in sorted(keys)}
+        schedule.validate_for(self.keys, keys)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        state = {key: self.input_entry(key, [s.get(key) for s in samples]) for key in sorted(keys)}
         outputs: dict[str, torch.Tensor] = {}
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad(), self._fixed_decoder_order():
                 for index, step in enumerate(schedule.steps):
-                    guidance = self._guidance(schedule, index, set(state))
-                    if step.scheme == "autoregressive":
-                        ids = self._autoregressive(step, state, guidance, len(samples), generator, use_cache, trace)
-                    else:
-                        ids = self._parallel(step, state, guidance, len(samples), generator, trace)
-                    outputs[step.target] = ids
+                    guidance = self.guidance(schedule, index, set(state))
+                    job = SchemeJob(self, step, state, guidance, len(samples), generator, use_cache, trace)
+                    outputs[step.target] = get_scheme(step.scheme).run(job)
         finally:
             self.model.train(was_training)
         return outputs
 
     # ------------------------------------------------------------------ batches
     @property
-    def _device(self) -> torch.device:
+    def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     @property
-    def _dtype(self) -> torch.dtype:
+    def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
     @contextlib.contextmanager
@@ -207,17 +197,17 @@ class GenerationSampler:
             self.model.shuffle_decoder_modalities = old
 
     def _length(self, key: str) -> int:
-        info = self.info[key]
-        return 2 * (int(info["max_tokens"]) + 1) if info["type"] == _SEQUENCE else int(info["max_tokens"])
+        info = self.keys[key]
+        return 2 * (info.max_tokens + 1) if info.kind == ModalityKind.SEQUENCE else info.max_tokens
 
-    def _empty(self, key: str, batch: int) -> Entry:
+    def empty_entry(self, key: str, batch: int) -> Entry:
         """The official empty entry: zero data, every mask True, no decoder attention."""
-        info, n, dev = self.info[key], self._length(key), self._device
-        if info["type"] == _PIXELS:
-            size = int(info["image_size"])
-            tensor = torch.zeros(batch, int(info.get("num_channels", 3)), size, size, device=dev, dtype=self._dtype)
-        elif info["type"] == _SEQUENCE_EMBEDDING:
-            tensor = torch.zeros(batch, n, int(info["feature_dim"]), device=dev, dtype=self._dtype)
+        info, n, dev = self.keys[key], self._length(key), self.device
+        if info.kind == ModalityKind.PIXELS:
+            size = int(info.image_size or 0)
+            tensor = torch.zeros(batch, info.num_channels, size, size, device=dev, dtype=self.dtype)
+        elif info.kind == ModalityKind.SEQUENCE_EMBEDDING:
+            tensor = torch.zeros(batch, n, int(info.feature_dim or 0), device=dev, dtype=self.dtype)
         else:
             tensor = torch.full((batch, n), PAD_ID, dtype=torch.long, device=dev)
         masks = torch.ones(batch, n, dtype=torch.bool, device=dev)
@@ -228,30 +218,30 @@ class GenerationSampler:
             "decoder_attention_mask": torch.zeros(batch, n, dtype=torch.int32, device=dev),
         }
 
-    def _input_entry(self, key: str, contents: list[Any]) -> Entry:
+    def input_entry(self, key: str, contents: list[Any]) -> Entry:
         """A fully visible input entry from per-sample contents (``None``: the sample lacks the key)."""
-        info, entry = self.info[key], self._empty(key, len(contents))
-        kind, n = info["type"], int(info["max_tokens"])
+        info, entry = self.keys[key], self.empty_entry(key, len(contents))
+        kind, n = info.kind, info.max_tokens
         for b, content in enumerate(contents):
             if content is None:
                 continue
-            if kind == _SEQUENCE:
+            if kind == ModalityKind.SEQUENCE:
                 ids = _sequence_ids(content, self.eos_id)[:n]
-                entry["tensor"][b, : len(ids)] = ids.to(self._device)
+                entry["tensor"][b, : len(ids)] = ids.to(self.device)
                 entry["input_mask"][b, : len(ids)] = False
                 continue
-            value = _as_tensor(content).to(self._device)
-            if kind == _PIXELS:
+            value = _as_tensor(content).to(self.device)
+            if kind == ModalityKind.PIXELS:
                 if tuple(value.shape) != tuple(entry["tensor"].shape[1:]):
                     raise ValueError(
                         f"input {key!r}: pixels of shape {tuple(value.shape)}, expected "
                         f"{tuple(entry['tensor'].shape[1:])}"
                     )
-                entry["tensor"][b] = value.to(self._dtype)
+                entry["tensor"][b] = value.to(self.dtype)
                 entry["input_mask"][b] = False
-            elif kind == _SEQUENCE_EMBEDDING:
+            elif kind == ModalityKind.SEQUENCE_EMBEDDING:
                 rows = value.reshape(value.shape[0], -1)[:n]
-                entry["tensor"][b, : len(rows)] = rows.to(self._dtype)
+                entry["tensor"][b, : len(rows)] = rows.to(self.dtype)
                 entry["input_mask"][b, : len(rows)] = False
             else:
                 ids = value.reshape(-1).long()
@@ -261,31 +251,34 @@ class GenerationSampler:
                 entry["input_mask"][b] = False
         return entry
 
-    def _batch(self, state: Mapping[str, Entry], drop: Collection[str], target: str, target_entry: Entry) -> dict:
+    def model_batch(
+        self, state: Mapping[str, Entry], drop: Collection[str], target: str, target_entry: Entry
+    ) -> dict[str, Entry]:
         """Every model key: the known ones as inputs (unless dropped for the unconditional pass), the target
         as ``target_entry``, the rest empty."""
         batch = target_entry["tensor"].shape[0]
         mod_dict = {}
-        for key in self.info:
+        for key in self.keys:
             if key == target:
                 mod_dict[key] = dict(target_entry)
             elif key in state and key not in drop:
-                entry = self._empty(key, batch)
+                entry = self.empty_entry(key, batch)
                 entry["tensor"], entry["input_mask"] = state[key]["tensor"], state[key]["input_mask"]
                 mod_dict[key] = entry
             else:
-                mod_dict[key] = self._empty(key, batch)
+                mod_dict[key] = self.empty_entry(key, batch)
         for key, entry in mod_dict.items():  # keys the encoder does not take are never inputs
-            if key not in self.model.encoder_embeddings or not self.info[key].get("input", True):
+            if key not in self.model.encoder_embeddings or not self.keys[key].input:
                 entry["input_mask"] = torch.ones_like(entry["input_mask"])
         return mod_dict
 
-    def _num_encoder_tokens(self, mod_dict: Mapping[str, Entry]) -> int:
+    def encoder_tokens(self, mod_dict: Mapping[str, Entry]) -> int:
+        """The encoder length the batch needs: the most visible input tokens of any row (at least one)."""
         counts = [(~d["input_mask"]).sum(dim=1) for k, d in mod_dict.items() if k in self.model.encoder_embeddings]
         return max(1, int(torch.stack(counts).sum(dim=0).max())) if counts else 1
 
     @staticmethod
-    def _guidance(schedule: GenerationSchedule, index: int, conditions: Collection[str]) -> _Guidance:
+    def guidance(schedule: GenerationSchedule, index: int, conditions: Collection[str]) -> Guidance:
         """The decoder passes of step ``index`` (key sets each drops) and how to combine their logits.
 
         Single guidance: ``[cond, uncond]``, or only ``cond`` at scale 1 (or nothing to drop) and only ``uncond``
@@ -295,142 +288,12 @@ class GenerationSampler:
         drop, weights = schedule.guided_conditions(index, conditions)
         if weights:
             everything = frozenset(weights)
-            return _Guidance([everything, *(everything - {k} for k in weights)], list(weights.values()))
+            return Guidance([everything, *(everything - {k} for k in weights)], list(weights.values()))
         if step.cfg_scale == 1.0 or not drop:
-            return _Guidance([frozenset()], None, 1.0)
+            return Guidance([frozenset()], None, 1.0)
         if step.cfg_scale == 0.0:
-            return _Guidance([drop], None, 1.0)
-        return _Guidance([frozenset(), drop], None, step.cfg_scale)
-
-    # ------------------------------------------------------------------ image / global tokens
-    def _parallel(
-        self,
-        step: StepConfig,
-        state: dict[str, Entry],
-        guidance: _Guidance,
-        batch: int,
-        generator: torch.Generator,
-        trace: list[dict[str, Any]] | None,
-    ) -> torch.Tensor:
-        """MaskGIT or ROAR over all ``max_tokens`` positions of ``step.target``."""
-        key, dev = step.target, self._device
-        n = int(self.info[key]["max_tokens"])
-        ids = torch.zeros(batch, n, dtype=torch.long, device=dev)
-        known = torch.zeros(batch, n, dtype=torch.bool, device=dev)
-        counts = tokens_per_step(n, step.num_steps, step.token_schedule)
-        for i, count in enumerate(counts):
-            if step.scheme == _ROAR:  # random order: `count` of the still-masked positions, decoded and all kept
-                scores = torch.rand(batch, n, generator=generator, device=dev).masked_fill(known, 2.0)
-                chosen = scores.argsort(dim=1)[:, :count]
-                selected = torch.zeros_like(known).scatter(1, chosen, True)
-            else:
-                selected = ~known
-            n_sel = int(selected[0].sum())
-            positions = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :n_sel]
-            attn = torch.zeros(batch, n, dtype=torch.int32, device=dev)
-            attn.scatter_(1, positions[:, :1], n_sel)  # full attention among this step's targets
-            entry = {
-                "tensor": ids.clone(),
-                "input_mask": ~known,
-                "target_mask": ~selected,
-                "decoder_attention_mask": attn,
-            }
-            logits = []
-            for drop in guidance.drops:
-                mod_dict = self._batch(state, drop, key, entry)
-                n_enc = self._num_encoder_tokens(mod_dict)
-                logits.append(self.model(mod_dict, n_enc, n_sel, return_logits=True, logits_for=(key,))[key][:, :n_sel])
-                if trace is not None and not drop:
-                    trace.append({"target": key, "step": i, "mod_dict": mod_dict, "num_encoder_tokens": n_enc})
-            temperature = temperature_at(step, i, len(counts), done_fraction=float(known[0].sum()) / n)
-            tokens, confidence = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p, generator)
-            if step.scheme == _ROAR:
-                keep = torch.arange(n_sel, device=dev).expand(batch, -1)
-            else:  # MaskGIT: the most confident samples
-                keep = confidence.argsort(dim=1, descending=True, stable=True)[:, :count]
-            fixed = positions.gather(1, keep)
-            ids.scatter_(1, fixed, tokens.gather(1, keep))
-            known.scatter_(1, fixed, True)
-            if trace is not None:
-                trace.append({"target": key, "step": i, "fixed": fixed})
-        state[key] = {"tensor": ids, "input_mask": torch.zeros_like(known)}
-        return ids
-
-    # ------------------------------------------------------------------ sequences
-    def _sequence_embed(self, key: str, ids: torch.Tensor, start: int) -> torch.Tensor:
-        """Decoder input for target positions ``start ..``: token + position + modality embedding, computed as
-        :meth:`SequenceDecoderEmbedding.forward_embed` does (positions past ``max_length`` use row 0)."""
-        emb = self.model.decoder_embeddings[key]
-        index = torch.arange(start, start + ids.shape[1], device=ids.device)
-        index = index.masked_fill(index >= emb.max_length, 0)
-        return emb.token_emb(ids) + (emb.pos_emb[0][index].unsqueeze(0) + emb.mod_emb)
-
-    def _autoregressive(
-        self,
-        step: StepConfig,
-        state: dict[str, Entry],
-        guidance: _Guidance,
-        batch: int,
-        generator: torch.Generator,
-        use_cache: bool,
-        trace: list[dict[str, Any]] | None,
-    ) -> torch.Tensor:
-        """Decode the span after ``[S_1]`` token by token; every pass (conditional / unconditional) has its own
-        encoding and, with ``use_cache``, its own key/value cache, run in lockstep."""
-        key, dev, model = step.target, self._device, self.model
-        n = int(self.info[key]["max_tokens"])
-        limit = min(step.max_tokens or n, n)
-        entry = self._empty(key, batch)
-        entry["tensor"][:, 0] = self.first_sentinel  # the input of a fully masked sequence: `[S_1]`
-        entry["input_mask"][:, 0] = False
-        streams = []
-        for drop in guidance.drops:
-            mod_dict = self._batch(state, drop, key, entry)
-            n_enc = self._num_encoder_tokens(mod_dict)
-            context, encoder_mask = model.encode(mod_dict, n_enc)
-            cache = model.init_decoder_cache(context) if use_cache else None
-            streams.append((context, encoder_mask, cache))
-            if trace is not None and not drop:
-                trace.append({"target": key, "step": 0, "mod_dict": mod_dict, "num_encoder_tokens": n_enc})
-        head = model.decoder_embeddings[key]
-        tokens = torch.full((batch, 1), self.first_sentinel, dtype=torch.long, device=dev)
-        stop_ids = self.stop_ids.to(dev)
-        done = torch.zeros(batch, dtype=torch.bool, device=dev)
-        for t in range(limit):
-            logits = []
-            for context, encoder_mask, cache in streams:
-                if cache is not None:  # only the newest token runs through the decoder
-                    y = model.forward_decoder_cached(self._sequence_embed(key, tokens[:, -1:], t), cache, encoder_mask)
-                else:  # full recomputation of every position, causal (ml-4m's sampler)
-                    length = tokens.shape[1]
-                    causal = torch.ones(length, length, dtype=torch.bool, device=dev).triu(1).expand(batch, -1, -1)
-                    y = model.forward_decoder(self._sequence_embed(key, tokens, 0), context, encoder_mask, causal)
-                logits.append(head.forward_logits(y[:, -1]))
-            temperature = temperature_at(step, t, limit)
-            new, _ = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p, generator)
-            tokens = torch.cat([tokens, new.unsqueeze(1)], dim=1)
-            done |= torch.isin(new, stop_ids)
-            if bool(done.all()):
-                break
-        ids = self._finish_sequences(tokens[:, 1:], stop_ids, n)
-        generated = self._empty(key, batch)
-        generated["tensor"][:, :n] = ids
-        generated["input_mask"][:, :n] = ids == PAD_ID
-        state[key] = {"tensor": generated["tensor"], "input_mask": generated["input_mask"]}
-        return ids
-
-    def _finish_sequences(self, decoded: torch.Tensor, stop_ids: torch.Tensor, n: int) -> torch.Tensor:
-        """(B, n) ids: each row's tokens before its first stop token, then ``[EOS]`` (when it stopped), padded."""
-        out = torch.full((decoded.shape[0], n), PAD_ID, dtype=torch.long, device=decoded.device)
-        stops = torch.isin(decoded, stop_ids)
-        for b in range(decoded.shape[0]):
-            hits = torch.nonzero(stops[b]).flatten()
-            row = decoded[b, : int(hits[0])] if len(hits) else decoded[b]
-            if len(hits):
-                row = torch.cat([row, row.new_tensor([self.eos_id])])
-            row = row[:n]
-            out[b, : len(row)] = row
-        return out
+            return Guidance([drop], None, 1.0)
+        return Guidance([frozenset(), drop], None, step.cfg_scale)
 
 
 def _as_tensor(value: Any) -> torch.Tensor:

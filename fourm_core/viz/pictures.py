@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["comparison_png", "picture"]
 
@@ -64,16 +63,10 @@ def comparison_png(
     size: int = 96,
 ) -> Path | None:
     """A grid: the first row shows originals, each further row one reconstruction (plain, diffusion, ...)."""
+    from fourm_core.viz.grid import tile_grid
+    from fourm_core.viz.png import save_png
+
     pics = [[picture(transform, x) for x in originals]] + [[picture(transform, x) for x in r] for r in rows.values()]
     if any(p is None for row in pics for p in row):
         return None
-    cols = len(pics[0])
-    canvas = Image.new("RGB", (cols * (size + 2), len(pics) * (size + 2)), (255, 255, 255))
-    for r, row in enumerate(pics):
-        for c, p in enumerate(row):
-            tile = Image.fromarray(p).resize((size, size), Image.NEAREST)
-            canvas.paste(tile, (c * (size + 2), r * (size + 2)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return save_png(tile_grid(pics, size), path)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ with the same budget (model, token budgets, steps, batch, optimiser: ``train``):
 * specialists: one model per task, trained only to map the row's inputs to that task,
 
 then the **tokenizer bound** (decode(encode(truth)) on the same samples: what token prediction cannot beat) and an
-**ensembling** row (N draws fused per sample). Every model is evaluated by :func:`~.evaluation.maps.evaluate` on
+**ensembling** row (N draws fused per sample). Every model is evaluated by :func:`fourm_core.evaluation.evaluate` on
 the held-out split, and the result is written as JSON and a markdown table. Runs are kept in ``out_dir``: a second
 call reuses finished models (their ``final/``) and trains only what is missing, so an interrupted benchmark resumes.
 
@@ -28,8 +28,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from fourm_core.spec import ModalityKind
 
 __all__ = ["QualityBenchConfig", "RowConfig", "load_quality_config", "run_quality_bench"]
 
@@ -69,7 +67,7 @@ class QualityBenchConfig(BaseModel):
     """The whole benchmark (see the module docstring). ``train``: :class:`~fourm_core.training.config.RunConfig`
     fields shared by every row (``model``, ``schedule``, ``engine``, budgets, ``optim``); ``tasks``: modality ->
     the metrics shown in the table (all are kept in the JSON); ``evaluation``:
-    :class:`~fourm_core.evaluation.maps.EvalConfig` fields (``samples`` defaults to ``val_samples``)."""
+    :class:`~fourm_core.evaluation.EvalConfig` fields (``samples`` defaults to ``val_samples``)."""
 
     model_config = _STRICT
     store: str
@@ -177,7 +175,7 @@ def run_quality_bench(
 ) -> dict[str, Any]:
     """Train and evaluate every row; returns ``{"rows": {row: {task: scores}}, "markdown": table, ...}``."""
     import fourm_core as fm
-    from fourm_core.evaluation.maps import EvalConfig, evaluate, scores_markdown
+    from fourm_core.evaluation import EvalConfig, evaluate, scores_markdown
     from fourm_core.registry import Registry
 
     registry = registry or Registry()
@@ -210,14 +208,12 @@ def run_quality_bench(
             final, seconds = _trained(config, registry, log)
             timings[f"train {label}"] = round(seconds, 1)
             model = fm.FourM.from_pretrained(final, registry=registry)
-            predicted = [t for t in targets if registry.get(t).model_key(model.preset) in model.modality_info]
+            predicted = [t for t in targets if registry.get(t).model_key(model.preset) in model.keys]
             if not predicted:
                 log(f"[{label}] predicts none of {targets}: nothing to evaluate (is the store pre-tokenised?)")
                 continue
             start = time.perf_counter()
-            got = _evaluate_all(
-                model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs, "targets": predicted})
-            )
+            got = evaluate(model, bench.store, EvalConfig(**{**eval_fields, "inputs": inputs, "targets": predicted}))
             timings[f"evaluate {label}"] = round(time.perf_counter() - start, 1)
             scores.update(got)
             if row.specialists is None:
@@ -227,9 +223,10 @@ def run_quality_bench(
     if bench.ensemble is not None:
         e = bench.ensemble
         start = time.perf_counter()
-        # ensembling fuses decoded maps and embeddings; item sequences have no per-sample fusion
-        targets = [t for t in tasks if t in rows[e.row] and registry.get(t).spec.kind != ModalityKind.SEQUENCE]
+        # targets that cannot be ensembled (item sequences have no per-sample fusion) are skipped, not errors
+        targets = [t for t in tasks if t in rows[e.row]]
         fields = {**eval_fields, "targets": targets, "ensemble": e.n, "temperature": e.temperature, "steps": e.steps}
+        fields["strict"] = False
         got = evaluate(models[e.row], bench.store, EvalConfig(**fields))
         timings[f"evaluate {e.row} x{e.n}"] = round(time.perf_counter() - start, 1)
         rows[f"{e.row}, ensemble of {e.n}"] = got
@@ -242,23 +239,6 @@ def run_quality_bench(
         "timings_s": timings,
         "markdown": markdown,
     }
-
-
-def _evaluate_all(model: Any, store: str, config: Any) -> dict[str, Any]:
-    """Image and global-token targets through :func:`~fourm_core.evaluation.maps.evaluate`, item-tokenised sequences
-    (poses, instances) through :func:`~fourm_core.evaluation.items.evaluate_items`."""
-    from fourm_core.evaluation.items import evaluate_items
-    from fourm_core.evaluation.maps import evaluate
-
-    targets = config.targets or []
-    sequences = [t for t in targets if model.registry.get(t).spec.kind == ModalityKind.SEQUENCE]
-    maps = [t for t in targets if t not in sequences]
-    out: dict[str, Any] = {}
-    if maps:
-        out.update(evaluate(model, store, config.model_copy(update={"targets": maps})))
-    if sequences:
-        out.update(evaluate_items(model, store, config.model_copy(update={"targets": sequences})))
-    return {t: out[t] for t in targets if t in out}
 
 
 def _short(metrics: dict[str, float], names: list[str]) -> str:

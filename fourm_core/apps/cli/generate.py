@@ -11,7 +11,7 @@ writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/gr
 picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
 ids of every target), then prints a table of what it wrote. Every mistake in the request (unknown modality, an
 input-only target, a missing tokenizer, a wrong image shape) is reported before the model runs. The command is a
-thin shell over :func:`fourm_core.inference.outputs.run_generation`.
+thin shell over :meth:`fourm_core.inference.pipeline.Pipeline.generate`.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     print one red line and return 2 (no traceback: they are the user's to fix, and name what to fix)."""
     import torch
 
-    from fourm_core.inference.outputs import run_generation
-    from fourm_core.inference.requests import GenerationRequestError, infer_preset
+    from fourm_core.inference.pipeline import Pipeline
+    from fourm_core.inference.requests import GenerationRequestError
     from fourm_core.inference.schedule import ScheduleError
     from fourm_core.model.network import FourMNetwork
     from fourm_core.registry import Registry
@@ -64,17 +64,13 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         model_dir = Path(args.model)
         if not (model_dir / "config.json").is_file():
             raise GenerationRequestError(f"--model {model_dir}: no config.json (give a run's final/ folder)")
-        model = FourMNetwork.from_pretrained(model_dir)
-        preset = infer_preset(registry, model.modality_info, args.preset)
+        model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
         vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
-        result = run_generation(
-            model,
-            registry,
-            preset,
-            vocabulary,
-            inputs,
+        pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
+        preset = pipeline.preset
+        (result,) = pipeline.generate(
+            [inputs],
             targets,
-            args.tokenizers,
             schedule=args.schedule,
             seed=args.seed,
             steps=args.steps,

@@ -80,16 +80,10 @@ def _parse_texts(items: list[str]) -> dict[str, str]:
 
 def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None = None) -> int:
     """Predict the index's global embedding from the given inputs and print the nearest stored samples."""
-    from fourm_core.inference.retrieval import (
-        EmbeddingIndex,
-        RetrievalError,
-        check_global_modality,
-        describe_samples,
-        resolve_key,
-        retrieve,
-        store_inputs,
-        text_inputs,
-    )
+    from fourm_core.inference.pipeline import Pipeline
+    from fourm_core.inference.queries import describe_samples, resolve_key, store_inputs, text_inputs
+    from fourm_core.inference.retrieval import EmbeddingIndex, RetrievalError, check_global_modality, retrieve
+    from fourm_core.model.config import read_config
     from fourm_core.storage.store import AlignedStore, StoreError
 
     registry = registry or _registry()
@@ -112,17 +106,14 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
         model_dir = Path(args.model)
         if not (model_dir / "config.json").is_file():
             raise RetrievalError(f"no model at {model_dir} (expected config.json + model.safetensors, e.g. RUN/final)")
-        info = json.loads((model_dir / "config.json").read_text()).get("modality_info", {})
+        info = read_config(model_dir, registry).keys  # the model's key table, read without its weights
         if key not in info:
             raise RetrievalError(f"the model at {model_dir} has no key {key!r} (its keys: {sorted(info)})")
         keys = [k.strip() for k in (args.keys or "").split(",") if k.strip()] or None
         wanted = [resolve_key(registry, preset, k)[0] for k in [*texts, *(keys or [])]]
-        unknown = [k for k in wanted if k not in info or not info[k].get("input", True)]
+        unknown = [k for k in wanted if k not in info or not info[k].input]
         if unknown:
-            raise RetrievalError(
-                f"the model takes no input {', '.join(unknown)} (inputs: "
-                f"{sorted(k for k, v in info.items() if v.get('input', True))})"
-            )
+            raise RetrievalError(f"the model takes no input {', '.join(unknown)} (inputs: {sorted(info.inputs())})")
         needs_vocab = bool(texts) or args.sample is not None
         if needs_vocab and not Path(args.vocab).is_file():
             raise RetrievalError(f"no text vocabulary at {args.vocab} (fourm vocab build)")
@@ -138,18 +129,18 @@ def cmd_query(args: argparse.Namespace, console: Console, registry: Any | None =
     from fourm_core.model.network import FourMNetwork
     from fourm_core.vocab import TextVocabulary
 
-    vocabulary = TextVocabulary.load(args.vocab)
+    pipeline = Pipeline.create(None, registry, preset, TextVocabulary.load(args.vocab), args.tokenizers)
     try:
         inputs: dict[str, Any] = {}
         if args.sample is not None:
-            found = store_inputs(store_path, args.sample, registry, vocabulary, keys, preset)
+            found = store_inputs(pipeline, store_path, args.sample, keys)
             if keys is None:  # all the sample has that the model takes, but not the answer itself
-                found = {k: v for k, v in found.items() if k != key and k in info and info[k].get("input", True)}
+                found = {k: v for k, v in found.items() if k != key and k in info and info[k].input}
             inputs.update(found)
-        inputs.update(text_inputs(registry, preset, vocabulary, texts))
+        inputs.update(text_inputs(pipeline, texts))
     except (RetrievalError, IndexError) as exc:
         return _fail(console, str(exc))
-    model = FourMNetwork.from_pretrained(model_dir).eval()
+    model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
     step = {"num_steps": args.steps, "temperature": args.temperature}
     start = time.perf_counter()
     hits = retrieve(model, inputs, index, tokenizer, args.k, key, step, args.seed)

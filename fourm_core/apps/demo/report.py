@@ -403,7 +403,8 @@ def _evaluation(record: Mapping[str, Any] | None) -> str:
     n = next(iter(next(iter(rows.values())).values()), {}).get("n", "?")
     return (
         f'<p class="note">The demo\'s 4M on its {n} held-out scenes, every target predicted from the pixels '
-        "(<code>fourm_core.evaluation.maps</code>): one pass, the same with several draws fused per pixel, and the "
+        "(<code>fourm_core.evaluation.evaluate</code>: maps, embeddings and item sequences): one pass, the same "
+        "with several draws fused per pixel, and the "
         "tokenizer bound (decode(encode(truth)), which no token predictor beats). The other rows of the "
         "paper's Table 1 (4M-7, specialists) need training runs of their own: see the benchmarks below.</p>"
         + _score_table(rows, "evaluation")

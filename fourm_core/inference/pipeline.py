@@ -1,0 +1,213 @@
+"""One object for inference: the network and everything around it that generation, retrieval, rendering and
+evaluation need.
+
+A network alone cannot generate for a person: inputs must be tokenised by the modalities' tokenizers, texts by the
+vocabulary it was trained with, outputs decoded back, modality names mapped to the model keys of its preset, and
+every key's facts read from its :class:`~fourm_core.keys.KeyTable`. :class:`Pipeline` holds these once (registry,
+preset, key table, vocabulary, tokenizer directory, network, device) so that no inference function takes them as
+loose arguments in its own order. Build it from a network (:meth:`Pipeline.create`), from a run folder
+(:meth:`Pipeline.from_pretrained`) or from the user-facing :class:`fourm_core.FourM` (its ``.pipeline``).
+
+A pipeline without a network (``network=None``) is enough to check and build requests (names, inputs, text
+queries) before a model is loaded; :meth:`Pipeline.with_network` adds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fourm_core.keys import KeyTable
+
+__all__ = ["ModelAssetsError", "Pipeline", "as_pipeline", "model_folder", "recorded_assets"]
+
+#: file names written by ``FourMNetwork.save_pretrained`` and ``fourm train`` (model/network.py, training/engine.py)
+_WEIGHTS, _CONFIG, _ASSETS = "model.safetensors", "config.json", "fourm.json"
+_RUN_CONFIG, _FINAL = "config.yaml", "final"
+
+
+class ModelAssetsError(FileNotFoundError):
+    """A model folder without weights, or a request that needs an asset (vocabulary, tokenizers) nobody named."""
+
+
+def model_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder holding ``model.safetensors`` + ``config.json``: ``path`` itself or a run's ``final/``."""
+    path = Path(path)
+    for candidate in (path, path / _FINAL):
+        if (candidate / _CONFIG).is_file() and (candidate / _WEIGHTS).is_file():
+            return candidate
+    raise ModelAssetsError(
+        f"{path}: no {_CONFIG} + {_WEIGHTS} here or in {path / _FINAL} (give a run folder or its final/)"
+    )
+
+
+def recorded_assets(folder: Path) -> dict[str, Any]:
+    """What the run recorded about the model's assets: ``fourm.json`` next to the weights, else the run's config
+    (``../config.yaml``, JSON written by ``fourm train``); missing entries are absent."""
+    side = folder / _ASSETS
+    if side.is_file():
+        return {k: v for k, v in json.loads(side.read_text()).items() if v}
+    run_config = folder.parent / _RUN_CONFIG
+    if run_config.is_file():
+        try:
+            data = json.loads(run_config.read_text())
+        except json.JSONDecodeError:
+            return {}
+        return {k: data[k] for k in ("vocabulary", "tokenizers") if data.get(k)}
+    return {}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Registry, preset, key table, vocabulary, tokenizer directory and network of one model (see the module
+    docstring). ``vocabulary`` ``None``: sequence inputs and targets are refused with a clear error;
+    ``tokenizers`` ``None``: image and global-token inputs and targets are refused."""
+
+    registry: Any
+    preset: str
+    keys: KeyTable
+    network: Any = None
+    vocabulary: Any = None
+    tokenizers: str | None = None
+
+    # ---------------------------------------------------------------------------------------------- building
+    @classmethod
+    def create(
+        cls,
+        network: Any = None,
+        registry: Any = None,
+        preset: str | None = None,
+        vocabulary: Any = None,
+        tokenizers: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        """The pipeline of ``network`` (its key table; the preset inferred from its keys unless given). Without a
+        network, ``preset`` is required and the key table is the registry's for it."""
+        from fourm_core.inference.requests import infer_preset
+        from fourm_core.inference.tables import key_table_of
+        from fourm_core.registry import Registry
+
+        registry = registry or Registry()
+        if network is None:
+            if preset is None:
+                raise ValueError("a pipeline without a network needs its preset")
+            size = {"text_vocab_size": vocabulary.size} if vocabulary is not None else {}
+            keys = KeyTable.from_registry(registry, preset, **size)
+        else:
+            keys = key_table_of(network)
+            preset = infer_preset(registry, keys, preset)
+        directory = str(tokenizers) if tokenizers is not None else None
+        return cls(registry, preset, keys, network, vocabulary, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        tokenizers: str | os.PathLike[str] | None = None,
+        vocabulary: str | os.PathLike[str] | Any = None,
+        preset: str | None = None,
+        device: str = "cpu",
+        registry: Any = None,
+    ) -> Pipeline:
+        """Load a run folder (or its ``final/``). ``tokenizers`` / ``vocabulary`` default to what training
+        recorded (``final/fourm.json`` or the run config), then ``$FOURM_TOKENIZERS`` for the tokenizers. A
+        vocabulary may be a path or a loaded :class:`~fourm_core.vocab.TextVocabulary`."""
+        from fourm_core.model.network import FourMNetwork
+        from fourm_core.registry import Registry
+        from fourm_core.vocab import TextVocabulary
+
+        folder = model_folder(path)
+        recorded = recorded_assets(folder)
+        tokenizers = tokenizers or recorded.get("tokenizers") or os.environ.get("FOURM_TOKENIZERS")
+        vocabulary = vocabulary or recorded.get("vocabulary")
+        if isinstance(vocabulary, (str, os.PathLike)):
+            if not Path(vocabulary).is_file():
+                raise ModelAssetsError(f"{folder}: the text vocabulary {vocabulary} does not exist (pass vocabulary=)")
+            vocabulary = TextVocabulary.load(Path(vocabulary))
+        registry = registry or Registry()
+        network = FourMNetwork.from_pretrained(folder, registry=registry).to(device).eval()
+        return cls.create(network, registry, preset or recorded.get("preset"), vocabulary, tokenizers)
+
+    def with_network(self, network: Any) -> Pipeline:
+        """This pipeline around ``network`` (its own key table, which must be of this preset)."""
+        from fourm_core.inference.requests import infer_preset
+        from fourm_core.inference.tables import key_table_of
+
+        keys = key_table_of(network)
+        return dataclasses.replace(
+            self, network=network, keys=keys, preset=infer_preset(self.registry, keys, self.preset)
+        )
+
+    # ---------------------------------------------------------------------------------------------- parts
+    @property
+    def device(self) -> Any:
+        """Where the network's weights live (``cpu`` without a network)."""
+        import torch
+
+        if self.network is None:
+            return torch.device("cpu")
+        return next(self.network.parameters()).device
+
+    def require_network(self) -> Any:
+        if self.network is None:
+            raise ValueError("this pipeline has no network: build it with a model (Pipeline.create / with_network)")
+        return self.network
+
+    def resolve(self, name: str) -> Any:
+        """The :class:`~fourm_core.inference.requests.Requested` behind a modality name or model key."""
+        from fourm_core.inference.requests import resolve
+
+        return resolve(self.registry, self.preset, name)
+
+    def tokenizer(self, modality: str) -> Any:
+        """``modality``'s trained tokenizer from the pipeline's directory (the registry's error when missing)."""
+        return self.registry.tokenizer(modality, self.preset, self.tokenizers)
+
+    def tokenizer_lookup(self) -> Any:
+        """A ``name -> tokenizer or None`` function for decoders (:class:`~fourm_core.viz.rendering.RenderContext`)."""
+        from fourm_core.viz.rendering import tokenizer_lookup
+
+        return tokenizer_lookup(self.registry, self.preset, self.tokenizers)
+
+    def render_context(self, image: Any = None, size: int = 128) -> Any:
+        """What a decoder draws with: ``image`` (the input picture) as the canvas, this preset and tokenizers."""
+        from fourm_core.viz.rendering import RenderContext
+
+        return RenderContext(image=image, size=size, preset=self.preset, tokenizer=self.tokenizer_lookup())
+
+    def sampler(self, **options: Any) -> Any:
+        """A :class:`~fourm_core.inference.sampler.GenerationSampler` over the network and its key table."""
+        from fourm_core.inference.sampler import GenerationSampler
+
+        return GenerationSampler(self.require_network(), keys=self.keys, **options)
+
+    # ---------------------------------------------------------------------------------------------- use
+    def generate(self, batch: Sequence[Mapping[str, Any]], targets: Sequence[str], **options: Any) -> list[Any]:
+        """One :class:`~fourm_core.inference.outputs.GenerationResult` per sample of ``batch`` (a list of
+        ``{modality: value}``); ``options`` as :func:`~fourm_core.inference.outputs.run_generation` takes them."""
+        from fourm_core.inference.outputs import run_generation
+
+        return run_generation(self, batch, targets, **options)
+
+    def retrieve(
+        self, inputs: Mapping[str, Any], index: Any, k: int = 5, seed: int = 0, check_store: bool = True
+    ) -> list:
+        """The ``k`` nearest stored samples to the embedding predicted from ``inputs`` (see
+        :func:`~fourm_core.inference.retrieval.retrieve_for`)."""
+        from fourm_core.inference.retrieval import retrieve_for
+
+        return retrieve_for(self, inputs, index, k, seed=seed, check_store=check_store)
+
+
+def as_pipeline(model: Any) -> Pipeline:
+    """A :class:`Pipeline` from a pipeline or anything that holds one (``fourm_core.FourM``)."""
+    if isinstance(model, Pipeline):
+        return model
+    pipeline = getattr(model, "pipeline", None)
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    raise TypeError(f"expected an inference Pipeline or a fourm_core.FourM, got {type(model).__name__}")
