@@ -8,15 +8,21 @@ optimiser follow the 4M-21 recipe (AdamW 0.9/0.95, weight decay 0.05, linear war
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from fourm_core.model.config import FourMConfig
 from fourm_core.model.network import RECIPES, SIZES
 
 __all__ = [
+    "ConfigError",
     "DatasetConfig",
     "EngineConfig",
     "ModelConfig",
@@ -25,9 +31,18 @@ __all__ = [
     "ScheduleConfig",
     "apply_overrides",
     "load_run_config",
+    "validate_config",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
+#: what ``model.overrides`` may set: the network's own fields except the key table, which the data decides
+#: (:func:`~fourm_core.model.config.fourm_config` replaces it after the overrides, so setting it would be ignored)
+OVERRIDABLE = tuple(name for name in FourMConfig.model_fields if name != "keys")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, said in one line naming the file and the key (a user mistake)."""
 
 
 class ModelConfig(BaseModel):
@@ -43,6 +58,20 @@ class ModelConfig(BaseModel):
     init: str | None = None
     #: restrict the model to these model keys (default: every key some dataset provides)
     keys: list[str] | None = None
+
+    @field_validator("overrides")
+    @classmethod
+    def _network_fields(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """A misspelt override (``num_head``) would only fail when the network is built, after the stores are
+        opened; refuse it here, like any other unknown key."""
+        for key in overrides:
+            if key not in OVERRIDABLE:
+                raise PydanticCustomError(
+                    "unknown_key",
+                    "unknown key '{key}' (not a FourMConfig field)",
+                    {"key": key, "valid": ",".join(OVERRIDABLE)},
+                )
+        return overrides
 
     @model_validator(mode="after")
     def _known(self) -> ModelConfig:
@@ -171,17 +200,97 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read a YAML run config; ``overrides`` are dotted keys (``schedule.steps=20``) applied before validation.
-    Relative paths in the file are relative to the working directory (configs name ``demo/world.zarr``)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return RunConfig.model_validate(apply_overrides(data, overrides))
+    Relative paths in the file are relative to the working directory (configs name ``demo/world.zarr``).
+
+    Every mistake is one :class:`ConfigError` line naming the file and the key: an unknown key says which valid
+    key is nearest (``unknown key 'optim.lrr' in run.yaml: did you mean 'optim.lr'?``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such run config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run config is a mapping of keys, got {type(data).__name__}")
+    return validate_config(RunConfig, apply_overrides(data, overrides, str(path)), str(path), overrides)
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def validate_config(model: type[_M], data: Mapping[str, Any], source: str, overrides: Iterable[str] = ()) -> _M:
+    """``model.model_validate(data)`` with pydantic's report turned into one :class:`ConfigError` line: unknown keys
+    first (with the nearest valid name, by :func:`difflib.get_close_matches`), then the other problems, each with
+    its dotted key. ``source`` names the file; keys set by ``overrides`` (dotted) are said to come from ``--set``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+    given = set(overrides)
+    unknown = [e for e in errors if e["type"] in ("extra_forbidden", "unknown_key")]
+    if unknown:
+        raise ConfigError("; ".join(_unknown_key(model, e, source, given) for e in unknown)) from None
+    problems = []
+    for e in errors:
+        message = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] not in ("value_error", "assertion_error") and "input" in e and not isinstance(e["input"], dict):
+            message += f" (got {e['input']!r})"
+        key = _dotted(e["loc"])
+        problems.append(f"{key}: {message}" if key else message)
+    raise ConfigError(f"{source}: {'; '.join(problems)}") from None
+
+
+def _unknown_key(model: type[BaseModel], error: Any, source: str, given: set[str]) -> str:
+    """``unknown key 'a.b' in FILE: did you mean 'a.c'?`` (or the valid keys when none is close)."""
+    loc = tuple(error["loc"])
+    if error["type"] == "unknown_key":  # a key of a free mapping (model.overrides) that the model does not take
+        ctx = error.get("ctx") or {}
+        loc, valid = (*loc, ctx.get("key", "?")), str(ctx.get("valid", "")).split(",")
+    else:
+        valid = _fields_at(model, loc[:-1])
+    key, parent = _dotted(loc), _dotted(loc[:-1])
+    where = "--set" if key in given else source
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    if close:
+        return f"unknown key {key!r} in {where}: did you mean {'.'.join(filter(None, (parent, close[0])))!r}?"
+    return f"unknown key {key!r} in {where}: expected one of {', '.join(valid)}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model at ``loc`` (``("datasets", 0)`` -> DatasetConfig's fields)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(str(part))
+        current = _model_in(field.annotation) if field is not None else None
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``list[DatasetConfig]``, ``ModelConfig | None``), if any."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, get_args(annotation)) if m is not None), None)
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    """``("datasets", 0, "store")`` -> ``datasets[0].store``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str = "the config") -> dict[str, Any]:
     """Set dotted keys (``schedule.steps``) in a config mapping, creating missing levels; returns ``data``."""
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: i + 1])
+                raise ConfigError(f"--set {dotted}: {where!r} in {source} is {node!r}, not a mapping of keys")
         node[leaf] = value
     return data

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from fourm_core.data.masking import (
     TokenRange,
     load_mixture,
 )
-from fourm_core.data.pipeline import SampleBuilder, forms_for
+from fourm_core.data.pipeline import SampleBuilder, forms_for, untokenised_modalities
 from fourm_core.keys import KeyInfo, KeyTable
 from fourm_core.storage.store import AlignedStore
 from fourm_core.training.config import DatasetConfig, RunConfig
@@ -94,6 +95,24 @@ def adapt_mixture_keys(mixture: MaskingMixture, keys: Sequence[str]) -> MaskingM
                 alphas[target] = a
         strategies.append(MaskingStrategy(alphas=alphas))
     return mixture.model_copy(update={"strategies": strategies})
+
+
+def _untokenised_message(d: DatasetConfig, modalities: Sequence[str]) -> str:
+    return (
+        f"dataset {d.name!r}: {d.store} holds the data of {', '.join(modalities)} but not their tokens (not "
+        f"pre-tokenised): run `fourm data tokenize {d.store}` first"
+    )
+
+
+def _check_micro_batch(config: RunConfig, sources: Sequence[_Source]) -> None:
+    """A micro-batch larger than every training sample there is would repeat samples within one batch."""
+    total, micro = sum(s.train for s in sources), config.engine.micro_batch_size
+    if micro > total:
+        names = ", ".join(repr(s.config.name) for s in sources)
+        raise ValueError(
+            f"engine.micro_batch_size {micro} is larger than the {total} training samples of dataset {names}: "
+            f"use a micro-batch of at most {total}"
+        )
 
 
 @dataclass
@@ -164,6 +183,7 @@ class TrainingData:
                     list(range(n - d.val_samples, n)),
                 )
             )
+        _check_micro_batch(config, self.sources)
         weights = np.array([s.config.weight for s in self.sources], dtype=np.float64)
         self.weights = weights / weights.sum()
         self._orders: dict[int, tuple[int, np.ndarray]] = {}
@@ -180,15 +200,26 @@ class TrainingData:
         assert d.store is not None
         if not Path(d.store).exists():
             raise FileNotFoundError(f"dataset {d.name!r}: no store at {d.store}")
-        forms = forms_for(self.registry, AlignedStore.open(d.store, mode="r").parts())
+        parts = AlignedStore.open(d.store, mode="r").parts()
+        forms = forms_for(self.registry, parts)
+        untokenised = untokenised_modalities(self.registry, parts)
         if d.modalities is not None:
             missing = set(d.modalities) - set(forms)
+            asked = [m for m in untokenised if m in missing]
+            if asked:
+                raise ValueError(_untokenised_message(d, asked))
             if missing:
                 raise ValueError(
                     f"dataset {d.name!r}: {d.store} has no {sorted(missing)} in training form (labelled and, for "
                     "image-like modalities, pre-tokenised)"
                 )
             forms = {m: f for m, f in forms.items() if m in d.modalities}
+        elif untokenised:
+            # a store never tokenised would train on pixels and sequences alone: refuse; a partly tokenised one
+            # (a tokenizer not trained yet) trains on what it has, but says what it leaves out
+            if not any("tokens" in f for f in forms.values()):
+                raise ValueError(_untokenised_message(d, untokenised))
+            warnings.warn(_untokenised_message(d, untokenised) + " (training without them)", UserWarning, stacklevel=3)
         return StoreDataset(d.store, list(forms), form=forms, crop=None, seed=self.config.seed), list(forms)
 
     # -- positions ----------------------------------------------------------------------------------------------
@@ -233,7 +264,8 @@ class TrainingData:
     def content(self, which: int, index: int, crop: int | None, seed: int) -> tuple[dict[str, Any], Any]:
         """Builder content and masks of one sample."""
         source = self.sources[which]
-        content = self.builder(source.read(index, crop), random.Random(seed))
+        where = f"{source.config.store or source.config.name} sample {index}"
+        content = self.builder(source.read(index, crop), random.Random(seed), where)
         content = {k: v for k, v in content.items() if k in self.keys}
         masks = source.masker(self.collator.masking_sample(content), np.random.default_rng(seed))
         return content, masks

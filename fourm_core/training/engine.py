@@ -7,7 +7,9 @@ per-modality losses, useful-token throughput and MFU, validation, the JSON-lines
 
 Exact resume: every random choice of a micro-batch (data, masking, decoder order, drop path) is derived from its
 global sample position, so a checkpoint needs only model, optimiser, scheduler and the step (DeepSpeed saves the
-first three, the step travels in ``client_state``). On a machine without CUDA the CPU accelerator and the gloo
+first three, the step travels in ``client_state``). Checkpoints are written and chosen by
+:mod:`fourm_core.training.checkpoints`: the run's fingerprint is checked before anything is loaded, and nothing in a
+run folder is unpickled beyond tensors and plain data. On a machine without CUDA the CPU accelerator and the gloo
 backend are used; with CUDA, NCCL.
 """
 
@@ -18,7 +20,6 @@ import json
 import math
 import os
 import random
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -28,6 +29,13 @@ from typing import Any
 
 import torch
 
+from fourm_core.training.checkpoints import (
+    CheckpointError,
+    SafeLoads,
+    choose_checkpoint,
+    save_checkpoint,
+    trim_log,
+)
 from fourm_core.training.config import RunConfig, ScheduleConfig
 
 __all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds", "train", "warmup_cosine"]
@@ -113,7 +121,8 @@ def tune_malloc() -> bool:
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """ml-4m's AdamW groups: no weight decay on norms and biases; embeddings, mask token and everything else
     decay. Shared parameters (tied modality embeddings) appear once."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -194,17 +203,6 @@ class _Logger:
                 f.write(json.dumps(record) + "\n")
 
 
-def _latest_checkpoint(directory: Path) -> str | None:
-    latest = directory / "latest"
-    return latest.read_text().strip() if latest.exists() else None
-
-
-def _prune(directory: Path, keep: int) -> None:
-    tags = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith("step"))
-    for old in tags[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def train(
     config: RunConfig,
     registry: Any = None,
@@ -232,9 +230,14 @@ def train(
     torch.set_num_threads(threads)
     out = Path(config.out_dir)
     ckpt_dir = out / CHECKPOINTS
+    fingerprint = config_fingerprint(config)
+    # before anything is built or written: a foreign, unsafe or unusable checkpoint ends the run here
+    chosen = choose_checkpoint(ckpt_dir, fingerprint, warn=rank == 0) if resume else None
+    start = chosen.step if chosen is not None else 0
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        trim_log(out / LOG_NAME, start)  # the steps after the checkpoint run again: no step is logged twice
     dist.barrier()
     logger = _Logger(out / LOG_NAME, rank)
 
@@ -270,20 +273,11 @@ def train(
         dist_init_required=False,
     )
     dtype = torch.bfloat16 if e.precision == "bf16" else torch.float32
-    fingerprint = config_fingerprint(config)
-
-    start = 0
-    tag = _latest_checkpoint(ckpt_dir) if resume else None
-    if tag is not None:
-        _, client = engine.load_checkpoint(str(ckpt_dir), tag)
-        if client is None:
-            raise RuntimeError(f"checkpoint {ckpt_dir / tag} could not be loaded")
-        if client.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"{ckpt_dir / tag} belongs to a different run (data, model or optimiser settings changed); "
-                f"use another out_dir or start over without resume"
-            )
-        start = int(client["step"])
+    SafeLoads.install(engine)
+    if chosen is not None:
+        _, client = engine.load_checkpoint(str(ckpt_dir), chosen.tag)
+        if client is None or client.get("fingerprint") != fingerprint or client.get("step") != start:
+            raise CheckpointError(f"{chosen.path}: DeepSpeed's client state disagrees with the checkpoint's manifest")
     result = TrainResult(start, start, out, None, out / LOG_NAME)
     peak = e.peak_gflops or measure_matmul_peak(threads, dtype=dtype)
     validation = data.validation_batches(e.micro_batch_size) if config.eval_every else []
@@ -360,21 +354,11 @@ def train(
         if config.eval_every and done % config.eval_every == 0 and done != total_steps:
             evaluate(done)
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done != total_steps:
-            engine.save_checkpoint(
-                str(ckpt_dir), tag=f"step{done:08d}", client_state={"step": done, "fingerprint": fingerprint}
-            )
-            dist.barrier()
-            if rank == 0:
-                _prune(ckpt_dir, config.keep_checkpoints)
+            save_checkpoint(engine, ckpt_dir, done, fingerprint, rank, config.keep_checkpoints, dist.barrier)
     if validation:
         evaluate(total_steps)
     result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage, _assets(config))
-    engine.save_checkpoint(
-        str(ckpt_dir), tag=f"step{total_steps:08d}", client_state={"step": total_steps, "fingerprint": fingerprint}
-    )
-    dist.barrier()
-    if rank == 0:
-        _prune(ckpt_dir, config.keep_checkpoints)
+    save_checkpoint(engine, ckpt_dir, total_steps, fingerprint, rank, config.keep_checkpoints, dist.barrier)
     return result
 
 

@@ -74,12 +74,31 @@ def data_uri(path: str | Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _img(out: Path, rel: str | None, alt: str, width: int | None = None) -> str:
-    """An ``<img>`` of a picture the demo wrote (``rel`` relative to ``out``); a note when it is missing."""
-    if not rel or not (out / rel).is_file():
+def inside(out: Path, rel: object) -> Path | None:
+    """``out / rel`` resolved, or None (refused) unless ``rel`` is a relative path without ``..`` that stays in
+    ``out`` after symlinks. The JSON files a report reads name the pictures it inlines, and the report is a file
+    one attaches or publishes: whatever they say, nothing outside the demo folder may end up in it."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    try:
+        resolved = (out / rel).resolve()  # not strict: a missing picture stays inside, and is reported as missing
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return resolved if resolved.is_relative_to(out.resolve()) else None
+
+
+def _img(out: Path, rel: object, alt: str, width: int | None = None) -> str:
+    """An ``<img>`` of a picture the demo wrote (``rel`` relative to ``out``); a note when it is missing or names
+    a file outside ``out`` (:func:`inside`, never read)."""
+    path = inside(out, rel) if rel else None
+    if rel and path is None:
+        return (
+            f'<span class="note bad">({escape(alt)}: refused {escape(repr(rel)[:80])}, outside the demo folder)</span>'
+        )
+    if path is None or not path.is_file():
         return f'<span class="note">({escape(alt)}: no picture)</span>'
     size = f' width="{width}"' if width else ""
-    return f'<img src="{data_uri(out / rel)}" alt="{escape(alt)}" title="{escape(rel)}"{size}>'
+    return f'<img src="{data_uri(path)}" alt="{escape(alt)}" title="{escape(str(rel))}"{size}>'
 
 
 def table(
