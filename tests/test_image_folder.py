@@ -121,7 +121,7 @@ def test_a_messy_folder_gives_every_good_photo_and_names_every_bad_file(tmp_path
     _save(root / "tiny.png", np.zeros((2, 3, 3), np.uint8))
     _png_header(root / "huge.png", 20000, 15000)
     _save(root / "astronaut.png", np.zeros((16, 16, 3), np.uint8))  # same key as astronaut.jpg, which sorts first
-    for ignored in ("readme.txt", "clip.gif", ".hidden.jpg", "._coffee.png"):  # not candidates
+    for ignored in ("readme.txt", "clip.mp4", ".hidden.jpg", "._coffee.png"):  # not candidates
         (root / ignored).write_bytes(b"junk")
 
     folder = ImageFolder(root, image_size=32)
@@ -380,7 +380,7 @@ def test_order_keys_and_candidates_are_deterministic(tmp_path: Path) -> None:
     names = ["b.png", "a/z.JPG", "a.png", "c/b/a.webp", "A.png", "a/b.Jpeg", "d.tif", "e.bmp", "f.tiff"]
     for name in reversed(names):  # creation order must not matter
         _save(tmp_path / name, np.zeros((8, 8, 3), np.uint8))
-    for junk in ("x.txt", "y.gif", ".z.png", ".cache/w.png"):
+    for junk in ("x.txt", "y.mp4", ".z.png", ".cache/w.png"):
         (tmp_path / junk).parent.mkdir(exist_ok=True)
         (tmp_path / junk).write_bytes(b"junk")
     first, second = ImageFolder(tmp_path, image_size=8), ImageFolder(str(tmp_path) + "/", image_size=8)

@@ -6,6 +6,11 @@ that what it requires is there (skipping the modality with a message otherwise),
 with the labeler's provenance, and labels the blocks still to do, in worker processes when ``workers > 1``. A killed
 run restarts where it stopped: finished blocks are skipped, unfinished ones are rewritten whole, and since labelers
 are deterministic per sample the result equals an uninterrupted run.
+
+Before labeling, the store's manifest is compared with the installed plugins (against the text vocabulary the store
+records: see :mod:`fourm_core.storage.manifest`), written blocks that lost a file are marked to redo, and a block
+whose inputs (source or dependencies) are not all written waits (it stays to do, with a note) instead of being
+written as failed. Each block is claimed under a lock, so two runs on one store share the work without clashing.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any
 from fourm_core.labeling.api import LabelContext, LabelError, SampleView, build_labeler, config_hash, label_many
 from fourm_core.registry import Registry
 from fourm_core.spec import LabelerSpec, ModalitySpec
+from fourm_core.storage.manifest import require_manifest
 from fourm_core.storage.source_writer import SOURCE_PART
-from fourm_core.storage.store import DONE, AlignedStore
+from fourm_core.storage.store import DONE, FAILED, AlignedStore, BlockDamagedError
 
 __all__ = ["ModalityPlan", "label_store", "plan_labeling", "raw_part"]
 
@@ -41,6 +47,8 @@ class ModalityPlan:
     name: str
     labeler: str | None
     skip_reason: str | None = None
+    #: what was left to do and why (blocks waiting for their inputs, damaged blocks marked to redo)
+    note: str | None = None
     blocks_todo: int = 0
     done: int = 0
     failed: int = 0
@@ -145,13 +153,38 @@ def _labeler_for(store_path: str, modality: str, labeler: str, options: Mapping[
     return _WORKER["store"], _WORKER["labeler"]
 
 
+def _written(store: AlignedStore, part: str, block: int) -> bool:
+    state = store.block_state(part, block)
+    return bool(((state == DONE) | (state == FAILED)).all())
+
+
 def _label_block(
     store_path: str, modality: str, labeler: str, deps: Sequence[str], options: Mapping[str, Any], block: int
 ) -> tuple[int, int, int]:
-    """Label one block and write it; returns (block, done, failed)."""
+    """Label one block and write it; returns (block, done, failed). A block another run wrote meanwhile, or whose
+    inputs are not all written (or lost a file), is left as it is: (block, 0, 0)."""
     store, instance = _labeler_for(store_path, modality, labeler, options)
-    source_rows = store.read_block(SOURCE_PART, block)
-    dep_rows = {d: store.read_block(raw_part(d), block) for d in deps}
+    with store.claim(raw_part(modality), block) as todo:
+        inputs = [SOURCE_PART, *(raw_part(d) for d in deps)]
+        if not todo or not all(_written(store, part, block) for part in inputs):
+            return block, 0, 0
+        try:
+            source_rows = store.read_block(SOURCE_PART, block)
+            dep_rows = {d: store.read_block(raw_part(d), block) for d in deps}
+        except BlockDamagedError:
+            return block, 0, 0
+        return _write_labels(store, instance, modality, block, source_rows, dep_rows)
+
+
+def _write_labels(
+    store: AlignedStore,
+    instance: Any,
+    modality: str,
+    block: int,
+    source_rows: list[dict[str, Any] | None],
+    dep_rows: dict[str, list[dict[str, Any] | None]],
+) -> tuple[int, int, int]:
+    deps = list(dep_rows)
     indices = list(store.block_range(block))
     values: list[dict[str, Any] | None] = [None] * len(indices)
     errors: dict[int, str] = {}
@@ -170,6 +203,19 @@ def _label_block(
     store.write_block(raw_part(modality), block, values, errors)
     state = store.block_state(raw_part(modality), block)
     return block, int((state == DONE).sum()), len(indices) - int((state == DONE).sum())
+
+
+def _note(repaired: Sequence[BlockDamagedError], waiting: Sequence[int], inputs: Sequence[str]) -> str | None:
+    """What the user should know about blocks this run did not (or had to re-) label."""
+    notes = [f"redone: {d}" for d in repaired[:3]]
+    if len(repaired) > 3:
+        notes.append(f"and {len(repaired) - 3} more damaged blocks redone")
+    if waiting:
+        notes.append(
+            f"{len(waiting)} blocks wait for their inputs ({', '.join(inputs)}) to be written, first: block "
+            f"{waiting[0]}; write them, then rerun"
+        )
+    return "; ".join(notes) or None
 
 
 def label_store(
@@ -191,7 +237,9 @@ def label_store(
     registry = registry or Registry()
     options = dict(options or {})
     store = AlignedStore.open(path)
+    require_manifest(store, registry)
     ctx = _context(store, registry, options)
+    checked: set[str] = set()  # parts whose written blocks were checked for lost files in this run
     plans = plan_labeling(store, registry, choices, only, options)
     pool = None
     if workers > 1:
@@ -218,7 +266,13 @@ def label_store(
             plan.provenance = provenance
             present = {p.split("/")[0] for p in store.parts() if p.endswith("/raw")}
             deps = [d for d in (*modality.spec.depends_on, *modality.spec.uses) if d in present]
+            inputs = [SOURCE_PART, *(raw_part(d) for d in deps)]
+            repaired = [d for part in (*inputs, raw_part(plan.name)) if part not in checked for d in store.repair(part)]
+            checked.update((*inputs, raw_part(plan.name)))
             todo = store.todo_blocks(raw_part(plan.name))
+            waiting = [b for b in todo if not all(_written(store, part, b) for part in inputs)]
+            todo = [b for b in todo if b not in waiting]
+            plan.note = _note(repaired, waiting, inputs)
             plan.blocks_todo = len(todo)
             if on_plan:
                 on_plan(plan)

@@ -118,6 +118,8 @@ class PhotoSource:
     crop: str = "center"
     name: str = "image_folder"
     options: dict[str, Any] = field(default_factory=dict)
+    #: the file list a store recorded (names relative to the folder); None scans the folder
+    files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self._folder = None
@@ -137,8 +139,16 @@ class PhotoSource:
         if self._folder is None:
             from fourm_core.sources.image_folder import ImageFolder
 
-            self._folder = ImageFolder(self.folder, image_size=self.image_size, crop=self.crop, **self.options)
+            self._folder = ImageFolder(self.folder, self.image_size, self.crop, files=self.files, **self.options)
         return self._folder
+
+    def inventory(self) -> list[tuple[str, int, int]]:
+        """Every file with its size and mtime, recorded by the store writer (a resume compares them)."""
+        return list(self._get_folder().inventory())
+
+    def pin(self, files: tuple[str, ...]) -> None:
+        """Read exactly these files, in this order (the store's record), instead of scanning the folder."""
+        self.files, self._folder = tuple(files), None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

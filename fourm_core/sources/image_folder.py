@@ -23,8 +23,8 @@ Three rules keep the output trustworthy:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -139,8 +139,10 @@ class ImageFolder:
     """A folder of photos as an indexable sequence of :class:`PhotoRecord`; bad files fail one at a time.
 
     The file list is taken once, at construction, so ``len`` and indices stay stable while the folder is read (by
-    several workers, say). ``folder[i]`` raises :class:`IngestError` for a bad file; ``folder.iter(skip_errors=True)``
-    yields it instead. Two files with the same key ('a.jpg' and 'a.png') would collide in a store: the first in order
+    several workers, say); ``files`` (names relative to the folder, e.g. a store's recorded list) pins it instead of
+    scanning, so a resumed ingest keeps every index even when photos were added since (a missing one fails alone).
+    ``folder[i]`` raises :class:`IngestError` for a bad file; ``folder.iter(skip_errors=True)`` yields it instead.
+    Two files with the same key ('a.jpg' and 'a.png') would collide in a store: the first in order
     wins and the others fail with an IngestError.
 
     >>> folder = ImageFolder("photos/", image_size=64, crop="center")   # doctest: +SKIP
@@ -153,6 +155,7 @@ class ImageFolder:
         crop: Literal["center", "pad"] | None = None,
         *,
         config: ImageFolderConfig | None = None,
+        files: Sequence[str] | None = None,
         **options: Any,
     ) -> None:
         self.root = Path(root)
@@ -161,7 +164,9 @@ class ImageFolder:
         if not self.root.is_dir():
             raise NotADirectoryError(f"{self.root}: not a folder; expected a folder of photos")
         self.config = _merge_config(config, image_size, crop, options)
-        self.paths: tuple[Path, ...] = tuple(_scan(self.root, self.config.skip_hidden))
+        self.paths: tuple[Path, ...] = (
+            tuple(_scan(self.root, self.config.skip_hidden)) if files is None else _pinned(self.root, files)
+        )
         self.keys: tuple[str, ...] = tuple(_key_for(p, self.root) for p in self.paths)
         self._first_with_key: dict[str, Path] = {}
         for key, path in zip(self.keys, self.paths):
@@ -174,6 +179,19 @@ class ImageFolder:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def inventory(self) -> list[tuple[str, int, int]]:
+        """``(name relative to the folder, size, mtime_ns)`` of every candidate file in order (``-1`` for a file
+        that is gone): what a store records so that a resume notices a folder that changed."""
+        out = []
+        for path in self.paths:
+            name = path.relative_to(self.root).as_posix()
+            try:
+                st = path.stat()
+                out.append((name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append((name, -1, -1))
+        return out
 
     def __getitem__(self, index: int) -> PhotoRecord:
         """Photo ``index`` (negative indices count from the end); IngestError for a bad file."""
@@ -207,6 +225,18 @@ class ImageFolder:
             f"ImageFolder({str(self.root)!r}, {len(self)} files, image_size={self.config.image_size}, "
             f"crop={self.config.crop!r})"
         )
+
+
+def _pinned(root: Path, files: Sequence[str]) -> tuple[Path, ...]:
+    """Paths of recorded names; a name that would leave the folder (absolute, ``..``) is refused, since the list
+    comes from a store that someone else may have written."""
+    out = []
+    for name in files:
+        parts = PurePosixPath(name).parts
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+            raise ValueError(f"{root}: recorded file name {name!r} is not a path inside the folder")
+        out.append(root.joinpath(*parts))
+    return tuple(out)
 
 
 def _merge_config(

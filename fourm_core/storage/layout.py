@@ -9,13 +9,16 @@ chunks).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from zarr.codecs import BloscCodec
 
 from fourm_core.spec import ArraySpec
 
-__all__ = ["ArrayLayout", "LayoutError", "resolve"]
+__all__ = ["ArrayLayout", "LayoutError", "compressor", "decode", "encode", "resolve"]
 
 _ENCODED = {"json": np.dtype("uint8"), "text": np.dtype("uint8")}
 
@@ -62,3 +65,35 @@ def resolve(spec: ArraySpec, image_size: int, dims: dict[str, int] | None = None
                 f"(known: {sorted(dims)})"
             )
     return ArrayLayout(spec.name, np.dtype(spec.dtype), tuple(concrete), spec.ragged, "array")
+
+
+def compressor() -> BloscCodec:
+    """The codec of every data array: zstd with bit shuffling packs depth maps and token ids well and decodes fast."""
+    return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def encode(layout: ArrayLayout, value: Any, where: str) -> np.ndarray:
+    """One sample's value as the array that is stored (json/text as UTF-8 bytes), checked against the layout."""
+    if layout.kind == "json":
+        return np.frombuffer(json.dumps(value, separators=(",", ":"), allow_nan=False).encode(), np.uint8)
+    if layout.kind == "text":
+        if not isinstance(value, str):
+            raise LayoutError(f"{where}: expected text, got {type(value).__name__}")
+        return np.frombuffer(value.encode("utf-8"), np.uint8)
+    array = np.asarray(value)
+    expected = ("N", *layout.shape) if layout.ragged else layout.shape
+    shape_ok = array.shape[1:] == layout.shape if layout.ragged else array.shape == layout.shape
+    if not shape_ok or (layout.ragged and array.ndim != len(layout.shape) + 1):
+        raise LayoutError(f"{where}: expected shape {expected}, got {array.shape}")
+    if not np.can_cast(array.dtype, layout.dtype, casting="same_kind"):
+        raise LayoutError(f"{where}: expected dtype {layout.dtype}, got {array.dtype}")
+    return array.astype(layout.dtype, copy=False)
+
+
+def decode(layout: ArrayLayout, stored: np.ndarray) -> Any:
+    """The value :func:`encode` stored (json/text back from UTF-8 bytes; arrays as they are)."""
+    if layout.kind == "json":
+        return json.loads(stored.tobytes().decode("utf-8"))
+    if layout.kind == "text":
+        return stored.tobytes().decode("utf-8")
+    return stored

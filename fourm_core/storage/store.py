@@ -9,74 +9,57 @@ Layout::
         <array>.b<k>.values     ragged arrays (and json/text): per block k, values + offsets
         <array>.b<k>.offsets
         _errors.b<k>            per block, JSON {index: message} for failed samples (only when there are some)
+        _blocks                 uint64 (n_blocks, 2): per block, a digest of what it stored and the files that
+                                must exist (see :mod:`fourm_core.storage.integrity`); one chunk per block
 
 Why blocks: concurrent writers must never share a shard (Zarr loses chunks written into one shard by two processes),
 so every block of ``block_size`` samples has exactly one writer, which writes its arrays and then, last, its state
 chunk. A writer killed at any point leaves its block "to do"; the block is rewritten whole on resume, so every sample
 ends up written exactly once with the same bytes as an uninterrupted run. File writes are atomic in Zarr's LocalStore.
+
+Why records: Zarr reads a missing file as zeros, so a lost shard must be caught by us. Readers check that the files
+a block's record names exist; ``verify`` recomputes the digest and marks a damaged block (or a state chunk holding
+a byte that is not pending/done/failed) to redo, so the command that wrote the part rewrites it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
 
 from fourm_core.spec import ArraySpec
-from fourm_core.storage.layout import ArrayLayout, LayoutError, resolve
+from fourm_core.storage.checks import BlockChecks
+from fourm_core.storage.integrity import (
+    DONE,
+    FAILED,
+    PENDING,
+    RECORD,
+    SCHEME,
+    UNREADABLE,
+    BlockDamagedError,
+    StoreError,
+    StoreMismatchError,
+    chunk_file,
+    digest,
+    mask,
+    root_lock,
+    stored_keys,
+)
+from fourm_core.storage.layout import ArrayLayout, LayoutError, compressor, decode, encode, resolve
 
-__all__ = ["AlignedStore", "FAILED", "DONE", "StoreError", "StoreMismatchError", "PENDING"]
+__all__ = ["AlignedStore", "BlockDamagedError", "FAILED", "DONE", "StoreError", "StoreMismatchError", "PENDING"]
 
 FORMAT = "fourm-aligned-store/1"
-PENDING, DONE, FAILED = 0, 1, 2
 #: Target size of one inner chunk of a fixed array: small enough for random access, large enough to compress.
 CHUNK_BYTES = 256 * 1024
 
 
-class StoreError(RuntimeError):
-    """The store cannot do what was asked (unknown part, layout clash, bad value); the message says which."""
-
-
-class StoreMismatchError(StoreError):
-    """The store was built with other plugins, vocabulary or preset than the ones installed now."""
-
-
-def _compressor() -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
-
-
-def _encode(layout: ArrayLayout, value: Any, where: str) -> np.ndarray:
-    """One sample's value as the array that is stored (json/text as UTF-8 bytes), checked against the layout."""
-    if layout.kind == "json":
-        return np.frombuffer(json.dumps(value, separators=(",", ":"), allow_nan=False).encode(), np.uint8)
-    if layout.kind == "text":
-        if not isinstance(value, str):
-            raise StoreError(f"{where}: expected text, got {type(value).__name__}")
-        return np.frombuffer(value.encode("utf-8"), np.uint8)
-    array = np.asarray(value)
-    expected = ("N", *layout.shape) if layout.ragged else layout.shape
-    shape_ok = array.shape[1:] == layout.shape if layout.ragged else array.shape == layout.shape
-    if not shape_ok or (layout.ragged and array.ndim != len(layout.shape) + 1):
-        raise StoreError(f"{where}: expected shape {expected}, got {array.shape}")
-    if not np.can_cast(array.dtype, layout.dtype, casting="same_kind"):
-        raise StoreError(f"{where}: expected dtype {layout.dtype}, got {array.dtype}")
-    return array.astype(layout.dtype, copy=False)
-
-
-def _decode(layout: ArrayLayout, stored: np.ndarray) -> Any:
-    if layout.kind == "json":
-        return json.loads(stored.tobytes().decode("utf-8"))
-    if layout.kind == "text":
-        return stored.tobytes().decode("utf-8")
-    return stored
-
-
-class AlignedStore:
+class AlignedStore(BlockChecks):
     """Open or create with :meth:`create` / :meth:`open`; parts are declared with :meth:`ensure`."""
 
     def __init__(self, root: zarr.Group, path: Path) -> None:
@@ -138,7 +121,11 @@ class AlignedStore:
         path = Path(path)
         if not path.exists():
             raise StoreError(f"no store at {path}")
-        store = cls(zarr.open_group(str(path), mode=mode, zarr_format=3), path)
+        try:
+            group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        except Exception as exc:  # no zarr.json, or a damaged one
+            raise StoreError(f"{path} is not a fourm store ({type(exc).__name__}: {exc})") from None
+        store = cls(group, path)
         store.snapshot = mode == "r"
         if expected_manifest is not None:
             store.check_manifest(expected_manifest)
@@ -156,13 +143,22 @@ class AlignedStore:
         )
         if differences:
             raise StoreMismatchError(
-                f"{self.path} was built with different plugins or vocabulary:\n"
-                + "\n".join(f"  - {d}" for d in differences)
+                f"{self.path} was built with different plugins or vocabulary: " + "; ".join(differences)
             )
 
     def set_manifest(self, manifest: Any) -> None:
         """Record the vocabulary manifest (ids, vocabularies, plugin versions) in the root attrs."""
-        self.root.attrs["manifest"] = json.loads(manifest.model_dump_json())
+        self.update_attrs({"manifest": json.loads(manifest.model_dump_json())})
+
+    def update_attrs(self, values: dict[str, Any]) -> None:
+        """Set root attributes under the root lock, on freshly read attributes (no other process's update is lost)."""
+        with root_lock(self.path):
+            self._refresh()
+            self.root.attrs.update(values)
+
+    def _refresh(self) -> None:
+        """Re-read the root group (its attributes are cached when opened)."""
+        self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
 
     # -----------------------------------------------------------------------------------------------------------
     # parts
@@ -196,6 +192,14 @@ class AlignedStore:
         except LayoutError as exc:
             raise StoreError(f"part {part!r}: {exc}") from None
         described = {n: layout.describe() for n, layout in layouts.items()}
+        with root_lock(self.path):
+            self._refresh()
+            self._ensure(part, layouts, described, provenance)
+
+    def _ensure(
+        self, part: str, layouts: dict[str, ArrayLayout], described: dict[str, Any], provenance: dict[str, Any] | None
+    ) -> None:
+        """:meth:`ensure` under the root lock, on freshly read attributes (another process may have added parts)."""
         parts = dict(self.root.attrs.get("parts", {}))
         if part in parts:
             old = parts[part]
@@ -212,8 +216,24 @@ class AlignedStore:
             return
         group = self.root.require_group(part)
         b = self.block_size
+        # overwrite: a part missing from the table is a leftover of an interrupted declaration, nothing of it counts
         group.create_array(
-            "_state", shape=(self.n_samples,), chunks=(b,), dtype="uint8", fill_value=PENDING, compressors=None
+            "_state",
+            shape=(self.n_samples,),
+            chunks=(b,),
+            dtype="uint8",
+            fill_value=PENDING,
+            compressors=None,
+            overwrite=True,
+        )
+        group.create_array(
+            RECORD,
+            shape=(self.n_blocks, 2),
+            chunks=(1, 2),
+            dtype="uint64",
+            fill_value=0,
+            compressors=None,
+            overwrite=True,
         )
         for name, layout in layouts.items():
             if layout.ragged:
@@ -227,9 +247,10 @@ class AlignedStore:
                 shards=(b, *layout.shape),
                 dtype=layout.dtype,
                 fill_value=0,
-                compressors=_compressor(),
+                compressors=compressor(),
+                overwrite=True,
             )
-        parts[part] = {"layout": described, "provenance": provenance or {}}
+        parts[part] = {"layout": described, "provenance": provenance or {}, "integrity": SCHEME}
         self.root.attrs["parts"] = parts
         self._layouts[part] = layouts
 
@@ -266,41 +287,60 @@ class AlignedStore:
         return key in self._handles or key in self.root
 
     def state(self, part: str) -> np.ndarray:
-        """Per-sample state of ``part``: 0 to do, 1 done, 2 failed."""
+        """Per-sample state of ``part``: 0 to do, 1 done, 2 failed (255: the chunk is unreadable; any other value
+        is a damaged chunk, reported by :meth:`verify` and redone by the writers)."""
         self.layouts(part)
-        if self.snapshot:
-            if part not in self._states:
-                self._states[part] = np.asarray(self._array(f"{part}/_state")[:])
+        if self.snapshot and part in self._states:
             return self._states[part]
-        return np.asarray(self.root[f"{part}/_state"][:])
+        state = self._robust_read(f"{part}/_state", self.n_samples, UNREADABLE)
+        if self.snapshot:
+            self._states[part] = state
+        return state
+
+    def _robust_read(self, key: str, rows: int, fill: int) -> np.ndarray:
+        """Array ``key`` whole, or block by block when a chunk is unreadable (its rows then read as ``fill``)."""
+        array = self._array(key)
+        try:
+            return np.asarray(array[:])
+        except Exception:
+            out = np.full(array.shape, fill, array.dtype)
+            per = -(-self.block_size * rows // self.n_samples) if rows != self.n_samples else self.block_size
+            for start in range(0, rows, per):
+                try:
+                    out[start : start + per] = array[start : start + per]
+                except Exception:
+                    pass
+            return out
 
     def block_state(self, part: str, block: int) -> np.ndarray:
-        """State of one block (a torn or missing chunk reads as 'to do')."""
+        """State of one block (an unreadable chunk reads as :data:`UNREADABLE`, i.e. not done)."""
         r = self.block_range(block)
         try:
             if self.snapshot:
                 return self.state(part)[r.start : r.stop]
             return np.asarray(self.root[f"{part}/_state"][r.start : r.stop])
         except Exception:
-            return np.zeros(len(r), np.uint8)
+            return np.full(len(r), UNREADABLE, np.uint8)
 
     def todo_blocks(self, part: str) -> list[int]:
-        """Blocks with at least one sample still to do (resume skips the others)."""
+        """Blocks with at least one sample not done or failed (resume skips the others; damaged state is redone)."""
         state = self.state(part)
+        written = (state == DONE) | (state == FAILED)
         return [
-            k
-            for k in range(self.n_blocks)
-            if (state[self.block_range(k).start : self.block_range(k).stop] == PENDING).any()
+            k for k in range(self.n_blocks) if not written[self.block_range(k).start : self.block_range(k).stop].all()
         ]
 
     def errors(self, part: str) -> dict[int, str]:
-        """Messages of failed samples, by sample index."""
+        """Messages of failed samples, by sample index (an unreadable message blob is skipped: verify reports it)."""
         out: dict[int, str] = {}
         group = self.root[part]
         for k in range(self.n_blocks):
             name = f"_errors.b{k}"
             if name in group:
-                out.update({int(i): m for i, m in json.loads(np.asarray(group[name][:]).tobytes()).items()})
+                try:
+                    out.update({int(i): m for i, m in json.loads(np.asarray(group[name][:]).tobytes()).items()})
+                except Exception:
+                    continue
         return out
 
     # -----------------------------------------------------------------------------------------------------------
@@ -310,8 +350,8 @@ class AlignedStore:
     def write_block(
         self, part: str, block: int, values: Sequence[dict[str, Any] | None], errors: dict[int, str] | None = None
     ) -> None:
-        """Write every sample of ``block`` (``None`` for a failed one, with its message in ``errors``), then mark
-        the block's samples done or failed. Called by the block's only writer."""
+        """Write every sample of ``block`` (``None`` for a failed one, with its message in ``errors``), then its
+        record, then mark the block's samples done or failed. Called by the block's only writer."""
         layouts = self.layouts(part)
         r = self.block_range(block)
         if len(values) != len(r):
@@ -331,14 +371,15 @@ class AlignedStore:
                 if missing:
                     raise StoreError(f"sample {index} of {part!r}: missing arrays {missing}")
                 row = {
-                    n: _encode(layout, value[n], f"sample {index} of {part!r}, array {n!r}")
+                    n: encode(layout, value[n], f"sample {index} of {part!r}, array {n!r}")
                     for n, layout in layouts.items()
                 }
-            except StoreError as exc:
+            except (StoreError, LayoutError) as exc:
                 errors[index] = str(exc)
                 row = dict.fromkeys(layouts)
             for name in layouts:
                 encoded[name].append(row[name])
+        pieces: dict[str, np.ndarray] = {}
         for name, layout in layouts.items():
             rows = encoded[name]
             if layout.ragged:
@@ -353,48 +394,68 @@ class AlignedStore:
                         shape=array.shape,
                         chunks=array.shape if array.size else (1, *array.shape[1:]),
                         dtype=array.dtype,
-                        compressors=_compressor(),
+                        compressors=compressor(),
                         overwrite=True,
                     )[...] = array
+                    pieces[f"{name}.{suffix}"] = array
             else:
                 slab = np.zeros((len(r), *layout.shape), layout.dtype)
                 for i, x in enumerate(rows):
                     if x is not None:
                         slab[i] = x
+                # the block is rewritten whole: drop its old shard first, which Zarr would otherwise read (and fail
+                # on, when it is damaged) to merge into
+                chunk_file(self.path / part, name, len(layout.shape) + 1, block, False).unlink(missing_ok=True)
                 group[name][r.start : r.stop] = slab
+                pieces[name] = slab
+        blob = b""
         if errors:
-            blob = np.frombuffer(json.dumps({str(k): v for k, v in sorted(errors.items())}).encode(), np.uint8)
-            group.create_array(f"_errors.b{block}", shape=blob.shape, dtype="uint8", overwrite=True)[...] = blob
+            blob = json.dumps({str(k): v for k, v in sorted(errors.items())}).encode()
+            array = np.frombuffer(blob, np.uint8)
+            group.create_array(f"_errors.b{block}", shape=array.shape, dtype="uint8", overwrite=True)[...] = array
+        elif f"_errors.b{block}" in group:
+            del group[f"_errors.b{block}"]  # messages of an earlier, failed write of this block
+        if self.has_records(part):
+            ordered = [(label, pieces[label]) for _, label in stored_keys(layouts, block)]
+            group[RECORD][block] = np.array([digest(ordered, blob), mask(ordered)], np.uint64)
         state = np.array([FAILED if r.start + i in errors else DONE for i in range(len(r))], np.uint8)
         group["_state"][r.start : r.stop] = state  # last: the block counts as written only now
 
-    def read_block(self, part: str, block: int) -> list[dict[str, Any] | None]:
-        """Every sample of a block (``None`` where not done), reading each array once."""
+    def read_block(self, part: str, block: int, check: str = "exists") -> list[dict[str, Any] | None]:
+        """Every sample of a block (``None`` where not done), reading each array once. ``check``: "exists" (the
+        files the block's record names exist), "digest" (also recompute its digest) or "none"; a damaged block
+        raises :class:`BlockDamagedError` instead of reading back as zeros."""
         layouts = self.layouts(part)
         r = self.block_range(block)
         state = self.block_state(part, block)
-        if not (state == DONE).any():
+        if not ((state == DONE) | (state == FAILED)).any():
             return [None] * len(r)
+        if check != "none":
+            self.check_exists(part, block)
+        raw: dict[str, np.ndarray] = {}
+        for key, label in stored_keys(layouts, block):
+            if label in layouts:
+                raw[label] = np.asarray(self._array(f"{part}/{key}")[r.start : r.stop])
+            elif self._has(f"{part}/{key}"):
+                raw[label] = np.asarray(self._array(f"{part}/{key}")[:])
+        if check == "digest":
+            self._check_digest(part, block, raw)
         columns: dict[str, list[Any]] = {}
         for name, layout in layouts.items():
-            if layout.ragged:
-                key = f"{part}/{name}.b{block}"
-                if not self._has(f"{key}.offsets"):
-                    columns[name] = [None] * len(r)
-                    continue
-                offsets = np.asarray(self._array(f"{key}.offsets")[:])
-                data = np.asarray(self._array(f"{key}.values")[:])
+            if not layout.ragged:
+                columns[name] = list(raw[name])
+            elif f"{name}.offsets" not in raw:
+                columns[name] = [None] * len(r)
+            else:
+                offsets, data = raw[f"{name}.offsets"], raw[f"{name}.values"]
                 columns[name] = [
-                    _decode(layout, data[offsets[i] : offsets[i + 1]]) if state[i] == DONE else None
+                    decode(layout, data[offsets[i] : offsets[i + 1]]) if state[i] == DONE else None
                     for i in range(len(r))
                 ]
-            else:
-                slab = np.asarray(self._array(f"{part}/{name}")[r.start : r.stop])
-                columns[name] = list(slab)
         return [{n: columns[n][i] for n in layouts} if state[i] == DONE else None for i in range(len(r))]
 
     def read(self, part: str, index: int) -> dict[str, Any]:
-        """One sample of ``part``; an error names the part and sample when it is not written."""
+        """One sample of ``part``; an error names the part and sample when it is not written or damaged."""
         if not 0 <= index < self.n_samples:
             raise IndexError(f"sample {index} outside 0..{self.n_samples - 1}")
         block, offset = divmod(index, self.block_size)
@@ -404,66 +465,13 @@ class AlignedStore:
         if state != DONE:
             why = self.errors(part).get(index, "not written yet") if state == FAILED else "not written yet"
             raise StoreError(f"sample {index} of {part!r} is unavailable: {why}")
+        self.check_exists(part, block)
         out: dict[str, Any] = {}
         for name, layout in layouts.items():
             if layout.ragged:
                 offsets = np.asarray(group[f"{name}.b{block}.offsets"][offset : offset + 2])
                 values = np.asarray(group[f"{name}.b{block}.values"][offsets[0] : offsets[1]])
-                out[name] = _decode(layout, values)
+                out[name] = decode(layout, values)
             else:
                 out[name] = np.asarray(group[name][index])
         return out
-
-    # -----------------------------------------------------------------------------------------------------------
-    # inspection
-    # -----------------------------------------------------------------------------------------------------------
-
-    def info(self) -> dict[str, Any]:
-        """Sizes, completeness and provenance of every part (``fourm data info``)."""
-        parts = {}
-        for part in self.parts():
-            state = self.state(part)
-            size = sum(f.stat().st_size for f in (self.path / part).rglob("*") if f.is_file())
-            parts[part] = {
-                "done": int((state == DONE).sum()),
-                "failed": int((state == FAILED).sum()),
-                "todo": int((state == PENDING).sum()),
-                "complete": bool((state != PENDING).all()),
-                "bytes": size,
-                "arrays": {n: layout.describe() for n, layout in self.layouts(part).items()},
-                "provenance": self.provenance(part),
-            }
-        return {
-            "path": str(self.path),
-            "n_samples": self.n_samples,
-            "image_size": self.image_size,
-            "preset": self.preset,
-            "block_size": self.block_size,
-            "parts": parts,
-        }
-
-    def verify(self, parts: Iterable[str] | None = None) -> list[str]:
-        """Check every written sample against its layout; report holes, failures, NaNs and unreadable blocks."""
-        problems: list[str] = []
-        for part in parts or self.parts():
-            state = self.state(part)
-            todo = np.flatnonzero(state == PENDING)
-            if len(todo):
-                problems.append(f"{part}: {len(todo)} samples not written (first: {todo[:5].tolist()})")
-            for index, message in sorted(self.errors(part).items()):
-                problems.append(f"{part}: sample {index} failed: {message}")
-            for block in range(self.n_blocks):
-                if not (self.block_state(part, block) == DONE).any():
-                    continue
-                try:
-                    rows = self.read_block(part, block)
-                except Exception as exc:
-                    problems.append(f"{part}: block {block} unreadable: {exc!r}")
-                    continue
-                for i, row in zip(self.block_range(block), rows):
-                    if row is None:
-                        continue
-                    for name, value in row.items():
-                        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-                            problems.append(f"{part}: sample {i} array {name!r} has NaN or inf")
-        return problems

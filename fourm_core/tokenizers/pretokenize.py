@@ -11,6 +11,11 @@ crop is not available without re-running the teacher.
 
 Each modality's tokens go to part ``<modality>/tokens``; the part records which tokenizer (and which weights, by
 hash) wrote it, so a retrained tokenizer cannot silently mix its tokens with the old ones.
+
+Tokens are only as good as the raw data they come from: the store's manifest is compared with the installed plugins
+first, and each raw block is read with its digest checked. A damaged raw block (a lost or changed file, which Zarr
+would read back as zeros) is marked to redo and its tokens wait, as do the tokens of raw blocks not yet labelled;
+rerun ``fourm data label`` then this command.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import torch.nn.functional as F
 
 from fourm_core.registry import Registry
 from fourm_core.spec import ArraySpec
-from fourm_core.storage.store import AlignedStore
+from fourm_core.storage.manifest import require_manifest
+from fourm_core.storage.store import DONE, FAILED, AlignedStore, BlockDamagedError
 from fourm_core.tokenizers.config import tokenizer_name
 from fourm_core.tokenizers.tokenizer import CONFIG, WEIGHTS, Tokenizer, TokenizerError
 from fourm_core.tokenizers.training import item_function, source_of
@@ -167,6 +173,7 @@ def tokenize_store(
     if crops < 1:
         raise ValueError(f"crops must be at least 1, got {crops}")
     store = AlignedStore.open(store_path, mode="r+")
+    require_manifest(store, registry)
     results: list[TokenizeResult] = []
     store.ensure(
         CROPS_PART,
@@ -217,19 +224,45 @@ def tokenize_store(
             },
         )
         result = TokenizeResult(modality.name, name)
+        store.repair(f"{modality.name}/tokens")
         todo = store.todo_blocks(f"{modality.name}/tokens")
         start = time.perf_counter()
+        repaired = store.repair(raw_part)
+        waiting: list[str] = [f"{d}; marked to redo" for d in repaired]
+        skip = {d.block for d in repaired}
         for n, block in enumerate(todo, 1):
-            indices = store.block_range(block)
-            rows = store.read_block(raw_part, block)
-            values, errors = _encode_block(tok, rows, indices, array, crops, store.image_size, seed, per_item)
-            store.write_block(f"{modality.name}/tokens", block, values, errors)
-            result.done += sum(v is not None for v in values)
-            result.failed += len(errors)
+            with store.claim(f"{modality.name}/tokens", block) as pending:
+                rows = _raw_rows(store, raw_part, block, waiting) if pending and block not in skip else None
+                if rows is not None:
+                    indices = store.block_range(block)
+                    values, errors = _encode_block(tok, rows, indices, array, crops, store.image_size, seed, per_item)
+                    store.write_block(f"{modality.name}/tokens", block, values, errors)
+                    result.done += sum(v is not None for v in values)
+                    result.failed += len(errors)
             if on_progress is not None:
                 on_progress(modality.name, n, len(todo))
         result.seconds = time.perf_counter() - start
-        if not todo:
-            result.note = "already tokenised"
+        result.note = _waiting_note(raw_part, waiting) if waiting else "" if todo else "already tokenised"
         results.append(result)
     return results
+
+
+def _raw_rows(store: AlignedStore, part: str, block: int, waiting: list[str]) -> list[dict[str, Any] | None] | None:
+    """The raw rows of ``block``, digest checked; None (and a line in ``waiting``) when they are not all written or
+    damaged: a damaged block is marked to redo, so ``fourm data label`` rewrites it."""
+    state = store.block_state(part, block)
+    r = store.block_range(block)
+    if not ((state == DONE) | (state == FAILED)).all():
+        waiting.append(f"{part}: block {block} (samples {r.start}..{r.stop - 1}) is not labelled yet")
+        return None
+    try:
+        return store.read_block(part, block, check="digest")
+    except BlockDamagedError as exc:
+        store.mark_pending(part, block)
+        waiting.append(f"{exc}; marked to redo")
+        return None
+
+
+def _waiting_note(part: str, waiting: list[str]) -> str:
+    more = f" (and {len(waiting) - 1} more blocks)" if len(waiting) > 1 else ""
+    return f"tokens wait for {part}: {waiting[0]}{more}; run `fourm data label`, then tokenize again"
