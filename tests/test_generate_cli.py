@@ -8,6 +8,7 @@ not sample quality.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import random
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
+from fourm_core.apps.cli.errors import run_reported
 from fourm_core.apps.cli.generate import add_generate_commands, parse_inputs
 from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import SampleBuilder
@@ -100,12 +102,15 @@ def generate_one(registry: Registry, model: FourMNetwork, world: dict, inputs: d
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
-    """``fourm generate ...`` through a parser of its own (cli.py wires the same function)."""
-    out = io.StringIO()
+    """``fourm generate ...`` through a parser of its own (cli.py wires the same function), ending as ``fourm``
+    does (:func:`run_reported`: a user mistake is one line on stderr); returns the exit code and all it printed."""
+    out, err = io.StringIO(), io.StringIO()
     parser = argparse.ArgumentParser(prog="fourm")
     add_generate_commands(parser.add_subparsers(dest="command", required=True), Console(file=out, width=200))
     args = parser.parse_args(argv)
-    return args.func(args), out.getvalue()
+    with contextlib.redirect_stderr(err):
+        code = run_reported(lambda: args.func(args), debug=False)
+    return code, out.getvalue() + err.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------- the command

@@ -18,6 +18,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from fourm_core.apps.cli.errors import run_reported
 from fourm_core.apps.cli.retrieve import add_retrieve_commands
 from fourm_core.data.pipeline import SampleBuilder, open_store_dataset
 from fourm_core.inference.pipeline import Pipeline
@@ -313,7 +314,7 @@ def run_cli(argv: list[str], registry: Registry) -> int:
     parser = argparse.ArgumentParser(prog="fourm")
     add_retrieve_commands(parser.add_subparsers(dest="command", required=True), Console(width=200))
     args = parser.parse_args(argv)
-    return int(args.func(args, registry=registry))
+    return run_reported(lambda: int(args.func(args, registry=registry)), debug=False)  # as `fourm` ends
 
 
 def test_cli_build_and_query(
@@ -372,7 +373,7 @@ def test_cli_errors_before_compute(
         rc = run_cli(
             ["retrieve", "build", "--store", str(store), "--modality", change["modality"], "--out", str(out)], registry
         )
-        assert rc == 2 and message in capsys.readouterr().out.replace("\n", " ")
+        assert rc == 2 and message in capsys.readouterr().err.replace("\n", " ")
         return
     assert run_cli(["retrieve", "build", "--store", str(store), "--modality", GLOBAL, "--out", str(out)], registry) == 0
     if change.get("stale"):
@@ -388,4 +389,4 @@ def test_cli_errors_before_compute(
     if text:
         argv += ["--text", text]
     assert run_cli(argv, registry) == 2
-    assert message in capsys.readouterr().out.replace("\n", " ")
+    assert message in capsys.readouterr().err.replace("\n", " ")

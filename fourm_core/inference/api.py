@@ -70,7 +70,7 @@ class FourM:
     def generate(
         self,
         inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-        targets: Sequence[str],
+        targets: str | Sequence[str],
         seed: int = 0,
         schedule: Any = None,
         steps: int = 8,
@@ -78,12 +78,16 @@ class FourM:
         top_p: float | None = None,
         ensemble: int = 1,
     ) -> Any:
-        """Generate ``targets`` (modality names, in order; each sees the earlier ones) from ``inputs``
+        """Generate ``targets`` (modality names, in order, each seeing the earlier ones; one string is read as
+        comma-separated names, as ``--targets`` is: ``"depth"``, ``"depth,caption"``) from ``inputs``
         (``{modality: value}``: pictures as (H, W, 3) uint8 arrays or files, sequences as text or values, token
         modalities as stored-form arrays), or from a list of such mappings (one batch). Returns a
         :class:`~fourm_core.inference.outputs.GenerationResult` (``out["depth"].array``, ``.save(...)``,
         ``out.show()``) for one mapping, a list of them for a list. ``schedule``: a schedule, YAML or list of
-        steps instead of the default; ``ensemble``: fuse that many generations per target."""
+        steps instead of the default; ``ensemble``: fuse that many generations per target (at most
+        :data:`~fourm_core.inference.requests.MAX_ENSEMBLE`: each is held in memory). Pictures given as files are
+        read by the photo ingester, as ``fourm data ingest`` reads training photos (EXIF orientation, size limit);
+        a mistake in the request raises an error naming the input or target before any compute."""
         single = isinstance(inputs, Mapping)
         batch: list[Mapping[str, Any]] = [inputs] if isinstance(inputs, Mapping) else list(inputs)
         results = self.pipeline.generate(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fourm_core.errors import FileFormatError, UserError, read_json
 from fourm_core.keys import KeyTable
 
 __all__ = ["ModelAssetsError", "Pipeline", "as_pipeline", "model_folder", "recorded_assets"]
@@ -31,7 +32,7 @@ _WEIGHTS, _CONFIG, _ASSETS = "model.safetensors", "config.json", "fourm.json"
 _RUN_CONFIG, _FINAL = "config.yaml", "final"
 
 
-class ModelAssetsError(FileNotFoundError):
+class ModelAssetsError(UserError, FileNotFoundError):
     """A model folder without weights, or a request that needs an asset (vocabulary, tokenizers) nobody named."""
 
 
@@ -51,14 +52,17 @@ def recorded_assets(folder: Path) -> dict[str, Any]:
     (``../config.yaml``, JSON written by ``fourm train``); missing entries are absent."""
     side = folder / _ASSETS
     if side.is_file():
-        return {k: v for k, v in json.loads(side.read_text()).items() if v}
+        recorded = read_json(side, "model assets record (fourm.json)")
+        if not isinstance(recorded, dict):
+            raise FileFormatError(f"{side}: expected a JSON object of the model's assets")
+        return {k: v for k, v in recorded.items() if v}
     run_config = folder.parent / _RUN_CONFIG
     if run_config.is_file():
         try:
             data = json.loads(run_config.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):  # a YAML config written by hand records nothing here
             return {}
-        return {k: data[k] for k in ("vocabulary", "tokenizers") if data.get(k)}
+        return {k: data[k] for k in ("vocabulary", "tokenizers") if isinstance(data, dict) and data.get(k)}
     return {}
 
 
@@ -100,6 +104,10 @@ class Pipeline:
         else:
             keys = key_table_of(network)
             preset = infer_preset(registry, keys, preset)
+        if tokenizers is not None and not Path(tokenizers).is_dir():  # a typo must not read as "nothing trained"
+            raise ModelAssetsError(
+                f"the tokenizer folder {tokenizers} does not exist (give the folder `fourm tokenizer train` wrote)"
+            )
         directory = str(tokenizers) if tokenizers is not None else None
         return cls(registry, preset, keys, network, vocabulary, directory)
 
@@ -186,12 +194,17 @@ class Pipeline:
         return GenerationSampler(self.require_network(), keys=self.keys, **options)
 
     # ---------------------------------------------------------------------------------------------- use
-    def generate(self, batch: Sequence[Mapping[str, Any]], targets: Sequence[str], **options: Any) -> list[Any]:
+    def generate(self, batch: Sequence[Mapping[str, Any]], targets: str | Sequence[str], **options: Any) -> list[Any]:
         """One :class:`~fourm_core.inference.outputs.GenerationResult` per sample of ``batch`` (a list of
-        ``{modality: value}``); ``options`` as :func:`~fourm_core.inference.outputs.run_generation` takes them."""
+        ``{modality: value}``); ``targets``: names, or one comma-separated string; ``options`` as
+        :func:`~fourm_core.inference.outputs.run_generation` takes them, checked first
+        (:func:`~fourm_core.inference.requests.check_options`: a bounded ensemble, at least one step ...)."""
         from fourm_core.inference.outputs import run_generation
+        from fourm_core.inference.requests import check_options, target_names
 
-        return run_generation(self, batch, targets, **options)
+        checked = {k: options[k] for k in ("ensemble", "steps", "temperature", "top_p") if k in options}
+        check_options(**checked)
+        return run_generation(self, batch, target_names(targets), **options)
 
     def retrieve(
         self, inputs: Mapping[str, Any], index: Any, k: int = 5, seed: int = 0, check_store: bool = True

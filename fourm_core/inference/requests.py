@@ -14,7 +14,6 @@ nothing here names a modality.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from fourm_core.data.masking import EOS_ID
 from fourm_core.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from fourm_core.errors import UserError, read_json
 from fourm_core.serialization import FromStore, SerializationError
 from fourm_core.spec import PRESETS, MaskingUnit, ModalityKind
 
@@ -36,11 +36,14 @@ __all__ = [
     "GenerationInputs",
     "GenerationRequestError",
     "IMAGE_SUFFIXES",
+    "MAX_ENSEMBLE",
     "Requested",
     "build_inputs",
+    "check_options",
     "infer_preset",
     "load_value",
     "resolve",
+    "target_names",
     "trained_tokenizer",
     "validate_targets",
 ]
@@ -50,9 +53,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 _TOKEN_KINDS = (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
 #: kinds a model can predict (the others are inputs only)
 _PREDICTABLE = (*_TOKEN_KINDS, ModalityKind.SEQUENCE)
+#: most generations fused per sample: every one is a full chain held in memory at once (1000 would exhaust it),
+#: and fusing more than a few dozen changes nothing visible
+MAX_ENSEMBLE = 64
 
 
-class GenerationRequestError(ValueError):
+class GenerationRequestError(UserError, ValueError):
     """An input or target that cannot be generated from or to; raised before any model compute, and the message
     starts with the modality it is about."""
 
@@ -126,27 +132,46 @@ def infer_preset(registry: Any, keys: Mapping[str, Any], preset: str | None = No
 # ------------------------------------------------------------------------------------------------ loading values
 
 
-def load_value(value: Any, what: str) -> Any:
-    """A value given on the command line or from Python: file paths are read by suffix (pictures, ``.npy``,
-    ``.json``, ``.txt``); anything else is returned as it is. ``what`` names the modality in errors."""
+def load_value(value: Any, what: str, image_size: int | None = None) -> Any:
+    """A value given on the command line or from Python: file paths are read by suffix (``.npy``, ``.json``,
+    ``.txt``, pictures); anything else is returned as it is. ``what`` names the modality in errors.
+
+    Pictures are read by the photo ingester (:func:`~fourm_core.sources.image_folder.load_photo`), exactly as
+    ``fourm data ingest`` reads the photos a model is trained on: EXIF orientation applied, the pixel limit
+    enforced, the centre square resized to ``image_size``, and a non-image or truncated file refused by name.
+    Only pixel inputs (``image_size`` given) are read from pictures: a PNG of a depth map or a label map is not
+    the stored form its tokenizer takes."""
     if isinstance(value, Path) or (isinstance(value, str) and _looks_like_file(value)):
         path = Path(value)
         if not path.is_file():
             raise GenerationRequestError(f"{what}: no file {path}")
         suffix = path.suffix.lower()
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            try:
+                return np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise GenerationRequestError(f"{what}: {path} is not a readable .npy array ({exc})") from None
         if suffix == ".json":
-            return json.loads(path.read_text())
+            return read_json(path, f"{what} value (JSON)")
         if suffix == ".txt":
             return path.read_text().strip()
         if suffix in IMAGE_SUFFIXES:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
+            return _read_picture(path, what, image_size)
         raise GenerationRequestError(f"{what}: cannot read {path} (use a picture, .npy, .json or .txt)")
     return value
+
+
+def _read_picture(path: Path, what: str, image_size: int | None) -> np.ndarray:
+    from fourm_core.sources.image_folder import IngestError, load_photo
+
+    if image_size is None:
+        raise GenerationRequestError(
+            f"{what}: {path} is a picture, but {what} is not a pixel input; give its stored form as a .npy array"
+        )
+    try:
+        return load_photo(path, image_size).rgb
+    except IngestError as exc:
+        raise GenerationRequestError(f"{what}: {exc}") from None
 
 
 def _looks_like_file(text: str) -> bool:
@@ -193,9 +218,11 @@ def build_inputs(pipe: Pipeline, raw: Mapping[str, Any]) -> GenerationInputs:
         if req.key in seen and req.kind != ModalityKind.SEQUENCE:  # group members may share a sequence key
             raise GenerationRequestError(f"{name}: {req.key!r} is given twice")
         seen.add(req.key)
-        requested.append((req, load_value(value, name)))
+        size = int(spec.layout(preset).image_size) if req.kind == ModalityKind.PIXELS else None
+        requested.append((req, load_value(value, name, size)))
     # cheap checks for every input first, so a bad second input fails before the first one is tokenised
     for req, value in requested:
+        _check_finite(req.name, value)
         if req.kind == ModalityKind.PIXELS:
             _check_image(req.name, value)
         elif req.kind in _TOKEN_KINDS:
@@ -250,6 +277,21 @@ def _check_image(name: str, value: Any) -> None:
         raise GenerationRequestError(f"{name}: expected an (H, W, 3) image, got shape {tuple(a.shape)}")
     if a.dtype != np.uint8:
         raise GenerationRequestError(f"{name}: expected uint8 pixels (0..255), got {a.dtype}")
+
+
+def _check_finite(name: str, value: Any) -> None:
+    """A float array with NaN or infinite values would be tokenised into garbage codes without a word (a depth map
+    saved with holes as NaN, for one): refuse it, naming the input."""
+    if not isinstance(value, (np.ndarray, torch.Tensor)):
+        return
+    a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+    if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise GenerationRequestError(
+                f"{name}: the array has {bad} NaN or infinite values of {a.size}; expected finite numbers "
+                "(fill the holes first)"
+            )
 
 
 def _square(value: Any, size: int) -> np.ndarray:
@@ -372,10 +414,39 @@ def _sequence(
 # ------------------------------------------------------------------------------------------------ targets
 
 
-def validate_targets(pipe: Pipeline, targets: Sequence[str], inputs: Sequence[str] = ()) -> list[Requested]:
+def target_names(targets: str | Sequence[str]) -> list[str]:
+    """The target names of a request: a list of names, or one string of comma-separated names (``"depth"``,
+    ``"depth,caption"``, as ``--targets`` takes them). A bare string is not iterated letter by letter."""
+    if isinstance(targets, str):
+        return [t.strip() for t in targets.split(",") if t.strip()]
+    if not isinstance(targets, Sequence) or any(not isinstance(t, str) for t in targets):
+        raise GenerationRequestError(
+            f"targets: expected a list of modality names or one comma-separated string, got {targets!r}"
+        )
+    return list(targets)
+
+
+def check_options(ensemble: int = 1, steps: int = 8, temperature: float = 0.5, top_p: float | None = None) -> None:
+    """The sampling options of a request, before any compute: at least one and at most :data:`MAX_ENSEMBLE`
+    generations, at least one step, a temperature >= 0 and a nucleus threshold in (0, 1]."""
+    if not isinstance(ensemble, int) or not 1 <= ensemble <= MAX_ENSEMBLE:
+        raise GenerationRequestError(
+            f"ensemble {ensemble}: fuse between 1 and {MAX_ENSEMBLE} generations (each one is held in memory)"
+        )
+    if not isinstance(steps, int) or steps < 1:
+        raise GenerationRequestError(f"steps {steps}: at least one decoding step per target")
+    if not temperature >= 0:  # NaN too
+        raise GenerationRequestError(f"temperature {temperature}: expected a number >= 0 (0: the most likely token)")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenerationRequestError(f"top_p {top_p}: expected a probability in (0, 1]")
+
+
+def validate_targets(pipe: Pipeline, targets: str | Sequence[str], inputs: Sequence[str] = ()) -> list[Requested]:
     """Resolve and check every target before any compute: a known modality the model predicts, not an input,
     asked once, with a trained tokenizer for image and global tokens (the picture cannot be drawn otherwise),
-    and a text vocabulary of the model's size for sequences. ``inputs``: model keys already given."""
+    and a text vocabulary of the model's size for sequences. ``inputs``: model keys already given; ``targets``:
+    names, or one comma-separated string (:func:`target_names`)."""
+    targets = target_names(targets)
     if not targets:
         raise GenerationRequestError("no targets: name at least one modality to generate")
     model, vocabulary = pipe.network, pipe.vocabulary

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fourm_core.errors import read_json
 from fourm_core.spec import ModalityKind
 
 __all__ = [
@@ -86,6 +87,9 @@ class IndexMeta:
     count: int = 0
     skipped: int = 0
     fingerprint: str = ""
+    #: sha256 of the ids and vectors the index file holds (:meth:`EmbeddingIndex.content_hash`): an index file
+    #: swapped for another of the same size is refused on load ("" in sidecars written before it was recorded)
+    vectors_sha256: str = ""
     metric: str = "cos"
     dtype: str = "f32"
     build_seconds: float = 0.0
@@ -162,8 +166,19 @@ class EmbeddingIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._index.save(str(path))
+        self.meta.vectors_sha256 = self.content_hash()
         sidecar_path(path).write_text(json.dumps(asdict(self.meta), indent=2) + "\n")
         return path
+
+    def content_hash(self) -> str:
+        """sha256 over the ids (ascending) and the float32 vectors stored under them: what the index answers with,
+        independent of usearch's graph layout."""
+        keys = np.sort(np.asarray(self._index.keys, dtype=np.uint64))
+        h = hashlib.sha256(keys.astype(np.int64).tobytes())
+        if len(keys):
+            vectors = np.asarray(self._index.get(keys), dtype=np.float32).reshape(len(keys), -1)
+            h.update(np.ascontiguousarray(vectors).tobytes())
+        return h.hexdigest()
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingIndex:
@@ -173,13 +188,21 @@ class EmbeddingIndex:
         if not path.is_file() or not side.is_file():
             missing = path if not path.is_file() else side
             raise RetrievalError(f"no index at {path} ({missing} is missing; build one with `fourm retrieve build`)")
-        meta = IndexMeta(**{k: v for k, v in json.loads(side.read_text()).items() if k in IndexMeta.__annotations__})
+        recorded = read_json(side, "index sidecar")  # a damaged sidecar names its file
+        if not isinstance(recorded, dict):
+            raise RetrievalError(f"{side}: not an index sidecar (expected a JSON object)")
+        meta = IndexMeta(**{k: v for k, v in recorded.items() if k in IndexMeta.__annotations__})
         index = cls(meta.dim, meta)
         index._index.load(str(path))
         if len(index) != meta.count or index._index.ndim != meta.dim:
             raise RetrievalError(
                 f"{path}: the index holds {len(index)} vectors of {index._index.ndim} dims, its "
                 f"sidecar says {meta.count} of {meta.dim}"
+            )
+        if meta.vectors_sha256 and index.content_hash() != meta.vectors_sha256:
+            raise RetrievalError(
+                f"{path} does not hold the vectors its sidecar {side} records (sha256 differs): the index file was "
+                "replaced or damaged; rebuild it with `fourm retrieve build`"
             )
         return index
 

@@ -144,8 +144,13 @@ class GenerationSchedule(BaseModel):
     @classmethod
     def from_yaml(cls, source: str | Path) -> GenerationSchedule:
         """A YAML file (or YAML text): a list of steps, or a mapping with ``steps``."""
-        text = Path(source).read_text() if isinstance(source, Path) or _is_file(source) else str(source)
-        data = yaml.safe_load(text)
+        is_file = isinstance(source, Path) or _is_file(source)
+        text = Path(source).read_text() if is_file else str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:  # name the file: the parser only says "line 2, column 1"
+            where = f"{source}: not a valid schedule YAML" if is_file else "the schedule is not valid YAML"
+            raise ScheduleError(f"{where} ({' '.join(str(exc).split())})") from None
         if isinstance(data, Mapping):
             return cls(**data)
         if isinstance(data, list):

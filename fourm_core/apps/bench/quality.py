@@ -26,7 +26,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["QualityBenchConfig", "RowConfig", "load_quality_config", "run_quality_bench"]
@@ -98,9 +97,10 @@ class QualityBenchConfig(BaseModel):
 
 def load_quality_config(path: str | os.PathLike[str], **overrides: Any) -> QualityBenchConfig:
     """Read the YAML; ``overrides`` are dotted keys (``train.schedule.steps=20``) set before validation."""
+    from fourm_core.errors import read_yaml
     from fourm_core.training.config import apply_overrides
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = read_yaml(path, "benchmark config") or {}
     return QualityBenchConfig.model_validate(apply_overrides(data, overrides))
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fourm_core.apps.cli.errors import check_modality_names, positive_int
 from fourm_core.apps.cli.train import parse_overrides
+from fourm_core.errors import UsageError
 from fourm_core.spec import PRESETS
 
 DEFAULT_IMAGE_SIZE = {"tiny": 64, "paper": 224}
@@ -40,6 +42,12 @@ def work_table(title: str, worker: str, rows: list[tuple[str, str | None, int, i
     return table
 
 
+def _user_error(exc: Exception) -> NoReturn:
+    """A user mistake (not a store, a store built with other plugins ...): handed to the top-level handler as one
+    line, exit code 2 (``--debug`` shows the traceback of ``exc``, chained)."""
+    raise UsageError(" ".join(str(exc).split())) from exc
+
+
 def _manifest(preset: str) -> Any:
     from fourm_core.registry import Registry
     from fourm_core.vocab import build_manifest
@@ -52,6 +60,7 @@ def _write(console: Console, args: argparse.Namespace, source: str, location: st
     source); a bad source name or setting is one error line."""
     from fourm_core.sources.protocol import SourceError, SourceSettings, build_source
     from fourm_core.storage.source_writer import create_source_store, write_source
+    from fourm_core.storage.store import StoreError
 
     size = args.image_size or DEFAULT_IMAGE_SIZE[args.preset]
     try:
@@ -62,10 +71,17 @@ def _write(console: Console, args: argparse.Namespace, source: str, location: st
             location=location, image_size=size, n=getattr(args, "n", None), seed=args.seed, options=options
         )
         adapter = build_source(source, settings)
-        store = create_source_store(args.out, adapter, size, args.preset, args.block_size, _manifest(args.preset))
-    except (SourceError, ValueError, OSError) as exc:
-        console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
+        store = create_source_store(
+            args.out,
+            adapter,
+            size,
+            args.preset,
+            args.block_size,
+            _manifest(args.preset),
+            append=getattr(args, "append", False),
+        )
+    except (SourceError, StoreError, ValueError, OSError) as exc:
+        _user_error(exc)
     with progress_bar(console) as progress:
         task = progress.add_task(f"{adapter.name} -> {args.out}", total=len(store.todo_blocks("source")))
         report = write_source(store, adapter, args.workers, lambda n, total: progress.update(task, completed=n))
@@ -109,10 +125,17 @@ def cmd_sources(args: argparse.Namespace, console: Console) -> int:
 def cmd_label(args: argparse.Namespace, console: Console) -> int:
     """Run the labelers in dependency order, resuming where a previous run stopped."""
     from fourm_core.labeling.runner import ModalityPlan, label_store
-    from fourm_core.storage.store import AlignedStore
+    from fourm_core.registry import Registry
+    from fourm_core.storage.store import AlignedStore, StoreError
 
-    choices = dict(item.split("=", 1) for item in args.labeler)
-    AlignedStore.open(args.store, expected_manifest=_manifest(AlignedStore.open(args.store).preset))
+    choices = {k: str(v) for k, v in parse_overrides(args.labeler, flag="--labeler").items()}
+    registry = Registry()
+    check_modality_names(registry, args.only, "--only")  # a typo would label nothing and report success
+    check_modality_names(registry, list(choices), "--labeler")
+    try:  # the manifest is checked by label_store, against the vocabulary the store records
+        AlignedStore.open(args.store)
+    except StoreError as exc:
+        _user_error(exc)
     with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
@@ -127,24 +150,33 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
         def on_progress(name: str, done: int, total: int) -> None:
             progress.update(tasks[name], completed=done)
 
-        plans = label_store(
-            args.store,
-            choices=choices,
-            only=args.only or None,
-            workers=args.workers,
-            on_plan=on_plan,
-            on_progress=on_progress,
-        )
-    rows = [(p.name, p.labeler, p.done, p.failed, p.samples_per_s, p.skip_reason) for p in plans]
+        try:
+            plans = label_store(
+                args.store,
+                choices=choices,
+                only=args.only or None,
+                workers=args.workers,
+                on_plan=on_plan,
+                on_progress=on_progress,
+            )
+        except StoreError as exc:
+            progress.stop()
+            _user_error(exc)
+    rows = [(p.name, p.labeler, p.done, p.failed, p.samples_per_s, p.skip_reason or p.note) for p in plans]
     console.print(work_table("labeling", "labeler", rows))
     return 0
 
 
 def cmd_info(args: argparse.Namespace, console: Console) -> int:
     """Sizes, completeness and provenance per part (``--json``: one record per modality)."""
-    from fourm_core.storage.store import AlignedStore
+    from fourm_core.storage.store import AlignedStore, StoreError
 
-    info = AlignedStore.open(args.store, mode="r").info()
+    try:
+        store = AlignedStore.open(args.store, mode="r")
+        info = store.info()
+    except StoreError as exc:
+        _user_error(exc)
+    differences, notes = _manifest_report(store)
     if args.json:
         records = []
         for part, p in info["parts"].items():
@@ -158,11 +190,14 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
                     "done": p["done"],
                     "failed": p["failed"],
                     "todo": p["todo"],
+                    "damaged": p["damaged"],
                     "bytes": p["bytes"],
                     "provenance": p["provenance"],
                 }
             )
-        print(json.dumps({"store": {k: v for k, v in info.items() if k != "parts"}, "modalities": records}, indent=2))
+        store_record = {k: v for k, v in info.items() if k != "parts"}
+        store_record["manifest"] = {"differences": differences, "notes": notes}
+        print(json.dumps({"store": store_record, "modalities": records}, indent=2))
         return 0
     title = f"{info['path']}: {info['n_samples']} samples, {info['image_size']} px, preset {info['preset']}"
     table = Table(title=title)
@@ -174,16 +209,45 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
         )
         table.add_row(part, str(p["done"]), str(p["failed"]), str(p["todo"]), f"{p['bytes'] / 2**20:.1f}", escape(prov))
     console.print(table)
+    _print_findings(console, [d for p in info["parts"].values() for d in p["damaged"]], differences, notes)
     return 0
 
 
-def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    """Check every written sample against its layout; exit 1 when there are problems."""
-    from fourm_core.storage.store import AlignedStore
+def _manifest_report(store: Any) -> tuple[list[str], list[str]]:
+    """Differences (incompatible) and notes (plugin versions) between the store's manifest and the installed
+    plugins, compared against the vocabulary the store records."""
+    from fourm_core.registry import Registry
+    from fourm_core.storage.manifest import manifest_report
 
-    problems = AlignedStore.open(args.store, mode="r").verify()
+    return manifest_report(store, Registry())
+
+
+def _print_findings(console: Console, damaged: list[str], differences: list[str], notes: list[str]) -> None:
+    for line in damaged:
+        console.print(f"[red]damaged[/red] {escape(line)}; `fourm data verify` marks it to redo", highlight=False)
+    for line in differences:
+        console.print(f"[red]manifest[/red] {escape(line)}", highlight=False)
+    for line in notes:
+        console.print(f"[yellow]note[/yellow] {escape(line)}", highlight=False)
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    """Check every written block against its record (files, digest) and layout, and the store's manifest against the
+    installed plugins; damaged blocks are marked to redo (unless ``--check-only``). Exit 1 when there are problems."""
+    from fourm_core.storage.store import AlignedStore, StoreError
+
+    try:
+        store = AlignedStore.open(args.store, mode="r" if args.check_only else "r+")
+        problems = store.verify(repair=not args.check_only)
+    except StoreError as exc:
+        _user_error(exc)
+    differences, notes = _manifest_report(store)
+    problems += [f"manifest: {d}" for d in differences]
     for problem in problems:
         console.print(f"[red]problem[/red] {escape(problem)}", highlight=False)
+    _print_findings(console, [], [], notes)
+    if any(p.endswith("marked to redo") for p in problems):
+        console.print("rerun the command that wrote each part (ingest or synth, label, tokenize) to redo those blocks")
     console.print(f"{len(problems)} problems" if problems else "store verified: no problems")
     return 1 if problems else 0
 
@@ -198,16 +262,16 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", required=True, help="store path (a new folder, or an existing one to resume)")
         p.add_argument("--preset", choices=PRESETS, default="tiny")
-        p.add_argument("--image-size", type=int, default=None, help="default: 64 (tiny) or 224 (paper)")
-        p.add_argument("--block-size", type=int, default=64, help="samples per block (the unit of work)")
-        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--image-size", type=positive_int, default=None, help="default: 64 (tiny) or 224 (paper)")
+        p.add_argument("--block-size", type=positive_int, default=64, help="samples per block (the unit of work)")
+        p.add_argument("--workers", type=positive_int, default=1)
         p.add_argument("--seed", type=int, default=0, help="seed of generated sources")
         p.add_argument(
             "--option", action="append", default=[], metavar="KEY=VALUE", help="a source setting (YAML value)"
         )
 
     p = data.add_parser("synth", help="render the synthetic world into a store")
-    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--n", type=positive_int, required=True)
     common(p)
     p.set_defaults(func=partial(cmd_synth, console=console))
 
@@ -215,7 +279,10 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p.add_argument("location", help="what to read (a folder, a file: the source decides)")
     p.add_argument("--source", default="image_folder", help="registered source name (see `fourm data sources`)")
     p.add_argument("--crop", choices=("center", "pad"), default=None, help="photo folders: the crop option")
-    p.add_argument("--n", type=int, default=None, help="samples, for sources that generate them")
+    p.add_argument("--n", type=positive_int, default=None, help="samples, for sources that generate them")
+    p.add_argument(
+        "--append", action="store_true", help="resuming: add files new in the folder as new samples (indices stay)"
+    )
     common(p)
     p.set_defaults(func=partial(cmd_ingest, console=console))
 
@@ -227,7 +294,7 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p.add_argument("store")
     p.add_argument("--only", nargs="*", default=[], help="modalities to label (default: all)")
     p.add_argument("--labeler", action="append", default=[], metavar="MODALITY=NAME", help="pick a labeler")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=positive_int, default=1)
     p.set_defaults(func=partial(cmd_label, console=console))
 
     p = data.add_parser("info", help="sizes, completeness and provenance")
@@ -235,8 +302,9 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=partial(cmd_info, console=console))
 
-    p = data.add_parser("verify", help="check arrays against their schema")
+    p = data.add_parser("verify", help="check every block against its checksum and schema; mark damaged ones to redo")
     p.add_argument("store")
+    p.add_argument("--check-only", action="store_true", help="report damaged blocks without marking them to redo")
     p.set_defaults(func=partial(cmd_verify, console=console))
 
     from fourm_core.apps.cli.tokenizer import add_data_tokenize  # imports this module: only once it is loaded

@@ -25,6 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fourm_core.apps.cli.errors import existing_dir, non_negative_int, positive_int
+from fourm_core.errors import UsageError
+
 __all__ = ["add_generate_commands", "cmd_generate", "parse_inputs"]
 
 
@@ -36,51 +39,44 @@ def parse_inputs(items: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ValueError(f"--input takes NAME=VALUE (a file or text), got {item!r}")
+            raise UsageError(f"--input takes NAME=VALUE (a file or text), got {item!r}")
         if name in out:
-            raise ValueError(f"--input {name} is given twice")
+            raise UsageError(f"--input {name} is given twice")
         out[name] = value
     return out
 
 
 def cmd_generate(args: argparse.Namespace, console: Console) -> int:
-    """Load the model, check the request, generate, write the files, print what was written. Request errors
-    print one red line and return 2 (no traceback: they are the user's to fix, and name what to fix)."""
+    """Load the model, check the request, generate, write the files, print what was written. A mistake in the
+    request raises an error the CLI shows as one line (exit code 2): it names what to fix."""
     import torch
 
-    from fourm_core.inference.pipeline import Pipeline
-    from fourm_core.inference.requests import GenerationRequestError
-    from fourm_core.inference.schedule import ScheduleError
+    from fourm_core.inference.pipeline import Pipeline, model_folder
+    from fourm_core.inference.requests import target_names
     from fourm_core.model.network import FourMNetwork
     from fourm_core.registry import Registry
     from fourm_core.vocab import TextVocabulary
 
-    try:
-        inputs = parse_inputs(args.input)
-        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-        registry = Registry()
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model_dir = Path(args.model)
-        if not (model_dir / "config.json").is_file():
-            raise GenerationRequestError(f"--model {model_dir}: no config.json (give a run's final/ folder)")
-        model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
-        vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
-        pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
-        preset = pipeline.preset
-        (result,) = pipeline.generate(
-            [inputs],
-            targets,
-            schedule=args.schedule,
-            seed=args.seed,
-            steps=args.steps,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            ensemble=args.ensemble,
-        )
-    except (GenerationRequestError, ScheduleError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
-        return 2
+    inputs = parse_inputs(args.input)
+    targets = target_names(args.targets)
+    registry = Registry()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = model_folder(args.model)
+    model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
+    vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
+    pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
+    preset = pipeline.preset
+    (result,) = pipeline.generate(
+        [inputs],
+        targets,
+        schedule=args.schedule,
+        seed=args.seed,
+        steps=args.steps,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        ensemble=args.ensemble,
+    )
     written = write_result(result, Path(args.out))
     fused = f", {args.ensemble} generations fused" if args.ensemble > 1 else ""
     table = Table(title=f"generated (seed {args.seed}, preset {preset}{fused})")
@@ -121,7 +117,9 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
     """Register ``fourm generate`` on the top-level subparsers."""
     p = sub.add_parser("generate", help="generate target modalities from input modalities with a trained model")
     p.add_argument("--model", required=True, help="a saved model folder (a run's final/)")
-    p.add_argument("--tokenizers", help="trained tokenizer directory (needed for image and global tokens)")
+    p.add_argument(
+        "--tokenizers", type=existing_dir, help="trained tokenizer directory (needed for image and global tokens)"
+    )
     p.add_argument("--vocab", help="text vocabulary JSON (needed for sequence inputs and targets)")
     p.add_argument("--preset", help="preset of the model (default: inferred from its keys)")
     p.add_argument(
@@ -134,18 +132,18 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
     p.add_argument("--targets", required=True, help="comma-separated modalities to generate, in order")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=8, help="MaskGIT steps per image / global target")
+    p.add_argument("--steps", type=positive_int, default=8, help="MaskGIT steps per image / global target")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (0: argmax)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument(
         "--ensemble",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="draw N generations and fuse them per target (mean of continuous maps, vote of classes, "
         "most frequent text)",
     )
     p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(func=lambda a: cmd_generate(a, console))
     return p

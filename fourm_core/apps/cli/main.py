@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fourm_core import __version__
+from fourm_core.apps.cli.errors import FourmArgumentParser, debug_requested, positive_float, positive_int, run_reported
+from fourm_core.errors import UsageError
 from fourm_core.registry import Modality, Registry, resolve_ref
 from fourm_core.spec import PRESETS
 
@@ -189,8 +191,7 @@ def cmd_vocab_build(args: argparse.Namespace) -> int:
             corpus = example_corpus(registry, per_modality=args.examples)
             origin = f"{len(corpus)} serialized plugin examples (pass --corpus for real captions)"
         if not corpus:
-            console.print("[red]error[/red]: the corpus is empty")
-            return 2
+            raise UsageError(f"vocab build: the corpus {', '.join(args.corpus) or '(plugin examples)'} is empty")
         text = build_text_vocabulary(corpus, words, vocab_size=args.vocab_size)
         console.print(f"trained WordPiece on {origin}: {text.size} ids")
     path = text.save(out / "text_tokenizer.json")
@@ -219,8 +220,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not names:
             record = next((r for r in registry.plugins() if args.plugin in (r.name, r.distribution)), None)
             why = f": {'; '.join(record.errors) or 'blocked'}" if record and not record.ok else ""
-            console.print(f"[red]no loaded modality from {args.plugin!r}{escape(why)}[/red]", highlight=False)
-            return 1
+            raise UsageError(f"validate {args.plugin}: no loaded modality from {args.plugin!r}{why}")
     results = run_checks(registry, names)
     table = Table(title=f"conformance: {len(names)} modalities")
     table.add_column("modality")
@@ -268,8 +268,8 @@ def add_registry_commands(sub: Any, console: Console) -> None:
     p = vocab.add_parser("build", help="train the WordPiece vocabulary (or adopt the official one) + manifests")
     p.add_argument("--corpus", nargs="*", default=[], help="text files or folders of .txt (one document per line)")
     p.add_argument("--official", help="use this tokenizer JSON (e.g. ml-4m's text_tokenizer_4m_wordpiece_30k.json)")
-    p.add_argument("--vocab-size", type=int, default=30000)
-    p.add_argument("--examples", type=int, default=500, help="serialized examples per modality when no corpus")
+    p.add_argument("--vocab-size", type=positive_int, default=30000)
+    p.add_argument("--examples", type=positive_int, default=500, help="serialized examples per modality when no corpus")
     p.add_argument("--out", default="vocab")
     p.set_defaults(func=cmd_vocab_build)
 
@@ -283,9 +283,9 @@ def add_demo_command(sub: Any, console: Console) -> None:
     """``fourm demo``: the main job on the embedded default."""
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--out", default="demo")
-    p.add_argument("--samples", type=int, default=256, help="synthetic scenes to render")
-    p.add_argument("--tokenizer-seconds", type=float, default=30.0, help="training time per tokenizer")
-    p.add_argument("--train-seconds", type=float, default=240.0, help="training time of the tiny 4M (seconds)")
+    p.add_argument("--samples", type=positive_int, default=256, help="synthetic scenes to render")
+    p.add_argument("--tokenizer-seconds", type=positive_float, default=30.0, help="training time per tokenizer")
+    p.add_argument("--train-seconds", type=positive_float, default=240.0, help="training time of the tiny 4M (seconds)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -322,10 +322,13 @@ def _warn(message: str) -> None:
 def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``fourm``: the core's commands (:data:`CORE_COMMANDS`), then the plugins' ones from
     ``registry`` (default: the installed plugins)."""
-    parser = argparse.ArgumentParser(
+    parser = FourmArgumentParser(
         prog="fourm", description="Any-to-any multimodal masked models, one plugin per modality."
     )
     parser.add_argument("--version", action="version", version=f"fourm {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of user errors too (or set FOURM_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for ref in CORE_COMMANDS:
         resolve_ref(ref)(sub, console)
@@ -336,12 +339,21 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> int:
-    """Entry point of the ``fourm`` console script (``registry``: plugins to use instead of the installed ones)."""
-    parser = build_parser(registry)
-    args = parser.parse_args(argv)
-    if args.command == "validate" and not args.all and not args.plugin:
-        parser.error("validate needs a PLUGIN or --all")
-    return int(args.func(args) or 0)
+    """Entry point of the ``fourm`` console script (``registry``: plugins to use instead of the installed ones).
+
+    Every command ends through :func:`~fourm_core.apps.cli.errors.run_reported`: a user mistake is one line on
+    stderr and exit code 2 (its traceback with ``--debug`` / ``FOURM_DEBUG=1``), a bug a traceback and exit code 1.
+    Loading the plugins happens inside it too, so a plugin conflict in strict mode is one line as well."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def run() -> int:
+        parser = build_parser(registry)
+        args = parser.parse_args(argv)
+        if args.command == "validate" and not args.all and not args.plugin:
+            parser.error("validate needs a PLUGIN or --all")
+        return int(args.func(args) or 0)
+
+    return run_reported(run, debug_requested(argv))
 
 
 if __name__ == "__main__":

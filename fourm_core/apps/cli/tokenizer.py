@@ -14,6 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fourm_core.apps.cli.data import progress_bar, work_table
+from fourm_core.apps.cli.errors import (
+    check_modality_names,
+    existing_dir,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from fourm_core.errors import UsageError, read_json
 
 DEFAULT_DIR = "tokenizers"
 
@@ -53,8 +61,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from fourm_core.tokenizers.workflow import plan_tokenizers, train_tokenizer
 
     if not args.all and not args.names:
-        console.print("[red]name a modality or tokenizer, or pass --all[/red]")
-        return 2
+        raise UsageError("fourm tokenizer train: name a modality or tokenizer, or pass --all")
     if args.threads:
         torch.set_num_threads(args.threads)
     registry = Registry()
@@ -115,7 +122,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     """Trained tokenizers in a directory with their recorded bounds."""
     reports = []
     for path in sorted(Path(args.tokenizers).glob("*/report.json")):
-        reports.append(json.loads(path.read_text()))
+        reports.append(read_json(path, "tokenizer report"))
     if not reports:
         console.print(f"no trained tokenizers in {args.tokenizers}")
         return 0
@@ -128,6 +135,8 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
     from fourm_core.registry import Registry
     from fourm_core.tokenizers.pretokenize import tokenize_store
 
+    registry = Registry()
+    check_modality_names(registry, args.only, "--only")
     with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
@@ -139,7 +148,7 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
         results = tokenize_store(
             args.store,
             args.tokenizers,
-            Registry(),
+            registry,
             only=args.only or None,
             crops=args.crops,
             seed=args.seed,
@@ -163,18 +172,18 @@ def add_tokenizer_commands(sub: Any, console: Console) -> None:
     p.add_argument("--all", action="store_true", help="every learned tokenizer whose data the store has")
     p.add_argument("--store", required=True)
     p.add_argument("--out", default=DEFAULT_DIR)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--seconds", type=float, default=110.0, help="training time cap per tokenizer")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", type=positive_int, default=3000)
+    p.add_argument("--seconds", type=positive_float, default=110.0, help="training time cap per tokenizer")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=non_negative_int, default=None)
     p.set_defaults(func=partial(cmd_train, console=console))
 
     p = tok.add_parser("eval", help="bound metrics and a picture of originals over reconstructions")
     p.add_argument("name")
     p.add_argument("--store", required=True)
-    p.add_argument("--tokenizers", default=DEFAULT_DIR)
+    p.add_argument("--tokenizers", type=existing_dir, default=DEFAULT_DIR)
     p.add_argument("--png", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=partial(cmd_eval, console=console))
@@ -188,8 +197,8 @@ def add_data_tokenize(data: Any, console: Console) -> None:
     """Register ``tokenize`` on the ``fourm data`` sub-parsers."""
     p = data.add_parser("tokenize", help="pre-tokenise a store with trained tokenizers (resumable, multi-crop)")
     p.add_argument("store")
-    p.add_argument("--tokenizers", default=DEFAULT_DIR)
-    p.add_argument("--only", nargs="*", default=[])
-    p.add_argument("--crops", type=int, default=1, help="crops per image; crop 0 is the full image")
+    p.add_argument("--tokenizers", type=existing_dir, default=DEFAULT_DIR, help="the trained tokenizers' folder")
+    p.add_argument("--only", nargs="*", default=[], help="modalities to tokenise (default: every trained one)")
+    p.add_argument("--crops", type=positive_int, default=1, help="crops per image; crop 0 is the full image")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=partial(cmd_data_tokenize, console=console))

@@ -19,6 +19,9 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from fourm_core.apps.cli.errors import positive_int
+from fourm_core.errors import UsageError, one_line
+
 __all__ = ["add_train_commands", "parse_overrides"]
 
 
@@ -31,8 +34,11 @@ def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"{flag} takes key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise UsageError(f"{flag} takes key=value, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{flag} {item!r}: the value is not valid YAML ({one_line(str(exc))})") from None
     return out
 
 
@@ -107,7 +113,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 def add_train_commands(sub: Any, console: Console) -> None:
     p = sub.add_parser("train", help="train a 4M model from a YAML run config (DeepSpeed)")
     p.add_argument("--config", required=True, help="run config YAML (see configs/train/)")
-    p.add_argument("--nproc", type=int, default=1, help="processes on this machine (torchrun)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes on this machine (torchrun)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints in out_dir")
     p.set_defaults(func=lambda a: cmd_train(a, console))
