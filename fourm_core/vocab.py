@@ -13,7 +13,6 @@ exactly what differs when they are opened with another set of plugins.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fourm_core.errors import FileFormatError, one_line, read_json
 from fourm_core.spec import PRESETS, Vocabulary
 
 if TYPE_CHECKING:
@@ -122,7 +122,11 @@ class TextVocabulary:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"text tokenizer file {path} does not exist")
-        return cls(Tokenizer.from_file(str(path)), source=str(path))
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the tokenizers library raises a bare Exception naming neither file nor format
+            raise FileFormatError(f"{path}: not a text tokenizer JSON ({one_line(str(exc))})") from None
+        return cls(tokenizer, source=str(path))
 
 
 def build_text_vocabulary(
@@ -291,7 +295,7 @@ class VocabularyManifest(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> VocabularyManifest:
         """Read a manifest written by :meth:`save`."""
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.model_validate(read_json(path, "vocabulary manifest"))
 
 
 def build_manifest(registry: Registry, preset: str, text: TextVocabulary | None = None) -> VocabularyManifest:

@@ -24,6 +24,7 @@ image) everything is used as stored.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,16 @@ from fourm_core.keys import KeyInfo, KeyTable
 from fourm_core.serialization import CropFollowing, FromStore, SerializationError, crop_is_identity
 from fourm_core.spec import MaskingUnit, ModalityKind
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SampleBuilder", "form_of", "forms_for", "open_store_dataset"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NonFiniteInputError",
+    "SampleBuilder",
+    "form_of",
+    "forms_for",
+    "open_store_dataset",
+    "untokenised_modalities",
+]
 
 #: ml-4m normalises RGB pixel inputs with the ImageNet statistics (``imagenet_default_mean_and_std=True``).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,6 +83,26 @@ def forms_for(registry: Any, store_parts: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def untokenised_modalities(registry: Any, store_parts: Iterable[str]) -> list[str]:
+    """Modalities whose data a store holds (their raw part, or the part their tokenizer reads: ``tok_rgb`` reads
+    ``rgb``) but not their training form because the tokens are missing: what :func:`forms_for` leaves out until
+    ``fourm data tokenize`` has run."""
+    parts = set(store_parts)
+    out = []
+    for m in registry.modalities():
+        forms = form_of(m.spec).split("+")
+        if _TOKENS not in forms or all(f"{m.name}/{f}" in parts for f in forms):
+            continue
+        source = getattr(m.spec.tokenizer, "source", None)
+        if f"{(source or m.name).split('.')[0]}/{_RAW}" in parts:
+            out.append(m.name)
+    return out
+
+
+class NonFiniteInputError(ValueError):
+    """A stored input array holds NaN or infinity: it would turn every loss it touches into NaN."""
+
+
 def open_store_dataset(
     path: str | Path, registry: Any, crop: int | str | None = 0, seed: int = 0, **kwargs: Any
 ) -> Any:
@@ -90,6 +120,8 @@ class SampleBuilder:
 
     ``vocabulary`` is a :class:`~fourm_core.vocab.TextVocabulary` (anything with ``encode(text) -> list[int]``).
     ``skipped`` counts, per model key, the samples whose value could not be serialised (left out, like empties).
+    ``truncated`` counts, per model key, the sequences cut to ``max_tokens`` (their ``[EOS]`` lost with the tail, as
+    in ml-4m); the first cut of each key is also a warning, so a too-small budget is never silent.
     """
 
     registry: Any
@@ -100,6 +132,7 @@ class SampleBuilder:
     skipped: dict[str, int] = field(default_factory=dict)
     #: per model key, samples left out because their image coordinates cannot follow a non-identity crop
     uncropped: dict[str, int] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys = self.registry.model_keys(self.preset)
@@ -108,9 +141,12 @@ class SampleBuilder:
         self._size: int | None = None
 
     # -- entry point ---------------------------------------------------------------------------------------------
-    def __call__(self, sample: Mapping[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
+    def __call__(
+        self, sample: Mapping[str, Any], rng: random.Random | None = None, where: str = "a sample"
+    ) -> dict[str, Any]:
         """Content per model key of ``sample``; ``rng`` draws serialisation orders and variants (canonical
-        orders without it), so a fixed seed gives the same content every time."""
+        orders without it), so a fixed seed gives the same content every time. ``where`` names the sample in
+        errors (``"world.zarr sample 12"``): a stored input with NaN or infinity is a :class:`NonFiniteInputError`."""
         crop = sample.get("crop") or {}
         out: dict[str, Any] = {}
         for key, members in self.keys.items():
@@ -118,10 +154,13 @@ class SampleBuilder:
             if not rows:
                 continue
             spec, info = members[0].spec, self.table[key]
-            if info.is_pixels:
-                value = self._pixels(spec, info, next(iter(rows.values())), crop.get("settings"))
-            elif info.is_embedding:
-                value = self._embedding(spec, info, next(iter(rows.values())))
+            if info.is_pixels or info.is_embedding:
+                name, row = next(iter(rows.items()))
+                _check_finite(row, f"{where}, modality {name!r}")
+                if info.is_pixels:
+                    value = self._pixels(spec, info, row, crop.get("settings"))
+                else:
+                    value = self._embedding(spec, info, row)
             elif info.is_sequence:
                 value = self._sequence(key, members, rows, rng, crop.get("settings"))
             else:  # image and global tokens
@@ -199,8 +238,22 @@ class SampleBuilder:
         if info.masking == MaskingUnit.CHUNK:
             chunks = [self.vocabulary.encode(c) for c in self.registry.masking_chunks(members[0].name, text)]
             return [c for c in chunks if c] + [[EOS_ID]]
-        ids = (list(self.vocabulary.encode(text)) + [EOS_ID])[: info.max_tokens]
+        ids = list(self.vocabulary.encode(text)) + [EOS_ID]
+        if len(ids) > info.max_tokens:
+            self._truncated(key, len(ids), info.max_tokens)
+            ids = ids[: info.max_tokens]
         return torch.tensor(ids, dtype=torch.long)
+
+    def _truncated(self, key: str, length: int, budget: int) -> None:
+        """Count a sequence cut to its budget; warn at the first cut of each key (later ones are only counted)."""
+        self.truncated[key] = self.truncated.get(key, 0) + 1
+        if self.truncated[key] == 1:
+            warnings.warn(
+                f"{key}: a sequence of {length} tokens (with [EOS]) is cut to its budget of {budget}, losing its "
+                f"[EOS]; further cuts of {key!r} are counted in SampleBuilder.truncated, not warned",
+                UserWarning,
+                stacklevel=4,
+            )
 
     # -- batches -------------------------------------------------------------------------------------------------
     def build_batch(
@@ -221,6 +274,18 @@ class SampleBuilder:
             contents.append(content)
             masks.append(masker(collator.masking_sample(content), rng))
         return collator(contents, masks)
+
+
+def _check_finite(row: Mapping[str, Any], where: str) -> None:
+    """Refuse a stored float array with NaN or infinity, naming the sample, the modality and the array."""
+    for name, value in row.items():
+        array = np.asarray(value) if not isinstance(value, torch.Tensor) else value.numpy()
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise NonFiniteInputError(
+                f"{where}, array {name!r}: {bad} of {array.size} values are NaN or infinite; expected finite numbers "
+                "(relabel the sample or drop it)"
+            )
 
 
 def _first_raw(spec: Any) -> str:

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
 
+from fourm_core.errors import read_json
 from fourm_core.keys import DEFAULT_TEXT_VOCAB, KeyTable, KeyTableError
 
 __all__ = ["CONFIG_NAME", "RECIPES", "SIZES", "FourMConfig", "fourm_config", "read_config"]
@@ -195,7 +196,7 @@ def read_config(directory: str | Path, registry: Any = None, **overrides: Any) -
     """The config in ``directory/config.json``, whichever layout it has: fourm's (with ``keys``), fourm's before the
     key table (an ml-4m ``modality_info`` dict beside the fields) or ml-4m's official one (domains, image and patch
     size; the key table comes from ``registry``, the installed plugins by default). ``overrides`` replace fields."""
-    data = json.loads((Path(directory) / CONFIG_NAME).read_text())
+    data = read_json(Path(directory) / CONFIG_NAME, "model config")
     if not isinstance(data, dict):
         raise ValueError(f"{directory}/{CONFIG_NAME}: a config holds a mapping")
     data.update(overrides)

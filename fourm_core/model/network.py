@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from fourm_core.errors import FileFormatError, load_safetensors
 from fourm_core.keys import KeyTable
 from fourm_core.model.blocks import (
     Block,
@@ -321,7 +322,14 @@ class FourMNetwork(nn.Module):
         installed plugins; see :func:`~fourm_core.model.config.read_config`). ``overrides`` replace config fields."""
         directory = Path(directory)
         model = cls(read_config(directory, registry, **overrides))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=strict)
+        weights = directory / WEIGHTS_NAME
+        try:
+            model.load_state_dict(load_safetensors(weights, "model weights file"), strict=strict)
+        except RuntimeError as exc:  # missing / unexpected keys, wrong shapes: weights of another config
+            first = str(exc).splitlines()[1:2] or [str(exc)]
+            raise FileFormatError(
+                f"{weights}: the weights do not fit {directory / CONFIG_NAME} ({first[0].strip()})"
+            ) from None
         return model
 
 

@@ -6,6 +6,7 @@ Nothing here knows what a modality is; :mod:`fourm_core.registry.facade` builds 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -30,6 +31,7 @@ __all__ = [
     "PluginLoader",
     "PluginRecord",
     "Problem",
+    "env_flag",
     "resolve_ref",
 ]
 
@@ -47,7 +49,8 @@ class Problem:
     ``kind`` is one of ``load`` (the entry point did not import), ``contract`` (built for a contract version this core
     does not support), ``hook`` (a hook raised or registered something invalid), ``requirement`` (a labeler's
     ``requires`` is malformed or names a modality it is not ordered after), ``conflict`` (two distributions claim one
-    name or key), ``dependency`` (missing or cyclic), ``part`` (a part registered for an unknown modality).
+    name or key), ``dependency`` (missing or cyclic), ``part`` (a part registered for an unknown modality),
+    ``config`` (an environment setting names a plugin that is not installed).
     """
 
     kind: str
@@ -96,6 +99,24 @@ class PluginRecord:
         }
 
 
+#: what an on/off environment switch (``FOURM_STRICT_PLUGINS`` ...) may say, either way
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def env_flag(variable: str) -> bool:
+    """An on/off environment switch: 1/true/yes/on or 0/false/no/off (any case, unset = off). Anything else is an
+    error naming the variable: ``FOURM_STRICT_PLUGINS=ture`` must not quietly mean "not strict"."""
+    value = os.environ.get(variable, "")
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(
+        f"{variable}={value!r} is not an on/off switch: expected one of {', '.join(_TRUE)} (on) or "
+        f"{', '.join(v for v in _FALSE if v)} (off)"
+    )
+
+
 def resolve_ref(ref: str) -> Any:
     """Import ``"package.module:attr.sub"`` and return the attribute."""
     module_name, _, attr_path = ref.partition(":")
@@ -140,12 +161,14 @@ class PluginLoader:
         trace: bool | None,
         extra_plugins: Sequence[tuple[str, object]],
     ) -> None:
+        from_env = disabled is None
         env_disabled = os.environ.get("FOURM_DISABLE_PLUGINS", "")
-        self.disabled = {d.strip() for d in (disabled if disabled is not None else env_disabled.split(",")) if d}
-        self.strict = strict if strict is not None else os.environ.get("FOURM_STRICT_PLUGINS", "") in ("1", "true")
+        names = env_disabled.split(",") if disabled is None else disabled
+        self.disabled = {d.strip() for d in names if d.strip()}
+        self.strict = strict if strict is not None else env_flag("FOURM_STRICT_PLUGINS")
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.trace = trace if trace is not None else os.environ.get("FOURM_TRACE_PLUGINS", "") in ("1", "true")
+        self.trace = trace if trace is not None else env_flag("FOURM_TRACE_PLUGINS")
         if self.trace:
             self.pm.trace.root.setwriter(sys.stderr.write)
             self.pm.enable_tracing()
@@ -158,6 +181,27 @@ class PluginLoader:
         for name, obj in extra_plugins:
             module = getattr(obj, "__name__", type(obj).__name__)
             self._register_object(PluginRecord(name, name, "0+local", module), obj)
+        if from_env:
+            self._check_disabled_names()
+
+    def _check_disabled_names(self) -> None:
+        """A name in ``FOURM_DISABLE_PLUGINS`` that matches no plugin disables nothing: a typo that would leave the
+        plugin the user meant to turn off running. Reported as a ``config`` problem naming the known plugins.
+
+        The variable speaks of the installed plugins, so its names are checked against every installed entry point of
+        the group (and this registry's own), not only the subset a registry built from explicit entry points loads."""
+        installed = list(entry_points(group=ENTRY_POINT_GROUP))
+        names = {ep.name for ep in installed} | {r.name for r in self._records.values()}
+        distributions = {ep.dist.name for ep in installed if ep.dist is not None}
+        known = names | distributions | {r.distribution for r in self._records.values()}
+        for name in sorted(self.disabled - known):
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self._problem(
+                "config",
+                f"FOURM_DISABLE_PLUGINS names {name!r}, which is no installed plugin{hint}; known plugins: "
+                + ", ".join(sorted(names)),
+            )
 
     def _problem(self, kind: str, message: str, records: Sequence[PluginRecord] = (), detail: str = "") -> None:
         self.problems.append(Problem(kind, message, tuple(r.label for r in records), detail))

@@ -27,6 +27,7 @@ _EXPECTED_FORMATS: dict[str, frozenset[str]] = {
     ".bmp": frozenset({"BMP", "DIB"}),
     ".tif": frozenset({"TIFF"}),
     ".tiff": frozenset({"TIFF"}),
+    ".gif": frozenset({"GIF"}),
 }
 
 #: Decode JPEGs at the smallest DCT scale that still leaves this many times the target resolution (Pillow's own

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderConfig", "IngestError", "PhotoRecord"]
 
-#: File extensions that make a file a candidate photo (compared lower-cased).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: File extensions that make a file a candidate photo (compared lower-cased). A ``.gif`` is ingested as its first
+#: frame (noted when there are more), never skipped without a word.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 _EXPECT_IMAGE = "a decodable image"
 _EXPECT_FORMAT = "a JPEG, PNG, WebP, BMP or TIFF image"

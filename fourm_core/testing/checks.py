@@ -14,13 +14,22 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from fourm_core.registry import Modality, Registry, resolve_ref
 from fourm_core.serialization import SerializationError
 from fourm_core.spec import PRESETS, MaskingUnit, ModalityKind, ModalitySpec, Vocabulary
 from fourm_core.vocab import TextVocabulary, build_text_vocabulary
 
-__all__ = ["CHECKS", "CheckResult", "ConformanceError", "conformance_vocabulary", "run_checks"]
+__all__ = [
+    "CHECKS",
+    "CheckResult",
+    "ConformanceError",
+    "check_serializer_example",
+    "check_vocabulary_example",
+    "conformance_vocabulary",
+    "run_checks",
+]
 
 #: Examples drawn per serializer check; small enough to keep the suite fast, large enough to hit every branch.
 EXAMPLES = 25
@@ -77,25 +86,7 @@ def check_serializer(modality: Modality, registry: Registry) -> None:
         return
     ser = modality.serializer()
     for seed in range(EXAMPLES):
-        rng = random.Random(seed)
-        value = ser.example(rng)
-        text = ser.serialize(value)
-        again = ser.serialize(ser.parse(text))
-        if again != text:
-            raise _fail(
-                modality, f"serialize(parse(s)) != s for seed {seed}:\n  s      = {text!r}\n  again  = {again!r}"
-            )
-        shuffled = ser.serialize(value, random.Random(seed + 1000))
-        parsed = ser.parse(shuffled)
-        if ser.parse(ser.serialize(parsed)) != parsed:
-            raise _fail(modality, f"a shuffled string does not parse stably (seed {seed}): {shuffled!r}")
-        if modality.spec.masking == MaskingUnit.CHUNK and text:
-            chunks = registry.masking_chunks(modality.name, text)
-            if " ".join(chunks) != text:
-                raise _fail(modality, f"masking chunks do not reassemble the sequence: {chunks}")
-            tags = {t for m in modality.group_members() for t in m.spec.chunk_tags}
-            if any(c.split()[0] not in tags for c in chunks):
-                raise _fail(modality, f"a chunk does not start with a declared chunk tag: {chunks}")
+        check_serializer_example(modality, registry, seed, ser)
     for garbage in ("v0=1 v7=3 [S_1]", "polygon point human v3=999", "v1=999 v0=12 v0=13 v0=14"):
         try:
             ser.parse(garbage)
@@ -106,6 +97,28 @@ def check_serializer(modality: Modality, registry: Registry) -> None:
                 modality,
                 f"parse({garbage!r}) raised {exc!r}; malformed input must raise SerializationError naming the modality",
             ) from exc
+
+
+def check_serializer_example(modality: Modality, registry: Registry, seed: int, ser: Any = None) -> None:
+    """The round-trip checks on the serializer's ``example(Random(seed))``: one case of :func:`check_serializer`,
+    callable with any seed (the property tests draw them)."""
+    ser = ser if ser is not None else modality.serializer()
+    value = ser.example(random.Random(seed))
+    text = ser.serialize(value)
+    again = ser.serialize(ser.parse(text))
+    if again != text:
+        raise _fail(modality, f"serialize(parse(s)) != s for seed {seed}:\n  s      = {text!r}\n  again  = {again!r}")
+    shuffled = ser.serialize(value, random.Random(seed + 1000))
+    parsed = ser.parse(shuffled)
+    if ser.parse(ser.serialize(parsed)) != parsed:
+        raise _fail(modality, f"a shuffled string does not parse stably (seed {seed}): {shuffled!r}")
+    if modality.spec.masking == MaskingUnit.CHUNK and text:
+        chunks = registry.masking_chunks(modality.name, text)
+        if " ".join(chunks) != text:
+            raise _fail(modality, f"masking chunks do not reassemble the sequence: {chunks}")
+        tags = {t for m in modality.group_members() for t in m.spec.chunk_tags}
+        if any(c.split()[0] not in tags for c in chunks):
+            raise _fail(modality, f"a chunk does not start with a declared chunk tag: {chunks}")
 
 
 def check_vocabulary(modality: Modality, registry: Registry, text: TextVocabulary | None = None) -> None:
@@ -120,17 +133,24 @@ def check_vocabulary(modality: Modality, registry: Registry, text: TextVocabular
     if registry.serializer_spec(spec.name) is None:
         return
     ser = modality.serializer()
-    budget = spec.layout("paper").max_tokens
     for seed in range(EXAMPLES):
-        serialized = ser.serialize(ser.example(random.Random(seed)))
-        ids = text.encode(serialized)
-        if text.unk_id in ids:
-            tokens = text.tokens(serialized)
-            raise _fail(modality, f"[UNK] in {serialized!r}: {[t for t in tokens if t == '[UNK]'][:3]}")
-        if ids and max(ids) >= text.size:
-            raise _fail(modality, f"token id {max(ids)} outside the vocabulary of {text.size}")
-        if len(ids) + 1 > budget:
-            raise _fail(modality, f"example of {len(ids)} tokens + EOS exceeds max_tokens {budget}: {serialized!r}")
+        check_vocabulary_example(modality, text, seed, ser)
+
+
+def check_vocabulary_example(modality: Modality, text: TextVocabulary, seed: int, ser: Any = None) -> None:
+    """The serializer's ``example(Random(seed))`` encodes without [UNK], inside ``text`` and within the paper token
+    budget: one case of :func:`check_vocabulary`, callable with any seed."""
+    ser = ser if ser is not None else modality.serializer()
+    budget = modality.spec.layout("paper").max_tokens
+    serialized = ser.serialize(ser.example(random.Random(seed)))
+    ids = text.encode(serialized)
+    if text.unk_id in ids:
+        tokens = text.tokens(serialized)
+        raise _fail(modality, f"[UNK] in {serialized!r}: {[t for t in tokens if t == '[UNK]'][:3]}")
+    if ids and max(ids) >= text.size:
+        raise _fail(modality, f"token id {max(ids)} outside the vocabulary of {text.size}")
+    if len(ids) + 1 > budget:
+        raise _fail(modality, f"example of {len(ids)} tokens + EOS exceeds max_tokens {budget}: {serialized!r}")
 
 
 def check_lazy_import(modality: Modality, registry: Registry) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from fourm_core.errors import load_safetensors, read_json
 from fourm_core.tokenizers.config import TokenizerModelConfig
 from fourm_core.tokenizers.families import get_family
 from fourm_core.tokenizers.transforms import Transform, make_transform
@@ -207,8 +208,10 @@ class Tokenizer:
         directory = Path(directory)
         if not (directory / CONFIG).exists() or not (directory / WEIGHTS).exists():
             raise TokenizerError(f"no trained tokenizer in {directory} (expected {CONFIG} and {WEIGHTS})")
-        payload = json.loads((directory / CONFIG).read_text())
+        payload = read_json(directory / CONFIG, "tokenizer config")
+        if not isinstance(payload, dict) or "config" not in payload:
+            raise TokenizerError(f"{directory / CONFIG}: not a tokenizer config (no 'config' entry)")
         tok = cls(TokenizerModelConfig.model_validate(payload["config"]))
-        tok.load_state_dict(load_file(str(directory / WEIGHTS)))
+        tok.load_state_dict(load_safetensors(directory / WEIGHTS, "tokenizer weights file"))
         tok.info = payload.get("info", {})
         return tok.eval()
