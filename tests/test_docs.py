@@ -40,12 +40,12 @@ def test_every_hook_is_on_the_page_once_under_its_phase() -> None:
 
 def _module(source: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """A hookspec module written to a file and imported, so that inspect finds its source as for a real one."""
-    path = folder / "fake_hookspecs.py"
+    path = folder / "throwaway_hookspecs.py"
     path.write_text(textwrap.dedent(source))
-    spec = importlib.util.spec_from_file_location("fake_hookspecs", path)
+    spec = importlib.util.spec_from_file_location("throwaway_hookspecs", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "fake_hookspecs", module)
+    monkeypatch.setitem(sys.modules, "throwaway_hookspecs", module)
     spec.loader.exec_module(module)
     return module
 
@@ -70,7 +70,7 @@ def test_rendering_groups_by_banner_and_converts_rest(tmp_path: Path, monkeypatc
         # ----------------------------------------------------------------------------------------------------------
 
         @hookspec(firstresult=True)
-        def fake_one(value: int) -> str | None:
+        def first_hook(value: int) -> str | None:
             """Returns ``value`` as :class:`~pkg.mod.Thing`, see :func:`pkg.helper`."""
 
         # a plain comment, not a banner
@@ -80,7 +80,7 @@ def test_rendering_groups_by_banner_and_converts_rest(tmp_path: Path, monkeypatc
         # ----------------------------------------------------------------------------------------------------------
 
         @hookspec
-        def fake_two(register: Callable[[int], None]) -> None:
+        def second_hook(register: Callable[[int], None]) -> None:
             """Call ``register``."""
         ''',
         tmp_path,
@@ -88,14 +88,17 @@ def test_rendering_groups_by_banner_and_converts_rest(tmp_path: Path, monkeypatc
     )
     page = render_plugin_api(module)
     assert [(t, [h.__name__ for h in hs]) for t, hs in hookspecs_in_order(module)] == [
-        ("Phase A: first", ["fake_one"]),
-        ("Phase B: second", ["fake_two"]),
+        ("Phase A: first", ["first_hook"]),
+        ("Phase B: second", ["second_hook"]),
     ]
     assert "Example:\n\n```python\nregister(x)\n```" in page
-    assert "fake_one(value: int) -> str | None" in page and "fake_two(register: Callable[[int], None]) -> None" in page
+    assert (
+        "first_hook(value: int) -> str | None" in page
+        and "second_hook(register: Callable[[int], None]) -> None" in page
+    )
     assert "Returns `value` as `Thing`, see `pkg.helper`." in page
     assert "first implementation returns a non-None result" in page and "plain comment" not in page
-    assert page.index("## Phase A: first") < page.index("### fake_one") < page.index("## Phase B: second")
+    assert page.index("## Phase A: first") < page.index("### first_hook") < page.index("## Phase B: second")
 
 
 def test_check_mode_reports_a_stale_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

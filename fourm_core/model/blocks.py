@@ -7,6 +7,7 @@ Attention runs through ``scaled_dot_product_attention``; masks are boolean with 
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -71,7 +72,7 @@ class KVCache:
         return past
 
 
-class _HeadAttention(nn.Module):
+class _HeadAttention(nn.Module, metaclass=ABCMeta):
     """What :class:`Attention` and :class:`CrossAttention` share: the head split, the input projections a subclass
     registers in :meth:`_input_projections`, the output ``proj`` and the optional per-head q/k norms.
 
@@ -100,9 +101,9 @@ class _HeadAttention(nn.Module):
             self.q_norm = norm_layer(self.head_dim)
             self.k_norm = norm_layer(self.head_dim)
 
+    @abstractmethod
     def _input_projections(self, dim: int, qkv_bias: bool) -> None:
         """Register the query/key/value projections (fused as ml-4m names them)."""
-        raise NotImplementedError
 
     def _split(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         """(B, N, parts * D) -> ``parts`` tensors of (B, H, N, head_dim)."""
@@ -226,7 +227,7 @@ class DropPath(nn.Module):
 _Heads = Callable[[type[_HeadAttention]], _HeadAttention]
 
 
-class _PreNormBlock(nn.Module):
+class _PreNormBlock(nn.Module, metaclass=ABCMeta):
     """What :class:`Block` and :class:`DecoderBlock` share: ml-4m's hyperparameters, ``norm1``, the attention
     modules a subclass registers in :meth:`_attention`, drop path, ``norm2`` and the (gated) MLP.
 
@@ -259,9 +260,9 @@ class _PreNormBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = (GatedMlp if gated_mlp else Mlp)(dim, hidden, act_layer=act_layer, bias=mlp_bias)
 
+    @abstractmethod
     def _attention(self, dim: int, norm_layer: type[nn.Module], heads: _Heads) -> None:
         """Register the attention modules; ``heads(Attention)`` builds one with this block's settings."""
-        raise NotImplementedError
 
 
 class Block(_PreNormBlock):

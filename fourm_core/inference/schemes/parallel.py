@@ -7,6 +7,7 @@ Fixed tokens are encoder inputs of the next step, as in ml-4m.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["ParallelScheme"]
 
 
-class ParallelScheme:
+class ParallelScheme(ABC):
     """Base of the parallel (image / global token) schemes; subclasses set ``name``, ``select`` and ``keep``."""
 
     name = ""
@@ -36,13 +37,13 @@ class ParallelScheme:
                 f"{where}: {step.num_steps} steps for {info.max_tokens} tokens (at most one step per token)"
             )
 
+    @abstractmethod
     def select(self, known: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
         """(B, n) bool: the positions the decoder predicts at this step (a subset of ``~known``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def keep(self, confidence: torch.Tensor, count: int) -> torch.Tensor:
         """(B, count) indices into the predicted positions: the predictions fixed at this step."""
-        raise NotImplementedError
 
     def run(self, job: SchemeJob) -> torch.Tensor:
         """Every ``max_tokens`` position of ``step.target`` filled in ``step.num_steps`` steps."""
