@@ -189,11 +189,13 @@ def test_official_config_json_loads_with_the_registry(registry: Registry, tmp_pa
     assert FourMConfig.from_official(config.to_official(), registry) == config
 
 
-def test_official_patch_size_re_lays_grid_keys(registry: Registry) -> None:
+def test_official_config_sizes_are_only_a_fallback(registry: Registry) -> None:
+    """ml-4m's ``FM`` takes each key's size from its ``@res`` name and its patch from the modality (16, or 14 for
+    DINOv2); the config's ``image_size`` / ``patch_size`` fill in only what a key does not carry."""
     data = {**_official_config(["rgb@224", "tok_depth@224", "tok_dinov2@224"], ["tok_depth@224"]), "patch_size": 32}
     keys = FourMConfig.from_official(data, registry).keys
-    assert (keys["rgb@224"].grid, keys["tok_depth@224"].grid) == (7, 7)
-    assert keys["tok_dinov2@224"].patch_size == 14  # a patch of its own is kept
+    assert (keys["rgb@224"].grid, keys["tok_depth@224"].grid) == (14, 14)
+    assert keys["tok_dinov2@224"].patch_size == 14 and keys["tok_dinov2@224"].grid == 16
     with pytest.raises(KeyTableError, match="tok_nothing@224"):
         FourMConfig.from_official({**data, "domains_in": ["tok_nothing@224"]}, registry)
     with pytest.raises(ValidationError, match="typo_field"):

@@ -1,7 +1,7 @@
 """The Python API: a trained model with everything it needs to generate and retrieve, in three lines.
 
     import fourm_core as fm
-    model = fm.FourM.from_pretrained("runs/tiny")
+    model = fm.FourM.from_pretrained("runs/tiny")          # or "EPFL-VILAB/4M-21_B", tokenizers="official"
     out = model.generate({"rgb": image}, targets=["depth", "normal", "caption", "det"], seed=0)
     out["depth"].array, out["depth"].save("depth.png"); out.show()
     outs = model.generate([{"rgb": a}, {"rgb": b}], targets=["depth"])    # a batch: one result per sample
@@ -46,8 +46,12 @@ class FourM:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], **assets: Any) -> FourM:
-        """Load a run folder (or its ``final/``). ``assets``: ``tokenizers``, ``vocabulary`` (a path or a loaded
-        vocabulary), ``preset``, ``device``, ``registry``, each defaulting to what training recorded (see
+        """Load a run folder (or its ``final/``) or a published 4M model: a hub id (``EPFL-VILAB/4M-21_B``), a
+        folder in the hub layout (``config.json`` + ``model.safetensors``) or a bare ``.safetensors`` whose
+        metadata holds the config. ``assets``: ``tokenizers`` (a folder, or ``"official"`` for the published
+        ones), ``vocabulary`` (a path or a loaded vocabulary; for official models ml-4m's WordPiece file, else
+        ``$FOURM_OFFICIAL_VOCAB``), ``preset``, ``device``, ``registry``, ``revision`` (of a hub id), each
+        defaulting to what training recorded (see
         :meth:`Pipeline.from_pretrained <fourm_core.inference.pipeline.Pipeline.from_pretrained>`)."""
         pipeline = Pipeline.from_pretrained(path, **assets)
         model = cls.__new__(cls)
@@ -101,6 +105,13 @@ class FourM:
             ensemble=ensemble,
         )
         return results[0] if single else results
+
+    # ------------------------------------------------------------------------------------------------ features
+    def encode(self, inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
+        """The 4M encoder as a backbone (ml-4m's ``FMViT`` use): for ``inputs`` as :meth:`generate` takes them, an
+        :class:`~fourm_core.inference.pipeline.Encoding` with ``tokens`` (B, N, D) after the encoder's final norm,
+        ``mask`` (B, N, True = a real input token) and ``pooled`` (B, D), their mean over the valid tokens."""
+        return self.pipeline.encode(inputs)
 
     # ------------------------------------------------------------------------------------------------ retrieval
     def retrieve(

@@ -317,6 +317,8 @@ def trained_tokenizer(pipe: Pipeline, req: Requested) -> Any:
     try:
         tokenizer = pipe.tokenizer(modality)
     except Exception as exc:  # PluginError / TokenizerError: missing or unreadable weights
+        if directory == "official":  # the hub's or the registry's own line says which repo and how to get it
+            raise GenerationRequestError(f"{req.name}: {exc}") from None
         cause = exc.__cause__ or exc
         raise GenerationRequestError(
             f"{req.name}: no trained tokenizer in {directory} ({cause}); run `fourm tokenizer train {modality}`"

@@ -2,6 +2,7 @@
 
 from fourm_core.model.config import RECIPES, SIZES, FourMConfig, fourm_config, read_config
 from fourm_core.model.network import FourMNetwork, parse_official_model_name
+from fourm_core.model.official import load_official, official_config, read_official, read_official_config
 
 __all__ = [
     "RECIPES",
@@ -9,6 +10,10 @@ __all__ = [
     "FourMConfig",
     "FourMNetwork",
     "fourm_config",
+    "load_official",
+    "official_config",
     "parse_official_model_name",
     "read_config",
+    "read_official",
+    "read_official_config",
 ]

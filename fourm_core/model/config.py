@@ -22,9 +22,19 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_validator
 
 from fourm_core.errors import read_json
-from fourm_core.keys import DEFAULT_TEXT_VOCAB, KeyTable, KeyTableError
+from fourm_core.keys import DEFAULT_TEXT_VOCAB, KeyInfo, KeyTable, KeyTableError
 
-__all__ = ["CONFIG_NAME", "RECIPES", "SIZES", "FourMConfig", "fourm_config", "read_config"]
+__all__ = [
+    "CONFIG_NAME",
+    "OFFICIAL_FIELDS",
+    "RECIPES",
+    "SIZES",
+    "FourMConfig",
+    "fourm_config",
+    "is_official_config",
+    "official_key_table",
+    "read_config",
+]
 
 CONFIG_NAME = "config.json"
 #: Official size registry (``@register_model`` in fm.py): width, encoder/decoder depth, heads.
@@ -101,6 +111,7 @@ class FourMConfig(BaseModel):
     share_modality_embeddings: bool = True
     share_embedding: bool = Field(False, description="tie each output head to its token embedding")
     shuffle_decoder_modalities: bool = Field(True, description="a new decoder modality order every call (ml-4m)")
+    use_act_checkpoint: bool = Field(False, description="recompute block activations in backward (training memory)")
 
     @model_validator(mode="after")
     def _consistent(self) -> FourMConfig:
@@ -139,6 +150,8 @@ class FourMConfig(BaseModel):
         if lost:
             raise ValueError(f"the official config.json cannot express {', '.join(lost)}")
         data = self.model_dump(mode="json", exclude={"keys", *_FOURM_ONLY})
+        if not data["use_act_checkpoint"]:  # a training-memory switch; written only when set
+            del data["use_act_checkpoint"]
         return {**data, **_official_sizes(self.keys)}
 
     @classmethod
@@ -150,21 +163,129 @@ class FourMConfig(BaseModel):
         preset: str = "paper",
         text_vocab_size: int = DEFAULT_TEXT_VOCAB,
     ) -> FourMConfig:
-        """A config from ml-4m's ``config.json``: the key table is built from the registry for the domains at the
-        config's ``image_size`` / ``patch_size`` (grid keys re-laid there; a key with its own patch, DINOv2's 14,
-        keeps it), as ml-4m's ``FM`` does. Unknown official fields are errors naming them."""
+        """A config from ml-4m's ``config.json`` (the flat ``FM(config)`` kwargs; a ``{"config": {...}}`` wrapper
+        is unwrapped). The key table is built from the registry as ml-4m's ``FM`` builds its ``modality_info``
+        (see :func:`official_key_table`). Every keyword ml-4m's ``FM`` / ``FourM`` accepts is accepted; a name they
+        would refuse is an error naming it."""
         data = dict(data)
+        if set(data) == {"config"} and isinstance(data["config"], Mapping):
+            data = dict(data["config"])
+        # fourm's own fields would pass validation but ml-4m's FM refuses them; other unknown names are refused by
+        # the model's validation below, which names them too
+        fourm_only = sorted(set(data) & (set(cls.model_fields) - OFFICIAL_FIELDS))
+        if fourm_only:
+            raise ValueError(
+                f"official config: {', '.join(fourm_only)} {'is a' if len(fourm_only) == 1 else 'are'} fourm "
+                f"setting(s) ml-4m's FM / FourM does not accept (it accepts {', '.join(sorted(OFFICIAL_FIELDS))})"
+            )
+        missing = [k for k in ("domains_in", "domains_out") if k not in data]
+        if missing:
+            raise ValueError(f"official config: missing {', '.join(missing)}")
         image_size, patch_size = data.pop("image_size", None), data.pop("patch_size", None)
-        domains = sorted(set(data.get("domains_in", [])) | set(data.get("domains_out", [])))
-        keys = KeyTable.from_registry(
+        data.pop("norm_layer", None)  # FM replaces it with LayerNorm(eps=1e-6, bias=norm_bias)
+        domains = list(dict.fromkeys([*data["domains_in"], *data["domains_out"]]))
+        keys = official_key_table(
+            domains,
             registry,
-            preset,
-            text_vocab_size=text_vocab_size,
             image_size=image_size,
             patch_size=patch_size,
-            keys=domains,
+            preset=preset,
+            text_vocab_size=text_vocab_size,
         )
         return cls.model_validate({**data, "keys": keys})
+
+
+#: The ``config.json`` names ml-4m's ``FM(config)`` accepts: its own (domains, image and patch size, ``norm_bias``)
+#: and every keyword of ``FourM.__init__`` except the embedding dicts and ``modality_info`` it builds itself.
+OFFICIAL_FIELDS = frozenset(
+    {
+        "domains_in",
+        "domains_out",
+        "image_size",
+        "patch_size",
+        "norm_bias",
+        "dim",
+        "encoder_depth",
+        "decoder_depth",
+        "num_heads",
+        "mlp_ratio",
+        "qkv_bias",
+        "proj_bias",
+        "mlp_bias",
+        "drop_path_rate_encoder",
+        "drop_path_rate_decoder",
+        "shared_drop_path",
+        "act_layer",
+        "norm_layer",
+        "gated_mlp",
+        "qk_norm",
+        "decoder_causal_mask",
+        "decoder_sep_mask",
+        "num_register_tokens",
+        "use_act_checkpoint",
+        "share_modality_embeddings",
+    }
+)
+
+
+def official_key_table(
+    domains: list[str],
+    registry: Any,
+    *,
+    image_size: int | None = None,
+    patch_size: int | None = None,
+    preset: str = "paper",
+    text_vocab_size: int = DEFAULT_TEXT_VOCAB,
+) -> KeyTable:
+    """The key table ml-4m's ``FM`` builds for ``domains``, from the installed plugins.
+
+    ml-4m looks each key up in its ``MODALITY_INFO``, where every grid key carries its own ``input_size`` (the
+    ``@224`` / ``@448`` of its name) and ``patch_size`` (16, DINOv2 / ImageBind 14), and falls back to the config's
+    ``image_size`` / ``patch_size`` only for entries without them. fourm finds the plugin by the key's stem (the
+    part before ``@``), so ``rgb@448`` and ``tok_depth@448`` (the super-resolution model) come from the same
+    plugins as their ``@224`` keys: the resolution in the name sets the image size, the spec keeps its patch. A grid
+    key without a resolution in its name takes the config's image and patch size (the patch only when the spec uses
+    the standard 16). Unknown stems are an error naming them and the installed keys."""
+    stems: dict[str, tuple[str, list[Any]]] = {}
+    for key, members in registry.model_keys(preset).items():
+        stems.setdefault(key.split("@", 1)[0], (key, members))
+    infos, unknown = [], []
+    for key in domains:
+        stem, _, res = key.partition("@")
+        if stem not in stems:
+            unknown.append(key)
+            continue
+        members = stems[stem][1]
+        spec = members[0].spec
+        if res:
+            if not res.isdigit() or not spec.key_has_resolution:
+                unknown.append(key)
+                continue
+            size: int | None = int(res)
+            patch: int | None = None
+        elif spec.key_has_resolution:  # ml-4m's keys without "@" (rgb, depth) are tokenizer-training entries
+            unknown.append(key)
+            continue
+        else:
+            size, patch = image_size, patch_size
+        info = KeyInfo.from_spec(
+            key,
+            spec,
+            preset,
+            members=[m.name for m in members],
+            text_vocab_size=text_vocab_size,
+            image_size=size,
+            patch_size=patch,
+        )
+        flags = {
+            "input": any(not m.spec.target_only for m in members),
+            "target": any(m.spec.is_target for m in members),
+        }
+        infos.append(info.model_copy(update=flags))
+    if unknown:
+        known = ", ".join(registry.model_keys(preset))
+        raise KeyTableError(f"no installed plugin provides model keys {unknown} (installed: {known})")
+    return KeyTable(infos)
 
 
 def _official_sizes(keys: KeyTable) -> dict[str, int]:
@@ -178,6 +299,20 @@ def _official_sizes(keys: KeyTable) -> dict[str, int]:
         raise ValueError(f"the official config.json has one image_size; the grid keys have {sorted(sizes)}")
     patch = Counter(int(info.patch_size or 0) for info in grids).most_common(1)[0][0]
     return {"image_size": sizes.pop(), "patch_size": patch}
+
+
+def is_official_config(data: Any) -> bool:
+    """Whether a parsed ``config.json`` is ml-4m's official model config (domains, no key table), possibly wrapped
+    as ``{"config": {...}}``, rather than fourm's own (with ``keys`` or ``modality_info``)."""
+    if isinstance(data, Mapping) and set(data) == {"config"}:
+        data = data["config"]
+    return (
+        isinstance(data, Mapping)
+        and "domains_in" in data
+        and "domains_out" in data
+        and "keys" not in data
+        and "modality_info" not in data
+    )
 
 
 def fourm_config(

@@ -84,7 +84,8 @@ class SequenceEncoderEmbedding(nn.Module):
 
     def forward(self, d: dict) -> dict:
         d["x"] = self.token_emb(d["tensor"])
-        d["emb"] = _seq_positions(self.pos_emb, d["input_mask"], self.max_length) + self.mod_emb
+        # encoder positions run over the whole 512-long buffer, as ml-4m's do: only the decoder clamps at max_length
+        d["emb"] = _seq_positions(self.pos_emb, d["input_mask"], self.pos_emb.shape[1]) + self.mod_emb
         return d
 
 
@@ -99,7 +100,7 @@ class SequenceEmbEncoderEmbedding(nn.Module):
 
     def forward(self, d: dict) -> dict:
         d["x"] = self.emb_proj(d["tensor"])
-        d["emb"] = _seq_positions(self.pos_emb, d["input_mask"], self.max_length) + self.mod_emb
+        d["emb"] = _seq_positions(self.pos_emb, d["input_mask"], self.pos_emb.shape[1]) + self.mod_emb
         return d
 
 

@@ -208,7 +208,7 @@ class FourMNetwork(nn.Module):
         """Encoder blocks; a bool ``encoder_mask`` becomes one additive bias shared by every block."""
         bias = attention_bias(encoder_mask, x.dtype)
         for block in self.encoder:
-            x = block(x, bias)
+            x = self._run(block, x, bias)
         return self.encoder_norm(x)
 
     def forward_decoder(
@@ -223,16 +223,31 @@ class FourMNetwork(nn.Module):
         xa_bias = attention_bias(encoder_mask, y.dtype)
         sa_bias = attention_bias(decoder_attention_mask, y.dtype)
         for block in self.decoder:
-            y = block(y, context, sa_mask=sa_bias, xa_mask=xa_bias)
+            y = self._run(block, y, context, sa_bias, xa_bias)
         return self.decoder_norm(y)
 
+    def _run(self, block: nn.Module, *args: Any) -> torch.Tensor:
+        """``block(*args)``, its activations recomputed in backward when the config asks for it (ml-4m's
+        ``use_act_checkpoint``: less training memory for one more forward per block)."""
+        if self.config.use_act_checkpoint and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
     # ------------------------------------------------------------------ incremental decoding (generation)
+    def encode_tokens(self, mod_dict: dict[str, dict[str, torch.Tensor]], num_encoder_tokens: int):
+        """``(tokens, emb, encoder_mask)``: the encoder output after ``encoder_norm`` (B, N, D), the position +
+        modality embeddings of those N tokens and the (B, 1, N) mask (True = padding), as :meth:`forward` computes
+        them. The tokens are what ml-4m's ``FMViT`` hands a transfer head."""
+        enc_dict = {k: self.encoder_embeddings[k](dict(d)) for k, d in mod_dict.items() if k in self.encoder_embeddings}
+        x, emb, encoder_mask, _ = self.forward_mask_encoder(enc_dict, num_encoder_tokens)
+        return self.forward_encoder(x + emb, encoder_mask), emb, encoder_mask
+
     def encode(self, mod_dict: dict[str, dict[str, torch.Tensor]], num_encoder_tokens: int):
         """``(context, encoder_mask)`` exactly as :meth:`forward` computes them, for callers that decode many
         times against one encoding (autoregressive generation encodes once per target)."""
-        enc_dict = {k: self.encoder_embeddings[k](dict(d)) for k, d in mod_dict.items() if k in self.encoder_embeddings}
-        x, emb, encoder_mask, _ = self.forward_mask_encoder(enc_dict, num_encoder_tokens)
-        x = self.forward_encoder(x + emb, encoder_mask)
+        x, emb, encoder_mask = self.encode_tokens(mod_dict, num_encoder_tokens)
         return self.decoder_proj_context(x) + emb, encoder_mask
 
     def init_decoder_cache(self, context: torch.Tensor) -> list[KVCache]:

@@ -7,6 +7,13 @@ Example (tiny preset)::
         --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--ensemble N] \\
         [--schedule s.yaml]
 
+    fourm generate --model EPFL-VILAB/4M-21_B [--revision REV] --tokenizers official \\
+        --vocab text_tokenizer_4m_wordpiece_30k.json --input rgb=photo.jpg --targets caption,depth --out out/
+
+``--model`` takes a run folder (or its ``final/``), a published model's hub id (fetched into the Hugging Face cache,
+``HF_HUB_OFFLINE`` honoured: an uncached id offline fails before anything runs), a folder in the hub layout or a
+bare ``.safetensors`` with its config in the metadata.
+
 writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/grid.png`` (the inputs and every
 picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
 ids of every target), then prints a table of what it wrote. Every mistake in the request (unknown modality, an
@@ -51,7 +58,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     request raises an error the CLI shows as one line (exit code 2): it names what to fix."""
     import torch
 
-    from fourm_core.inference.pipeline import Pipeline, model_folder
+    from fourm_core.inference.pipeline import Pipeline, model_folder, official_source
     from fourm_core.inference.requests import target_names
     from fourm_core.model.network import FourMNetwork
     from fourm_core.registry import Registry
@@ -62,10 +69,16 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     registry = Registry()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_dir = model_folder(args.model)
-    model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
-    vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
-    pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
+    official = official_source(args.model, args.revision)  # a hub id is fetched (or refused) before any compute
+    if official is not None:
+        pipeline = Pipeline.from_pretrained(
+            official, args.tokenizers, args.vocab, args.preset, registry=registry, revision=args.revision
+        )
+    else:
+        model_dir = model_folder(args.model)
+        model = FourMNetwork.from_pretrained(model_dir, registry=registry).eval()
+        vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
+        pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
     preset = pipeline.preset
     (result,) = pipeline.generate(
         [inputs],
@@ -108,6 +121,11 @@ def write_result(result: Any, out_dir: Path) -> dict[str, Path]:
     return written
 
 
+def _tokenizers_arg(text: str) -> str:
+    """``--tokenizers``: ``official`` (the published tokenizers) or an existing folder."""
+    return text if text == "official" else existing_dir(text)
+
+
 def _file_name(name: str) -> str:
     """A file stem for a target name (model keys carry ``@``)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
@@ -116,11 +134,23 @@ def _file_name(name: str) -> str:
 def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser:
     """Register ``fourm generate`` on the top-level subparsers."""
     p = sub.add_parser("generate", help="generate target modalities from input modalities with a trained model")
-    p.add_argument("--model", required=True, help="a saved model folder (a run's final/)")
     p.add_argument(
-        "--tokenizers", type=existing_dir, help="trained tokenizer directory (needed for image and global tokens)"
+        "--model",
+        required=True,
+        help="a saved model folder (a run's final/), a published model's hub id (EPFL-VILAB/4M-21_B), a folder in "
+        "the hub layout or a .safetensors file whose header holds its config",
     )
-    p.add_argument("--vocab", help="text vocabulary JSON (needed for sequence inputs and targets)")
+    p.add_argument("--revision", help="branch, tag or commit of a hub id (default: main)")
+    p.add_argument(
+        "--tokenizers",
+        type=_tokenizers_arg,
+        help="trained tokenizer directory, or 'official' for the published ones (needed for image and global tokens)",
+    )
+    p.add_argument(
+        "--vocab",
+        help="text vocabulary JSON (needed for sequence inputs and targets; official models: ml-4m's "
+        "text_tokenizer_4m_wordpiece_30k.json, else $FOURM_OFFICIAL_VOCAB)",
+    )
     p.add_argument("--preset", help="preset of the model (default: inferred from its keys)")
     p.add_argument(
         "--input",
