@@ -2,8 +2,9 @@
 
 Everything a modality plugin needs is here: the hook marker, the spec records, the contract version, the serializer
 protocols and token helpers, the labeler helpers, the rendering helpers, shared class lists, and builders for the
-shapes many modalities share (a teacher's feature map, a global embedding, a key-value member of a group). A test
-fails when a plugin imports any other core module, so the core can move its insides without breaking plugins.
+shapes many modalities share (a teacher's feature map, a global embedding, a key-value member of a group), and the
+record of a modality's official ml-4m assets (``OfficialAssets``: hub tokenizer, input normalisation, token layout).
+A test fails when a plugin imports any other core module, so the core can move its insides without breaking plugins.
 
 Importing this module imports no torch; the torch-heavy helpers (``FeatureTeacher``, ``BatchLabeler``,
 ``configure_torch_threads``) and the picture and synthetic-world helpers load on first attribute access.
@@ -62,6 +63,7 @@ from fourm_core.serialization import (
 from fourm_core.sources.coco import PANOPTIC_CLASSES, STUFF_CLASSES, THING_CLASSES
 from fourm_core.sources.protocol import Source, SourceError, SourceSettings
 from fourm_core.spec import (
+    OFFICIAL_TEXT_TOKENIZER,
     PRESETS,
     ArraySpec,
     CommandSpec,
@@ -75,6 +77,8 @@ from fourm_core.spec import (
     ModalityDeclaration,
     ModalityKind,
     ModalitySpec,
+    Normalisation,
+    OfficialAssets,
     PresetLayout,
     Requirement,
     RequirementKind,
@@ -135,6 +139,10 @@ __all__ = [
     "grid_presets",
     "tokens_array",
     "item_tokens_array",
+    # its official ml-4m counterpart (hub tokenizer, normalisation, token layout)
+    "OfficialAssets",
+    "Normalisation",
+    "OFFICIAL_TEXT_TOKENIZER",
     # its parts, declared with it or registered by their own hooks
     "ModalityDeclaration",
     "LabelerEntry",

@@ -21,6 +21,7 @@ from fourm_core.spec.modality import (
     grid_presets,
     tokens_array,
 )
+from fourm_core.spec.official import OfficialAssets
 from fourm_core.spec.parts import DecoderEntry, LabelerEntry, LazyRef, ModalityDeclaration, Requirement, RequirementKind
 
 __all__ = [
@@ -104,6 +105,7 @@ def image_token_modality(
     paper_patch: int = 16,
     class_names: Sequence[str] = (),
     class_sets: Mapping[str, Sequence[int]] | None = None,
+    official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
     """An image modality as a grid of discrete tokens (ml-4m ``tok_<name>@224``: depth, normals, edges, ...).
 
@@ -112,7 +114,8 @@ def image_token_modality(
     the ``tokenizer`` reads (none when it reads another modality's, as ``tok_rgb`` does) followed by the token array
     ``fourm data tokenize`` writes; ``class_names``/``class_sets`` are for class maps. The tokenizer's
     ``input_channels``, when left out, is the channel count of the first raw array (1 for ``(H, W)``, C for
-    ``(H, W, C)``), so a plugin states it once, in the array.
+    ``(H, W, C)``), so a plugin states it once, in the array. ``official`` names the published ml-4m tokenizer and
+    the normalisation it expects (:class:`~fourm_core.spec.OfficialAssets`).
     """
     if tokenizer.input_channels is None and arrays:
         shape = arrays[0].shape
@@ -130,6 +133,7 @@ def image_token_modality(
         storage=(*arrays, tokens_array()),
         class_names=tuple(class_names),
         class_sets={k: tuple(v) for k, v in (class_sets or {}).items()},
+        official=official,
         description=description,
     )
     return ModalityDeclaration(spec=spec, labelers=tuple(labelers))
@@ -149,13 +153,15 @@ def sequence_modality(
     tokenizer: TokenizerConfig | None = None,
     depends_on: Sequence[str] = (),
     uses: Sequence[str] = (),
+    official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
     """A span-masked sequence in the shared text vocabulary (captions, boxes, palettes, poses, instances).
 
     ``max_tokens`` is the token budget of the paper and tiny presets; ``serializer`` names the factory of the string
     codec and ``decoder`` draws a value. ``vocab_words`` are the format's whole words (class names, keywords) the
     shared vocabulary must hold as single tokens; a ``tokenizer`` is for codes embedded in the text (pose and mask
-    codebooks), with an item token array in ``storage``.
+    codebooks), with an item token array in ``storage``; ``official`` names the official text tokenizer (and the
+    official item tokenizer, when there is one).
     """
     spec = ModalitySpec(
         name=name,
@@ -167,6 +173,7 @@ def sequence_modality(
         vocab_words=tuple(vocab_words),
         tokenizer=tokenizer,
         storage=tuple(storage),
+        official=official,
         description=description,
     )
     return ModalityDeclaration(spec=spec, labelers=tuple(labelers), serializer=serializer, decoders=(decoder,))
@@ -182,6 +189,7 @@ def feature_map_modality(
     notes: str,
     vocab_sizes: tuple[int, int] = (8192, 512),
     pooled_description: str = "",
+    official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
     """A teacher's patch-feature map as image tokens (CLIP, DINOv2, ImageBind in 4M-21).
 
@@ -218,6 +226,7 @@ def feature_map_modality(
         depends_on=(teacher.input_modality,),
         arrays=storage,
         labelers=(labeler,),
+        official=official,
         description=description,
     )
 
@@ -234,6 +243,7 @@ def global_embedding_modality(
     array: str = "cls",
     tokens: tuple[int, int] = (16, 8),
     vocab_sizes: tuple[int, int] = (8192, 512),
+    official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
     """A teacher's global (CLS) embedding as a few discrete tokens, for retrieval (4M-21's ``*_global`` keys).
 
@@ -262,6 +272,7 @@ def global_embedding_modality(
             ArraySpec(name="embedding", dtype="float32", shape=("C",), description=embedding_description),
             tokens_array(),
         ),
+        official=official,
         description=description,
     )
     labeler = LabelerEntry(
@@ -286,6 +297,7 @@ def key_value_modality(
     max_tokens: int,
     depends_on: Sequence[str] = (),
     uses: Sequence[str] = (),
+    official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
     """A chunk-masked member of a key-value group (4M-21's metadata): ``v1=<type> v0=<bin>`` pairs, one chunk per
     field, sharing the model key ``key`` (and the group of that name) with the other members.
@@ -305,6 +317,7 @@ def key_value_modality(
         uses=tuple(uses),
         chunk_tags=tuple(f.tag for f in fields),
         storage=(ArraySpec(name="values", dtype="json", ragged=True, description="{field: raw value}"),),
+        official=official,
         description=description,
     )
     return ModalityDeclaration(

@@ -28,7 +28,11 @@ from fourm_core.spec import (
     TokenizerSpec,
 )
 
-__all__ = ["Modality", "Registry"]
+__all__ = ["OFFICIAL_TOKENIZERS", "Modality", "Registry"]
+
+#: The tokenizer directory that selects the plugins' official ml-4m tokenizers (the value of
+#: :data:`fourm_core.tokenizers.official.resolve.OFFICIAL`, restated so that the registry imports no torch)
+OFFICIAL_TOKENIZERS = "official"
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,10 +301,16 @@ class Registry(PluginLoader):
     def tokenizer(self, modality: str, preset: str = "tiny", directory: str | os.PathLike | None = None) -> Any:
         """The tokenizer of ``modality``: a plugin-registered implementation when there is one, else the generic
         family the spec declares (``fourm_core.tokenizers``). Trained weights are loaded from ``directory`` (default:
-        ``$FOURM_TOKENIZERS`` when set); without weights the tokenizer is untrained (``.trained`` is False)."""
+        ``$FOURM_TOKENIZERS`` when set); without weights the tokenizer is untrained (``.trained`` is False).
+
+        ``directory="official"`` (``tokenizers="official"``, ``--tokenizers official``) gives the official ml-4m
+        tokenizer the plugin declares (``spec.official``), from the hub cache, whatever the preset: a modality
+        without one raises an error naming it, an uncached repo while offline the hub's error naming the repo."""
         mspec = self.get(modality).spec
         spec = self.tokenizer_spec(modality)
         directory = directory or os.environ.get("FOURM_TOKENIZERS")
+        if isinstance(directory, str) and directory == OFFICIAL_TOKENIZERS:
+            return self._official_tokenizer(mspec)
         if spec is not None:  # factory(spec, preset, directory): a plugin's tokenizer loads its weights from there
             key = ("tokenizer", modality, preset, str(directory or ""))
             return self._build(key, spec.factory, modality, mspec, preset, directory)
@@ -314,6 +324,16 @@ class Registry(PluginLoader):
         return self._build(
             ("tokenizer", modality, preset), "fourm_core.tokenizers:build_tokenizer", modality, mspec, preset
         )
+
+    def _official_tokenizer(self, mspec: ModalitySpec) -> Any:
+        """The official tokenizer of ``mspec``, built once; its errors (no official tokenizer, repo not cached) are
+        the user's one-line errors as raised, not wrapped as a plugin failure."""
+        key = ("tokenizer", mspec.name, OFFICIAL_TOKENIZERS)
+        if key not in self._parts_cache:
+            from fourm_core.tokenizers.official.resolve import official_tokenizer
+
+            self._parts_cache[key] = official_tokenizer(mspec, self)
+        return self._parts_cache[key]
 
     def decoders(self, modality: str) -> list[DecoderSpec]:
         """Decoder specs registered for ``modality``."""

@@ -7,7 +7,7 @@ modalities of its own. Meaning lives in fields, never in key strings: the ml-4m 
 Parts that need heavy code (labelers, tokenizers, decoders, serializers, data sources) are given as lazy
 ``"package.module:attribute"`` references, so listing plugins or building the vocabulary imports nothing heavy.
 :mod:`fourm_core.spec.modality` holds the modality itself, :mod:`fourm_core.spec.parts` the parts and the one-call
-:class:`ModalityDeclaration`.
+:class:`ModalityDeclaration`, :mod:`fourm_core.spec.official` a modality's official ml-4m assets.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fourm_core.spec.modality import (
     item_tokens_array,
     tokens_array,
 )
+from fourm_core.spec.official import OFFICIAL_TEXT_TOKENIZER, Normalisation, OfficialAssets, OfficialAssetsError
 from fourm_core.spec.parts import (
     CommandSpec,
     DecoderEntry,
@@ -42,6 +43,7 @@ from fourm_core.spec.parts import (
 )
 
 __all__ = [
+    "OFFICIAL_TEXT_TOKENIZER",
     "PRESETS",
     "ArraySpec",
     "CommandSpec",
@@ -55,6 +57,9 @@ __all__ = [
     "ModalityDeclaration",
     "ModalityKind",
     "ModalitySpec",
+    "Normalisation",
+    "OfficialAssets",
+    "OfficialAssetsError",
     "PresetLayout",
     "Requirement",
     "RequirementKind",

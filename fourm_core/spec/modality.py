@@ -14,7 +14,9 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from fourm_core.spec.official import ERROR_PREFIX, OfficialAssets, OfficialAssetsError, describe
 
 __all__ = [
     "ArraySpec",
@@ -266,7 +268,22 @@ class ModalitySpec(Frozen):
         description="named sets of class values other plugins may use (e.g. walkable, countable), by stored value",
     )
     storage: tuple[ArraySpec, ...] = ()
+    official: OfficialAssets | None = Field(
+        None, description="the official ml-4m counterpart: hub tokenizer, input normalisation, token layout"
+    )
     description: str = ""
+
+    @field_validator("official", mode="before")
+    @classmethod
+    def _official(cls, value: Any, info: ValidationInfo) -> Any:
+        """A dict is validated here so that its error is one line naming the modality and the field."""
+        if isinstance(value, dict):
+            try:
+                return OfficialAssets.model_validate(value)
+            except (ValidationError, OfficialAssetsError) as exc:
+                reason = describe(exc) if isinstance(exc, ValidationError) else str(exc).removeprefix(ERROR_PREFIX)
+                raise ValueError(f"official assets of {info.data.get('name', '?')!r}: {reason}") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -319,6 +336,7 @@ class ModalitySpec(Frozen):
             problems.append(f"missing preset layouts: {', '.join(missing)}")
         for preset, layout in self.presets.items():
             problems.extend(f"preset {preset}: {p}" for p in self._layout_problems(layout))
+        problems.extend(f"official: {p}" for p in self._official_problems())
         if problems:
             raise ValueError(f"modality {self.name!r}: " + "; ".join(problems))
         return self
@@ -343,6 +361,28 @@ class ModalitySpec(Frozen):
             problems.append("vocab_size above 32768 does not fit the int16 token store")
         if self.kind == ModalityKind.SEQUENCE_EMBEDDING and layout.feature_dim is None:
             problems.append("sequence embeddings need feature_dim")
+        return problems
+
+    def _official_problems(self) -> list[str]:
+        """The declared official assets must fit the kind and the paper layout (the official model is 224 px)."""
+        official = self.official
+        if official is None or "paper" not in self.presets:
+            return []
+        problems = []
+        paper = self.presets["paper"]
+        has_own_tokens = self.kind in (ModalityKind.IMAGE_TOKENS, ModalityKind.GLOBAL_TOKENS)
+        if official.hub_id is not None and self.kind in (ModalityKind.PIXELS, ModalityKind.SEQUENCE_EMBEDDING):
+            problems.append(f"kind {self.kind.value} has no tokenizer, so no hub_id")
+        if official.hub_id is not None and self.kind == ModalityKind.SEQUENCE and self.tokenizer is None:
+            problems.append("a sequence with an official item tokenizer needs a tokenizer config for its items")
+        if has_own_tokens and official.hub_id is None:
+            problems.append(f"kind {self.kind.value} needs the hub_id of its official tokenizer")
+        if official.grid is not None and paper.grid is not None and official.grid != paper.grid:
+            problems.append(f"grid {official.grid} != the paper preset's {paper.grid}x{paper.grid}")
+        if self.kind == ModalityKind.GLOBAL_TOKENS and official.tokens_per_item not in (None, paper.max_tokens):
+            problems.append(f"tokens_per_item {official.tokens_per_item} != the paper preset's {paper.max_tokens}")
+        if official.text_tokenizer is not None and self.kind != ModalityKind.SEQUENCE:
+            problems.append(f"kind {self.kind.value} is not written in a text tokenizer")
         return problems
 
     def layout(self, preset: str) -> PresetLayout:

@@ -3,20 +3,24 @@ module each in :mod:`fourm_core.tokenizers.families` (a registry: adding a famil
 
 A plugin declares ``TokenizerConfig(family=..., transform=...)`` in its spec; :func:`build_tokenizer` turns that into
 an untrained :class:`Tokenizer`, and :func:`load_tokenizer` finds a trained one in a tokenizer directory (one
-sub-folder per tokenizer name, as ``fourm tokenizer train`` writes). Importing this package is light: the
-names below load on first use, so spec validation (which checks family names against
-:mod:`fourm_core.tokenizers.families`) never imports torch.
+sub-folder per tokenizer name, as ``fourm tokenizer train`` writes). :func:`from_pretrained` reads any tokenizer
+folder or hub id, fourm's own or an official ml-4m one (:mod:`fourm_core.tokenizers.official`), as its
+``config.json`` says. Importing this package is light: the names below load on first use, so spec validation (which
+checks family names against :mod:`fourm_core.tokenizers.families`) never imports torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fourm_core.registry import Registry
     from fourm_core.spec import ModalitySpec
     from fourm_core.tokenizers.config import TokenizerModelConfig, TrainConfig, config_from_spec, tokenizer_name
+    from fourm_core.tokenizers.official.adapter import OfficialTokenizer
     from fourm_core.tokenizers.tokenizer import Tokenizer, TokenizerError
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "TrainConfig",
     "build_tokenizer",
     "config_from_spec",
+    "from_pretrained",
     "load_tokenizer",
     "tokenizer_name",
 ]
@@ -67,3 +72,55 @@ def load_tokenizer(spec: ModalitySpec, directory: str | Path) -> Tokenizer:
         raise TokenizerError(
             f"modality {spec.name!r}: no trained tokenizer at {path}; run `fourm tokenizer train {spec.name}`"
         ) from None
+
+
+def from_pretrained(
+    path_or_hub_id: str | os.PathLike[str],
+    revision: str | None = None,
+    *,
+    modality: str | None = None,
+    registry: Registry | None = None,
+) -> Tokenizer | OfficialTokenizer:
+    """A tokenizer from a folder or a hub id, by what its ``config.json`` holds: fourm's own (``fourm tokenizer
+    train`` output) gives a :class:`Tokenizer`; an official ml-4m config (flat constructor kwargs) gives an
+    :class:`~fourm_core.tokenizers.official.adapter.OfficialTokenizer` speaking ml-4m's ``tokenize`` /
+    ``decode_tokens`` / ``autoencode`` / forward.
+
+    An official tokenizer also learns its input normalisation and stored form from the modality that declares it:
+    ``modality`` names it, else the installed plugin whose ``official.hub_id`` is ``path_or_hub_id``; without either
+    only ml-4m's tensor methods apply. Hub ids go through :func:`fourm_core.hub.resolve` (``revision``, the hub
+    cache, ``HF_HUB_OFFLINE``)."""
+    from fourm_core.errors import read_json
+    from fourm_core.hub import resolve
+    from fourm_core.tokenizers.tokenizer import Tokenizer
+
+    folder = resolve(path_or_hub_id, revision=revision, kind="tokenizer")
+    data = read_json(folder / "config.json", "tokenizer config")
+    from fourm_core.tokenizers.official.loader import is_official_tokenizer_config
+
+    if not is_official_tokenizer_config(data):
+        return Tokenizer.from_pretrained(folder)
+    from fourm_core.tokenizers.official.adapter import OfficialTokenizer
+    from fourm_core.tokenizers.official.resolve import load_module
+
+    module, config = load_module(str(folder), revision=None)
+    spec = _declaring_spec(str(path_or_hub_id), modality, registry)
+    if spec is not None:
+        return OfficialTokenizer.for_spec(module, config, spec)
+    hub_id = None if Path(path_or_hub_id).expanduser().exists() else str(path_or_hub_id)
+    return OfficialTokenizer.from_hub_config(module, config, hub_id=hub_id, name=Path(folder).name)
+
+
+def _declaring_spec(hub_id: str, modality: str | None, registry: Registry | None) -> ModalitySpec | None:
+    """The spec of ``modality``, else of the first installed modality declaring ``hub_id`` as its official one."""
+    if modality is None and Path(hub_id).expanduser().exists():
+        return None
+    from fourm_core.registry import Registry
+
+    registry = registry or Registry()
+    if modality is not None:
+        return registry.get(modality).spec
+    for candidate in registry.modalities():
+        if candidate.spec.official is not None and candidate.spec.official.hub_id == hub_id:
+            return candidate.spec
+    return None

@@ -1,4 +1,4 @@
-"""``fourm tokenizer train / eval / list`` and ``fourm data tokenize``."""
+"""``fourm tokenizer train / eval / list`` (``--official``: the official ml-4m ones) and ``fourm data tokenize``."""
 
 from __future__ import annotations
 
@@ -118,8 +118,53 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def official_table(rows: list[dict[str, Any]]) -> Table:
+    """The official ml-4m assets the installed plugins declare, one row per modality."""
+    repos = {r["hub_id"] for r in rows if r["hub_id"]}
+    cached = {r["hub_id"] for r in rows if r["hub_id"] and r["cached"] == "yes"}
+    table = Table(title=f"official ml-4m assets ({len(repos)} tokenizer repos, {len(cached)} in the local hub cache)")
+    for col in ("modality", "model key", "tokenizer", "normalisation", "tokens", "resolution", "cached"):
+        table.add_column(col)
+    for r in rows:
+        tokenizer = r["hub_id"] or (f"text: {r['text_tokenizer']}" if r["text_tokenizer"] else r["encoder"] or "-")
+        if r["hub_id"] and r["text_tokenizer"]:
+            tokenizer += f", text: {r['text_tokenizer']}"
+        normalisation = r["normalisation"] + (f" (teacher: {r['teacher_input']})" if r["teacher_input"] else "")
+        table.add_row(
+            r["modality"],
+            escape(r["model_key"]),
+            escape(tokenizer),
+            normalisation,
+            r["tokens"],
+            r["resolution"],
+            r["cached"] or "-",
+        )
+    return table
+
+
+def cmd_list_official(args: argparse.Namespace, console: Console) -> int:
+    """The official tokenizers every installed plugin declares, and which of them the local hub cache holds."""
+    from fourm_core.registry import Registry
+    from fourm_core.tokenizers.official.resolve import official_rows
+
+    rows = official_rows(Registry())
+    if args.json:
+        console.print_json(json.dumps(rows))
+        return 0
+    console.print(official_table(rows))
+    missing = sorted({r["hub_id"] for r in rows if r["hub_id"] and r["cached"] != "yes"})
+    if missing:
+        console.print(
+            f"fetch with: hf download <repo> --include '*.json' '*.safetensors' ({len(missing)} not cached)",
+            highlight=False,
+        )
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    """Trained tokenizers in a directory with their recorded bounds."""
+    """Trained tokenizers in a directory with their recorded bounds (``--official``: the official ml-4m ones)."""
+    if args.official:
+        return cmd_list_official(args, console)
     reports = []
     for path in sorted(Path(args.tokenizers).glob("*/report.json")):
         reports.append(read_json(path, "tokenizer report"))
@@ -188,8 +233,14 @@ def add_tokenizer_commands(sub: Any, console: Console) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=partial(cmd_eval, console=console))
 
-    p = tok.add_parser("list", help="trained tokenizers and their bounds")
+    p = tok.add_parser("list", help="trained tokenizers and their bounds, or (--official) the official ml-4m ones")
     p.add_argument("--tokenizers", default=DEFAULT_DIR)
+    p.add_argument(
+        "--official",
+        action="store_true",
+        help="the official ml-4m tokenizers the plugins declare: hub id, normalisation, tokens, resolution, cached",
+    )
+    p.add_argument("--json", action="store_true", help="with --official: one JSON record per modality")
     p.set_defaults(func=partial(cmd_list, console=console))
 
 

@@ -27,6 +27,13 @@ CANNY_EDGE = fp.image_token_modality(
             description="Auto-threshold OpenCV Canny on the RGB image.",
         ),
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_edge_8k_224-512",
+        normalisation="minus_one_one",
+        grid=14,
+        resolution="224-512",
+        notes="one edge DiVAE shared with sam_edge; edge maps read as RGB in [-1, 1]",
+    ),
     description="Canny edges of the RGB image.",
 )
 

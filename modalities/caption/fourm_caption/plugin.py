@@ -22,6 +22,7 @@ CAPTION = fp.sequence_modality(
     decoder=fp.DecoderEntry(
         factory="fourm_caption.decoders:CaptionDecoder", description="The caption as wrapped text on white."
     ),
+    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
     description="Image captions (scene-graph captions for the synthetic world, sidecar .txt files for photos).",
 )
 

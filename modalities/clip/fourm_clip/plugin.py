@@ -25,6 +25,14 @@ CLIP = fp.feature_map_modality(
     TEACHER,
     notes="VQ-VAE on CLIP-B/16 patch features (14x14x512 at 224 px)",
     description="CLIP-B/16 patch feature maps.",
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_CLIP-B16_8k_224-448",
+        normalisation="features",
+        teacher_input="imagenet",
+        grid=14,
+        resolution="224-448",
+        notes="ViT VQ-VAE on CLIP-B/16 final patch tokens projected to 512; the teacher sees ImageNet-normalised RGB",
+    ),
     labeler_description=(
         "CLIP-B/16 patch features (OpenAI weights from $FOURM_CLIP_WEIGHTS or the timm cache,"
         " else a seeded random-init ViT-Tiny/16, reported as such)."

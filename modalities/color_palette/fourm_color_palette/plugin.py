@@ -32,6 +32,7 @@ COLOR_PALETTE = fp.sequence_modality(
     decoder=fp.DecoderEntry(
         factory="fourm_color_palette.decoders:PaletteDecoder", description="The palette as side-by-side swatches."
     ),
+    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
     description="Dominant colours of the image; the palette size is drawn at random per sample, as in ml-4m.",
 )
 

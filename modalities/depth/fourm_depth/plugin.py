@@ -20,6 +20,13 @@ DEPTH = fp.image_token_modality(
     labelers=(
         fp.source_labeler({"depth": "depth"}, description="Exact metric depth from the synthetic world's renderer."),
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_depth_8k_224-448",
+        normalisation="robust_depth",
+        grid=14,
+        resolution="224-448",
+        notes="DiVAE; linear depth standardised by its 10%..90% band (fourm's own tokenizer uses log depth)",
+    ),
     description="Metric depth; the tokenizer sees robustly standardised depth.",
 )
 

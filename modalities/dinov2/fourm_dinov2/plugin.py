@@ -26,6 +26,14 @@ DINOV2 = fp.feature_map_modality(
     notes="VQ-VAE on DINOv2-B/14 patch features (16x16x768 at 224 px)",
     pooled_description="DINOv2-B/14 CLS embedding after the final norm (what dinov2_global tokenizes)",
     description="DINOv2-B/14 patch feature maps (16x16 tokens at 224 px).",
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_DINOv2-B14_8k_224-448",
+        normalisation="features",
+        teacher_input="imagenet",
+        grid=16,
+        resolution="224-448",
+        notes="ViT VQ-VAE on DINOv2-B/14 x_norm_patchtokens (768); the teacher sees ImageNet-normalised RGB",
+    ),
     labeler_description=(
         "DINOv2-B/14 patch features and CLS (weights from $FOURM_DINOV2_WEIGHTS or the timm cache,"
         " else a seeded random-init ViT-Tiny/14, reported as such)."

@@ -17,6 +17,14 @@ DINOV2_GLOBAL = fp.global_embedding_modality(
     width=768,
     depends_on=("rgb",),
     embedding_description="DINOv2-B/14 CLS embedding",
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_DINOv2-B14-global_8k_16_224",
+        normalisation="features",
+        teacher_input="imagenet",
+        tokens_per_item=16,
+        resolution=224,
+        notes="bottleneck MLP + Memcodes (16 heads) on the DINOv2-B/14 CLS token (x_norm_clstoken)",
+    ),
     description="DINOv2-B/14 global embedding as discrete tokens, for retrieval.",
 )
 

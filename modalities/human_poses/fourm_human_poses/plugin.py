@@ -46,6 +46,13 @@ HUMAN_POSES = fp.sequence_modality(
         factory="fourm_human_poses.decoders:HumanPoseDecoder",
         description="Skeletons (pose tokens decoded by the pose tokenizer) over the input picture.",
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_human-poses_1k_8",
+        normalisation="none",
+        tokens_per_item=8,
+        text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER,
+        notes="bottleneck MLP + Memcodes (8 heads) on the 207-d SMPL body pose (23 rotation matrices), as stored",
+    ),
     description="3D human poses and shapes (SMPL-style parameters) with their boxes.",
 )
 

@@ -30,6 +30,14 @@ IMAGEBIND = fp.feature_map_modality(
     notes="VQ-VAE on ImageBind-H/14 patch features (16x16x1280 at 224 px)",
     pooled_description="ImageBind-H/14 CLS embedding after the final norm (what imagebind_global tokenizes)",
     description="ImageBind-H/14 patch feature maps (16x16 tokens at 224 px).",
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_ImageBind-H14_8k_224-448",
+        normalisation="features",
+        teacher_input="imagenet",
+        grid=16,
+        resolution="224-448",
+        notes="ViT VQ-VAE on ImageBind-H/14 patch tokens (1280); the teacher sees ImageNet-normalised RGB",
+    ),
     labeler_description=(
         "ImageBind-H/14 (OpenCLIP ViT-H/14) patch features and CLS (weights from $FOURM_IMAGEBIND_WEIGHTS"
         " or the timm cache, else a seeded random-init ViT-Tiny/14, reported as such)."

@@ -17,6 +17,14 @@ IMAGEBIND_GLOBAL = fp.global_embedding_modality(
     width=1280,
     depends_on=("rgb",),
     embedding_description="ImageBind-H/14 CLS embedding",
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_ImageBind-H14-global_8k_16_224",
+        normalisation="features",
+        teacher_input="imagenet",
+        tokens_per_item=16,
+        resolution=224,
+        notes="bottleneck MLP + Memcodes (16 heads) on the ImageBind-H/14 CLS token",
+    ),
     description="ImageBind-H/14 global embedding as discrete tokens, for retrieval.",
 )
 

@@ -24,6 +24,13 @@ NORMAL = fp.image_token_modality(
             {"normal": "normal"}, description="Exact camera-frame normals from the synthetic world's renderer."
         ),
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_normal_8k_224-448",
+        normalisation="normal_half",
+        grid=14,
+        resolution="224-448",
+        notes="DiVAE; normals as [0, 1] colours normalised with mean = std = 0.5, i.e. in [-1, 1]",
+    ),
     description="Surface normals in the camera frame.",
 )
 

@@ -18,6 +18,12 @@ RGB = fp.ModalityDeclaration(
         input_only=True,
         presets=fp.grid_presets(None, None),
         storage=(fp.pixel_array("rgb", "uint8", "sRGB, 0..255", channels=3),),
+        official=fp.OfficialAssets(
+            normalisation="imagenet",
+            grid=14,
+            resolution=224,
+            notes="the model's rgb@224 input: ImageNet mean/std, 16 px patches (no tokenizer)",
+        ),
         description="RGB pixels, ImageNet-normalised and patch-projected (channel innermost, as ml-4m).",
     ),
     labelers=(

@@ -27,6 +27,13 @@ SAM_EDGE = fp.image_token_modality(
             description="Boundaries of the stored instance map.",
         ),
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_edge_8k_224-512",
+        normalisation="minus_one_one",
+        grid=14,
+        resolution="224-512",
+        notes="one edge DiVAE shared with canny_edge; edge maps read as RGB in [-1, 1]",
+    ),
     description="Edges of the SAM-style instance map.",
 )
 

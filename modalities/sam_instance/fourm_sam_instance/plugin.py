@@ -54,6 +54,14 @@ SAM_INSTANCE = fp.sequence_modality(
         factory="fourm_sam_instance.decoders:SamInstanceDecoder",
         description="Instance masks (decoded by the mask tokenizer) in distinct colours over the input picture.",
     ),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_sam-instance_1k_64",
+        normalisation="none",
+        tokens_per_item=16,
+        resolution=64,
+        text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER,
+        notes="ViT VQ-VAE on 64x64 binary instance masks in {0, 1} (4x4 = 16 tokens per instance)",
+    ),
     description="Instance segments queried by points; masks are tokenized per instance.",
 )
 

@@ -30,6 +30,13 @@ SEMSEG = fp.image_token_modality(
         "walkable": [i + 1 for i in WALKABLE],
         "countable": [i + 1 for i in COUNTABLE],
     },
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_semseg_4k_224-448",
+        normalisation="semseg_shift_one",
+        grid=14,
+        resolution="224-448",
+        notes="ViT VQ-VAE with a class embedding; fourm stores index + 1, which is ml-4m's shifted form",
+    ),
     description="Semantic classes (133 COCO-panoptic classes + unlabelled), stored as index + 1.",
 )
 

@@ -21,6 +21,11 @@ T5_CAPTION = fp.ModalityDeclaration(
             "tiny": fp.PresetLayout(max_tokens=32, feature_dim=384),
         },
         depends_on=("caption",),
+        official=fp.OfficialAssets(
+            normalisation="none",
+            encoder="T5-XXL encoder (4096-d, 77 tokens), precomputed",
+            notes="continuous input, no tokenizer",
+        ),
         storage=(
             fp.ArraySpec(
                 name="embedding", dtype="float16", shape=("L", "C"), ragged=True, description="token embeddings"

@@ -22,6 +22,13 @@ TOK_RGB = fp.image_token_modality(
     ),
     vocab=(16384, 1024),
     depends_on=("rgb",),
+    official=fp.OfficialAssets(
+        hub_id="EPFL-VILAB/4M_tokenizers_rgb_16k_224-448",
+        normalisation="minus_one_one",
+        grid=14,
+        resolution="224-448",
+        notes="DiVAE: ViT-B encoder, patched U-Net diffusion decoder; RGB in [-1, 1]",
+    ),
     description="RGB image tokens; the tokenizer's decoder turns predictions back into pictures.",
 )
 
