@@ -73,6 +73,12 @@ class KeyInfo(BaseModel):
     input: bool = True
     target: bool = True
     members: tuple[str, ...] = ()
+    decoder_positions: int | None = Field(
+        None,
+        gt=0,
+        description="sequence targets at or past this position share position 0 (ml-4m's decoder embedding "
+        "max_length); None: max_tokens",
+    )
 
     # ---------------------------------------------------------------- what a consumer asks
     @property

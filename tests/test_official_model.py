@@ -276,3 +276,18 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--compare":
         raise SystemExit(compare(Path(sys.argv[2])))
     raise SystemExit("usage: python tests/test_official_model.py --compare DIR")
+
+
+def test_decoder_positions_stop_where_ml4m_embeddings_stop(registry: Any) -> None:
+    """ml-4m's decoder embeddings of metadata and poses are 40 and 263 long (below their 43 / 275 token budgets):
+    target positions at or past that share position 0, in fourm as in ml-4m, so long targets score the same."""
+    config = official_config(BASE, registry)
+    assert config.keys["human_poses"].decoder_positions == 263
+    assert config.keys["metadata"].decoder_positions == 40
+    assert config.keys["caption"].decoder_positions is None  # 256 == max_tokens: nothing to say
+    emb = FourMNetwork(config).decoder_embeddings["human_poses"]
+    n = 300
+    d = {"tensor": torch.ones(1, n, dtype=torch.long), "target_mask": torch.zeros(1, n, dtype=torch.bool)}
+    pos = emb.forward_embed(d)["emb"] - emb.mod_emb
+    assert torch.equal(pos[0, 263], pos[0, 0]) and torch.equal(pos[0, 299], pos[0, 0])
+    assert not torch.equal(pos[0, 262], pos[0, 0])

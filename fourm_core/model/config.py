@@ -277,10 +277,13 @@ def official_key_table(
             image_size=size,
             patch_size=patch,
         )
-        flags = {
+        flags: dict[str, Any] = {
             "input": any(not m.spec.target_only for m in members),
             "target": any(m.spec.is_target for m in members),
         }
+        limits = [m.spec.official.max_length for m in members if m.spec.official and m.spec.official.max_length]
+        if limits:  # the official decoder embedding's own max_length (metadata 40, poses 263)
+            flags["decoder_positions"] = min(limits)
         infos.append(info.model_copy(update=flags))
     if unknown:
         known = ", ".join(registry.model_keys(preset))

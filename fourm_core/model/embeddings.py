@@ -127,7 +127,7 @@ class ImageTokenDecoderEmbedding(nn.Module):
 class SequenceDecoderEmbedding(nn.Module):
     def __init__(self, info: KeyInfo, dim: int, share_embedding: bool = False) -> None:
         super().__init__()
-        self.max_length = info.max_tokens
+        self.max_length = info.decoder_positions or info.max_tokens
         _seq_pos(self, dim)
         self.token_emb = nn.Embedding(_vocab(info), dim, padding_idx=0)
         self.to_logits = nn.Linear(dim, _vocab(info), bias=False)

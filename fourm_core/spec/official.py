@@ -87,6 +87,13 @@ class OfficialAssets(BaseModel):
     text_tokenizer: str | None = Field(None, description="the WordPiece file of a sequence modality")
     teacher_input: Normalisation | None = Field(None, description="normalisation of the RGB a feature teacher sees")
     encoder: str | None = Field(None, description="an outside model that produces the input (not a hub tokenizer)")
+    max_length: int | None = Field(
+        None,
+        gt=0,
+        le=512,
+        description="ml-4m's sequence embedding max_length where it is below max_tokens (metadata 40, poses 263): "
+        "the official decoder gives every target position at or past it position 0, and so must fourm's",
+    )
     notes: str = ""
 
     def __init__(self, **data: Any) -> None:

@@ -50,6 +50,7 @@ HUMAN_POSES = fp.sequence_modality(
         hub_id="EPFL-VILAB/4M_tokenizers_human-poses_1k_8",
         normalisation="none",
         tokens_per_item=8,
+        max_length=263,
         text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER,
         notes="bottleneck MLP + Memcodes (8 heads) on the 207-d SMPL body pose (23 rotation matrices), as stored",
     ),

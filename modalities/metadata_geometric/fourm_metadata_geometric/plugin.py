@@ -31,7 +31,7 @@ METADATA_GEOMETRIC = fp.key_value_modality(
         ),
         description="Angular variance of normals and Sobel occlusion edges of depth.",
     ),
-    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
+    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, max_length=40),
     description="Geometric complexity (normals) and occlusion score (depth edges).",
 )
 

@@ -37,7 +37,7 @@ METADATA_IMAGE = fp.key_value_modality(
         requires=("modality:rgb",),
         description="Luma/HSV statistics, colourfulness and original size.",
     ),
-    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
+    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, max_length=40),
     description="Image size, colourfulness, brightness, contrast, saturation, entropy (+ model-based scores).",
 )
 

@@ -35,7 +35,7 @@ METADATA_SEMANTIC = fp.key_value_modality(
         "fourm_metadata_semantic.labelers:semantic_metadata_labeler",
         description="Counts and class-set shares from the other modalities.",
     ),
-    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
+    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, max_length=40),
     description="Crowdedness, clutter, diversity, walkability, objectness, caption length.",
 )
 
