@@ -91,7 +91,7 @@ class OfficialAssets(BaseModel):
         None,
         gt=0,
         le=512,
-        description="ml-4m's sequence embedding max_length where it is below max_tokens (metadata 40, poses 263): "
+        description="ml-4m's sequence embedding max_length where it is below max_tokens (40 for a budget of 43): "
         "the official decoder gives every target position at or past it position 0, and so must fourm's",
     )
     notes: str = ""
