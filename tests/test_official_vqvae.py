@@ -167,6 +167,8 @@ def test_unknown_config_key_is_refused_by_name(hub_folders: dict[str, Path], tmp
     # training-only keywords of ml-4m are accepted and ignored
     del config["n_channel"]
     config.update(ckpt_path="/somewhere/ckpt.pth", freeze_enc=True, threshold_ema_dead_code=2.0)
+    # and so are the options of ml-4m's training script, which builds the tokenizer from ``vars(args)``
+    config.update(domain="human_poses", loss_fn="smooth_l1", epochs=100, quantizer_type="memcodes", blr=1e-4)
     (folder / "config.json").write_text(json.dumps({"config": config}))  # the hub mixin's wrapper
     assert isinstance(load_official_tokenizer(folder), VQVAE)
 

@@ -92,7 +92,8 @@ def _import_class(name: str) -> type[nn.Module]:
     target = OFFICIAL_CLASSES[name]
     module_name, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        klass: type[nn.Module] = getattr(importlib.import_module(module_name), attr)
+        return klass
     except (ImportError, AttributeError) as exc:
         raise OfficialTokenizerError(f"official tokenizer class {name} ({target}) is not available: {exc}") from None
 
@@ -171,4 +172,5 @@ def load_official_tokenizer(
         state = {k: v for k, v in state.items() if not k.startswith(_DECODER_PREFIXES)}
     _check_keys(model, state, weights_path)
     model.load_state_dict(state, strict=True)
-    return model.to(map_location).eval()
+    loaded: nn.Module = model.to(map_location).eval()
+    return loaded

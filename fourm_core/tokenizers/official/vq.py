@@ -36,7 +36,30 @@ from fourm_core.tokenizers.official.mlp import build_mlp
 from fourm_core.tokenizers.official.quantizers import Memcodes, VectorQuantize
 from fourm_core.tokenizers.official.vit import build_vit
 
-__all__ = ["TRAINING_ONLY_KWARGS", "VQ", "VQVAE", "OfficialConfigError"]
+__all__ = ["ML4M_SCRIPT_ARGS", "TRAINING_ONLY_KWARGS", "VQ", "VQVAE", "OfficialConfigError"]
+
+#: the options of ml-4m's ``run_training_vqvae.py`` / ``run_training_divae.py`` (and the names
+#: ``get_image_tokenizer`` renames them to) that a published config may carry beside the constructor's keywords
+ML4M_SCRIPT_ARGS = frozenset(
+    """
+    auto_resume batch_size batch_size_eval blr cache_datasets clip_grad codebook_weight coef_ema_dead_code data_path
+    dataset_size dec_transformer_dropout decoder_type device dist_eval dist_on_itp dist_url domain dtype dtype_percept
+    encoder_ckpt encoder_type epoch_eval epochs eval_data_path eval_freq eval_image_log_freq eval_metrics_freq
+    eval_noise_schedule eval_only eval_res_cond find_unused_params full_ckpt hflip imagenet_default_mean_and_std
+    input_size input_size_dec input_size_enc input_size_eval input_size_max input_size_min local_rank
+    log_codebook_usage log_wandb loss_fn mask_size mask_value masked_cfg_high masked_cfg_low min_crop_scale min_lr
+    model_ema model_ema_decay model_ema_force_cpu model_ema_update_freq model_type momentum no_auto_resume
+    no_codebook_usage no_dist_eval no_find_unused_params no_freeze_enc no_inception no_kmeans_init no_log_wandb
+    no_masked_cfg no_norm_codes no_norm_latents no_out_conv no_pin_mem no_post_mlp no_resolution_cond no_use_wds
+    no_zero_terminal_snr num_eval_metrics_samples num_eval_timesteps num_logged_images num_workers opt opt_betas
+    opt_eps output_dir percept_loss_blocks percept_loss_distance percept_loss_type percept_loss_weight pin_mem
+    quantizer_ema_decay quantizer_type resolution_cond resolution_step resume s3_data_endpoint s3_endpoint
+    s3_multipart_chunksize_mb s3_multipart_threshold_mb s3_path s3_save_dir save_ckpt_freq seed show_user_warnings
+    skip_grad standardize_surface_normals start_epoch step_eval use_wds use_xformer wandb_entity wandb_project
+    wandb_run_name wandb_tags warmup_epochs warmup_lr warmup_steps wds_n_repeats wds_shuffle_buffer_repeat
+    wds_shuffle_buffer_tar weight_decay weight_decay_end world_size
+    """.split()
+)
 
 #: keywords ml-4m's ``VQ`` accepts that only matter for training (EMA codebook updates, checkpoint surgery, freezing)
 TRAINING_ONLY_KWARGS = frozenset(
@@ -179,9 +202,15 @@ class VQ(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str = "config") -> VQ:
-        """Build from a hub-style config dict of constructor keywords, refusing unknown keys by name."""
-        cls.check_config(config, source)
-        return cls(**dict(config))
+        """Build from a hub-style config dict of constructor keywords, refusing unknown keys by name.
+
+        ml-4m builds a tokenizer from its training script's whole argument namespace (``get_image_tokenizer``
+        calls ``model_type(**vars(args))``), so a published ``config.json`` may carry those arguments beside the
+        constructor's; the ones the constructor does not take (:data:`ML4M_SCRIPT_ARGS`) are dropped here."""
+        accepted, _ = cls.config_keys()
+        kept = {k: v for k, v in config.items() if k in accepted or k not in ML4M_SCRIPT_ARGS}
+        cls.check_config(kept, source)
+        return cls(**kept)
 
     # -- ml-4m's inference API -----------------------------------------------------------------------------------
 
