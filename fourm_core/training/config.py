@@ -46,7 +46,11 @@ class ConfigError(ValueError):
 
 
 class ModelConfig(BaseModel):
-    """The FourM to train: an official size and recipe, any constructor key overridden (``dim``, depths, ...)."""
+    """The FourM to train: an official size and recipe, any constructor key overridden (``dim``, depths, ...).
+
+    With ``init``, sizes and recipe flags the config does not set (``size`` / ``recipe`` absent from the file,
+    no override) are the checkpoint's; those it sets must match the checkpoint's trunk (see
+    :mod:`fourm_core.training.warmstart`)."""
 
     model_config = _STRICT
     size: str = "tiny"
@@ -54,8 +58,12 @@ class ModelConfig(BaseModel):
     #: modality layout preset of the plugins (token grid sizes, sequence lengths): must match the stores
     preset: str = "tiny"
     overrides: dict[str, Any] = Field(default_factory=dict)
-    #: start from these weights (a ``save_pretrained`` directory); the modality set must match
+    #: start from these weights: a hub id (``EPFL-VILAB/4M-21_B``), a folder in the hub layout (official or fourm
+    #: ``config.json`` + ``model.safetensors``), a ``.safetensors`` file with the config in its metadata, or a fourm
+    #: run folder. Its modality keys may differ from the run's: shared ones load, new ones start fresh
     init: str | None = None
+    #: the hub revision (branch, tag, commit) of a hub id ``init``
+    init_revision: str | None = None
     #: restrict the model to these model keys (default: every key some dataset provides)
     keys: list[str] | None = None
 
@@ -165,8 +173,9 @@ class RunConfig(BaseModel):
     out_dir: str
     seed: int = 0
     vocabulary: str
-    #: the trained tokenizer directory the stores were pre-tokenised with; not used in training, but recorded with
-    #: the exported model (``final/fourm.json``) so generation finds it (``FourM.from_pretrained``)
+    #: the trained tokenizer directory the stores were pre-tokenised with, or ``official`` (the published
+    #: tokenizers); not used in training, but recorded with the exported model (``final/fourm.json``) so generation
+    #: finds it (``FourM.from_pretrained``)
     tokenizers: str | None = None
     datasets: list[DatasetConfig] = Field(..., min_length=1)
     #: input / target token budgets per sample: one number or an inclusive [low, high] range

@@ -37,6 +37,7 @@ from fourm_core.training.checkpoints import (
     trim_log,
 )
 from fourm_core.training.config import RunConfig, ScheduleConfig
+from fourm_core.training.warmstart import InitReport, build_network
 
 __all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds", "train", "warmup_cosine"]
 
@@ -45,6 +46,8 @@ FINAL = "final"
 #: the exported model's sidecar naming its vocabulary, tokenizers and preset
 ASSETS_NAME = "fourm.json"
 LOG_NAME = "log.jsonl"
+#: ``tokenizers: official`` (a fine-tune of a published model on stores tokenised with the official tokenizers)
+OFFICIAL_TOKENIZERS = "official"
 
 
 @dataclass
@@ -58,6 +61,8 @@ class TrainResult:
     log_path: Path
     last_losses: dict[str, float] = field(default_factory=dict)
     validation: list[dict[str, Any]] = field(default_factory=list)
+    #: what ``model.init`` loaded, was new, dropped or re-initialised (``None`` without ``model.init``)
+    init: InitReport | None = None
 
 
 # -- distributed set-up --------------------------------------------------------------------------------------------
@@ -180,6 +185,8 @@ def config_fingerprint(config: RunConfig) -> str:
         data.pop(volatile, None)
     data["schedule"] = None
     data["engine"] = {k: v for k, v in data["engine"].items() if k not in ("threads", "peak_gflops")}
+    if data["model"].get("init_revision") is None:  # absent before it existed: older runs keep their fingerprint
+        data["model"].pop("init_revision", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,15 +216,17 @@ def train(
     *,
     resume: bool = True,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    on_init: Callable[[InitReport, torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) the training described by ``config`` on this process's rank.
 
-    ``progress(step, total, record)`` is called on rank 0 after each logged step.
+    ``progress(step, total, record)`` is called on rank 0 after each logged step. With ``model.init``,
+    ``on_init(report, network)`` is called on rank 0 once the network is warm-started, before any step (to print
+    the summary, or to look at the starting weights); the report is also the first line of the log.
     """
     import deepspeed
     import torch.distributed as dist
 
-    from fourm_core.model.network import FourMNetwork, fourm_config
     from fourm_core.registry import Registry
     from fourm_core.training.data import TrainingData, cast_floats, sample_position
     from fourm_core.training.flops import measure_matmul_peak, train_flops
@@ -234,22 +243,22 @@ def train(
     # before anything is built or written: a foreign, unsafe or unusable checkpoint ends the run here
     chosen = choose_checkpoint(ckpt_dir, fingerprint, warn=rank == 0) if resume else None
     start = chosen.step if chosen is not None else 0
+    registry = registry if registry is not None else Registry()
+    data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
+    # seeded inside: the same initial weights on every rank; model.init's shared keys loaded (warmstart), or the
+    # run refused (another trunk, an uncached hub id offline) before anything is written
+    model, init_report = build_network(config, data.keys, registry)
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
         trim_log(out / LOG_NAME, start)  # the steps after the checkpoint run again: no step is logged twice
     dist.barrier()
     logger = _Logger(out / LOG_NAME, rank)
-
-    registry = registry if registry is not None else Registry()
-    data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
-    torch.manual_seed(config.seed)  # the same initial weights on every rank
-    if config.model.init:
-        model = FourMNetwork.from_pretrained(config.model.init, registry=registry)
-        if set(model.keys) != set(data.keys):
-            raise ValueError(f"model.init {config.model.init}: keys {sorted(model.keys)}, data {sorted(data.keys)}")
-    else:
-        model = FourMNetwork(fourm_config(data.keys, config.model.size, config.model.recipe, **config.model.overrides))
+    if init_report is not None and rank == 0:
+        if start == 0:  # a resumed log already has it (trim_log keeps step 0)
+            logger.write(init_report.record())
+        if on_init is not None:
+            on_init(init_report, model)
     if e.precision == "bf16":
         model.to(torch.bfloat16)  # buffers too (sin-cos positions, no-bias norm zeros); DeepSpeed casts parameters only
     total_steps, warmup_steps, tokens_per_step = schedule_steps(config, world)
@@ -278,7 +287,7 @@ def train(
         _, client = engine.load_checkpoint(str(ckpt_dir), chosen.tag)
         if client is None or client.get("fingerprint") != fingerprint or client.get("step") != start:
             raise CheckpointError(f"{chosen.path}: DeepSpeed's client state disagrees with the checkpoint's manifest")
-    result = TrainResult(start, start, out, None, out / LOG_NAME)
+    result = TrainResult(start, start, out, None, out / LOG_NAME, init=init_report)
     peak = e.peak_gflops or measure_matmul_peak(threads, dtype=dtype)
     validation = data.validation_batches(e.micro_batch_size) if config.eval_every else []
 
@@ -447,6 +456,8 @@ def _assets(config: RunConfig) -> dict[str, Any]:
     paths (the run config's paths are relative to where training ran)."""
 
     def absolute(path: str | None) -> str | None:
+        if path == OFFICIAL_TOKENIZERS:  # not a path: each key's official tokenizer (resolved at generation)
+            return path
         return str(Path(path).resolve()) if path else None
 
     return {

@@ -3,7 +3,10 @@
 ``fourm train --config C`` trains in this process (a world of one). ``--nproc N`` re-launches the same command
 under ``torchrun --nproc_per_node N`` on 127.0.0.1 (gloo on CPU, NCCL on GPUs), with the CPU threads split
 between the processes. ``--set schedule.steps=20`` overrides any config key. A run resumes from its latest
-checkpoint unless ``--restart``.
+checkpoint unless ``--restart``. With ``model.init`` (a hub id such as ``EPFL-VILAB/4M-21_B``, a folder, a
+``.safetensors`` file or a fourm run folder) the run starts from those weights, its own modality keys may differ,
+and the summary of what was loaded, new, dropped and re-initialised is printed before the first step (see
+:mod:`fourm_core.training.warmstart`).
 """
 
 from __future__ import annotations
@@ -89,7 +92,13 @@ def run_training(config_path: str, overrides: list[str], restart: bool, console:
                 + (f" | MFU {mfu:.0%}" if mfu is not None else ""),
             )
 
-        result = train(config, resume=not restart, progress=progress if rank == 0 else None)
+        def on_init(report: Any, network: Any) -> None:  # model.init: what was loaded, new, dropped
+            for line in report.lines():
+                console.print(escape(line))
+
+        result = train(
+            config, resume=not restart, progress=progress if rank == 0 else None, on_init=on_init if rank == 0 else None
+        )
     if rank == 0:
         if result.resumed_from:
             console.print(f"resumed at step {result.resumed_from}")
