@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,9 @@ class GenerationResult(Mapping[str, GenerationOutput]):
     inputs: GenerationInputs | None = None
     seed: int | None = None
     schedule: Any = field(default=None, repr=False)
+    #: wall seconds per target (by name): its sampling steps for the whole batch plus decoding this sample (the
+    #: first use of a tokenizer includes loading it); empty when not measured
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> GenerationOutput:
         if name in self.outputs:
@@ -142,12 +146,16 @@ class GenerationResult(Mapping[str, GenerationOutput]):
 
     def to_json(self) -> dict[str, Any]:
         """``{"seed", "inputs": {name: text}, "targets": {name: record}}``: text and parsed value of every sequence
-        output and the ids of every target (pictures themselves go to PNG files)."""
-        return {
+        output and the ids of every target (pictures themselves go to PNG files); ``"seconds"`` per target when
+        measured."""
+        record: dict[str, Any] = {
             "seed": self.seed,
             "inputs": dict(self.inputs.texts) if self.inputs is not None else {},
             "targets": {name: out.to_json() for name, out in self.outputs.items()},
         }
+        if self.seconds:
+            record["seconds"] = {name: round(value, 3) for name, value in self.seconds.items()}
+        return record
 
     def grid_png(self, path: str | os.PathLike[str], size: int = 128, text_width: int = 100) -> Path:
         """:meth:`grid_image` saved as PNG: one file to look at instead of one per target."""
@@ -191,7 +199,8 @@ class GenerationResult(Mapping[str, GenerationOutput]):
             if picture is not None:
                 tiles.append((name, picture))
             if out.kind == ModalityKind.SEQUENCE:
-                lines.append(f"{name}: {out.text}")
+                unparsed = f" (unparsed: {out.parse_error})" if out.parse_error is not None else ""
+                lines.append(f"{name}: {out.text}{unparsed}")
             elif picture is None:
                 lines.append(f"{name}: ids {_trimmed(out.ids, out.kind)}")
         return labelled_grid(tiles, lines, size, text_width)
@@ -231,16 +240,19 @@ def decode_outputs(
     targets: Sequence[Requested],
     rows: Sequence[int] | int = 0,
     image: np.ndarray | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, GenerationOutput]:
     """Decode row(s) ``rows`` of the sampler's ``ids`` for every target (by the name it was asked for): one row as
     is, several rows (N generations of one condition) fused per target (:func:`fuse_outputs`). Sequences that
-    parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given."""
+    parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given. ``seconds``: when a
+    dict, the wall seconds spent decoding each target are added to it."""
     from fourm_core.viz.rendering import render_output
 
     context = pipe.render_context(image)
     indices = [rows] if isinstance(rows, int) else list(rows)
     out = {}
     for req in targets:
+        started = time.perf_counter()
         draws = []
         for row_index in indices:
             row = ids[req.key][row_index].detach().cpu()
@@ -256,6 +268,8 @@ def decode_outputs(
             draws.append(decoded)
         fuse = None if req.kind == ModalityKind.SEQUENCE or len(draws) == 1 else pipe.tokenizer(req.modality).transform
         out[req.name] = fuse_outputs(draws, fuse)
+        if seconds is not None:
+            seconds[req.name] = seconds.get(req.name, 0.0) + time.perf_counter() - started
     return out
 
 
@@ -346,13 +360,15 @@ def run_generation(
     schedule.validate_for(pipe.keys, input_keys)
     contents = [build_inputs(pipe, sample) for sample in samples]
     rows = [dict(c) for c in contents for _ in range(ensemble)]
-    ids = pipe.sampler().generate(rows, schedule, seed=seed)
+    sampling: dict[str, float] = {}
+    ids = pipe.sampler().generate(rows, schedule, seed=seed, timings=sampling)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
     results = []
     for b, built in enumerate(contents):
         pixels = [r.name for r in built.requested.values() if r.kind == ModalityKind.PIXELS]
         image = built.pictures.get(pixels[0]) if pixels else None  # what sequence pictures are drawn over
-        outputs = decode_outputs(pipe, ids, ordered, range(b * ensemble, (b + 1) * ensemble), image)
-        results.append(GenerationResult(outputs, built, seed, schedule))
+        seconds = {r.name: sampling.get(r.key, 0.0) for r in ordered}
+        outputs = decode_outputs(pipe, ids, ordered, range(b * ensemble, (b + 1) * ensemble), image, seconds)
+        results.append(GenerationResult(outputs, built, seed, schedule, seconds))
     return results

@@ -21,6 +21,7 @@ randomness comes from one ``torch.Generator`` seeded per call: the same seed giv
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,7 @@ class GenerationSampler:
         batch_size: int | None = None,
         use_cache: bool = True,
         trace: list[dict[str, Any]] | None = None,
+        timings: dict[str, float] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Generate every target of ``schedule`` in order.
 
@@ -149,7 +151,8 @@ class GenerationSampler:
         sample (repeated ``batch_size`` times: N generations of one condition) or a list of samples. Returns
         (B, max_tokens) int64 ids per target; sequences end with ``[EOS]`` and are right-padded with ``[PAD]``.
         ``trace``: when a list, one record per decoder step is appended (the conditional batch, the positions
-        fixed) for inspection and tests.
+        fixed) for inspection and tests. ``timings``: when a dict, the wall seconds spent on each target key are
+        added to it (what ``fourm generate`` prints per target).
         """
         schedule = load_schedule(schedule)
         samples = [inputs] if isinstance(inputs, Mapping) else list(inputs)
@@ -169,9 +172,12 @@ class GenerationSampler:
         try:
             with torch.no_grad(), self._fixed_decoder_order():
                 for index, step in enumerate(schedule.steps):
+                    started = time.perf_counter()
                     guidance = self.guidance(schedule, index, set(state))
                     job = SchemeJob(self, step, state, guidance, len(samples), generator, use_cache, trace)
                     outputs[step.target] = get_scheme(step.scheme).run(job)
+                    if timings is not None:
+                        timings[step.target] = timings.get(step.target, 0.0) + time.perf_counter() - started
         finally:
             self.model.train(was_training)
         return outputs

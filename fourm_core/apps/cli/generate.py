@@ -14,9 +14,11 @@ Example (tiny preset)::
 ``HF_HUB_OFFLINE`` honoured: an uncached id offline fails before anything runs), a folder in the hub layout or a
 bare ``.safetensors`` with its config in the metadata.
 
-writes ``out/<target>.png`` per picture target (``.json`` for vectors), ``out/grid.png`` (the inputs and every
-picture in one labelled row, texts below) and ``out/outputs.json`` (text and parsed value of every sequence target,
-ids of every target), then prints a table of what it wrote. Every mistake in the request (unknown modality, an
+writes one file per target (``out/<target>.png`` for pictures and drawn sequences, ``out/<target>.json`` for
+vectors and for sequences no decoder drew, for example text that did not parse), ``out/grid.png`` (the inputs and
+every picture in one labelled row, texts below, unparsed ones marked) and ``out/outputs.json`` (text and parsed value
+or parse error of every sequence target, ids of every target, seconds per target), then prints a table of what it
+wrote with the load time and each target's wall seconds. Every mistake in the request (unknown modality, an
 input-only target, a missing tokenizer, a wrong image shape) is reported before the model runs. The command is a
 thin shell over :meth:`fourm_core.inference.pipeline.Pipeline.generate`.
 """
@@ -56,6 +58,8 @@ def parse_inputs(items: list[str]) -> dict[str, str]:
 def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     """Load the model, check the request, generate, write the files, print what was written. A mistake in the
     request raises an error the CLI shows as one line (exit code 2): it names what to fix."""
+    import time
+
     import torch
 
     from fourm_core.inference.pipeline import Pipeline, model_folder, official_source
@@ -69,6 +73,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     registry = Registry()
     if args.threads:
         torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     official = official_source(args.model, args.revision)  # a hub id is fetched (or refused) before any compute
     if official is not None:
         pipeline = Pipeline.from_pretrained(
@@ -80,6 +85,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         vocabulary = TextVocabulary.load(args.vocab) if args.vocab else None
         pipeline = Pipeline.create(model, registry, args.preset, vocabulary, args.tokenizers)
     preset = pipeline.preset
+    loaded = time.perf_counter() - started
     (result,) = pipeline.generate(
         [inputs],
         targets,
@@ -93,28 +99,32 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     written = write_result(result, Path(args.out))
     fused = f", {args.ensemble} generations fused" if args.ensemble > 1 else ""
     table = Table(title=f"generated (seed {args.seed}, preset {preset}{fused})")
-    for col in ("target", "model key", "file", "content"):
+    for col in ("target", "model key", "file", "seconds", "content"):
         table.add_column(col)
     for name, out in result.items():
-        if out.text is not None:
-            content = out.text if out.parse_error is None else f"{out.text}  (unparsed: {out.parse_error})"
-        else:
+        if out.text is None:
             content = f"{len(out.ids)} tokens"
-        table.add_row(name, out.key, escape(str(written.get(name, "outputs.json"))), escape(content[:120]))
+        elif out.parse_error is None:
+            content = out.text[:120]
+        else:  # the note first: a long random text would push it out of the cell
+            content = f"(unparsed: {out.parse_error[:60]}) {out.text[:60]}"
+        seconds = f"{result.seconds[name]:.1f}" if name in result.seconds else "-"
+        table.add_row(name, out.key, escape(str(written[name])), seconds, escape(content))
     console.print(table)
+    console.print(f"model and vocabulary loaded in {loaded:.1f} s")
     console.print(f"grid: {escape(str(written['grid']))}; outputs: {escape(str(written['json']))}")
     return 0
 
 
 def write_result(result: Any, out_dir: Path) -> dict[str, Path]:
-    """One file per picture (or vector) target, ``grid.png`` and ``outputs.json``; returns what went where.
-    A sequence's text and value live in ``outputs.json``; its picture (boxes drawn on the input, a skeleton ...)
-    is written as a PNG too when its plugin drew one."""
+    """One file per target, ``grid.png`` and ``outputs.json``; returns what went where. A picture (an image
+    target, or a sequence its plugin drew: boxes on the input, a skeleton ...) is a PNG; a vector, or a sequence
+    nobody drew (its text did not parse), its JSON record. Every sequence's text and value are in
+    ``outputs.json`` too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, output in result.items():
-        if output.text is None or output.picture() is not None:
-            written[name] = output.save(out_dir / _file_name(name))
+        written[name] = output.save(out_dir / _file_name(name))
     written["grid"] = result.grid_png(out_dir / "grid.png")
     written["json"] = out_dir / "outputs.json"
     written["json"].write_text(json.dumps(result.to_json(), indent=2))
