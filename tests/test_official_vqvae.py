@@ -184,7 +184,7 @@ def test_missing_or_unexpected_weights_are_named(hub_folders: dict[str, Path], t
     with pytest.raises(OfficialTokenizerError) as info:
         load_official_tokenizer(folder)
     message = str(info.value)
-    assert "missing: decoder.out_conv.1.gamma" in message and "unexpected: encoder.extra" in message
+    assert "1 missing: decoder.out_conv.1.gamma" in message and "1 unexpected: encoder.extra" in message
     assert "\n" not in message and "model.safetensors" in message
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from fourm_core.errors import FileFormatError, load_safetensors, one_line, read_json
 from fourm_core.hub import resolve
 from fourm_core.model.config import CONFIG_NAME, FourMConfig, is_official_config
+from fourm_core.model.state import state_mismatch
 
 __all__ = [
     "INDEX_NAME",
@@ -192,19 +193,7 @@ def is_official_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 def _strict_load(model: Any, state: Mapping[str, Any], where: Path) -> None:
     """Load ``state`` into ``model`` strictly; every missing, unexpected or misshapen key named in one line."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-        if items:
-            shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} more)" if len(items) > 8 else "")
-            problems.append(f"{len(items)} {label}: {shown}")
+    problems = state_mismatch(model.state_dict(), state)
     if problems:
         raise FileFormatError(f"{where}: the weights do not fit the config's model ({'; '.join(problems)})")
     model.load_state_dict(dict(state), strict=True)

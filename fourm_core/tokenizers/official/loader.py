@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from fourm_core.errors import FileFormatError, UserError, load_safetensors, one_line, read_json
+from fourm_core.model.state import state_mismatch
 
 __all__ = [
     "CONFIG_FILE",
@@ -54,7 +55,6 @@ OFFICIAL_CLASSES: dict[str, str] = {
 _ML4M_KEYS = frozenset({"enc_type", "dec_type", "quant_type", "beta_schedule", "n_channels", "patch_proj"})
 #: state-dict prefixes of the decoder side, dropped for ``encoder_only``
 _DECODER_PREFIXES = ("decoder.", "post_quant_proj.")
-_SHOWN = 8
 
 
 class OfficialTokenizerError(UserError, ValueError):
@@ -110,19 +110,7 @@ def _local_folder(path_or_repo_id: str | os.PathLike[str], revision: str | None)
 
 
 def _check_keys(model: nn.Module, state: Mapping[str, torch.Tensor], weights: Path) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-        if names:
-            more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-            problems.append(f"{what}: {', '.join(names[:_SHOWN])}{more}")
+    problems = state_mismatch(model.state_dict(), state)
     if problems:
         raise OfficialTokenizerError(
             f"{weights}: does not fit the {type(model).__name__} its {CONFIG_FILE} builds ({'; '.join(problems)})"
