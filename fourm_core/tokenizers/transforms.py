@@ -124,12 +124,14 @@ def _binary_majority(raws: Sequence[np.ndarray]) -> np.ndarray:
     return ((_stack(raws) > 0).mean(axis=0) > 0.5).astype(np.uint8)
 
 
-def _chw(raw: np.ndarray) -> torch.Tensor:
+def chw(raw: np.ndarray) -> torch.Tensor:
+    """A stored (H, W) or (H, W, C) array as a float (C, H, W) tensor."""
     t = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
     return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
 
 
-def _hwc(t: torch.Tensor) -> np.ndarray:
+def hwc(t: torch.Tensor) -> np.ndarray:
+    """A (C, H, W) tensor back as the stored (H, W) or (H, W, C) array."""
     t = t.detach().float().cpu()
     return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)).numpy()
 
@@ -142,10 +144,10 @@ class RGB(Transform):
 
     def to_tensor(self, raw: np.ndarray) -> torch.Tensor:
         scale = 255.0 if raw.dtype == np.uint8 else 1.0
-        return _chw(raw.astype(np.float32) / scale) * 2 - 1
+        return chw(raw.astype(np.float32) / scale) * 2 - 1
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
-        return np.clip(np.rint((_hwc(tensor) + 1) * 127.5), 0, 255).astype(np.uint8)
+        return np.clip(np.rint((hwc(tensor) + 1) * 127.5), 0, 255).astype(np.uint8)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, target)
@@ -184,10 +186,10 @@ class RobustDepth(Transform):
         std = max(float(band.std()), 1e-3)
         out = np.zeros_like(d)
         out[valid] = (v - float(band.mean())) / std
-        return _chw(out)
+        return chw(out)
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
-        return _hwc(tensor).astype(np.float32)  # standardised log depth: metres only after alignment
+        return hwc(tensor).astype(np.float32)  # standardised log depth: metres only after alignment
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(output, target)
@@ -224,7 +226,7 @@ class UnitVectors(Transform):
     flip_negates = (0,)
 
     def to_tensor(self, raw: np.ndarray) -> torch.Tensor:
-        return _chw(raw)
+        return chw(raw)
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
         # unit vectors where the decoder is confident; the store marks "no surface" (sky) with zero vectors, and
@@ -236,7 +238,7 @@ class UnitVectors(Transform):
     def fuse(self, raws: Sequence[np.ndarray]) -> np.ndarray:
         # the mean direction, renormalised like a decoder output (short where the draws disagree or see no surface)
         mean = _stack(raws).astype(np.float32).mean(axis=0)
-        return self.to_raw(_chw(mean)).astype(np.asarray(raws[0]).dtype)
+        return self.to_raw(chw(mean)).astype(np.asarray(raws[0]).dtype)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, target)
@@ -302,10 +304,10 @@ class Edges(Transform):
     resample = "nearest"
 
     def to_tensor(self, raw: np.ndarray) -> torch.Tensor:
-        return _chw((np.asarray(raw) > 0).astype(np.float32) * 2 - 1)
+        return chw((np.asarray(raw) > 0).astype(np.float32) * 2 - 1)
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
-        return ((_hwc(tensor) > 0).astype(np.uint8)) * 255
+        return ((hwc(tensor) > 0).astype(np.uint8)) * 255
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(output, target)
@@ -429,10 +431,10 @@ class Masks(Transform):
     name = "masks"
 
     def to_tensor(self, raw: np.ndarray) -> torch.Tensor:
-        return _chw((np.asarray(raw) > 0).astype(np.float32))
+        return chw((np.asarray(raw) > 0).astype(np.float32))
 
     def to_raw(self, tensor: torch.Tensor) -> np.ndarray:
-        return (_hwc(tensor) > 0.5).astype(np.uint8)
+        return (hwc(tensor) > 0.5).astype(np.uint8)
 
     def prediction(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)

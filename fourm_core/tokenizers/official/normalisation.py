@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fourm_core.spec.official import Normalisation
+from fourm_core.tokenizers.transforms import chw, hwc
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -161,26 +162,16 @@ class RawForm:
     vector: bool = False
 
 
-def _chw(raw: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-
-
-def _hwc(t: torch.Tensor) -> np.ndarray:
-    t = t.detach().float().cpu()
-    return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)).numpy()
-
-
 def _colour_in(raw: np.ndarray) -> torch.Tensor:
-    return _chw(raw.astype(np.float32) / (255.0 if raw.dtype == np.uint8 else 1.0))
+    return chw(raw.astype(np.float32) / (255.0 if raw.dtype == np.uint8 else 1.0))
 
 
 def _colour_out(t: torch.Tensor) -> np.ndarray:
-    return np.clip(np.rint(_hwc(t.clamp(0, 1)) * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(hwc(t.clamp(0, 1)) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _edges_in(raw: np.ndarray) -> torch.Tensor:
-    return _chw((np.asarray(raw) > 0).astype(np.float32))
+    return chw((np.asarray(raw) > 0).astype(np.float32))
 
 
 def _edges_out(t: torch.Tensor) -> np.ndarray:
@@ -190,7 +181,7 @@ def _edges_out(t: torch.Tensor) -> np.ndarray:
 
 def _normals_in(raw: np.ndarray) -> torch.Tensor:
     # unit vectors in [-1, 1] to ml-4m's colour-coded normals in [0, 1] (PNG value / 255)
-    return _chw((np.asarray(raw, np.float32) + 1) / 2)
+    return chw((np.asarray(raw, np.float32) + 1) / 2)
 
 
 def _normals_out(t: torch.Tensor) -> np.ndarray:
@@ -222,7 +213,7 @@ def _features_out(t: torch.Tensor) -> np.ndarray:
 
 
 def _masks_out(t: torch.Tensor) -> np.ndarray:
-    return (_hwc(t) > 0.5).astype(np.uint8)
+    return (hwc(t) > 0.5).astype(np.uint8)
 
 
 RAW_FORMS: dict[str, RawForm] = {
@@ -232,10 +223,10 @@ RAW_FORMS: dict[str, RawForm] = {
         RawForm("edges", _edges_in, _edges_out),
         RawForm("unit_vectors", _normals_in, _normals_out),
         # standardised depth as decoded: scale and shift are not in the tokens (fourm's own tokenizer does the same)
-        RawForm("robust_depth", _chw, lambda t: _hwc(t).astype(np.float32)),
+        RawForm("robust_depth", chw, lambda t: hwc(t).astype(np.float32)),
         # the decoder gives logits over the shifted classes: argmax in the tokenizer space, then the inverse shift
         RawForm("classes", _classes_in, _classes_out, prediction=lambda out: out.argmax(1)),
-        RawForm("features", _chw, _features_out),
+        RawForm("features", chw, _features_out),
         # the teacher's CLS vector as stored, not l2-normalised: ml-4m tokenizes x_norm_clstoken as is
         RawForm("embedding", _vector_in, _vector_out, vector=True),
         RawForm("vectors", _vector_in, _vector_out, vector=True),
