@@ -29,6 +29,7 @@ def bench_render(size: int, n: int, repeats: int) -> dict[str, float]:
 
 
 def bench_pipeline(n: int, size: int, workers: int) -> dict[str, object]:
+    from fourm_core.apps.demo.settings import DEMO_LABEL_OPTIONS as SYNTHETIC_LABEL_OPTIONS
     from fourm_core.labeling.runner import label_store
     from fourm_core.sources.adapters import SyntheticSource
     from fourm_core.storage.source_writer import create_source_store, write_source
@@ -39,7 +40,7 @@ def bench_pipeline(n: int, size: int, workers: int) -> dict[str, object]:
         adapter = SyntheticSource(n, size, seed=0)
         store = create_source_store(path, adapter, size, "tiny", 64)
         report = write_source(store, adapter, workers)
-        plans = label_store(path, workers=workers)
+        plans = label_store(path, workers=workers, options=SYNTHETIC_LABEL_OPTIONS)
         labels = {p.name: round(p.samples_per_s, 1) for p in plans if p.seconds}
         skipped = {p.name: p.skip_reason for p in plans if p.labeler is None}
         store = AlignedStore.open(path)

@@ -44,6 +44,7 @@ def render_stage(n: int, repeats: int) -> dict[str, Any]:
 def store_stages(n: int, repeats: int, workers: int) -> dict[str, dict[str, Any]]:
     """Per repeat a fresh store of ``n`` scenes: writing the source, pseudo-labeling every modality with a labeler,
     and one block-shuffled pass of the loader over every labelled modality."""
+    from fourm_core.apps.demo.settings import DEMO_LABEL_OPTIONS as SYNTHETIC_LABEL_OPTIONS
     from fourm_core.data.loader import BlockShuffleSampler, StoreDataset
     from fourm_core.labeling.runner import label_store
     from fourm_core.sources.adapters import SyntheticSource
@@ -58,7 +59,7 @@ def store_stages(n: int, repeats: int, workers: int) -> dict[str, dict[str, Any]
             write_source(create_source_store(path, adapter, 64, "tiny", 16), adapter, workers)
             write.append(n / (time.perf_counter() - start))
             start = time.perf_counter()
-            plans = label_store(path, workers=workers)
+            plans = label_store(path, workers=workers, options=SYNTHETIC_LABEL_OPTIONS)
             label.append(n / (time.perf_counter() - start))
             dataset = StoreDataset(path, [p.name for p in plans if p.labeler])
             start = time.perf_counter()

@@ -34,6 +34,7 @@ HEADLINE = {
 
 
 def make_store(path: Path, n: int, workers: int) -> None:
+    from fourm_core.apps.demo.settings import DEMO_LABEL_OPTIONS as SYNTHETIC_LABEL_OPTIONS
     from fourm_core.labeling.runner import label_store
     from fourm_core.sources.adapters import SyntheticSource
     from fourm_core.storage.source_writer import create_source_store, write_source
@@ -41,7 +42,7 @@ def make_store(path: Path, n: int, workers: int) -> None:
     adapter = SyntheticSource(n, 64, seed=0)
     store = create_source_store(path, adapter, 64, "tiny", 64)
     write_source(store, adapter, workers)
-    label_store(path, workers=workers)
+    label_store(path, workers=workers, options=SYNTHETIC_LABEL_OPTIONS)
 
 
 def main() -> None:

@@ -117,9 +117,15 @@ def fourm_register_labelers(register: Callable[[LabelerSpec], None]) -> None:
     Call ``register(LabelerSpec(modality="depth", name="dpt", factory="pkg.labelers:DPTLabeler", requires=(...)))``
     (a modality's own labelers usually come in its :class:`~fourm_core.spec.ModalityDeclaration` instead).
     ``requires`` is typed (:class:`~fourm_core.spec.Requirement`, written ``"kind:target"`` with kind ``source``,
-    ``package``, ``modality`` or ``env``); an unknown kind, or a ``modality:`` requirement on a modality the labelled
-    one is not ordered after, is a ``requirement`` problem naming the plugin and the labeler. The runner calls
+    ``package``, ``modality``, ``env`` or ``hub``); an unknown kind, or a ``modality:`` requirement on a modality the
+    labelled one is not ordered after, is a ``requirement`` problem naming the plugin and the labeler. The runner calls
     ``factory(spec, context, **options)``.
+    A labeler that runs a teacher network declares its weights with ``fp.HubModel`` and is built with
+    ``fp.teacher_labeler(factory, model, ...)``, which adds ``hub:<model id>``: the run plan
+    (``fourm data label --plan``) counts it usable when the weights are cached, downloadable, or random-init stand-ins
+    are allowed (``--allow-random-teachers``), and otherwise skips the modality with the model id and the
+    ``hf download`` command. Its factory returns an ``fp.HubTeacher`` subclass (batching, device and precision,
+    per-sample failures and provenance are the base's).
     A modality may have several candidates (an offline classical one, a real-model one from another distribution);
     configuration picks one by name, otherwise the one marked ``default=True`` by the modality's own plugin. Two
     candidates with the same (modality, name) are a conflict naming both distributions.

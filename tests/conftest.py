@@ -19,6 +19,10 @@ import pytest
 from fourm_core.registry import ENTRY_POINT_GROUP, Registry
 from helpers import EXAMPLE_PLUGIN, SPEC_TEMPLATE
 
+#: Tests never download (teachers, tokenizers, models): a hub asset a test needs is built into a temporary hub
+#: cache by the test itself. Set before anything imports huggingface_hub (which freezes its constants at import).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @pytest.fixture
 def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., EntryPoint]]:

@@ -11,7 +11,7 @@ from fourm_core.labeling.runner import label_store, plan_labeling, raw_part
 from fourm_core.registry import Registry
 from fourm_core.spec import ArraySpec
 from fourm_core.storage.store import DONE, FAILED, AlignedStore
-from helpers import EXAMPLE_PLUGIN
+from helpers import EXAMPLE_PLUGIN, RANDOM_TEACHERS
 
 SOURCE = (
     ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3)),
@@ -54,7 +54,7 @@ def test_plan_skips_what_the_source_cannot_support_and_says_why(store: AlignedSt
 
 
 def test_labels_are_copied_and_bad_samples_fail_alone(store: AlignedStore, registry: Registry) -> None:
-    plans = label_store(store.path, registry=registry, only=["rgb", "depth", "det", "caption"])
+    plans = label_store(store.path, registry=registry, only=["rgb", "depth", "det", "caption"], options=RANDOM_TEACHERS)
     by_name = {p.name: p for p in plans}
     assert by_name["depth"].done == 20 and by_name["caption"].done == 19 and by_name["caption"].failed == 1
     again = AlignedStore.open(store.path)
@@ -66,13 +66,13 @@ def test_labels_are_copied_and_bad_samples_fail_alone(store: AlignedStore, regis
 
 
 def test_a_rerun_only_does_what_is_left(store: AlignedStore, registry: Registry) -> None:
-    label_store(store.path, registry=registry, only=["depth"])
-    plans = label_store(store.path, registry=registry, only=["depth"])
+    label_store(store.path, registry=registry, only=["depth"], options=RANDOM_TEACHERS)
+    plans = label_store(store.path, registry=registry, only=["depth"], options=RANDOM_TEACHERS)
     assert plans[0].blocks_todo == 0 and plans[0].done == 0
 
 
 def test_worker_processes_give_the_same_result(store: AlignedStore, registry: Registry, tmp_path: Path) -> None:
-    label_store(store.path, registry=registry, only=["rgb", "depth"], workers=2)
+    label_store(store.path, registry=registry, only=["rgb", "depth"], workers=2, options=RANDOM_TEACHERS)
     state = AlignedStore.open(store.path).state(raw_part("depth"))
     assert (state == DONE).all()
     np.testing.assert_array_equal(AlignedStore.open(store.path).read(raw_part("rgb"), 19)["rgb"], source_row(19)["rgb"])

@@ -14,7 +14,7 @@ from fourm_core.labeling.runner import label_store
 from fourm_core.registry import Registry
 from fourm_core.storage.source_writer import create_source_store, write_source
 from fourm_core.storage.store import AlignedStore
-from helpers import EXAMPLE_PLUGIN, BlobSource
+from helpers import EXAMPLE_PLUGIN, RANDOM_TEACHERS, BlobSource
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,12 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("loader") / "s.zarr"
     store = create_source_store(path, BlobSource(40), 32, "tiny", 8)
     write_source(store, BlobSource(40))
-    label_store(path, registry=Registry(disabled={EXAMPLE_PLUGIN}), only=["rgb", "depth", "det", "caption"])
+    label_store(
+        path,
+        registry=Registry(disabled={EXAMPLE_PLUGIN}),
+        only=["rgb", "depth", "det", "caption"],
+        options=RANDOM_TEACHERS,
+    )
     return path
 
 

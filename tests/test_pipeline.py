@@ -32,6 +32,7 @@ from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
 from fourm_core.tokenizers.pretokenize import tokenize_store
 from fourm_core.tokenizers.training import collect, fit
 from fourm_core.vocab import build_text_vocabulary
+from helpers import RANDOM_TEACHERS
 
 PRESET = "tiny"
 LABELLED = [
@@ -64,7 +65,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> 
     source = SyntheticSource(48, 64, 3)
     store = create_source_store(path, source, 64, PRESET, 16)
     write_source(store, source)
-    label_store(path, registry=registry, only=LABELLED)
+    label_store(path, registry=registry, only=LABELLED, options=RANDOM_TEACHERS)
     store = AlignedStore.open(path, mode="r")
     for name in TRAINED:
         tok = small_tokenizer(registry, name)

@@ -19,7 +19,7 @@ from fourm_core.labeling.runner import label_store
 from fourm_core.registry import Registry
 from fourm_core.storage.source_writer import create_source_store, write_source
 from fourm_core.storage.store import DONE, FAILED, AlignedStore
-from helpers import EXAMPLE_PLUGIN, BlobSource
+from helpers import EXAMPLE_PLUGIN, RANDOM_TEACHERS, BlobSource
 
 MODALITIES = [
     "rgb",
@@ -82,7 +82,7 @@ def test_sigkill_and_restart_equals_an_uninterrupted_run(source_store: Path, tmp
     clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
     shutil.copytree(source_store, clean)
     shutil.copytree(source_store, killed)
-    label_store(clean, registry=Registry(disabled={EXAMPLE_PLUGIN}), only=MODALITIES)
+    label_store(clean, registry=Registry(disabled={EXAMPLE_PLUGIN}), only=MODALITIES, options=RANDOM_TEACHERS)
 
     env = {**os.environ, "FOURM_DISABLE_PLUGINS": EXAMPLE_PLUGIN, "OMP_NUM_THREADS": "1"}
     rng = random.Random(0)

@@ -43,7 +43,7 @@ from fourm_core.tokenizers import Tokenizer, TrainConfig, config_from_spec
 from fourm_core.tokenizers.pretokenize import tokenize_store
 from fourm_core.tokenizers.training import collect, fit
 from fourm_core.vocab import TextVocabulary, build_text_vocabulary
-from helpers import cli_options
+from helpers import RANDOM_TEACHERS, cli_options
 
 PRESET = "tiny"
 
@@ -66,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[
     path = root / "w.zarr"
     source = SyntheticSource(40, 64, 5)
     write_source(create_source_store(path, source, 64, PRESET, 16), source)
-    label_store(path, registry=registry, only=LABELLED)
+    label_store(path, registry=registry, only=LABELLED, options=RANDOM_TEACHERS)
     store = AlignedStore.open(path, mode="r")
     config = config_from_spec(registry.get(GLOBAL).spec, PRESET).model_copy(update={"mlp_width": 128})
     tok = Tokenizer(config)

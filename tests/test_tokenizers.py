@@ -27,7 +27,7 @@ from fourm_core.tokenizers.families.mlp_memcodes import Memcodes, MLPMemcodes
 from fourm_core.tokenizers.pretokenize import CROPS_PART, apply_crop, crop_settings, tokenize_store
 from fourm_core.tokenizers.training import collect, evaluate, fit
 from fourm_core.tokenizers.transforms import make_transform
-from helpers import EXAMPLE_PLUGIN, registry_with
+from helpers import EXAMPLE_PLUGIN, RANDOM_TEACHERS, registry_with
 
 LABELLED = [
     "rgb",
@@ -50,7 +50,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> 
     source = SyntheticSource(80, 64, 3)
     store = create_source_store(path, source, 64, "tiny", 16)
     write_source(store, source)
-    label_store(path, registry=registry, only=LABELLED)
+    label_store(path, registry=registry, only=LABELLED, options=RANDOM_TEACHERS)
     return path
 
 

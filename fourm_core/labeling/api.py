@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from fourm_core.spec import LabelerSpec, ModalitySpec
 
-__all__ = ["LabelContext", "LabelError", "Labeler", "SampleView", "build_labeler", "config_hash"]
+__all__ = ["BatchLabeler", "LabelContext", "LabelError", "Labeler", "SampleView", "build_labeler", "config_hash"]
 
 
 class LabelError(ValueError):
@@ -77,6 +78,26 @@ class Labeler(Protocol):
 
     def provenance(self) -> dict[str, Any]:
         """What produced the labels (model, weights real or random-init, thresholds); stored in the part's attrs."""
+
+
+class BatchLabeler(ABC):
+    """Base of labelers that work on blocks of samples (neural teachers and encoders).
+
+    The runner hands whole blocks to :meth:`label_batch` (:func:`label_many`); :meth:`label`, the one-sample entry
+    of the :class:`Labeler` protocol, is a block of one through the same path, so labeling one sample and labeling a
+    block cannot drift apart. Kept here, torch-free, so that torch-free modules can subclass it.
+    """
+
+    @abstractmethod
+    def label_batch(self, samples: Sequence[SampleView]) -> list[dict[str, Any] | LabelError]:
+        """Label a block of samples; a bad sample comes back as its LabelError, in its place."""
+
+    def label(self, sample: SampleView) -> dict[str, Any]:
+        """Label one sample (raises LabelError for a bad one)."""
+        (result,) = self.label_batch([sample])
+        if isinstance(result, LabelError):
+            raise result
+        return result
 
 
 def build_labeler(labeler: LabelerSpec, spec: ModalitySpec, context: LabelContext) -> Any:

@@ -173,3 +173,14 @@ def feature_teacher(spec: ModalitySpec, context: LabelContext, **config: Any) ->
     from fourm_core.labeling.teachers import FeatureTeacher
 
     return FeatureTeacher(spec, context, TeacherConfig(**config))
+
+
+def _feature_teacher_check(context: LabelContext, **config: Any) -> tuple[str, str, str]:
+    """Planning: ``(status, reason, model id)`` of the feature teacher's weights (the runner skips the modality when
+    ``missing``: no weights and random-init teachers not allowed)."""
+    from fourm_core.labeling.teachers import weights_status
+
+    return weights_status(TeacherConfig(**config), context.options)
+
+
+feature_teacher.plan_check = _feature_teacher_check  # type: ignore[attr-defined]

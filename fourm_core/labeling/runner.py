@@ -26,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from fourm_core.labeling.api import LabelContext, LabelError, SampleView, build_labeler, config_hash, label_many
+from fourm_core.labeling.hub import (
+    RUNTIME_OPTIONS,
+    RUNTIME_PROVENANCE,
+    HubModel,
+    TeacherUnavailable,
+    teacher_status,
+)
 from fourm_core.registry import Registry
 from fourm_core.spec import LabelerSpec, ModalitySpec
 from fourm_core.storage.manifest import require_manifest
@@ -47,6 +54,10 @@ class ModalityPlan:
     name: str
     labeler: str | None
     skip_reason: str | None = None
+    #: the teacher's weights the chosen labeler runs (hub id), or, for a skipped modality, the missing teacher's
+    model_id: str | None = None
+    #: where those weights come from: cached | download | random | missing (see ``teacher_status``)
+    weights: str | None = None
     #: what was left to do and why (blocks waiting for their inputs, damaged blocks marked to redo)
     note: str | None = None
     blocks_todo: int = 0
@@ -72,19 +83,75 @@ def _context(store: AlignedStore, registry: Registry, options: Mapping[str, Any]
     )
 
 
-def _missing_requirements(lab: LabelerSpec, ctx: LabelContext, labelled: set[str]) -> list[str]:
-    missing = []
+@dataclass
+class _Check:
+    """What planning found for one labeler candidate: unmet requirements, and its teacher's weights if it has one."""
+
+    missing: list[str] = field(default_factory=list)
+    model_ids: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+    @property
+    def model_id(self) -> str | None:
+        return ", ".join(self.model_ids) or None
+
+    @property
+    def weights(self) -> str | None:
+        return ", ".join(dict.fromkeys(self.statuses)) or None
+
+
+def _hub_model(lab: LabelerSpec, target: str) -> HubModel:
+    """The HubModel a ``hub:`` requirement stands for: the labeler's ``model`` option when it names that id (it
+    carries the revision and the files to look for), else the id with the default files."""
+    declared = lab.options.get("model")
+    if isinstance(declared, dict) and declared.get("model_id") == target:
+        return HubModel.model_validate(declared)
+    return HubModel(model_id=target, library="transformers")
+
+
+def _factory_check(lab: LabelerSpec, ctx: LabelContext, check: _Check) -> None:
+    """Core factories may carry a ``plan_check(context, **options) -> (status, reason, model_id)`` that says before
+    any compute whether their weights are there (the feature teacher); plugin factories use ``hub:`` requirements."""
+    if not str(lab.factory).startswith("fourm_core."):
+        return
+    from fourm_core.registry import resolve_ref
+
+    plan_check = getattr(resolve_ref(lab.factory), "plan_check", None)
+    if plan_check is None:
+        return
+    status, reason, model_id = plan_check(ctx, **lab.options)
+    check.model_ids.append(model_id)
+    check.statuses.append(status)
+    if status == "missing":
+        check.missing.append(reason)
+
+
+def _check_labeler(lab: LabelerSpec, ctx: LabelContext, labelled: set[str]) -> _Check:
+    check = _Check()
     for req in lab.requires:
         kind, what = req.kind, req.target
         if kind == "source" and what not in ctx.source_fields:
-            missing.append(f"the source has no {what!r}")
+            check.missing.append(f"the source has no {what!r}")
         elif kind == "package" and importlib.util.find_spec(what) is None:
-            missing.append(f"Python package {what!r} is not installed")
+            check.missing.append(f"Python package {what!r} is not installed")
         elif kind == "modality" and what not in labelled:
-            missing.append(f"modality {what!r} is not labelled")
+            check.missing.append(f"modality {what!r} is not labelled")
         elif kind == "env" and not os.environ.get(what):
-            missing.append(f"environment variable {what} is not set")
-    return missing
+            check.missing.append(f"environment variable {what} is not set")
+        elif kind == "hub":
+            status, reason = teacher_status(_hub_model(lab, what), ctx.options)
+            check.model_ids.append(what)
+            check.statuses.append(status)
+            if status == "missing":
+                check.missing.append(reason)
+    if not check.missing:
+        _factory_check(lab, ctx, check)
+    return check
+
+
+def _missing_requirements(lab: LabelerSpec, ctx: LabelContext, labelled: set[str]) -> list[str]:
+    """Why ``lab`` cannot run in this store with these options (empty: it can), hub weights included."""
+    return _check_labeler(lab, ctx, labelled).missing
 
 
 def _raw_arrays(spec: ModalitySpec) -> tuple:
@@ -120,16 +187,18 @@ def plan_labeling(
         if not candidates:
             plans.append(ModalityPlan(name, None, "no labeler registered"))
             continue
-        reasons = []
+        reasons, teacher = [], _Check()
         for lab in candidates:
-            missing = _missing_requirements(lab, ctx, labelled)
-            if not missing:
-                plans.append(ModalityPlan(name, lab.name))
+            check = _check_labeler(lab, ctx, labelled)
+            if not check.missing:
+                plans.append(ModalityPlan(name, lab.name, model_id=check.model_id, weights=check.weights))
                 labelled.add(name)
                 break
-            reasons.append(f"{lab.name}: {'; '.join(missing)}")
+            reasons.append(f"{lab.name}: {'; '.join(check.missing)}")
+            teacher = check if check.model_ids else teacher
         else:
-            plans.append(ModalityPlan(name, None, "no usable labeler (" + " | ".join(reasons) + ")"))
+            reason = "no usable labeler (" + " | ".join(reasons) + ")"
+            plans.append(ModalityPlan(name, None, reason, model_id=teacher.model_id, weights=teacher.weights))
     return plans
 
 
@@ -252,7 +321,13 @@ def label_store(
                 continue
             modality = registry.get(plan.name)
             lab = next(lab for lab in registry.labelers(plan.name) if lab.name == plan.labeler)
-            instance = build_labeler(lab, modality.spec, ctx)
+            try:
+                instance = build_labeler(lab, modality.spec, ctx)
+            except TeacherUnavailable as exc:  # planned as downloadable, but the download failed: skip, go on
+                plan.labeler, plan.skip_reason, plan.weights = None, str(exc), "missing"
+                if on_plan:
+                    on_plan(plan)
+                continue
             provenance = {
                 "labeler": lab.name,
                 "distribution": modality.plugin.label,
@@ -260,7 +335,11 @@ def label_store(
                 **instance.provenance(),
             }
             provenance["config_hash"] = config_hash(
-                lab.name, instance.version, provenance, store.preset, sorted(options.items())
+                lab.name,
+                instance.version,
+                {k: v for k, v in provenance.items() if k not in RUNTIME_PROVENANCE},
+                store.preset,
+                sorted((k, v) for k, v in options.items() if k not in RUNTIME_OPTIONS),
             )
             store.ensure(raw_part(plan.name), _raw_arrays(modality.spec), instance.dims(), provenance)
             plan.provenance = provenance

@@ -8,9 +8,12 @@ teacher never downloads anything. Weights are looked up, in order:
    (a ``.safetensors`` file, a timm / PyTorch checkpoint, or a downloaded timm model folder holding one); a path that
    is set but missing is an error;
 2. the timm / Hugging Face cache, when the model's weight file is already there (looked up offline, nothing fetched);
-3. otherwise a seeded random-initialised teacher, optionally a smaller architecture (``fallback_model``) with the same
-   patch size and a seeded random projection to the stored width, so CPU labeling stays fast. Its provenance says
-   ``"weights": "random-init (seed N)"``, so nobody mistakes its features for a real teacher's.
+3. otherwise, only when the run allows it (option ``allow_random_teachers``, ``--allow-random-teachers``; or forced
+   with ``teacher_weights=random``), a seeded random-initialised teacher, optionally a smaller architecture
+   (``fallback_model``) with the same patch size and a seeded random projection to the stored width, so CPU labeling
+   stays fast. Its provenance says ``"weights": "random-init (seed N)"``, so nobody mistakes its features for a real
+   teacher's. Without weights and without that option the modality is skipped when the run is planned
+   (:func:`weights_status`), with the command that fetches the weights.
 
 The image is resized to ``grid * patch_size`` pixels (the grid is the modality's preset grid), normalised with the
 teacher's mean / std and run in batches under ``torch.inference_mode``. Outputs are ``(grid, grid, C)`` float16 patch
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fourm_core.labeling.api import LabelContext, LabelError, SampleView
+from fourm_core.labeling.api import BatchLabeler, LabelContext, LabelError, SampleView
 from fourm_core.labeling.common import TeacherConfig
+from fourm_core.labeling.hub import ALLOW_RANDOM_OPTION, TeacherUnavailable, teacher_options
+from fourm_core.labeling.hub import WEIGHTS_OPTION as _WEIGHTS_OPTION
 from fourm_core.spec import ModalitySpec
 
 __all__ = [
@@ -44,11 +48,12 @@ __all__ = [
     "TeacherWeights",
     "configure_torch_threads",
     "resolve_weights",
+    "weights_status",
 ]
 
 #: Run option (``LabelContext.options``): ``"random"`` forces random-init teachers (tests, quick demos); ``"auto"``
-#: (default) uses real weights when they are found.
-WEIGHTS_OPTION = "teacher_weights"
+#: (default) uses real weights when they are found (see also ``allow_random_teachers`` in :mod:`.hub`).
+WEIGHTS_OPTION = _WEIGHTS_OPTION
 #: Run option: torch threads per labeling process. Without it, ``workers`` (when given) splits the cores, and a
 #: labeling worker process uses one thread.
 THREADS_OPTION = "torch_threads"
@@ -70,22 +75,31 @@ class TeacherWeights:
         return f"random-init (seed {self.seed})" if self.kind == "random" else str(self.path)
 
 
+def _hub_id(model: str) -> tuple[str | None, Any]:
+    """The Hugging Face repo (``owner/name``, revision stripped) timm loads ``model``'s weights from, and its cfg."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    return (repo or None), cfg
+
+
 def _cached_weights(model: str) -> str | None:
     """The model's weight file in the Hugging Face cache, if it is there (no network access)."""
     try:
         from huggingface_hub import try_to_load_from_cache
-        from timm.models import get_pretrained_cfg
+
+        from fourm_core.hub import hub_cache_dir
     except ImportError:  # pragma: no cover - huggingface_hub comes with timm
         return None
-    cfg = get_pretrained_cfg(model)
-    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    repo, cfg = _hub_id(model)
     if not repo:
         return None
     repo, _, revision = repo.partition("@")
     names = (cfg.hf_hub_filename, *_HUB_FILES) if getattr(cfg, "hf_hub_filename", None) else _HUB_FILES
     for name in names:
         try:
-            found = try_to_load_from_cache(repo, name, revision=revision or None)
+            found = try_to_load_from_cache(repo, name, cache_dir=hub_cache_dir(), revision=revision or None)
         except Exception:  # noqa: BLE001 - a malformed cache is "not cached"
             found = None
         if isinstance(found, str) and os.path.isfile(found):
@@ -93,30 +107,66 @@ def _cached_weights(model: str) -> str | None:
     return None
 
 
-def resolve_weights(config: TeacherConfig, options: Mapping[str, Any] | None = None) -> TeacherWeights:
-    """Decide where the weights come from (cheap: no model is built). A set but missing file is an error."""
-    options = options or {}
-    mode = options.get(WEIGHTS_OPTION, "auto")
-    if mode not in ("auto", "random"):
-        raise ValueError(f"option {WEIGHTS_OPTION}={mode!r}: expected 'auto' or 'random'")
-    if mode == "random":
-        return TeacherWeights("random", None, config.seed)
+def _explicit_weights(config: TeacherConfig) -> TeacherWeights | None:
+    """The weight file the config or its environment variable names (None when neither is set); set but missing is
+    an error."""
     explicit, origin = config.weights, "TeacherConfig.weights"
     if not explicit and config.weights_env:
         explicit, origin = os.environ.get(config.weights_env) or None, f"${config.weights_env}"
-    if explicit:
-        path = Path(explicit).expanduser()
-        if path.is_dir():  # a downloaded model folder: its weight file
-            path = next((path / n for n in _HUB_FILES if (path / n).is_file()), path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{origin} names {str(path)!r}, which is not a weight file or a folder holding one "
-                f"({', '.join(_HUB_FILES)}) (teacher {config.model})"
-            )
-        return TeacherWeights("file", str(path.resolve()), config.seed)
+    if not explicit:
+        return None
+    path = Path(explicit).expanduser()
+    if path.is_dir():  # a downloaded model folder: its weight file
+        path = next((path / n for n in _HUB_FILES if (path / n).is_file()), path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{origin} names {str(path)!r}, which is not a weight file or a folder holding one "
+            f"({', '.join(_HUB_FILES)}) (teacher {config.model})"
+        )
+    return TeacherWeights("file", str(path.resolve()), config.seed)
+
+
+def _missing_reason(config: TeacherConfig) -> str:
+    repo = (_hub_id(config.model)[0] or "").partition("@")[0]
+    fetch = f"`hf download {repo}`" if repo else "the timm weights"
+    env = f", or set ${config.weights_env} to a weight file" if config.weights_env else ""
+    return (
+        f"teacher {repo or config.model} has no weights here (not in the hub cache); fetch them with {fetch}{env} "
+        f"(or allow random-init stand-ins with --allow-random-teachers, for tests)"
+    )
+
+
+def resolve_weights(config: TeacherConfig, options: Mapping[str, Any] | None = None) -> TeacherWeights:
+    """Decide where the weights come from (cheap: no model is built, nothing downloaded). A set but missing file is
+    an error; no weights at all is :class:`TeacherUnavailable` unless the run allows random-init teachers."""
+    opts = teacher_options(options)
+    if opts.force_random:
+        return TeacherWeights("random", None, config.seed)
+    explicit = _explicit_weights(config)
+    if explicit is not None:
+        return explicit
     if config.use_cache and (cached := _cached_weights(config.model)):
         return TeacherWeights("cache", cached, config.seed)
-    return TeacherWeights("random", None, config.seed)
+    if opts.allow_random_teachers:
+        return TeacherWeights("random", None, config.seed)
+    raise TeacherUnavailable(_missing_reason(config))
+
+
+def weights_status(config: TeacherConfig, options: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
+    """``(status, reason, model id)`` of a feature teacher for the run plan: ``cached`` (an explicit file or the
+    cache), ``random`` (forced or allowed with ``allow_random_teachers``) or ``missing`` (the reason says how to get
+    the weights). The model id is the hub repo timm loads from (else the timm name)."""
+    repo = (_hub_id(config.model)[0] or config.model).partition("@")[0]
+    try:
+        weights = resolve_weights(config, options)
+    except TeacherUnavailable as exc:
+        return "missing", str(exc), repo
+    except FileNotFoundError as exc:
+        return "missing", str(exc), repo
+    if weights.kind == "random":
+        why = WEIGHTS_OPTION + "=random" if teacher_options(options).force_random else ALLOW_RANDOM_OPTION
+        return "random", f"{repo}: random-init teacher ({why})", repo
+    return "cached", f"{repo}: {weights.path}", repo
 
 
 def configure_torch_threads(options: Mapping[str, Any] | None = None) -> int | None:
@@ -137,26 +187,6 @@ def configure_torch_threads(options: Mapping[str, Any] | None = None) -> int | N
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
-
-
-class BatchLabeler(ABC):
-    """Base of labelers that work on blocks of samples (neural teachers and encoders).
-
-    The runner hands whole blocks to :meth:`label_batch` (``label_many`` in :mod:`fourm_core.labeling.api`);
-    :meth:`label`, the one-sample entry of the :class:`~fourm_core.labeling.api.Labeler` protocol, is a block of one
-    through the same path, so labeling one sample and labeling a block cannot drift apart.
-    """
-
-    @abstractmethod
-    def label_batch(self, samples: Sequence[SampleView]) -> list[dict[str, Any] | LabelError]:
-        """Label a block of samples; a bad sample comes back as its LabelError, in its place."""
-
-    def label(self, sample: SampleView) -> dict[str, Any]:
-        """Label one sample (raises LabelError for a bad one)."""
-        (result,) = self.label_batch([sample])
-        if isinstance(result, LabelError):
-            raise result
-        return result
 
 
 class FeatureTeacher(BatchLabeler):

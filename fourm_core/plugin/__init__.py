@@ -6,8 +6,9 @@ shapes many modalities share (a teacher's feature map, a global embedding, a key
 record of a modality's official ml-4m assets (``OfficialAssets``: hub tokenizer, input normalisation, token layout).
 A test fails when a plugin imports any other core module, so the core can move its insides without breaking plugins.
 
-Importing this module imports no torch; the torch-heavy helpers (``FeatureTeacher``, ``BatchLabeler``,
-``configure_torch_threads``) and the picture and synthetic-world helpers load on first attribute access.
+Importing this module imports no torch (``HubTeacher`` imports torch only when it runs); the torch-heavy helpers
+(``FeatureTeacher``, ``configure_torch_threads``) and the picture and synthetic-world helpers load on first
+attribute access.
 
 A whole modality is one declaration, usually made by a builder::
 
@@ -29,8 +30,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fourm_core.hookspecs import CONTRACT_VERSION, hookimpl
-from fourm_core.labeling.api import LabelContext, Labeler, LabelError, SampleView
+from fourm_core.labeling.api import BatchLabeler, LabelContext, Labeler, LabelError, SampleView
 from fourm_core.labeling.common import CopyArray, FromModality, SourceCopy, TeacherConfig, as_float32
+from fourm_core.labeling.hub import (
+    HubModel,
+    HubTeacher,
+    TeacherOptions,
+    TeacherUnavailable,
+    load_hub_model,
+    teacher_options,
+    teacher_status,
+)
 from fourm_core.plugin.builders import (
     feature_map_modality,
     global_embedding_modality,
@@ -41,6 +51,7 @@ from fourm_core.plugin.builders import (
     record_decoder,
     sequence_modality,
     source_labeler,
+    teacher_labeler,
 )
 from fourm_core.serialization import (
     COORD_BINS,
@@ -96,7 +107,6 @@ from fourm_core.vocab import TextVocabulary
 #: Names served lazily by :func:`__getattr__`: ``name -> (module, attribute)``; these modules pull in torch, PIL or
 #: the synthetic world, which listing plugins must not pay for.
 _LAZY: dict[str, tuple[str, str]] = {
-    "BatchLabeler": ("fourm_core.labeling.teachers", "BatchLabeler"),
     "FeatureTeacher": ("fourm_core.labeling.teachers", "FeatureTeacher"),
     "configure_torch_threads": ("fourm_core.labeling.teachers", "configure_torch_threads"),
     **{
@@ -164,6 +174,7 @@ __all__ = [
     "pixel_array",
     "source_labeler",
     "labeler",
+    "teacher_labeler",
     "record_decoder",
     # sequence serialization
     "SequenceSerializer",
@@ -193,6 +204,15 @@ __all__ = [
     "SourceCopy",
     "TeacherConfig",
     "as_float32",
+    "BatchLabeler",
+    # hub teachers (``teacher_labeler`` declares one; its factory returns a HubTeacher subclass)
+    "HubModel",
+    "HubTeacher",
+    "TeacherOptions",
+    "TeacherUnavailable",
+    "load_hub_model",
+    "teacher_options",
+    "teacher_status",
     # data sources (``fourm_register_sources``)
     "Source",
     "SourceSettings",

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fourm_core.labeling.common import TeacherConfig
+from fourm_core.labeling.hub import HubModel
 from fourm_core.serialization import KeyValueField
 from fourm_core.spec.modality import (
     ArraySpec,
@@ -27,6 +28,7 @@ from fourm_core.spec.parts import DecoderEntry, LabelerEntry, LazyRef, ModalityD
 __all__ = [
     "source_labeler",
     "labeler",
+    "teacher_labeler",
     "record_decoder",
     "pixel_array",
     "image_token_modality",
@@ -76,6 +78,35 @@ def labeler(
         requires=tuple(requires),
         options=dict(options or {}),
         description=description,
+    )
+
+
+def teacher_labeler(
+    factory: LazyRef,
+    model: HubModel,
+    *,
+    description: str,
+    name: str = "teacher",
+    requires: Sequence[str | Requirement] = (),
+    options: Mapping[str, Any] | None = None,
+    default: bool = False,
+) -> LabelerEntry:
+    """A labeler that runs a hub teacher (``factory`` returns an ``fp.HubTeacher`` subclass): it requires
+    ``hub:<model id>`` (checked when the run is planned: cached, downloadable, or random-init allowed), torch and the
+    model's ``library``, plus ``requires`` (``modality:rgb``...); the factory receives the model as the ``model``
+    option. Not the default, so that a modality's source-copy labeler (synthetic ground truth), listed before it,
+    is tried first and photo stores fall through to the teacher."""
+    needs: list[Requirement] = [Requirement.parse(r) if isinstance(r, str) else r for r in requires]
+    for extra in (model.requirement(), "package:torch", f"package:{model.library}"):
+        req = Requirement.parse(extra)
+        if req not in needs:
+            needs.append(req)
+    opts = dict(options or {})
+    if "model" in opts:
+        raise ValueError(f"labeler {name!r}: the option 'model' is set by teacher_labeler from its model argument")
+    opts["model"] = model.model_dump(mode="json")
+    return LabelerEntry(
+        name=name, factory=factory, default=default, requires=tuple(needs), options=opts, description=description
     )
 
 

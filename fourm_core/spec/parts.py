@@ -42,6 +42,9 @@ class RequirementKind(str, Enum):
     MODALITY = "modality"
     #: a non-empty environment variable (``env:FOURM_T5_WEIGHTS``), e.g. naming local weights
     ENV = "env"
+    #: a teacher's weights on the Hugging Face hub (``hub:facebook/dinov2-base``): usable when cached, downloadable
+    #: (not offline) or when random-init teachers are allowed; see :mod:`fourm_core.labeling.hub`
+    HUB = "hub"
 
 
 class Requirement(Frozen):
@@ -49,7 +52,15 @@ class Requirement(Frozen):
     a validation error naming the labeler, so a typo can no longer count as satisfied."""
 
     kind: RequirementKind
-    target: str = Field(..., min_length=1, description="source field, package, modality or variable name")
+    target: str = Field(..., min_length=1, description="source field, package, modality, variable name or hub id")
+
+    @model_validator(mode="after")
+    def _hub_target_is_a_repo_id(self) -> Requirement:
+        from fourm_core.hub import is_repo_id
+
+        if self.kind == RequirementKind.HUB and not is_repo_id(self.target):
+            raise ValueError(f"requirement 'hub:{self.target}': {self.target!r} is not a hub repo id (owner/name)")
+        return self
 
     @classmethod
     def parse(cls, text: str) -> Requirement:
@@ -78,7 +89,8 @@ class LabelerEntry(Frozen):
     factory: LazyRef
     default: bool = False
     requires: tuple[Requirement, ...] = Field(
-        (), description="what must be present, as Requirement or 'kind:target' (source, package, modality, env)"
+        (),
+        description="what must be present, as Requirement or 'kind:target' (source, package, modality, env, hub)",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
     description: str = ""

@@ -122,26 +122,90 @@ def cmd_sources(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _label_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options labelers read (teachers: device, precision, downloads, random-init stand-ins); ``--device
+    cuda`` without a GPU is one error line, before anything is planned."""
+    from fourm_core.labeling.hub import resolve_device, teacher_options
+
+    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
+    if args.allow_random_teachers:
+        options["allow_random_teachers"] = True
+    if args.no_download:
+        options["teacher_downloads"] = False
+    teacher_options(options)
+    if args.device == "cuda":
+        resolve_device("cuda")
+    return options
+
+
+def _plan_records(plans: list[Any], registry: Any) -> list[dict[str, Any]]:
+    out = []
+    for p in plans:
+        description = ""
+        if p.labeler:
+            description = next((lab.description for lab in registry.labelers(p.name) if lab.name == p.labeler), "")
+        out.append(
+            {
+                "modality": p.name,
+                "labeler": p.labeler,
+                "model_id": p.model_id,
+                "weights": p.weights,
+                "skip_reason": p.skip_reason,
+                "description": description,
+            }
+        )
+    return out
+
+
+def _print_plan(console: Console, records: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table(title="labeling plan")
+    for col in ("modality", "labeler", "model", "weights", "why skipped"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        weights = r["weights"] or "-"
+        if r["weights"] and "random" in r["weights"]:
+            weights = f"[yellow]{weights}[/yellow]"
+        table.add_row(r["modality"], r["labeler"] or "-", r["model_id"] or "-", weights, escape(r["skip_reason"] or ""))
+    console.print(table)
+    if any(r["weights"] and "random" in r["weights"] for r in records):
+        console.print("[yellow]random-init teachers[/yellow] give stand-in labels, not a real teacher's")
+
+
 def cmd_label(args: argparse.Namespace, console: Console) -> int:
-    """Run the labelers in dependency order, resuming where a previous run stopped."""
-    from fourm_core.labeling.runner import ModalityPlan, label_store
+    """Run the labelers in dependency order, resuming where a previous run stopped (``--plan``: only say, per
+    modality, which labeler would run with which teacher weights, or why it is skipped)."""
+    from fourm_core.labeling.runner import ModalityPlan, label_store, plan_labeling
     from fourm_core.registry import Registry
     from fourm_core.storage.store import AlignedStore, StoreError
 
+    if args.json and not args.plan:
+        raise UsageError("--json prints the plan: use it with --plan")
     choices = {k: str(v) for k, v in parse_overrides(args.labeler, flag="--labeler").items()}
     registry = Registry()
     check_modality_names(registry, args.only, "--only")  # a typo would label nothing and report success
     check_modality_names(registry, list(choices), "--labeler")
+    options = _label_options(args)
     try:  # the manifest is checked by label_store, against the vocabulary the store records
-        AlignedStore.open(args.store)
+        store = AlignedStore.open(args.store, mode="r" if args.plan else "r+")
     except StoreError as exc:
         _user_error(exc)
+    if args.plan:
+        plans = plan_labeling(store, registry, choices, args.only or None, options)
+        _print_plan(console, _plan_records(plans, registry), args.json)
+        return 0
     with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
         def on_plan(plan: ModalityPlan) -> None:
             if plan.labeler is None:
-                console.print(f"[yellow]skip[/yellow] {plan.name}: {escape(plan.skip_reason or '')}", highlight=False)
+                console.print(
+                    f"[yellow]skip[/yellow] {plan.name}: {escape(plan.skip_reason or '')}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 weights = plan.provenance.get("weights")
                 note = f" [{escape(str(weights))}]" if weights else ""
@@ -156,6 +220,7 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
                 choices=choices,
                 only=args.only or None,
                 workers=args.workers,
+                options=options,
                 on_plan=on_plan,
                 on_progress=on_progress,
             )
@@ -165,6 +230,21 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
     rows = [(p.name, p.labeler, p.done, p.failed, p.samples_per_s, p.skip_reason or p.note) for p in plans]
     console.print(work_table("labeling", "labeler", rows))
     return 0
+
+
+def _random_init_parts(parts: dict[str, Any]) -> dict[str, str]:
+    """``part -> why`` for parts written by a random-init teacher, or copied from one (a global embedding copies a
+    teacher's CLS vector: its provenance names the part it came ``from``)."""
+    marked: dict[str, str] = {}
+    for part, p in parts.items():
+        prov = p.get("provenance") or {}
+        if prov.get("weights_source") == "random" or str(prov.get("weights", "")).startswith("random-init"):
+            marked[part] = str(prov.get("weights") or "random-init")
+    for part, p in parts.items():
+        origin = (p.get("provenance") or {}).get("from")
+        if part not in marked and origin and f"{origin}/raw" in marked:
+            marked[part] = f"random-init (copied from {origin})"
+    return marked
 
 
 def cmd_info(args: argparse.Namespace, console: Console) -> int:
@@ -195,6 +275,9 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
                     "provenance": p["provenance"],
                 }
             )
+        random_init = _random_init_parts(info["parts"])
+        for record, part in zip(records, info["parts"]):
+            record["random_init"] = part in random_init
         store_record = {k: v for k, v in info.items() if k != "parts"}
         store_record["manifest"] = {"differences": differences, "notes": notes}
         print(json.dumps({"store": store_record, "modalities": records}, indent=2))
@@ -203,12 +286,25 @@ def cmd_info(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=title)
     for col in ("part", "done", "failed", "to do", "MB", "provenance"):
         table.add_column(col, overflow="fold")
+    random_init = _random_init_parts(info["parts"])
     for part, p in info["parts"].items():
-        prov = ", ".join(
-            f"{k}={v}" for k, v in p["provenance"].items() if k in ("labeler", "weights", "method", "source", "teacher")
+        prov = escape(
+            ", ".join(
+                f"{k}={v}"
+                for k, v in p["provenance"].items()
+                if k in ("labeler", "weights", "method", "source", "teacher", "dtype")
+            )
         )
-        table.add_row(part, str(p["done"]), str(p["failed"]), str(p["todo"]), f"{p['bytes'] / 2**20:.1f}", escape(prov))
+        if part in random_init and "random-init" not in prov:
+            prov = f"[yellow]{escape(random_init[part])}[/yellow] {prov}"
+        table.add_row(part, str(p["done"]), str(p["failed"]), str(p["todo"]), f"{p['bytes'] / 2**20:.1f}", prov)
     console.print(table)
+    if random_init:
+        console.print(
+            f"[yellow]note[/yellow] {len(random_init)} parts come from random-init teachers "
+            f"({', '.join(sorted(random_init))}): stand-ins for tests and demos, not a real teacher's labels",
+            highlight=False,
+        )
     _print_findings(console, [d for p in info["parts"].values() for d in p["damaged"]], differences, notes)
     return 0
 
@@ -295,6 +391,18 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p.add_argument("--only", nargs="*", default=[], help="modalities to label (default: all)")
     p.add_argument("--labeler", action="append", default=[], metavar="MODALITY=NAME", help="pick a labeler")
     p.add_argument("--workers", type=positive_int, default=1)
+    p.add_argument(
+        "--plan", action="store_true", help="list per modality the labeler, its teacher and weights, or why skipped"
+    )
+    p.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
+    p.add_argument(
+        "--allow-random-teachers",
+        action="store_true",
+        help="teachers without weights run random-initialised (tests, demos; marked in provenance), not skipped",
+    )
+    p.add_argument("--no-download", action="store_true", help="use cached teacher weights only, even when online")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where teachers run")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="teacher precision")
     p.set_defaults(func=partial(cmd_label, console=console))
 
     p = data.add_parser("info", help="sizes, completeness and provenance")

@@ -24,6 +24,7 @@ from rich.markup import escape
 from fourm_core.apps.demo.generation import generate_and_retrieve
 from fourm_core.apps.demo.scenes import generation_line
 from fourm_core.apps.demo.settings import (  # noqa: F401 (the demo's settings, importable from here as before)
+    DEMO_LABEL_OPTIONS,
     DEMO_MODEL,
     DEMO_SAMPLES,
     DEMO_SCENES,
@@ -96,7 +97,9 @@ def run_demo(
     )
 
     t0 = time.perf_counter()
-    plans = label_store(store.path, registry=registry, workers=workers)
+    # the synthetic world has no real-photo teachers' weights to need: teachers whose weights are not cached run
+    # random-initialised (marked so in provenance and `fourm data info`), and nothing is downloaded
+    plans = label_store(store.path, registry=registry, workers=workers, options=DEMO_LABEL_OPTIONS)
     store = AlignedStore.open(store.path)  # re-read the parts the labeler declared
     stage("pseudo-labeling", t0)
     labelled = [p for p in plans if p.labeler]
@@ -107,6 +110,13 @@ def run_demo(
     for p in plans:
         if p.labeler is None:
             console.print(f"  skipped {p.name}: {escape(p.skip_reason or '')}", highlight=False)
+    stand_ins = [p.name for p in plans if p.labeler and p.provenance.get("weights_source") == "random"]
+    if stand_ins:
+        console.print(
+            f"  [yellow]random-init teachers[/yellow] (no cached weights) for {', '.join(stand_ins)}: their features,"
+            " and the retrieval and global-embedding numbers built on them, are stand-ins",
+            highlight=False,
+        )
 
     t0 = time.perf_counter()
     captions = stored_texts(registry, store)

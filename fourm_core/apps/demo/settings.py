@@ -21,5 +21,8 @@ DEMO_HITS = 5
 #: stage 8's folder in the demo's output and its record (what the report reads)
 GENERATION_DIR = "generation"
 GENERATION_JSON = "generation.json"
+#: labeling options of the demo (and the benchmarks on the synthetic world): teachers whose weights are not cached
+#: run random-initialised (marked so everywhere), nothing is downloaded
+DEMO_LABEL_OPTIONS = {"allow_random_teachers": True, "teacher_downloads": False}
 #: draws fused per scene in the demo's ensembling row (the quality benchmark uses 10)
 DEMO_ENSEMBLE = 4
