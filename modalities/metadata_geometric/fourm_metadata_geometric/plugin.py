@@ -29,7 +29,10 @@ METADATA_GEOMETRIC = fp.key_value_modality(
             "modality:normal",
             "modality:depth",
         ),
-        description="Angular variance of normals and Sobel occlusion edges of depth.",
+        description=(
+            "Angular variance of normals and Sobel occlusion edges of depth, from the store's normal and depth "
+            "modalities (the renderer's on the synthetic world, the depth teacher's on photos), never the source."
+        ),
     ),
     official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, max_length=40),
     description="Geometric complexity (normals) and occlusion score (depth edges).",
