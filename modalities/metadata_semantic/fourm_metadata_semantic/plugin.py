@@ -33,7 +33,10 @@ METADATA_SEMANTIC = fp.key_value_modality(
     labeler=fp.labeler(
         "counts",
         "fourm_metadata_semantic.labelers:semantic_metadata_labeler",
-        description="Counts and class-set shares from the other modalities.",
+        description=(
+            "Counts and class-set shares from the other modalities' stored labels (ground truth copies or teachers),"
+            " boxes counted at score >= 0.6."
+        ),
     ),
     official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, max_length=40),
     description="Crowdedness, clutter, diversity, walkability, objectness, caption length.",
