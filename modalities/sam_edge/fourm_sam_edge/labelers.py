@@ -37,9 +37,9 @@ class InstanceEdges:
         return {}
 
     def provenance(self) -> dict[str, Any]:
-        return {"method": "instance-map boundaries (4-neighbourhood)"}
+        return {"method": "instance-map boundaries (4-neighbourhood)", "input": "sam_instance instance map"}
 
 
 def edges_labeler(spec: ModalitySpec, context: LabelContext) -> InstanceEdges:
-    """Edges of whatever instance map the store has (exact or segments)."""
+    """Edges of whatever instance map the store's sam_instance part holds (SAM's, or the source's)."""
     return InstanceEdges()

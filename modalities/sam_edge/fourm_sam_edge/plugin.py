@@ -24,7 +24,10 @@ SAM_EDGE = fp.image_token_modality(
             "instance_edges",
             "fourm_sam_edge.labelers:edges_labeler",
             requires=("modality:sam_instance",),
-            description="Boundaries of the stored instance map.",
+            description=(
+                "Boundaries of the stored sam_instance map (SAM's on photos, exact on the synthetic world): every "
+                "change of instance id, the edges Canny finds on that map, without thresholds."
+            ),
         ),
     ),
     official=fp.OfficialAssets(

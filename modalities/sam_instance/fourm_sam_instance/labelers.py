@@ -1,4 +1,8 @@
-"""Labelers of sam_instance: the synthetic world's exact instance map, or classical segments for photos."""
+"""Labelers of sam_instance: the synthetic world's exact instance map, and a classical stand-in for SAM.
+
+Photos get SAM itself (:mod:`fourm_sam_instance.teachers`); the felzenszwalb segments here run only when a user asks
+for them (``FOURM_SAM_INSTANCE_FELZENSZWALB=1``) and say in their provenance that they are not SAM.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ class SourceInstances:
 
 
 class Felzenszwalb:
-    """Classical graph-based segments (scikit-image's felzenszwalb) standing in for SAM on photos.
+    """Classical graph-based segments (scikit-image's felzenszwalb), a stand-in for SAM that runs only on request.
 
     Not SAM: segments follow colour boundaries, not objects. Declared as its own named labeler so stores say which.
     """
@@ -63,6 +67,7 @@ class Felzenszwalb:
     def provenance(self) -> dict[str, Any]:
         return {
             "method": "felzenszwalb segments (not SAM)",
+            "stand_in_for": "SAM (facebook/sam-vit-huge), at the user's request",
             "scale": self.scale,
             "sigma": self.sigma,
             "min_size": self.min_size,
@@ -75,5 +80,5 @@ def source_labeler(spec: ModalitySpec, context: LabelContext) -> SourceInstances
 
 
 def felzenszwalb_labeler(spec: ModalitySpec, context: LabelContext) -> Felzenszwalb:
-    """Classical segments for sources without instances (photos)."""
+    """Classical segments, only when the user asks for them (never chosen in SAM's place by the plan)."""
     return Felzenszwalb(context.image_size)

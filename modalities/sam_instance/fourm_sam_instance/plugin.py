@@ -22,6 +22,18 @@ MASK_TOKENIZER = fp.TokenizerConfig(
     notes="64x64 instance masks (32x32 in tiny) to a 4x4 grid of tokens",
 )
 
+#: The paper's teacher: SAM ViT-H, through transformers (safetensors weights on the hub's main branch).
+SAM_VIT_H = fp.HubModel(
+    model_id="facebook/sam-vit-huge",
+    library="transformers",
+    files=("config.json", "preprocessor_config.json", "model.safetensors"),
+    note="SAM ViT-H, the 4M-21 paper's SAM-instance teacher, queried with a 32 x 32 point grid",
+)
+
+#: The felzenszwalb stand-in never runs by itself: setting this variable is how a user asks for it (photos without
+#: SAM's weights, quick looks); it is listed before ``sam`` (by name), so while set it wins over SAM.
+FELZENSZWALB_ENV = "FOURM_SAM_INSTANCE_FELZENSZWALB"
+
 SAM_INSTANCE = fp.sequence_modality(
     "sam_instance",
     "sam_instance",
@@ -41,12 +53,27 @@ SAM_INSTANCE = fp.sequence_modality(
             requires=("source:instances",),
             description="The source's instance map (exact for the synthetic world).",
         ),
+        fp.teacher_labeler(
+            "fourm_sam_instance.teachers:build",
+            SAM_VIT_H,
+            name="sam",
+            requires=("modality:rgb", "package:torchvision"),  # the SAM image processor's box NMS
+            options={"resolution": 1024, "batch_size": 4, "points_per_side": 32},
+            description=(
+                "SAM ViT-H (facebook/sam-vit-huge, transformers SamModel, the paper's teacher) queried with a 32 x 32 "
+                "point grid: SAM's automatic masks (predicted-IoU and stability filters, box NMS), painted largest "
+                "first into the instance map."
+            ),
+        ),
         fp.labeler(
             "felzenszwalb",
             "fourm_sam_instance.labelers:felzenszwalb_labeler",
             default=False,
-            requires=("modality:rgb", "package:skimage"),
-            description="Graph-based colour segments (scikit-image), a classical stand-in for SAM.",
+            requires=("modality:rgb", "package:skimage", f"env:{FELZENSZWALB_ENV}"),
+            description=(
+                "NOT SAM: graph-based colour segments (scikit-image), a classical stand-in that runs only when "
+                f"{FELZENSZWALB_ENV}=1 is set; its provenance says so."
+            ),
         ),
     ),
     serializer="fourm_sam_instance.serializer:SamInstanceSerializer",
