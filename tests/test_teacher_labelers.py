@@ -22,7 +22,7 @@ from fourm_core.labeling.teachers import WEIGHTS_OPTION, FeatureTeacher, Teacher
 from fourm_core.registry import Registry  # noqa: E402
 from fourm_core.spec import ArraySpec, LabelerSpec  # noqa: E402
 from fourm_core.storage.store import AlignedStore  # noqa: E402
-from helpers import EXAMPLE_PLUGIN  # noqa: E402
+from helpers import EXAMPLE_PLUGIN, RANDOM_TEACHERS  # noqa: E402
 
 TEACHERS = ("clip", "dinov2", "imagebind")
 WEIGHT_ENVS = ("FOURM_CLIP_WEIGHTS", "FOURM_DINOV2_WEIGHTS", "FOURM_IMAGEBIND_WEIGHTS", "FOURM_T5_WEIGHTS")
@@ -42,6 +42,7 @@ def no_real_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "hf-empty").mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-empty"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-empty"))
 
 
 def context(registry: Registry, preset: str = "tiny", **options) -> LabelContext:
@@ -320,7 +321,7 @@ def test_planner_skips_t5_without_its_weights(
 
 
 def test_teachers_and_copies_through_the_store(store: AlignedStore, registry: Registry) -> None:
-    plans = label_store(store.path, registry=registry, only=["rgb", "dinov2", "dinov2_global"])
+    plans = label_store(store.path, registry=registry, only=["rgb", "dinov2", "dinov2_global"], options=RANDOM_TEACHERS)
     assert [(p.name, p.labeler, p.done, p.failed) for p in plans] == [
         ("rgb", "source", 6, 0),
         ("dinov2", "teacher", 6, 0),

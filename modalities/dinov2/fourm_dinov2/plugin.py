@@ -1,4 +1,12 @@
-"""DINOv2 feature maps (ml-4m ``tok_dinov2@224``, 8192 codes, patch 14) as discrete tokens."""
+"""DINOv2 feature maps (ml-4m ``tok_dinov2@224``, 8192 codes, patch 14) as discrete tokens.
+
+The labeler runs the paper's teacher, DINOv2 ViT-B/14, which timm loads from the hub repo
+``timm/vit_base_patch14_dinov2.lvd142m`` (safetensors), the way ml-4m made its DINOv2 pseudo-labels:
+``x_norm_patchtokens`` as the map and ``x_norm_clstoken`` as ``cls`` (which ``dinov2_global`` copies), from an
+ImageNet-normalised image (``fourm_dinov2.teachers``). There is no ground-truth labeler: the synthetic world has no
+DINOv2 features, so it runs the same teacher (random-init only with ``--allow-random-teachers``, and then said so in
+the part's provenance).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,19 @@ from fourm_core import plugin as fp
 
 FOURM_CONTRACT = 2
 
-#: The paper's teacher: DINOv2-B/14 (768-d patch tokens and CLS after the final norm). Without weights: a seeded
-#: random ViT-Tiny with 14 px patches and a random projection to 768, reported as random-init.
+#: The paper's teacher, DINOv2 ViT-B/14 (LVD-142M), as timm publishes it.
+TEACHER_MODEL = fp.HubModel(
+    model_id="timm/vit_base_patch14_dinov2.lvd142m",
+    library="timm",
+    files=("config.json", "model.safetensors"),
+    note="the paper's teacher: DINOv2 ViT-B/14 (LVD-142M) through timm",
+)
+
+#: ImageNet mean / std: what DINOv2 expects and what ml-4m's DINOv2 tokenizers were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: What the modality stores: 14 px patches (16x16 at 224 px), 768-wide normed patch tokens and the normed CLS.
 TEACHER = fp.TeacherConfig(
     model="vit_base_patch14_dinov2.lvd142m",
     patch_size=14,
@@ -15,8 +34,33 @@ TEACHER = fp.TeacherConfig(
     input_modality="rgb",
     input_array="rgb",
     pooled_array="cls",
-    fallback_model="vit_tiny_patch16_224",
-    weights_env="FOURM_DINOV2_WEIGHTS",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+)
+
+LABELER_DESCRIPTION = (
+    f"DINOv2 ViT-B/14 ({TEACHER_MODEL.model_id}, timm): x_norm_patchtokens and x_norm_clstoken (768),"
+    " ImageNet-normalised input at grid*14 px, as ml-4m's pseudo-labels."
+)
+
+TEACHER_LABELER = fp.teacher_labeler(
+    "fourm_dinov2.teachers:build",
+    TEACHER_MODEL,
+    name="teacher",
+    default=True,
+    requires=(f"modality:{TEACHER.input_modality}",),
+    options={
+        "patch_size": TEACHER.patch_size,
+        "width": TEACHER.feature_dim,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "batch_size": TEACHER.batch_size,
+        "input_modality": TEACHER.input_modality,
+        "input_array": TEACHER.input_array,
+        "patch_array": TEACHER.patch_array,
+        "pooled_array": TEACHER.pooled_array,
+    },
+    description=LABELER_DESCRIPTION,
 )
 
 DINOV2 = fp.feature_map_modality(
@@ -34,11 +78,8 @@ DINOV2 = fp.feature_map_modality(
         resolution="224-448",
         notes="ViT VQ-VAE on DINOv2-B/14 x_norm_patchtokens (768); the teacher sees ImageNet-normalised RGB",
     ),
-    labeler_description=(
-        "DINOv2-B/14 patch features and CLS (weights from $FOURM_DINOV2_WEIGHTS or the timm cache,"
-        " else a seeded random-init ViT-Tiny/14, reported as such)."
-    ),
-)
+    labeler_description=LABELER_DESCRIPTION,
+).model_copy(update={"labelers": (TEACHER_LABELER,)})  # the hub teacher replaces the builder's timm labeler
 
 
 fourm_register_modalities = fp.declare(DINOV2)
