@@ -11,7 +11,6 @@ data ingest`` and ``fourm data label`` see it as they would an installed plugin.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -320,32 +319,3 @@ def test_device_cuda_without_a_gpu_is_one_line(photo_store: Path, capsys: pytest
     assert main(["data", "label", str(photo_store), "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--device cuda" in err and "GPU" in err and len(err.splitlines()) == 1
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# the core's timm feature teacher: random-init only when allowed
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def test_feature_teacher_is_random_only_when_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fourm_core.labeling.teachers import resolve_weights, weights_status
-
-    (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.delenv("FOURM_TEST_WEIGHTS", raising=False)
-    config = fp.TeacherConfig(
-        model="vit_tiny_patch16_224.augreg_in21k_ft_in1k",
-        patch_size=16,
-        feature_dim=192,
-        input_modality="rgb",
-        input_array="rgb",
-        weights_env="FOURM_TEST_WEIGHTS",
-    )
-    status, reason, model_id = weights_status(config, {})
-    assert status == "missing" and model_id == "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k"
-    assert f"hf download {model_id}" in reason and "FOURM_TEST_WEIGHTS" in reason
-    with pytest.raises(fp.TeacherUnavailable):
-        resolve_weights(config, {})
-    assert weights_status(config, {"allow_random_teachers": True})[0] == "random"
-    assert resolve_weights(config, {"teacher_weights": "random"}).kind == "random"
-    assert os.environ["HF_HUB_CACHE"] == str(tmp_path / "empty")

@@ -1,5 +1,7 @@
 """Hub teachers of the feature-map modalities (CLIP-B/16, DINOv2-B/14, ImageBind-H/14) and the global embeddings.
 
+The plugins only declare their teachers (``fp.FeatureTeacherSpec`` given to ``fp.feature_map_modality``; the globals'
+``fp.global_embedding_modality(..., model=)``); the core's ``TimmFeatureTeacher`` and ``copy_embedding`` run them.
 Each teacher is a tiny random-initialised timm model of the real architecture (``vit_base_patch16_clip_224``,
 ``vit_base_patch14_dinov2``, ``vit_huge_patch14_clip_224``), exported with timm's own ``save_for_hf`` and filed in a
 temporary Hugging Face cache under the real repo id, so the labeler loads it, offline, through exactly the path the
@@ -22,7 +24,7 @@ timm = pytest.importorskip("timm")
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fourm_core.labeling.api import LabelContext, SampleView, build_labeler  # noqa: E402
+from fourm_core.labeling.api import LabelContext, LabelError, SampleView, build_labeler  # noqa: E402
 from fourm_core.labeling.runner import label_store, plan_labeling, raw_part  # noqa: E402
 from fourm_core.registry import Registry  # noqa: E402
 from fourm_core.storage.store import AlignedStore  # noqa: E402
@@ -43,14 +45,15 @@ ALL = ("rgb", *TEACHERS, *GLOBALS)
 SCALE, SHIFT = 2.0, 0.5
 
 
-def teachers_module(name: str):
-    return importlib.import_module(f"fourm_{name}.teachers")
+def declared(name: str):
+    """The ``fp.FeatureTeacherSpec`` the plugin of ``name`` declares."""
+    return importlib.import_module(f"fourm_{name}.plugin").TEACHER
 
 
 def tiny_model(name: str) -> torch.nn.Module:
     """The tiny model of ``name``'s real class: the plugin's random-init config, another seed, a known final norm.
     Built with timm's default activation (what the hub config implies); the CLIP teacher must add QuickGELU."""
-    cfg = dict(teachers_module(name).RANDOM_CONFIG)
+    cfg = dict(declared(name).random_config)
     torch.manual_seed(1234)
     model = timm.create_model(TEACHERS[name][1], pretrained=False, **cfg)
     with torch.no_grad():
@@ -164,7 +167,7 @@ def test_clip_projects_ln_post_tokens_with_quickgelu(registry: Registry, hub_cac
     refs = {}
     for act in ("quick_gelu", "gelu"):
         net = timm.create_model(
-            "vit_base_patch16_clip_224", img_size=128, act_layer=act, **teachers_module("clip").RANDOM_CONFIG
+            "vit_base_patch16_clip_224", img_size=128, act_layer=act, **declared("clip").random_config
         ).eval()
         net.load_state_dict(state)
         with torch.no_grad():
@@ -186,8 +189,13 @@ def test_random_init_only_when_allowed_and_said(registry: Registry, offline: Pat
     again = teacher(registry, "dinov2", allow_random_teachers=True).label_batch(views(2))
     np.testing.assert_array_equal(first[1]["features"], again[1]["features"])  # seeded: same stand-in every run
     assert first[0]["features"].shape == (8, 8, 768) and first[0]["cls"].shape == (768,)
+    alone = lab.label(views(2)[1])  # a sample's output does not depend on the rest of its batch
+    np.testing.assert_allclose(alone["features"], first[1]["features"], atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(alone["cls"], first[1]["cls"], atol=1e-4, rtol=1e-4)
+    assert not np.array_equal(first[0]["features"], first[1]["features"])
     prov = lab.provenance()
-    assert prov["weights"].startswith("random-init") and prov["random_config"]["embed_dim"] == 768
+    assert prov["weights"] == "random-init (seed 0)" and prov["weights_source"] == "random"
+    assert prov["random_config"]["embed_dim"] == 768 and prov["architecture"] == "vit_base_patch14_dinov2"
 
 
 def test_a_bad_image_fails_alone(registry: Registry, offline: Path) -> None:
@@ -198,11 +206,86 @@ def test_a_bad_image_fails_alone(registry: Registry, offline: Path) -> None:
     assert "uint8 HxWx3" in str(out[1])
 
 
-def test_global_plugins_name_the_teacher_of_their_map_modality() -> None:
+def test_a_teacher_of_the_wrong_width_is_refused(registry: Registry, offline: Path) -> None:
+    from fourm_core.labeling.features import FeatureTeacherSpec
+    from fourm_core.labeling.teachers import TimmFeatureTeacher
+
+    wrong = FeatureTeacherSpec.model_validate({**declared("clip").model_dump(), "feature_dim": 256})
+    lab = TimmFeatureTeacher(registry.get("clip").spec, context(registry, allow_random_teachers=True), wrong)
+    with pytest.raises(ValueError, match="projection width 512.*256-wide"):
+        lab.label_batch(views(1))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the declarations: plugins state the teacher, the core builds the labelers
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_feature_teacher_spec_fills_what_the_plugin_leaves_out() -> None:
+    from fourm_core import plugin as fp
+    from fourm_core.labeling.features import NORMALISATIONS
+
+    model = fp.HubModel(model_id="timm/vit_small_patch14_dinov2.lvd142m", library="timm")
+    base = {"model": model, "patch_size": 14, "feature_dim": 384, "input_modality": "rgb", "input_array": "rgb"}
+    spec = fp.FeatureTeacherSpec(**base)
+    assert spec.architecture == "vit_small_patch14_dinov2"  # the repo name without its pretrained tag
+    assert (spec.mean, spec.std) == NORMALISATIONS["imagenet"] and not spec.project and spec.pooled_array is None
+    clip = fp.FeatureTeacherSpec(**base, normalisation="openai_clip")
+    assert (clip.mean, clip.std) == NORMALISATIONS["openai_clip"]
+    # the labeler options round-trip (the factory gets them back with the model)
+    again = fp.FeatureTeacherSpec.model_validate({**clip.labeler_options(), "model": model.model_dump(mode="json")})
+    assert again == clip
+    with pytest.raises(ValueError, match="normalisation 'custom'"):
+        fp.FeatureTeacherSpec(**base, normalisation="custom")
+    assert fp.FeatureTeacherSpec(**base, normalisation="custom", mean=(0.5,) * 3, std=(0.5,) * 3).mean == (0.5,) * 3
+    with pytest.raises(ValueError, match="differ from 'imagenet'"):
+        fp.FeatureTeacherSpec(**base, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with pytest.raises(ValueError, match="timm model"):
+        fp.FeatureTeacherSpec(**{**base, "model": model.model_copy(update={"library": "transformers"})})
+
+
+@pytest.mark.parametrize("name", list(TEACHERS))
+def test_feature_map_plugins_declare_one_core_teacher_labeler(registry: Registry, name: str) -> None:
+    repo, _, width, patch, pooled = TEACHERS[name]
+    (lab,) = registry.labelers(name)
+    assert lab.name == "teacher" and lab.default and lab.factory == "fourm_core.labeling.features:feature_teacher"
+    assert {"modality:rgb", f"hub:{repo}", "package:torch", "package:timm"} <= set(map(str, lab.requires))
+    assert lab.options["model"]["model_id"] == repo and lab.options["feature_dim"] == width
+    assert lab.options["patch_size"] == patch and lab.options["pooled_array"] == pooled
+    spec = registry.get(name).spec
+    assert spec.tokenizer.input_channels == width and spec.layout("paper").grid == 224 // patch
+    assert {a.name for a in spec.storage} == {"features", "tokens"} | ({pooled} if pooled else set())
+
+
+def test_global_plugins_name_the_teacher_of_their_map_modality(registry: Registry) -> None:
     for name, source in GLOBALS.items():
         glob = importlib.import_module(f"fourm_{name}.plugin")
         mapped = importlib.import_module(f"fourm_{source}.plugin")
         assert glob.TEACHER_MODEL.model_id == mapped.TEACHER_MODEL.model_id == TEACHERS[source][0]
+        (lab,) = registry.labelers(name)
+        assert lab.name == "from_teacher" and lab.factory == "fourm_core.labeling.features:copy_embedding"
+        assert {f"modality:{source}", f"hub:{TEACHERS[source][0]}"} <= set(map(str, lab.requires))
+
+
+@pytest.mark.parametrize("name", list(GLOBALS))
+def test_global_embedding_copies_the_teacher_cls(registry: Registry, name: str) -> None:
+    source = GLOBALS[name]
+    repo, _, width, *_ = TEACHERS[source]
+    (lab,) = registry.labelers(name)
+    inst = build_labeler(lab, registry.get(name).spec, context(registry))
+    assert inst.dims() == {"C": width}
+    cls = np.random.default_rng(0).standard_normal(width).astype(np.float32)
+    out = inst.label(SampleView(0, {}, {source: {"features": None, "cls": cls}}))
+    assert out["embedding"].dtype == np.float32
+    np.testing.assert_array_equal(out["embedding"], cls)
+    with pytest.raises(LabelError, match=rf"expected \({width},\)"):
+        inst.label(SampleView(1, {}, {source: {"cls": cls[:10]}}))
+    with pytest.raises(LabelError, match="no 'cls' array"):
+        inst.label(SampleView(2, {}, {source: {"features": None}}))
+    with pytest.raises(LabelError, match=f"needs {source!r}"):
+        inst.label(SampleView(3, {}, {}))
+    prov = inst.provenance()
+    assert prov["teacher"] == repo and prov["weights"] == f"as in {source}/raw (this part copies its 'cls' array)"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -255,6 +338,22 @@ def test_synthetic_world_runs_the_teacher_random_init_only_when_allowed(tmp_path
     assert {plans[n].labeler for n in GLOBALS} == {"from_teacher"}
     skipped = {p.name: p for p in plan_labeling(opened, registry, only=ALL)}
     assert all(skipped[n].labeler is None for n in (*TEACHERS, *GLOBALS))
+
+
+def test_random_init_teachers_say_so_in_the_store(photo_store: Path, registry: Registry) -> None:
+    only = ["rgb", "dinov2", "dinov2_global"]
+    done = label_store(photo_store, registry=registry, only=only, options={"allow_random_teachers": True})
+    assert [(p.name, p.labeler, p.done, p.failed) for p in done] == [
+        ("rgb", "source", 4, 0),
+        ("dinov2", "teacher", 4, 0),
+        ("dinov2_global", "from_teacher", 4, 0),
+    ]
+    store = AlignedStore.open(photo_store, mode="r")
+    prov = store.provenance(raw_part("dinov2"))
+    assert prov["weights"] == "random-init (seed 0)" and prov["teacher"] == TEACHERS["dinov2"][0]
+    sample = store.read(raw_part("dinov2"), 3)
+    assert sample["features"].shape == (8, 8, 768) and sample["features"].dtype == np.float16
+    np.testing.assert_array_equal(store.read(raw_part("dinov2_global"), 3)["embedding"], sample["cls"])
 
 
 def test_photos_labelled_end_to_end(photo_store: Path, hub_cache: Path, monkeypatch, registry: Registry) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from fourm_core.labeling.api import LabelContext, LabelError, SampleView
 from fourm_core.spec import ModalitySpec
@@ -15,11 +14,9 @@ __all__ = [
     "CopyArray",
     "FromModality",
     "SourceCopy",
-    "TeacherConfig",
     "as_float32",
     "copy_array",
     "copy_source",
-    "feature_teacher",
 ]
 
 #: Storage dtypes a copied source field is converted to (json and text values are stored as the source gives them).
@@ -109,34 +106,6 @@ class CopyArray(FromModality):
         return {**super().provenance(), "array": self.array, "feature_dim": self.width}
 
 
-#: Kept torch-free here (not in :mod:`fourm_core.labeling.teachers`) so plugins can declare a teacher without
-#: importing torch; the teacher itself is built only when labeling runs.
-class TeacherConfig(BaseModel):
-    """How a plugin's feature teacher is built and fed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(..., description="timm model name with its pretrained tag (the real teacher)")
-    patch_size: int = Field(..., gt=0, description="the teacher's patch size in pixels")
-    feature_dim: int = Field(..., gt=0, description="C of the stored features (after the projection when project)")
-    project: bool = Field(False, description="apply the model's head (e.g. CLIP's projection) to every token")
-    input_modality: str = Field(..., description="modality whose stored array holds the uint8 HxWx3 image")
-    input_array: str = Field(..., description="array of that modality holding the image")
-    patch_array: str = Field("features", description="output array for the (grid, grid, C) patch features")
-    pooled_array: str | None = Field(None, description="output array for the (C,) pooled / CLS embedding, if any")
-    fallback_model: str | None = Field(
-        None, description="smaller timm architecture for the random-init teacher (default: the real architecture)"
-    )
-    seed: int = Field(0, description="seed of the random-init teacher")
-    weights: str | None = Field(None, description="explicit weight file (overrides weights_env)")
-    weights_env: str | None = Field(None, description="environment variable naming a weight file")
-    use_cache: bool = Field(True, description="look for the weights in the timm / Hugging Face cache (offline)")
-    image_size: int | None = Field(None, gt=0, description="teacher input side in pixels (default grid * patch)")
-    mean: tuple[float, float, float] | None = Field(None, description="normalisation mean (default: the model's)")
-    std: tuple[float, float, float] | None = Field(None, description="normalisation std (default: the model's)")
-    batch_size: int = Field(16, gt=0, description="images per forward pass")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Generic labeler factories: a plugin names one in a LabelerEntry and configures it through ``options``.
 # ----------------------------------------------------------------------------------------------------------------
@@ -165,22 +134,3 @@ def copy_array(spec: ModalitySpec, context: LabelContext, modality: str, array: 
     if width is None:
         raise ValueError(f"modality {spec.name!r}: the tokenizer config must give input_channels (the vector width)")
     return CopyArray(modality, array, target, width)
-
-
-def feature_teacher(spec: ModalitySpec, context: LabelContext, **config: Any) -> Any:
-    """A :class:`~fourm_core.labeling.teachers.FeatureTeacher` configured by ``config`` (:class:`TeacherConfig`
-    fields); torch and timm are imported here, when labeling runs, never when the plugin loads."""
-    from fourm_core.labeling.teachers import FeatureTeacher
-
-    return FeatureTeacher(spec, context, TeacherConfig(**config))
-
-
-def _feature_teacher_check(context: LabelContext, **config: Any) -> tuple[str, str, str]:
-    """Planning: ``(status, reason, model id)`` of the feature teacher's weights (the runner skips the modality when
-    ``missing``: no weights and random-init teachers not allowed)."""
-    from fourm_core.labeling.teachers import weights_status
-
-    return weights_status(TeacherConfig(**config), context.options)
-
-
-feature_teacher.plan_check = _feature_teacher_check  # type: ignore[attr-defined]

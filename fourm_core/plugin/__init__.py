@@ -6,9 +6,9 @@ shapes many modalities share (a teacher's feature map, a global embedding, a key
 record of a modality's official ml-4m assets (``OfficialAssets``: hub tokenizer, input normalisation, token layout).
 A test fails when a plugin imports any other core module, so the core can move its insides without breaking plugins.
 
-Importing this module imports no torch (``HubTeacher`` imports torch only when it runs); the torch-heavy helpers
-(``FeatureTeacher``, ``configure_torch_threads``) and the picture and synthetic-world helpers load on first
-attribute access.
+Importing this module imports no torch (``HubTeacher`` imports torch only when it runs; a feature-map modality
+declares its timm teacher as a torch-free ``FeatureTeacherSpec``); the torch-heavy ``configure_torch_threads`` and the
+picture and synthetic-world helpers load on first attribute access.
 
 A whole modality is one declaration, usually made by a builder::
 
@@ -31,7 +31,8 @@ from typing import Any
 
 from fourm_core.hookspecs import CONTRACT_VERSION, hookimpl
 from fourm_core.labeling.api import BatchLabeler, LabelContext, Labeler, LabelError, SampleView
-from fourm_core.labeling.common import CopyArray, FromModality, SourceCopy, TeacherConfig, as_float32
+from fourm_core.labeling.common import CopyArray, FromModality, SourceCopy, as_float32
+from fourm_core.labeling.features import FeatureTeacherSpec
 from fourm_core.labeling.hub import (
     HubModel,
     HubTeacher,
@@ -107,7 +108,6 @@ from fourm_core.vocab import TextVocabulary
 #: Names served lazily by :func:`__getattr__`: ``name -> (module, attribute)``; these modules pull in torch, PIL or
 #: the synthetic world, which listing plugins must not pay for.
 _LAZY: dict[str, tuple[str, str]] = {
-    "FeatureTeacher": ("fourm_core.labeling.teachers", "FeatureTeacher"),
     "configure_torch_threads": ("fourm_core.labeling.teachers", "configure_torch_threads"),
     **{
         name: ("fourm_core.viz.rendering", name)
@@ -202,12 +202,13 @@ __all__ = [
     "CopyArray",
     "FromModality",
     "SourceCopy",
-    "TeacherConfig",
     "as_float32",
     "BatchLabeler",
-    # hub teachers (``teacher_labeler`` declares one; its factory returns a HubTeacher subclass)
+    # hub teachers (``teacher_labeler`` declares one; its factory returns a HubTeacher subclass; a feature map's
+    # timm teacher is a FeatureTeacherSpec given to ``feature_map_modality``)
     "HubModel",
     "HubTeacher",
+    "FeatureTeacherSpec",
     "TeacherOptions",
     "TeacherUnavailable",
     "load_hub_model",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fourm_core.labeling.common import TeacherConfig
+from fourm_core.labeling.features import FeatureTeacherSpec
 from fourm_core.labeling.hub import HubModel
 from fourm_core.serialization import KeyValueField
 from fourm_core.spec.modality import (
@@ -68,13 +68,17 @@ def labeler(
     requires: Sequence[str | Requirement] = (),
     default: bool = True,
     options: Mapping[str, Any] | None = None,
+    explicit: bool = False,
 ) -> LabelerEntry:
     """A labeler of the plugin's own code (``factory`` is ``"package.labelers:function"``), by default the one
-    ``fourm data label`` runs; ``requires`` lists what it needs (``modality:rgb``, ``package:skimage``...)."""
+    ``fourm data label`` runs; ``requires`` lists what it needs (``modality:rgb``, ``package:skimage``...).
+    ``explicit=True`` (which implies not the default): it runs only when the user names it (``--labeler
+    modality=name``), the way to offer a stand-in that must never replace the paper's teacher by itself."""
     return LabelerEntry(
         name=name,
         factory=factory,
-        default=default,
+        default=default and not explicit,
+        explicit=explicit,
         requires=tuple(requires),
         options=dict(options or {}),
         description=description,
@@ -90,12 +94,18 @@ def teacher_labeler(
     requires: Sequence[str | Requirement] = (),
     options: Mapping[str, Any] | None = None,
     default: bool = False,
+    explicit: bool = False,
 ) -> LabelerEntry:
     """A labeler that runs a hub teacher (``factory`` returns an ``fp.HubTeacher`` subclass): it requires
     ``hub:<model id>`` (checked when the run is planned: cached, downloadable, or random-init allowed), torch and the
     model's ``library``, plus ``requires`` (``modality:rgb``...); the factory receives the model as the ``model``
     option. Not the default, so that a modality's source-copy labeler (synthetic ground truth), listed before it,
-    is tried first and photo stores fall through to the teacher."""
+    is tried first and photo stores fall through to the teacher. ``explicit=True``: runs only when named.
+
+    A ``plan_check(context, **options) -> (status, reason, model_id)`` attribute on the factory is called when the
+    run is planned, after the requirements hold (the factory's module is imported then: import torch inside
+    functions), so a teacher that cannot label this store (a width the preset does not store) is a skip with its
+    reason instead of a stop when the factory runs."""
     needs: list[Requirement] = [Requirement.parse(r) if isinstance(r, str) else r for r in requires]
     for extra in (model.requirement(), "package:torch", f"package:{model.library}"):
         req = Requirement.parse(extra)
@@ -106,7 +116,13 @@ def teacher_labeler(
         raise ValueError(f"labeler {name!r}: the option 'model' is set by teacher_labeler from its model argument")
     opts["model"] = model.model_dump(mode="json")
     return LabelerEntry(
-        name=name, factory=factory, default=default, requires=tuple(needs), options=opts, description=description
+        name=name,
+        factory=factory,
+        default=default and not explicit,
+        explicit=explicit,
+        requires=tuple(needs),
+        options=opts,
+        description=description,
     )
 
 
@@ -213,7 +229,7 @@ def sequence_modality(
 def feature_map_modality(
     name: str,
     key: str,
-    teacher: TeacherConfig,
+    teacher: FeatureTeacherSpec,
     *,
     description: str,
     labeler_description: str,
@@ -222,12 +238,14 @@ def feature_map_modality(
     pooled_description: str = "",
     official: OfficialAssets | None = None,
 ) -> ModalityDeclaration:
-    """A teacher's patch-feature map as image tokens (CLIP, DINOv2, ImageBind in 4M-21).
+    """A timm teacher's patch-feature map as image tokens (CLIP, DINOv2, ImageBind in 4M-21).
 
     The paper grid uses the teacher's patch size (14 px gives ml-4m's 16x16 at 224 px); the modality depends on the
-    teacher's input modality, stores ``(h, w, C)`` float16 features (and the pooled embedding when the teacher gives
-    one, for a global-embedding modality to copy), and is tokenized by a ViT VQ-VAE on the features. Its labeler is
-    the core's feature teacher, needing torch and timm only when it runs.
+    teacher's input modality, stores ``(h, w, C)`` float16 features (and the CLS embedding when the teacher names a
+    ``pooled_array``, for a global-embedding modality to copy), and is tokenized by a ViT VQ-VAE on the features. Its
+    labeler is the core's timm feature teacher (``fourm_core.labeling.features:feature_teacher``), declared with
+    :func:`teacher_labeler`: it requires the teacher's ``hub:`` weights, so the plan names the model id and skips the
+    modality when they cannot be had; torch and timm are imported only when it runs.
     """
     storage = [
         ArraySpec(
@@ -238,12 +256,13 @@ def feature_map_modality(
         storage.append(
             ArraySpec(name=teacher.pooled_array, dtype="float32", shape=("C",), description=pooled_description)
         )
-    labeler = LabelerEntry(
+    labeler = teacher_labeler(
+        "fourm_core.labeling.features:feature_teacher",
+        teacher.model,
         name="teacher",
-        factory="fourm_core.labeling.common:feature_teacher",
         default=True,
-        requires=(f"modality:{teacher.input_modality}", "package:torch", "package:timm"),
-        options=teacher.model_dump(mode="json"),
+        requires=(f"modality:{teacher.input_modality}",),
+        options=teacher.labeler_options(),
         description=labeler_description,
     )
     return image_token_modality(
@@ -271,6 +290,8 @@ def global_embedding_modality(
     depends_on: Sequence[str],
     description: str,
     embedding_description: str,
+    model: HubModel | None = None,
+    labeler_description: str = "",
     array: str = "cls",
     tokens: tuple[int, int] = (16, 8),
     vocab_sizes: tuple[int, int] = (8192, 512),
@@ -280,7 +301,9 @@ def global_embedding_modality(
 
     The labeler copies the ``array`` vector the ``teacher`` modality stored (so that modality is labelled first and
     the weights are recorded once, in its provenance); the tokenizer is a bottleneck MLP with Memcodes, one head per
-    token, trained with a cosine loss.
+    token, trained with a cosine loss. ``model``, the hub weights of the ``teacher`` modality's labeler, makes the copy
+    name that model in its provenance and plan and require the same ``hub:`` weights (so a run without them skips
+    both modalities with one ``hf download`` line); without it the copy is the core's plain ``copy_array``.
     """
     spec = ModalitySpec(
         name=name,
@@ -306,14 +329,30 @@ def global_embedding_modality(
         official=official,
         description=description,
     )
-    labeler = LabelerEntry(
-        name="from_teacher",
-        factory="fourm_core.labeling.common:copy_array",
-        default=True,
-        requires=(f"modality:{teacher}",),
-        options={"modality": teacher, "array": array, "target": "embedding"},
-        description=f"The {array.upper()} embedding the {teacher} teacher stored (its {array!r} array), copied.",
+    options = {"modality": teacher, "array": array, "target": "embedding"}
+    made_by = f" ({model.model_id})" if model is not None else ""
+    labeler_description = labeler_description or (
+        f"The {array.upper()} embedding the {teacher} teacher{made_by} stored (its {array!r} array), copied."
     )
+    if model is None:
+        labeler = LabelerEntry(
+            name="from_teacher",
+            factory="fourm_core.labeling.common:copy_array",
+            default=True,
+            requires=(f"modality:{teacher}",),
+            options=options,
+            description=labeler_description,
+        )
+    else:
+        labeler = teacher_labeler(
+            "fourm_core.labeling.features:copy_embedding",
+            model,
+            name="from_teacher",
+            default=True,
+            requires=(f"modality:{teacher}",),
+            options=options,
+            description=labeler_description,
+        )
     return ModalityDeclaration(spec=spec, labelers=(labeler,))
 
 

@@ -1,11 +1,13 @@
 """DINOv2 feature maps (ml-4m ``tok_dinov2@224``, 8192 codes, patch 14) as discrete tokens.
 
-The labeler runs the paper's teacher, DINOv2 ViT-B/14, which timm loads from the hub repo
-``timm/vit_base_patch14_dinov2.lvd142m`` (safetensors), the way ml-4m made its DINOv2 pseudo-labels:
-``x_norm_patchtokens`` as the map and ``x_norm_clstoken`` as ``cls`` (which ``dinov2_global`` copies), from an
-ImageNet-normalised image (``fourm_dinov2.teachers``). There is no ground-truth labeler: the synthetic world has no
-DINOv2 features, so it runs the same teacher (random-init only with ``--allow-random-teachers``, and then said so in
-the part's provenance).
+The labeler runs the paper's teacher, DINOv2 ViT-B/14 (LVD-142M), which timm loads from the hub repo
+``timm/vit_base_patch14_dinov2.lvd142m`` (safetensors), the way ml-4m made its DINOv2 pseudo-labels
+(``model(x, is_training=True)``): ``x_norm_patchtokens``, the patch tokens after the final LayerNorm, as the map and
+``x_norm_clstoken`` as ``cls`` (which ``dinov2_global`` copies), from the image at grid*14 px normalised with the
+ImageNet mean / std (``imagenet_default_mean_and_std: True``). The checkpoint's 37 x 37 position embedding (518 px)
+is resampled by timm to the run's grid when the model is built. The core's timm feature teacher runs it
+(``fp.FeatureTeacherSpec``). There is no ground-truth labeler: the synthetic world runs the same teacher
+(random-init only with ``--allow-random-teachers``, and then said so in the part's provenance).
 """
 
 from __future__ import annotations
@@ -22,45 +24,27 @@ TEACHER_MODEL = fp.HubModel(
     note="the paper's teacher: DINOv2 ViT-B/14 (LVD-142M) through timm",
 )
 
-#: ImageNet mean / std: what DINOv2 expects and what ml-4m's DINOv2 tokenizers were trained with.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: What the modality stores: 14 px patches (16x16 at 224 px), 768-wide normed patch tokens and the normed CLS.
-TEACHER = fp.TeacherConfig(
-    model="vit_base_patch14_dinov2.lvd142m",
+#: What runs and what is stored: 14 px patches (16x16 at 224 px), 768-wide normed patch tokens and the normed CLS.
+TEACHER = fp.FeatureTeacherSpec(
+    model=TEACHER_MODEL,
+    architecture="vit_base_patch14_dinov2",
     patch_size=14,
     feature_dim=768,
     input_modality="rgb",
     input_array="rgb",
     pooled_array="cls",
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-)
-
-LABELER_DESCRIPTION = (
-    f"DINOv2 ViT-B/14 ({TEACHER_MODEL.model_id}, timm): x_norm_patchtokens and x_norm_clstoken (768),"
-    " ImageNet-normalised input at grid*14 px, as ml-4m's pseudo-labels."
-)
-
-TEACHER_LABELER = fp.teacher_labeler(
-    "fourm_dinov2.teachers:build",
-    TEACHER_MODEL,
-    name="teacher",
-    default=True,
-    requires=(f"modality:{TEACHER.input_modality}",),
-    options={
-        "patch_size": TEACHER.patch_size,
-        "width": TEACHER.feature_dim,
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "batch_size": TEACHER.batch_size,
-        "input_modality": TEACHER.input_modality,
-        "input_array": TEACHER.input_array,
-        "patch_array": TEACHER.patch_array,
-        "pooled_array": TEACHER.pooled_array,
+    normalisation="imagenet",
+    layer="x_norm_patchtokens / x_norm_clstoken: tokens after the final LayerNorm (ml-4m)",
+    # the random-init stand-in: the same class and width, one block with a narrow MLP; LayerScale starts at 1 (the
+    # real init, 1e-5, would leave the CLS token blind to the image in a one-block model)
+    random_config={
+        "embed_dim": 768,
+        "depth": 1,
+        "num_heads": 12,
+        "mlp_ratio": 0.25,
+        "num_classes": 0,
+        "init_values": 1.0,
     },
-    description=LABELER_DESCRIPTION,
 )
 
 DINOV2 = fp.feature_map_modality(
@@ -78,8 +62,11 @@ DINOV2 = fp.feature_map_modality(
         resolution="224-448",
         notes="ViT VQ-VAE on DINOv2-B/14 x_norm_patchtokens (768); the teacher sees ImageNet-normalised RGB",
     ),
-    labeler_description=LABELER_DESCRIPTION,
-).model_copy(update={"labelers": (TEACHER_LABELER,)})  # the hub teacher replaces the builder's timm labeler
+    labeler_description=(
+        f"DINOv2 ViT-B/14 ({TEACHER_MODEL.model_id}, timm): x_norm_patchtokens and x_norm_clstoken (768),"
+        " ImageNet-normalised input at grid*14 px, as ml-4m's pseudo-labels."
+    ),
+)
 
 
 fourm_register_modalities = fp.declare(DINOV2)

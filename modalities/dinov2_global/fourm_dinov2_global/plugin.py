@@ -20,25 +20,17 @@ TEACHER_MODEL = fp.HubModel(
     note="the paper's teacher: DINOv2 ViT-B/14 (LVD-142M); the vector is computed by the dinov2 labeler",
 )
 
-FROM_TEACHER = fp.teacher_labeler(
-    "fourm_dinov2_global.labelers:copy_cls",
-    TEACHER_MODEL,
-    name="from_teacher",
-    default=True,
-    requires=("modality:dinov2",),
-    options={"modality": "dinov2", "array": "cls", "target": "embedding"},
-    description=(
-        f"The DINOv2 ViT-B/14 CLS embedding (x_norm_clstoken, {TEACHER_MODEL.model_id}) the dinov2 teacher stored"
-        " (its 'cls' array), copied."
-    ),
-)
-
 DINOV2_GLOBAL = fp.global_embedding_modality(
     "dinov2_global",
     "tok_dinov2_global",
     teacher="dinov2",
+    model=TEACHER_MODEL,
     width=768,
     depends_on=("rgb",),
+    labeler_description=(
+        f"The DINOv2 ViT-B/14 CLS embedding (x_norm_clstoken, {TEACHER_MODEL.model_id}) the dinov2 teacher stored"
+        " (its 'cls' array), copied."
+    ),
     embedding_description="DINOv2-B/14 CLS embedding (x_norm_clstoken)",
     official=fp.OfficialAssets(
         hub_id="EPFL-VILAB/4M_tokenizers_DINOv2-B14-global_8k_16_224",
@@ -49,7 +41,7 @@ DINOV2_GLOBAL = fp.global_embedding_modality(
         notes="bottleneck MLP + Memcodes (16 heads) on the DINOv2-B/14 CLS token (x_norm_clstoken)",
     ),
     description="DINOv2-B/14 global embedding as discrete tokens, for retrieval.",
-).model_copy(update={"labelers": (FROM_TEACHER,)})  # the copy that names its teacher replaces the builder's
+)
 
 
 fourm_register_modalities = fp.declare(DINOV2_GLOBAL)

@@ -20,25 +20,17 @@ TEACHER_MODEL = fp.HubModel(
     note="ImageBind-H/14's image tower (OpenCLIP ViT-H/14 LAION-2B); the vector is computed by the imagebind labeler",
 )
 
-FROM_TEACHER = fp.teacher_labeler(
-    "fourm_imagebind_global.labelers:copy_cls",
-    TEACHER_MODEL,
-    name="from_teacher",
-    default=True,
-    requires=("modality:imagebind",),
-    options={"modality": "imagebind", "array": "cls", "target": "embedding"},
-    description=(
-        f"The ImageBind-H/14 CLS embedding (1280, after the final norm; {TEACHER_MODEL.model_id}) the imagebind"
-        " teacher stored (its 'cls' array), copied."
-    ),
-)
-
 IMAGEBIND_GLOBAL = fp.global_embedding_modality(
     "imagebind_global",
     "tok_imagebind_global",
     teacher="imagebind",
+    model=TEACHER_MODEL,
     width=1280,
     depends_on=("rgb",),
+    labeler_description=(
+        f"The ImageBind-H/14 CLS embedding (1280, after the final norm; {TEACHER_MODEL.model_id}) the imagebind"
+        " teacher stored (its 'cls' array), copied."
+    ),
     embedding_description="ImageBind-H/14 CLS embedding (after the final norm, before the projection)",
     official=fp.OfficialAssets(
         hub_id="EPFL-VILAB/4M_tokenizers_ImageBind-H14-global_8k_16_224",
@@ -49,7 +41,7 @@ IMAGEBIND_GLOBAL = fp.global_embedding_modality(
         notes="bottleneck MLP + Memcodes (16 heads) on the ImageBind-H/14 CLS token",
     ),
     description="ImageBind-H/14 global embedding as discrete tokens, for retrieval.",
-).model_copy(update={"labelers": (FROM_TEACHER,)})  # the copy that names its teacher replaces the builder's
+)
 
 
 fourm_register_modalities = fp.declare(IMAGEBIND_GLOBAL)
