@@ -151,7 +151,8 @@ def test_an_unknown_requirement_kind_is_a_problem_naming_plugin_and_labeler(make
     (problem,) = reg.problems
     assert problem.kind == "requirement"
     assert "fourm-typo 1.2.3" in problem.message and "labeler 'dpt'" in problem.message and "'sourc'" in problem.message
-    assert [lab.name for lab in reg.labelers("depth")] == ["source"]  # the rest keeps working
+    names = [lab.name for lab in reg.labelers("depth")]
+    assert "dpt" not in names and names[0] == "source"  # the rest (the depth plugin's own labelers) keeps working
 
 
 def test_a_valid_requirement_is_accepted_typed(make_dist) -> None:
@@ -167,7 +168,8 @@ def test_a_modality_requirement_must_be_ordered_before(make_dist) -> None:
     (problem,) = reg.problems
     assert problem.kind == "requirement" and "depth/from_caption" in problem.message
     assert "neither depends on nor uses" in problem.message
-    assert [lab.name for lab in reg.labelers("depth")] == ["source"]
+    names = [lab.name for lab in reg.labelers("depth")]
+    assert "from_caption" not in names and names[0] == "source"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -234,12 +236,96 @@ def test_declared_parts_conflict_like_hook_registered_ones(make_dist) -> None:
     assert [p.kind for p in reg.problems] == ["conflict"] and "labeler thermal/source" in reg.problems[0].message
 
 
+TEACHERS = """
+from fourm_core import plugin as fp
+
+FIRST = fp.HubModel(model_id="org/first-teacher", library="transformers")
+SECOND = fp.HubModel(model_id="org/second-teacher", library="transformers")
+
+
+def build(spec, context, **options):
+    raise AssertionError("planning never builds a labeler")
+
+
+def plan_check(context, *, model, **_):
+    if model["model_id"] == FIRST.model_id:
+        return "missing", f"{FIRST.model_id} gives 7-d features, preset {context.preset!r} stores 8-d", FIRST.model_id
+    return fp.teacher_status(fp.HubModel.model_validate(model), context.options) + (model["model_id"],)
+
+
+build.plan_check = plan_check
+
+
+def stand_in(spec, context):
+    raise AssertionError("planning never builds a labeler")
+
+
+@hookimpl
+def fourm_register_modalities(register):
+    register(fp.ModalityDeclaration(
+        spec=image_spec("thermal", storage=(fp.pixel_array("kelvin", "float16", "kelvin"),)),
+        labelers=(
+            fp.source_labeler({"kelvin": "thermal"}, description="exact"),
+            fp.teacher_labeler(f"{__name__}:build", FIRST, name="first", description="the default teacher"),
+            fp.teacher_labeler(f"{__name__}:build", SECOND, name="second", description="another teacher"),
+            fp.labeler("stand_in", f"{__name__}:stand_in", explicit=True, requires=("source:rgb",), description="no"),
+        ),
+    ))
+"""
+
+
+def test_an_explicit_labeler_is_never_the_default() -> None:
+    with pytest.raises(ValidationError, match="runs only when named"):
+        LabelerSpec(modality="x", name="y", factory="m:f", default=True, explicit=True)
+    entry = surface.labeler("y", "m:f", explicit=True, description="a stand-in")  # the builder's default=True yields
+    assert entry.explicit and not entry.default
+    teacher = surface.teacher_labeler("m:f", surface.HubModel(model_id="o/m", library="timm"), description="d")
+    assert not teacher.explicit and not teacher.default
+
+
+def test_the_plan_runs_plugin_plan_checks_names_the_first_teacher_and_named_only_labelers(
+    make_dist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fourm_core.labeling.runner import plan_labeling
+    from fourm_core.spec import ArraySpec
+    from fourm_core.storage.store import AlignedStore
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    reg = registry_with(make_dist("fourm-thermal", "thermal", TEACHERS))
+    assert reg.problems == []
+    assert [lab.name for lab in reg.labelers("thermal")] == ["source", "first", "second", "stand_in"]
+    store = AlignedStore.create(tmp_path / "photos.zarr", n_samples=2, image_size=16, preset="tiny")
+    store.ensure("source", (ArraySpec(name="rgb", dtype="uint8", shape=("H", "W", 3)),))
+    store.root.attrs["source"] = {"name": "photos", "fields": ["rgb"]}
+
+    def plan(**kwargs):
+        (thermal,) = plan_labeling(store, reg, only=["thermal"], **kwargs)
+        return thermal
+
+    # no weights: skipped, naming the first (default) teacher, never the last one tried; the stand-in is not tried
+    skipped = plan()
+    assert skipped.labeler is None and (skipped.model_id, skipped.weights) == ("org/first-teacher", "missing")
+    assert "second: " in skipped.skip_reason and "stand_in: " not in skipped.skip_reason
+    assert "run only when named: stand_in (--labeler thermal=NAME)" in skipped.skip_reason
+    # random teachers allowed: the plugin's plan_check refuses the first (a plan skip with its reason, its id once)
+    random = plan(options={"allow_random_teachers": True})
+    assert (random.labeler, random.model_id, random.weights) == ("second", "org/second-teacher", "random")
+    only_first = plan(options={"allow_random_teachers": True}, choices={"thermal": "first"})
+    assert only_first.labeler is None and (only_first.model_id, only_first.weights) == ("org/first-teacher", "random")
+    assert "7-d features, preset 'tiny' stores 8-d" in only_first.skip_reason
+    # naming the explicit labeler picks it when its requirements hold
+    named = plan(choices={"thermal": "stand_in"})
+    assert (named.labeler, named.model_id, named.skip_reason) == ("stand_in", None, None)
+
+
 def test_the_depth_plugin_is_one_declaration() -> None:
     reg = Registry(disabled={EXAMPLE_PLUGIN}, strict=True)
     depth = reg.get("depth")
     assert depth.plugin.hooks == ["fourm_register_modalities"]
-    (lab,) = depth.labelers()
-    assert lab.name == "source" and [str(r) for r in lab.requires] == ["source:depth"]
+    lab = depth.labelers()[0]  # the default, tried first: the source copy (synthetic ground truth)
+    assert lab.name == "source" and lab.default and [str(r) for r in lab.requires] == ["source:depth"]
+    assert all(not other.default for other in depth.labelers()[1:])
 
 
 # ------------------------------------------------------------------------------------------------------------------

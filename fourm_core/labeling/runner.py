@@ -1,8 +1,9 @@
 """``fourm data label``: run every modality's pseudo-labeler over a store, in dependency order, resumably.
 
 The unit of work is a store block (one writer per block, see :mod:`fourm_core.storage.store`). For each modality in
-registry order (dependencies first) the runner picks a labeler (the user's choice, else the plugin's default), checks
-that what it requires is there (skipping the modality with a message otherwise), declares the modality's raw part
+registry order (dependencies first) the runner picks a labeler (the user's choice, else the first candidate, default
+first, whose requirements hold; an ``explicit`` stand-in only when named), checks that what it requires is there,
+the factory's ``plan_check`` included (skipping the modality with a message otherwise), declares the modality's raw part
 with the labeler's provenance, and labels the blocks still to do, in worker processes when ``workers > 1``. A killed
 run restarts where it stopped: finished blocks are skipped, unfinished ones are rewritten whole, and since labelers
 are deterministic per sample the result equals an uninterrupted run.
@@ -110,18 +111,25 @@ def _hub_model(lab: LabelerSpec, target: str) -> HubModel:
 
 
 def _factory_check(lab: LabelerSpec, ctx: LabelContext, check: _Check) -> None:
-    """Core factories may carry a ``plan_check(context, **options) -> (status, reason, model_id)`` that says before
-    any compute whether their weights are there (the feature teacher); plugin factories use ``hub:`` requirements."""
-    if not str(lab.factory).startswith("fourm_core."):
-        return
+    """A factory, core or plugin, may carry a ``plan_check(context, **options) -> (status, reason, model_id)`` that
+    says before any compute whether it can label this store (its weights are there, their width fits the preset), so
+    such a mismatch is a skip with its reason in the plan, not a stop when the factory runs. Looking for it imports
+    the factory's module, which is why teacher modules import torch inside functions. A model id the ``hub:``
+    requirements already reported is not listed twice (its weights status stays the requirement's)."""
     from fourm_core.registry import resolve_ref
 
-    plan_check = getattr(resolve_ref(lab.factory), "plan_check", None)
+    try:
+        factory = resolve_ref(lab.factory)
+    except (ImportError, AttributeError) as exc:  # a broken plugin module: it cannot run, say why in the plan
+        check.missing.append(f"cannot import {lab.factory}: {exc}")
+        return
+    plan_check = getattr(factory, "plan_check", None)
     if plan_check is None:
         return
     status, reason, model_id = plan_check(ctx, **lab.options)
-    check.model_ids.append(model_id)
-    check.statuses.append(status)
+    if model_id not in check.model_ids:
+        check.model_ids.append(model_id)
+        check.statuses.append(status)
     if status == "missing":
         check.missing.append(reason)
 
@@ -178,12 +186,19 @@ def plan_labeling(
             plans.append(ModalityPlan(name, None, "no raw arrays (its tokens are made by `fourm data tokenize`)"))
             continue
         candidates = modality.labelers()
+        named_only = [c.name for c in candidates if c.explicit]
         if name in choices:
             candidates = [c for c in candidates if c.name == choices[name]]
             if not candidates:
                 known = ", ".join(c.name for c in modality.labelers()) or "none"
                 plans.append(ModalityPlan(name, None, f"no labeler named {choices[name]!r} (known: {known})"))
                 continue
+        elif candidates and len(named_only) == len(candidates):
+            reason = f"its labelers run only when named: --labeler {name}=NAME ({', '.join(named_only)})"
+            plans.append(ModalityPlan(name, None, reason))
+            continue
+        else:  # a stand-in that runs only when named is never picked by itself
+            candidates = [c for c in candidates if not c.explicit]
         if not candidates:
             plans.append(ModalityPlan(name, None, "no labeler registered"))
             continue
@@ -195,9 +210,11 @@ def plan_labeling(
                 labelled.add(name)
                 break
             reasons.append(f"{lab.name}: {'; '.join(check.missing)}")
-            teacher = check if check.model_ids else teacher
+            teacher = teacher if teacher.model_ids else check  # the first (default) candidate's teacher
         else:
             reason = "no usable labeler (" + " | ".join(reasons) + ")"
+            if named_only and name not in choices:
+                reason += f"; stand-ins that run only when named: {', '.join(named_only)} (--labeler {name}=NAME)"
             plans.append(ModalityPlan(name, None, reason, model_id=teacher.model_id, weights=teacher.weights))
     return plans
 

@@ -40,7 +40,7 @@ class RequirementKind(str, Enum):
     PACKAGE = "package"
     #: another modality already labelled in the store (``modality:rgb``)
     MODALITY = "modality"
-    #: a non-empty environment variable (``env:FOURM_T5_WEIGHTS``), e.g. naming local weights
+    #: a non-empty environment variable (``env:HF_TOKEN``), e.g. naming local weights
     ENV = "env"
     #: a teacher's weights on the Hugging Face hub (``hub:facebook/dinov2-base``): usable when cached, downloadable
     #: (not offline) or when random-init teachers are allowed; see :mod:`fourm_core.labeling.hub`
@@ -83,11 +83,16 @@ class LabelerEntry(Frozen):
     The runner calls ``factory(spec, context, **options)``: ``options`` are JSON-able settings of a generic factory
     (which source fields to copy, which teacher to run), so a plugin can reuse the core's labelers without a module of
     its own.
+
+    ``explicit`` marks a labeler that runs only when the user names it (``--labeler modality=name``): a stand-in
+    that is not the paper's teacher (classical segments for SAM, a small sentence encoder for T5) must never be
+    picked in the teacher's place just because the teacher's weights are missing.
     """
 
     name: str = Field(..., pattern=NAME_PATTERN)
     factory: LazyRef
     default: bool = False
+    explicit: bool = Field(False, description="run only when named (`--labeler modality=name`), never picked by itself")
     requires: tuple[Requirement, ...] = Field(
         (),
         description="what must be present, as Requirement or 'kind:target' (source, package, modality, env, hub)",
@@ -109,6 +114,12 @@ class LabelerEntry(Frozen):
                     raise ValueError(f"labeler {info.data.get('name', '?')!r}: {exc}") from None
             out.append(item)
         return tuple(out)
+
+    @model_validator(mode="after")
+    def _explicit_is_no_default(self) -> LabelerEntry:
+        if self.explicit and self.default:
+            raise ValueError(f"labeler {self.name!r} runs only when named (explicit), so it cannot be the default")
+        return self
 
     def for_modality(self, modality: str) -> LabelerSpec:
         """The stand-alone spec of this labeler for ``modality`` (what the registry keeps)."""

@@ -1,7 +1,8 @@
 """Labelers of sam_instance: the synthetic world's exact instance map, and a classical stand-in for SAM.
 
 Photos get SAM itself (:mod:`fourm_sam_instance.teachers`); the felzenszwalb segments here run only when a user asks
-for them (``FOURM_SAM_INSTANCE_FELZENSZWALB=1``) and say in their provenance that they are not SAM.
+for them by name (``--labeler sam_instance=felzenszwalb``; the labeler is ``explicit``, never picked by itself) and
+say in their provenance that they are not SAM.
 """
 
 from __future__ import annotations

