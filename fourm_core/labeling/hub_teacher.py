@@ -297,4 +297,6 @@ def _to_float(image: np.ndarray) -> torch.Tensor:
     import numpy as np
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    # a copy when the stored array is read-only (zarr hands those out): torch warns on non-writable arrays
+    array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)

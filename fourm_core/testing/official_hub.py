@@ -398,7 +398,7 @@ def add_snapshot(
             link.unlink()
         link.symlink_to(os.path.relpath(blob, link.parent))
     for ref in refs:
-        (root / "refs").mkdir(exist_ok=True)
+        (root / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)  # "pr/2" as the hub files it
         (root / "refs" / ref).write_text(commit)
     return snapshot
 

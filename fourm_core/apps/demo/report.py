@@ -268,7 +268,7 @@ def _training(out: Path) -> str:
     return "".join(parts)
 
 
-def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
+def _generation(out: Path, record: Mapping[str, Any] | None, random: set[str] = frozenset()) -> str:
     if not record or not record.get("scenes"):
         return '<p class="note">No generations yet.</p>'
     parts = [
@@ -300,7 +300,8 @@ def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
                     f"{escape(t['key'])}</figcaption></figure>"
                 )
             if "cosine_prediction" in t:
-                vectors.append((t["key"], t.get("cosine_prediction"), t.get("cosine_reconstruction")))
+                key = t["key"] + (" (random-init teacher)" if t["key"] in random else "")
+                vectors.append((key, t.get("cosine_prediction"), t.get("cosine_reconstruction")))
             elif "prediction" in t:
                 generated = escape(t.get("prediction") or "")
                 if not t.get("parsed", True):
@@ -332,12 +333,13 @@ def _generation(out: Path, record: Mapping[str, Any] | None) -> str:
     return "".join(parts)
 
 
-def _chains(out: Path, record: Mapping[str, Any] | None) -> str:
+def _chains(out: Path, record: Mapping[str, Any] | None, random: set[str] = frozenset()) -> str:
     chains = (record or {}).get("chains") or []
     if not chains:
         return '<p class="note">No chains (the model needs a text input, a global-token and an image-token key).</p>'
     steps = chains[0]["steps"]
     order = " &rarr; ".join(escape(s["target"]) for s in steps)
+    mark = " (random-init teacher)" if random.intersection(s["target"] for s in steps) else ""
     parts = [
         f"<p>Schedule: the stored text of a held-out scene &rarr; {order}; each step MaskGIT "
         f"(<code>{escape(json.dumps(steps))}</code>). Picture: the scene's real pixels | the generated "
@@ -348,7 +350,7 @@ def _chains(out: Path, record: Mapping[str, Any] | None) -> str:
         nearest = c.get("nearest")
         near = (
             f"{_img(out, nearest['picture'], 'nearest', 64)}<br>scene {nearest['index']}, cosine "
-            f"{nearest['similarity']:.3f}"
+            f"{nearest['similarity']:.3f}{mark}"
             if nearest
             else "-"
         )
@@ -359,7 +361,7 @@ def _chains(out: Path, record: Mapping[str, Any] | None) -> str:
     return "".join(parts)
 
 
-def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
+def _retrieval(out: Path, record: Mapping[str, Any] | None, random: set[str] = frozenset()) -> str:
     retrieval = (record or {}).get("retrieval")
     if not retrieval:
         return '<p class="note">No retrieval (the model needs a global-token key labelled in the store).</p>'
@@ -370,13 +372,17 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
         "returns the nearest scenes. The query scene is in the store, so a perfect model finds it first "
         "(green).</p>"
     ]
+    mark = " random-init teacher" if retrieval["key"] in random else ""
+    if mark:
+        parts.append(f'<p class="bad">The indexed embeddings come from a random-init teacher:{mark} numbers.</p>')
     rows, row_class = [], []
     for q in retrieval["queries"]:
         query = _img(out, q["picture"], f"scene {q['scene']}", 64) if q.get("picture") else escape(q.get("text", ""))
         hits = "".join(
             '<div class="hit">'
             + _img(out, h["picture"], f"hit {h['index']}", 64)
-            + f"<br>#{h['index']} <b>{h['similarity']:.3f}</b>{' (own)' if h['index'] == q['scene'] else ''}</div>"
+            + f"<br>#{h['index']} <b>{h['similarity']:.3f}</b>{mark}"
+            + f"{' (own)' if h['index'] == q['scene'] else ''}</div>"
             for h in q["hits"]
         )
         texts = "<br>".join(f"#{h['index']}: {escape(h.get('text', ''))}" for h in q["hits"])
@@ -392,7 +398,7 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
         row_class.append("own" if q["hits"] and q["hits"][0]["index"] == q["scene"] else "")
     parts.append(
         table(
-            ["query by", "scene", "query", "hits (store index, cosine)", "hit texts"],
+            ["query by", "scene", "query", f"hits (store index, cosine{mark and ';' + mark})", "hit texts"],
             rows,
             "retrieval",
             raw=[2, 3, 4],
@@ -402,9 +408,10 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None) -> str:
     return "".join(parts)
 
 
-def _score_table(rows: Mapping[str, Mapping[str, Any]], table_id: str) -> str:
+def _score_table(rows: Mapping[str, Mapping[str, Any]], table_id: str, random: set[str] = frozenset()) -> str:
     """Rows of ``{modality: {model: metrics, bound: metrics}}`` as one table: a column per (modality, metric), a
-    row per model, and the tokenizer bound last (taken from the first row that has the modality)."""
+    row per model, and the tokenizer bound last (taken from the first row that has the modality); the columns of
+    modalities in ``random`` (labelled by random-init teachers) say so in their header."""
     columns = [(m, k) for scores in rows.values() for m, s in scores.items() for k in s["model"]]
     columns = list(dict.fromkeys(columns))
     body = [[name, *(scores.get(m, {}).get("model", {}).get(k) for m, k in columns)] for name, scores in rows.items()]
@@ -412,10 +419,11 @@ def _score_table(rows: Mapping[str, Mapping[str, Any]], table_id: str) -> str:
     for m, k in columns:
         first = next((s[m] for s in rows.values() if m in s), {})
         bound.append(first.get("bound", {}).get(k))
-    return table(["model", *(f"{m} {k}" for m, k in columns)], [*body, bound], table_id)
+    headers = [f"{m} {k}" + (" (random-init teacher)" if m in random else "") for m, k in columns]
+    return table(["model", *headers], [*body, bound], table_id)
 
 
-def _evaluation(record: Mapping[str, Any] | None) -> str:
+def _evaluation(record: Mapping[str, Any] | None, random: set[str] = frozenset()) -> str:
     rows = (record or {}).get("evaluation")
     if not rows:
         return '<p class="note">No held-out evaluation yet.</p>'
@@ -426,55 +434,29 @@ def _evaluation(record: Mapping[str, Any] | None) -> str:
         "with several draws fused per pixel, and the "
         "tokenizer bound (decode(encode(truth)), which no token predictor beats). The other rows of the "
         "paper's Table 1 (4M-7, specialists) need training runs of their own: see the benchmarks below.</p>"
-        + _score_table(rows, "evaluation")
-    )
-
-
-def _benchmarks(results: Path) -> str:
-    """The newest quality benchmark and performance suite results committed under ``benchmarks/results``."""
-    parts = []
-    quality = sorted(results.glob("*-quality.json"))
-    if quality:
-        data = _load(quality[-1])
-        parts.append(
-            f"<h3>Quality (<code>fourm bench quality</code>, {escape(data['date'])}, {escape(quality[-1].name)})</h3>"
-        )
-        parts.append(_score_table(data["rows"], "quality"))
-    suite = sorted(p for p in results.glob("*.json") if p.stem.count("-") == 4)  # <date>-<machine>.json
-    if suite:
-        data = _load(suite[-1])
-        rows = []
-        for name, stage in data.get("stages", {}).items():
-            measure = stage.get("rate") or stage.get("step_s") or stage.get("build_s")
-            if measure:
-                rows.append([name, stage.get("unit", ""), measure["median"], f"{measure['min']}..{measure['max']}"])
-        parts.append(
-            f"<h3>Performance (<code>benchmarks/bench_suite.py</code>, {escape(data.get('date', ''))}, "
-            f"{escape(suite[-1].name)})</h3>"
-        )
-        parts.append(table(["stage", "unit", "median", "min..max"], rows, "performance"))
-    if not parts:
-        return '<p class="note">No benchmark results found next to the code.</p>'
-    return '<p class="note">Measured by the benchmark commands on the date shown, not by this demo run.</p>' + "".join(
-        parts
+        + _score_table(rows, "evaluation", random)
     )
 
 
 def render_report(out: str | Path) -> str:
     """The HTML text of the report of the demo output folder ``out`` (sections without data say so)."""
+    from fourm_core.apps.demo.sections import benchmarks_section, photo_section, random_init
+
     out = Path(out)
     record = _load(out / "generation" / "generation.json")
+    random = random_init(out)
     info = _load(out / "store_info.json") or {}
     sections = [
         ("timings", "Stage timings", _timings(out)),
         ("conformance-summary", "Plugin conformance", _conformance(out)),
         ("tokenizer-bounds", "Tokenizer bounds", _tokenizers(out)),
         ("training", "The tiny 4M: validation", _training(out)),
-        ("generation", "Generation from the pixels of held-out scenes", _generation(out, record)),
-        ("chain", "Text &rarr; global embedding &rarr; image", _chains(out, record)),
-        ("retrieval-hits", "Retrieval", _retrieval(out, record)),
-        ("held-out-evaluation", "Held-out evaluation (Table 1 shape)", _evaluation(record)),
-        ("benchmarks", "Benchmarks", _benchmarks(BENCHMARK_RESULTS)),
+        ("generation", "Generation from the pixels of held-out scenes", _generation(out, record, random)),
+        ("chain", "Text &rarr; global embedding &rarr; image", _chains(out, record, random)),
+        ("retrieval-hits", "Retrieval", _retrieval(out, record, random)),
+        ("held-out-evaluation", "Held-out evaluation (Table 1 shape)", _evaluation(record, random)),
+        ("photos", "Photos: the teachers on scikit-image sample photos", photo_section(out)),
+        ("benchmarks", "Benchmarks", benchmarks_section(BENCHMARK_RESULTS)),
     ]
     body = "".join(f'<section id="{sid}"><h2>{title}</h2>{html}</section>' for sid, title, html in sections)
     nav = "".join(f'<a href="#{sid}">{title}</a>' for sid, title, _ in sections)

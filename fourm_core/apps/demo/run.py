@@ -7,7 +7,9 @@ its token ids; draw a picture of a few scenes' modalities; train every learned t
 time budget, measure its bound on held-out scenes and pre-tokenise the store; train a tiny 4M on the store and draw
 its one-pass predictions from pixels; generate every target modality from the pixels of a few held-out scenes, chain
 a caption into a global embedding into RGB tokens, and retrieve scenes by predicted global embeddings; write
-``report.html`` (:mod:`fourm_core.apps.demo.report`). The stages live in :mod:`.stages` (1-7) and :mod:`.generation`
+``report.html`` (:mod:`fourm_core.apps.demo.report`). A last section takes scikit-image's sample photos through
+the photo path (ingest, plan, label with whatever teachers can run: :mod:`.photos`). The stages live in
+:mod:`.stages` (1-7) and :mod:`.generation`
 (8, through one inference pipeline); this module runs them in order. Stages reuse what a previous run wrote (the
 store resumes, trained tokenizers, the trained model and the generations are kept).
 """
@@ -22,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fourm_core.apps.demo.generation import generate_and_retrieve
+from fourm_core.apps.demo.photos import RANDOM_INIT_JSON, random_init_record, run_photo_section
 from fourm_core.apps.demo.scenes import generation_line
 from fourm_core.apps.demo.settings import (  # noqa: F401 (the demo's settings, importable from here as before)
     DEMO_LABEL_OPTIONS,
@@ -117,6 +120,7 @@ def run_demo(
             " and the retrieval and global-embedding numbers built on them, are stand-ins",
             highlight=False,
         )
+    (out / RANDOM_INIT_JSON).write_text(json.dumps(random_init_record(registry, plans, "tiny"), indent=2) + "\n")
 
     t0 = time.perf_counter()
     captions = stored_texts(registry, store)
@@ -164,6 +168,10 @@ def run_demo(
     record = generate_and_retrieve(registry, out, console, scenes=scenes)
     stage("generation and retrieval", t0)
     console.print(f"[bold]8/8[/bold] {generation_line(record)}; pictures in {out / GENERATION_DIR}")
+
+    t0 = time.perf_counter()
+    run_photo_section(registry, out, console, workers)  # the photo path: photos -> plan -> whatever teachers run
+    stage("photos: ingest and label", t0)
 
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
