@@ -129,6 +129,11 @@ def test_photos_to_labels_to_tokens_to_a_training_step(
     assert plan["rgb"]["labeler"] == "source" and "tokenize" in plan["tok_rgb"]["skip_reason"]
     assert plan["human_poses"]["labeler"] is None and "hmr2" in plan["human_poses"]["skip_reason"]
     assert all(plan[n]["labeler"] for n in COMPUTED)
+    # computed from the teachers' labels: the plan names the teachers behind them
+    assert plan["sam_edge"]["derived_from"] == [plan["sam_instance"]["model_id"]]
+    assert plan["depth"]["model_id"] in plan["metadata_geometric"]["derived_from"]
+    assert plan["det"]["model_id"] in plan["metadata_semantic"]["derived_from"]
+    assert plan["canny_edge"]["derived_from"] == [] and plan["color_palette"]["derived_from"] == []  # the photo's
     # the issue's bar: at least 19 of the 21 from the photo, a teacher with a model id, or computed from those
     covered = [n for n, r in plan.items() if r["labeler"] or r["model_id"] or n in FROM_PHOTO]
     assert len(covered) >= 19 and set(plan) - set(covered) == SKIPPED, covered

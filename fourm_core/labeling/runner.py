@@ -59,6 +59,9 @@ class ModalityPlan:
     model_id: str | None = None
     #: where those weights come from: cached | download | random | missing (see ``teacher_status``)
     weights: str | None = None
+    #: the teachers behind a labeler that computes from other modalities' labels (edges of SAM instances, metadata
+    #: counted from boxes): the model ids the modalities it depends on or uses are planned with
+    derived_from: tuple[str, ...] = ()
     #: what was left to do and why (blocks waiting for their inputs, damaged blocks marked to redo)
     note: str | None = None
     blocks_todo: int = 0
@@ -177,7 +180,8 @@ def plan_labeling(
     choices = dict(choices or {})
     ctx = _context(store, registry, options or {})
     labelled = {p.split("/")[0] for p in store.parts() if p.endswith("/raw")}
-    plans = []
+    plans: list[ModalityPlan] = []
+    teachers_of: dict[str, tuple[str, ...]] = {}  # modality -> the model ids its labels come from, directly or not
     for modality in registry.modalities():
         name = modality.name
         if only and name not in only:
@@ -206,7 +210,14 @@ def plan_labeling(
         for lab in candidates:
             check = _check_labeler(lab, ctx, labelled)
             if not check.missing:
-                plans.append(ModalityPlan(name, lab.name, model_id=check.model_id, weights=check.weights))
+                inputs = [r.target for r in lab.requires if r.kind == "modality"]
+                inputs += [*modality.spec.depends_on, *modality.spec.uses]
+                upstream = tuple(dict.fromkeys(m for i in inputs for m in teachers_of.get(i, ())))
+                derived = () if check.model_ids else upstream
+                plans.append(
+                    ModalityPlan(name, lab.name, model_id=check.model_id, weights=check.weights, derived_from=derived)
+                )
+                teachers_of[name] = tuple(check.model_ids) or upstream
                 labelled.add(name)
                 break
             reasons.append(f"{lab.name}: {'; '.join(check.missing)}")

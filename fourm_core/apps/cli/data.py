@@ -150,6 +150,7 @@ def _plan_records(plans: list[Any], registry: Any) -> list[dict[str, Any]]:
                 "labeler": p.labeler,
                 "model_id": p.model_id,
                 "weights": p.weights,
+                "derived_from": list(p.derived_from),
                 "skip_reason": p.skip_reason,
                 "description": description,
             }
@@ -168,7 +169,8 @@ def _print_plan(console: Console, records: list[dict[str, Any]], as_json: bool) 
         weights = r["weights"] or "-"
         if r["weights"] and "random" in r["weights"]:
             weights = f"[yellow]{weights}[/yellow]"
-        table.add_row(r["modality"], r["labeler"] or "-", r["model_id"] or "-", weights, escape(r["skip_reason"] or ""))
+        model = r["model_id"] or ("from " + ", ".join(r["derived_from"]) if r["derived_from"] else "-")
+        table.add_row(r["modality"], r["labeler"] or "-", model, weights, escape(r["skip_reason"] or ""))
     console.print(table)
     if any(r["weights"] and "random" in r["weights"] for r in records):
         console.print("[yellow]random-init teachers[/yellow] give stand-in labels, not a real teacher's")
