@@ -374,7 +374,10 @@ def _retrieval(out: Path, record: Mapping[str, Any] | None, random: set[str] = f
     ]
     mark = " random-init teacher" if retrieval["key"] in random else ""
     if mark:
-        parts.append(f'<p class="bad">The indexed embeddings come from a random-init teacher:{mark} numbers.</p>')
+        parts.append(
+            '<p class="bad">The indexed embeddings come from a random-init teacher (the demo allows them): every '
+            "cosine and hit below measures the pipeline, not a real teacher's features.</p>"
+        )
     rows, row_class = [], []
     for q in retrieval["queries"]:
         query = _img(out, q["picture"], f"scene {q['scene']}", 64) if q.get("picture") else escape(q.get("text", ""))

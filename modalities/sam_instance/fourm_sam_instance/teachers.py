@@ -3,13 +3,24 @@
 This is SAM's automatic mask generator as transformers' mask-generation pipeline runs it, reusing the pieces the
 pipeline uses (``SamImageProcessor.generate_crop_boxes`` for the point grid, ``filter_masks`` for the predicted-IoU
 and stability filters, ``post_process_for_mask_generation`` for the box non-maximum suppression of duplicates), with
-two changes that make it a batch labeler:
+changes that make it a batch labeler whose cost is the network, not the post-processing:
 
-* several images share one forward pass: their embeddings are computed together, and each grid chunk is decoded for
-  all of them at once (the pipeline does one image at a time);
-* the low-resolution mask logits are upsampled straight to the stored image's size. The pipeline goes through the
-  padded 1024 x 1024 frame first; our images are square (the teacher sees the stored image resized to the model's
-  side), so there is no padding to cut away and the two differ only by interpolation rounding.
+* several images share one forward pass: their embeddings are computed together, and each grid chunk of points is
+  decoded for all of them at once (the pipeline does one image at a time);
+* the predicted-IoU filter runs first, on the decoder's scores, before any mask is resized: only the masks that pass
+  it are interpolated (the pipeline resizes all 3 masks of every point, 3072 per image, and filters afterwards). The
+  filter needs only the scores, so this changes nothing but the cost;
+* masks are resized once, from the decoder's low-resolution logits straight to the size the labels are stored at (the
+  store's image size, e.g. 64 or 224 px), and the stability score, the binarised masks and the boxes for the
+  non-maximum suppression are computed at that size. This is where we depart from the pipeline, which resizes the
+  logits to the padded 1024 x 1024 frame and then to the ORIGINAL image's size, and computes stability and boxes
+  there. The masks end at the store's size anyway (the instance map is stored there), so resizing to a larger frame
+  only to shrink again costs 20 to 250 times the pixels (1024 px against 224 or 64) for nothing; what it changes is
+  that the stability score (a ratio of pixel counts of the logits thresholded at -1 and +1) and the boxes are
+  measured on the store's pixel grid: coarser at 64 px, so a mask whose band between those two contours is thinner
+  than a stored pixel can count as more stable, and boxes (thus NMS overlaps) are rounded to stored pixels, as the
+  stored boxes are anyway. Our images are square (the teacher sees the stored image resized to the model's side),
+  so there is no padding to cut away.
 
 The store keeps one instance id per pixel, not SAM's overlapping masks: masks are painted largest first, so a part
 found inside a whole (a face on a person) stays its own instance on top of it, and ids are then relabelled
@@ -31,6 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from fourm_core import plugin as fp
 from fourm_core.plugin import LabelContext, LabelError, ModalitySpec, SampleView
 from fourm_sam_instance.labelers import instances_and_boxes
+
+#: resized mask logits per filtering pass (4 MB of float32): small enough to stay in cache between the resize and the
+#: stability thresholds, large enough that the per-call overhead does not count
+PIXELS_PER_PASS = 1 << 20
 
 
 class MaskGeneratorSettings(BaseModel):
@@ -159,20 +174,38 @@ class SamGridInstances(fp.HubTeacher):
         return [self._instances(chunks, shape) for chunks, shape in zip(found, shapes, strict=True)]
 
     def _filter(self, logits: torch.Tensor, scores: torch.Tensor, h: int, w: int) -> tuple[Any, Any, Any]:
-        """The processor's predicted-IoU and stability filter on one image's chunk, masks at the stored size."""
+        """One image's chunk (``logits`` (points, 3, h', w') at the decoder's resolution, ``scores`` (points, 3)):
+        the predicted-IoU filter on the scores first, then only the masks that pass it resized to the stored size
+        for the processor's stability filter, binarisation and boxes (run-length masks, scores, boxes).
+
+        The survivors are resized and filtered a few at a time (:data:`PIXELS_PER_PASS`): every step is per mask, so
+        the result is the same as in one pass, but each slice of resized logits is still in cache when the two
+        stability thresholds read it (about 3 times faster than resizing all, then thresholding all)."""
         s = self.settings
-        logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
-        rle, kept, boxes = self.processor.filter_masks(
-            logits,
-            scores.float(),
-            (h, w),
-            torch.tensor([0, 0, w, h]),  # the whole image is the one crop (as the pipeline without crop layers)
-            s.pred_iou_thresh,
-            s.stability_score_thresh,
-            0.0,
-            s.stability_score_offset,
-        )
-        return rle, kept.float().cpu(), boxes.cpu()
+        logits, scores = logits.flatten(0, 1), scores.flatten(0, 1).float()
+        if s.pred_iou_thresh > 0.0:
+            keep = scores > s.pred_iou_thresh
+            logits, scores = logits[keep], scores[keep]
+        rles: list[Any] = []
+        kept, boxes = [torch.zeros(0)], [torch.zeros(0, 4, dtype=torch.long)]
+        step = max(1, PIXELS_PER_PASS // (h * w))
+        for start in range(0, len(scores), step):
+            part = logits[start : start + step, None].float()
+            part = F.interpolate(part, size=(h, w), mode="bilinear", align_corners=False)
+            rle, score, box = self.processor.filter_masks(
+                part.transpose(0, 1),  # (1, masks, h, w): the processor flattens the first two axes
+                scores[None, start : start + step],
+                (h, w),
+                torch.tensor([0, 0, w, h]),  # the whole image is the one crop (as the pipeline without crop layers)
+                0.0,  # predicted IoU: filtered above, before resizing
+                s.stability_score_thresh,
+                0.0,
+                s.stability_score_offset,
+            )
+            rles.extend(rle)
+            kept.append(score.float().cpu())
+            boxes.append(box.long().cpu())
+        return rles, torch.cat(kept), torch.cat(boxes)
 
     def _instances(self, chunks: list[tuple[Any, torch.Tensor, torch.Tensor]], shape: tuple[int, int]) -> dict:
         """Non-maximum suppression over all of an image's kept masks, then the painted instance map."""

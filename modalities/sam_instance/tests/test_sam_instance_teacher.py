@@ -80,3 +80,30 @@ def test_the_grid_is_sams_32_by_32_at_the_model_side(teacher: SamGridInstances) 
     grid = teacher.grid()
     assert grid.shape == (1024, 2)
     assert grid[0].tolist() == [16.0, 16.0] and grid[-1].tolist() == [1008.0, 1008.0]  # cell centres of 1024 px
+
+
+def test_only_masks_passing_the_predicted_iou_are_resized_and_slicing_changes_nothing(
+    teacher: SamGridInstances, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fourm_sam_instance.teachers as teachers
+
+    logits = _logits((0, 12, 20), (2, 5, 20), (0, 16, 0.5), (8, 16, 20))
+    scores = torch.tensor([[0.99, 0.5, 0.95, 0.9]])  # the second fails the predicted IoU (0.88), the third stability
+    whole = teacher._filter(logits, scores, 32, 32)
+    resized: list[int] = []
+    interpolate = teachers.F.interpolate
+
+    def spy(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        resized.append(len(x))
+        return interpolate(x, *args, **kwargs)
+
+    monkeypatch.setattr(teachers.F, "interpolate", spy)
+    monkeypatch.setattr(teachers, "PIXELS_PER_PASS", 32 * 32)  # one mask per pass
+    sliced = teacher._filter(logits, scores, 32, 32)
+    assert resized == [1, 1, 1]  # the low-IoU mask is never resized
+    assert [r["counts"] for r in sliced[0]] == [r["counts"] for r in whole[0]] and len(whole[0]) == 2
+    assert torch.equal(sliced[1], whole[1]) and torch.equal(sliced[2], whole[2])
+    assert whole[1].tolist() == pytest.approx([0.99, 0.9]) and whole[2].dtype == torch.long
+    none = teacher._filter(logits, torch.zeros(1, 4), 32, 32)  # nothing passes: empty, and NMS copes
+    assert none[0] == [] and none[2].shape == (0, 4)
+    assert teacher._instances([none], (32, 32))["boxes"].shape == (0, 4)
