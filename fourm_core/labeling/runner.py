@@ -12,6 +12,9 @@ Before labeling, the store's manifest is compared with the installed plugins (ag
 records: see :mod:`fourm_core.storage.manifest`), written blocks that lost a file are marked to redo, and a block
 whose inputs (source or dependencies) are not all written waits (it stays to do, with a note) instead of being
 written as failed. Each block is claimed under a lock, so two runs on one store share the work without clashing.
+With ``shard=I/N`` (``fourm data label --shard I/N``) a run labels, repairs and marks only the blocks of that shard
+(block ``b`` is shard ``b % N``'s, see :mod:`fourm_core.storage.shards`), so N machines label one store at once; a
+later run without a shard finishes whatever is left.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fourm_core.labeling.hub import (
 from fourm_core.registry import Registry
 from fourm_core.spec import LabelerSpec, ModalitySpec
 from fourm_core.storage.manifest import require_manifest
+from fourm_core.storage.shards import Shard, as_shard, repair_blocks
 from fourm_core.storage.source_writer import SOURCE_PART
 from fourm_core.storage.store import DONE, FAILED, AlignedStore, BlockDamagedError
 
@@ -325,12 +329,15 @@ def label_store(
     options: Mapping[str, Any] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     on_plan: Callable[[ModalityPlan], None] | None = None,
+    shard: Shard | str | tuple[int, int] | None = None,
 ) -> list[ModalityPlan]:
     """Label every modality of the store at ``path`` that still has work; returns what was done per modality.
 
     ``on_plan`` is called when a modality starts (or is skipped); ``on_progress(modality, blocks_done, blocks)``
-    after each block. ``workers > 1`` labels blocks in that many spawned processes.
+    after each block. ``workers > 1`` labels blocks in that many spawned processes. ``shard`` (``"I/N"``, ``(I, N)``
+    or a :class:`~fourm_core.storage.shards.Shard`) limits the run to that shard's blocks.
     """
+    shard = as_shard(shard)
     registry = registry or Registry()
     options = dict(options or {})
     store = AlignedStore.open(path)
@@ -374,9 +381,14 @@ def label_store(
             present = {p.split("/")[0] for p in store.parts() if p.endswith("/raw")}
             deps = [d for d in (*modality.spec.depends_on, *modality.spec.uses) if d in present]
             inputs = [SOURCE_PART, *(raw_part(d) for d in deps)]
-            repaired = [d for part in (*inputs, raw_part(plan.name)) if part not in checked for d in store.repair(part)]
+            repaired = [
+                d
+                for part in (*inputs, raw_part(plan.name))
+                if part not in checked
+                for d in repair_blocks(store, part, shard)
+            ]
             checked.update((*inputs, raw_part(plan.name)))
-            todo = store.todo_blocks(raw_part(plan.name))
+            todo = shard.blocks(store.todo_blocks(raw_part(plan.name)))
             waiting = [b for b in todo if not all(_written(store, part, b) for part in inputs)]
             todo = [b for b in todo if b not in waiting]
             plan.note = _note(repaired, waiting, inputs)

@@ -16,6 +16,11 @@ Tokens are only as good as the raw data they come from: the store's manifest is 
 first, and each raw block is read with its digest checked. A damaged raw block (a lost or changed file, which Zarr
 would read back as zeros) is marked to redo and its tokens wait, as do the tokens of raw blocks not yet labelled;
 rerun ``fourm data label`` then this command.
+
+With ``shard=I/N`` (``fourm data tokenize --shard I/N``) a run writes crops and tokens, and repairs, only the blocks
+of that shard (block ``b`` is shard ``b % N``'s, as in ``fourm data label --shard``: see
+:mod:`fourm_core.storage.shards`), so N machines pre-tokenise one store at once; a run without a shard finishes the
+rest. Every block, crops included, is written under its claim, so concurrent runs never write one block twice.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from fourm_core.registry import Registry
 from fourm_core.spec import ArraySpec
 from fourm_core.storage.manifest import require_manifest
+from fourm_core.storage.shards import Shard, as_shard, repair_blocks
 from fourm_core.storage.store import DONE, FAILED, AlignedStore, BlockDamagedError
 from fourm_core.tokenizers.config import tokenizer_name
 from fourm_core.tokenizers.tokenizer import CONFIG, WEIGHTS, Tokenizer, TokenizerError
@@ -168,8 +174,11 @@ def tokenize_store(
     crops: int = 1,
     seed: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
+    shard: Shard | str | tuple[int, int] | None = None,
 ) -> list[TokenizeResult]:
-    """Tokenise every modality with token arrays and a trained tokenizer; resume where a previous run stopped."""
+    """Tokenise every modality with token arrays and a trained tokenizer; resume where a previous run stopped.
+    ``shard`` (``"I/N"``, ``(I, N)`` or a :class:`~fourm_core.storage.shards.Shard`): only that shard's blocks."""
+    shard = as_shard(shard)
     if crops < 1:
         raise ValueError(f"crops must be at least 1, got {crops}")
     store = AlignedStore.open(store_path, mode="r+")
@@ -180,9 +189,11 @@ def tokenize_store(
         [ArraySpec(name="settings", dtype="int32", shape=(crops, 5))],
         provenance={"crops": crops, "seed": seed, "config_hash": f"crops={crops},seed={seed}"},
     )
-    for block in store.todo_blocks(CROPS_PART):
-        r = store.block_range(block)
-        store.write_block(CROPS_PART, block, [{"settings": crop_settings(i, store.image_size, crops, seed)} for i in r])
+    for block in shard.blocks(store.todo_blocks(CROPS_PART)):
+        with store.claim(CROPS_PART, block) as pending:
+            if pending:
+                rows = [{"settings": crop_settings(i, store.image_size, crops, seed)} for i in store.block_range(block)]
+                store.write_block(CROPS_PART, block, rows)
     for modality in registry.modalities():
         spec = modality.spec
         arrays = _token_arrays(spec.storage)
@@ -224,10 +235,10 @@ def tokenize_store(
             },
         )
         result = TokenizeResult(modality.name, name)
-        store.repair(f"{modality.name}/tokens")
-        todo = store.todo_blocks(f"{modality.name}/tokens")
+        repair_blocks(store, f"{modality.name}/tokens", shard)
+        todo = shard.blocks(store.todo_blocks(f"{modality.name}/tokens"))
         start = time.perf_counter()
-        repaired = store.repair(raw_part)
+        repaired = repair_blocks(store, raw_part, shard)
         waiting: list[str] = [f"{d}; marked to redo" for d in repaired]
         skip = {d.block for d in repaired}
         for n, block in enumerate(todo, 1):

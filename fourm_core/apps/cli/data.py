@@ -16,6 +16,7 @@ from fourm_core.apps.cli.errors import check_modality_names, positive_int
 from fourm_core.apps.cli.train import parse_overrides
 from fourm_core.errors import UsageError
 from fourm_core.spec import PRESETS
+from fourm_core.storage.shards import SHARD_HELP, shard_argument
 
 DEFAULT_IMAGE_SIZE = {"tiny": 64, "paper": 224}
 
@@ -225,6 +226,7 @@ def cmd_label(args: argparse.Namespace, console: Console) -> int:
                 options=options,
                 on_plan=on_plan,
                 on_progress=on_progress,
+                shard=args.shard,
             )
         except StoreError as exc:
             progress.stop()
@@ -393,6 +395,7 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     p.add_argument("--only", nargs="*", default=[], help="modalities to label (default: all)")
     p.add_argument("--labeler", action="append", default=[], metavar="MODALITY=NAME", help="pick a labeler")
     p.add_argument("--workers", type=positive_int, default=1)
+    p.add_argument("--shard", type=shard_argument, default=None, metavar="I/N", help=SHARD_HELP)
     p.add_argument(
         "--plan", action="store_true", help="list per modality the labeler, its teacher and weights, or why skipped"
     )
@@ -420,4 +423,7 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     from fourm_core.apps.cli.tokenizer import add_data_tokenize  # imports this module: only once it is loaded
 
     add_data_tokenize(data, console)
+    from fourm_core.apps.cli.data_ml4m import add_ml4m_commands
+
+    add_ml4m_commands(data, console)
     return data

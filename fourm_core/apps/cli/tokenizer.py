@@ -22,6 +22,7 @@ from fourm_core.apps.cli.errors import (
     positive_int,
 )
 from fourm_core.errors import UsageError, read_json
+from fourm_core.storage.shards import SHARD_HELP, shard_argument
 
 DEFAULT_DIR = "tokenizers"
 
@@ -198,6 +199,7 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
             crops=args.crops,
             seed=args.seed,
             on_progress=on_progress,
+            shard=args.shard,
         )
     rows = [(r.modality, r.tokenizer, r.done, r.failed, r.samples_per_s, r.note) for r in results]
     console.print(work_table("pre-tokenisation", "tokenizer", rows))
@@ -252,4 +254,5 @@ def add_data_tokenize(data: Any, console: Console) -> None:
     p.add_argument("--only", nargs="*", default=[], help="modalities to tokenise (default: every trained one)")
     p.add_argument("--crops", type=positive_int, default=1, help="crops per image; crop 0 is the full image")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard", type=shard_argument, default=None, metavar="I/N", help=SHARD_HELP)
     p.set_defaults(func=partial(cmd_data_tokenize, console=console))
