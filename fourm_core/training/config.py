@@ -162,8 +162,11 @@ class EngineConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
     #: torch threads per process on CPU (default: cores / processes)
     threads: int | None = Field(None, gt=0)
-    #: dense peak GFLOP/s of one process for the MFU (default: measured at start with a square matmul)
+    #: dense peak GFLOP/s of one process for the MFU (default: the GPU's datasheet peak for the precision, or the
+    #: measured matmul peak of the device; see :mod:`fourm_core.training.device`)
     peak_gflops: float | None = Field(None, gt=0)
+    #: where each process trains: ``cuda`` (refused at start without a GPU), ``cpu``, or ``auto`` (cuda if present)
+    device: Literal["auto", "cuda", "cpu"] = "auto"
 
 
 class RunConfig(BaseModel):

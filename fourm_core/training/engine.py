@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from fourm_core.training.checkpoints import (
     trim_log,
 )
 from fourm_core.training.config import RunConfig, ScheduleConfig
+from fourm_core.training.device import accelerator_peak, describe, init_distributed, resolve_device
 from fourm_core.training.warmstart import InitReport, build_network
 
 __all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds", "train", "warmup_cosine"]
@@ -63,39 +64,6 @@ class TrainResult:
     validation: list[dict[str, Any]] = field(default_factory=list)
     #: what ``model.init`` loaded, was new, dropped or re-initialised (``None`` without ``model.init``)
     init: InitReport | None = None
-
-
-# -- distributed set-up --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size). Under torchrun the environment says; alone, a world of one on 127.0.0.1. The CPU
-    accelerator and gloo are chosen when there is no CUDA (DeepSpeed would otherwise look for a GPU)."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if "RANK" not in os.environ:
-        os.environ.update(
-            {
-                "RANK": "0",
-                "LOCAL_RANK": "0",
-                "WORLD_SIZE": "1",
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": os.environ.get("MASTER_PORT", str(_free_port())),
-            }
-        )
-    import deepspeed
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        # torch's own env:// init first: under torchrun it joins the launcher's store (DeepSpeed's init would try
-        # to open a second server on MASTER_PORT and fail); DeepSpeed then adopts the process group
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
-    return dist.get_rank(), dist.get_world_size()
 
 
 # -- optimiser and schedule ----------------------------------------------------------------------------------------
@@ -184,7 +152,7 @@ def config_fingerprint(config: RunConfig) -> str:
     for volatile in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "tokenizers"):
         data.pop(volatile, None)
     data["schedule"] = None
-    data["engine"] = {k: v for k, v in data["engine"].items() if k not in ("threads", "peak_gflops")}
+    data["engine"] = {k: v for k, v in data["engine"].items() if k not in ("threads", "peak_gflops", "device")}
     if data["model"].get("init_revision") is None:  # absent before it existed: older runs keep their fingerprint
         data["model"].pop("init_revision", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -217,26 +185,38 @@ def train(
     resume: bool = True,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     on_init: Callable[[InitReport, torch.nn.Module], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) the training described by ``config`` on this process's rank.
 
     ``progress(step, total, record)`` is called on rank 0 after each logged step. With ``model.init``,
     ``on_init(report, network)`` is called on rank 0 once the network is warm-started, before any step (to print
-    the summary, or to look at the starting weights); the report is also the first line of the log.
+    the summary, or to look at the starting weights); the report is also the first line of the log. ``announce``
+    gets rank 0's start-up lines (device, memory estimate, MFU peak).
     """
     import deepspeed
     import torch.distributed as dist
 
     from fourm_core.registry import Registry
     from fourm_core.training.data import TrainingData, cast_floats, sample_position
-    from fourm_core.training.flops import measure_matmul_peak, train_flops
+    from fourm_core.training.flops import train_flops
+    from fourm_core.training.memory import estimate_run_memory
     from fourm_core.vocab import TextVocabulary
 
-    rank, world = init_distributed()
-    tune_malloc()
     e = config.engine
+    device = resolve_device(e.device)  # --device cuda without a GPU: one line, before anything
+    rank, world = init_distributed(device)
+    tune_malloc()
     threads = e.threads or max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     torch.set_num_threads(threads)
+
+    def say(line: str) -> None:  # rank 0's start-up lines: to the caller and to the ``fourm.train`` logger
+        if rank == 0:
+            logging.getLogger("fourm.train").info(line)
+            if announce is not None:
+                announce(line)
+
+    say(describe(device, e.device))
     out = Path(config.out_dir)
     ckpt_dir = out / CHECKPOINTS
     fingerprint = config_fingerprint(config)
@@ -248,6 +228,7 @@ def train(
     # seeded inside: the same initial weights on every rank; model.init's shared keys loaded (warmstart), or the
     # run refused (another trunk, an uncached hub id offline) before anything is written
     model, init_report = build_network(config, data.keys, registry)
+    say(estimate_run_memory(config, model, world).line())
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
@@ -288,7 +269,9 @@ def train(
         if client is None or client.get("fingerprint") != fingerprint or client.get("step") != start:
             raise CheckpointError(f"{chosen.path}: DeepSpeed's client state disagrees with the checkpoint's manifest")
     result = TrainResult(start, start, out, None, out / LOG_NAME, init=init_report)
-    peak = e.peak_gflops or measure_matmul_peak(threads, dtype=dtype)
+    peak_info = accelerator_peak(device, dtype, threads=threads, configured=e.peak_gflops)
+    peak = peak_info.gflops
+    say(peak_info.line())
     validation = data.validation_batches(e.micro_batch_size) if config.eval_every else []
 
     def evaluate(step: int) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
+
+from fourm_core.errors import UserError, one_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--restart", action="store_true")
     args = parser.parse_args(argv)
-    return run_training(args.config, args.set, args.restart, Console())
+    console = Console()
+    try:
+        return run_training(args.config, args.set, args.restart, console)
+    except UserError as exc:  # a device, config or store mistake: one line per rank, not a traceback each
+        console.print(f"rank {os.environ.get('RANK', '?')}: {escape(one_line(str(exc)))}", style="red")
+        return 2
 
 
 if __name__ == "__main__":

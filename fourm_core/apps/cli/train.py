@@ -2,7 +2,10 @@
 
 ``fourm train --config C`` trains in this process (a world of one). ``--nproc N`` re-launches the same command
 under ``torchrun --nproc_per_node N`` on 127.0.0.1 (gloo on CPU, NCCL on GPUs), with the CPU threads split
-between the processes. ``--set schedule.steps=20`` overrides any config key. A run resumes from its latest
+between the processes. ``--device cuda|cpu|auto`` (``engine.device``) picks the accelerator: ``cuda`` without a GPU
+is refused in one line before anything starts, ``auto`` takes a GPU when there is one; the choice, a per-GPU memory
+estimate and the peak the MFU is measured against are printed before the first step.
+``--set schedule.steps=20`` overrides any config key. A run resumes from its latest
 checkpoint unless ``--restart``. With ``model.init`` (a hub id such as ``EPFL-VILAB/4M-21_B``, a folder, a
 ``.safetensors`` file or a fourm run folder) the run starts from those weights, its own modality keys may differ,
 and the summary of what was loaded, new, dropped and re-initialised is printed before the first step (see
@@ -47,7 +50,7 @@ def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
 
 def _launch(args: argparse.Namespace) -> int:
     """Re-run this command under torchrun with ``--nproc`` processes."""
-    from fourm_core.training.engine import _free_port
+    from fourm_core.training.device import _free_port
 
     threads = max(1, (os.cpu_count() or 1) // args.nproc)
     # a world this process belongs to (an embedding program, a test) must not leak into the launched one
@@ -97,7 +100,11 @@ def run_training(config_path: str, overrides: list[str], restart: bool, console:
                 console.print(escape(line))
 
         result = train(
-            config, resume=not restart, progress=progress if rank == 0 else None, on_init=on_init if rank == 0 else None
+            config,
+            resume=not restart,
+            progress=progress if rank == 0 else None,
+            on_init=on_init if rank == 0 else None,
+            announce=(lambda line: console.print(escape(line))) if rank == 0 else None,
         )
     if rank == 0:
         if result.resumed_from:
@@ -113,7 +120,20 @@ def run_training(config_path: str, overrides: list[str], restart: bool, console:
     return 0
 
 
+def _check_device(args: argparse.Namespace) -> None:
+    """``--device`` (or the config's ``engine.device``) checked here, before torchrun starts any process."""
+    from fourm_core.training.config import load_run_config
+    from fourm_core.training.device import resolve_device
+
+    if args.device is not None:
+        args.set = [*args.set, f"engine.device={args.device}"]
+        resolve_device(args.device, "--device")
+    else:
+        resolve_device(load_run_config(args.config, **parse_overrides(args.set)).engine.device, args.config)
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    _check_device(args)
     if args.nproc > 1:
         return _launch(args)
     return run_training(args.config, args.set, args.restart, console)
@@ -124,5 +144,11 @@ def add_train_commands(sub: Any, console: Console) -> None:
     p.add_argument("--config", required=True, help="run config YAML (see configs/train/)")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes on this machine (torchrun)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default=None,
+        help="accelerator (default: the config's engine.device, auto: cuda when a GPU is visible)",
+    )
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints in out_dir")
     p.set_defaults(func=lambda a: cmd_train(a, console))
