@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from fourm_core.storage.location import StoreLocation, as_location
 from fourm_core.storage.store import AlignedStore
 
 __all__ = ["BlockShuffleSampler", "MixtureDataset", "StoreDataset", "TextCorpusDataset"]
@@ -39,12 +40,13 @@ class StoreDataset(Dataset):
     ``(seed, epoch, index)`` (call :meth:`set_epoch`). The chosen crop's ``[top, left, h, w, flip]`` row is returned
     under ``sample["crop"]`` so transforms of raw modalities can follow it.
 
-    Worker processes each open their own handle (the store object is rebuilt lazily after pickling).
+    Worker processes each open their own handle (the store object is rebuilt lazily after pickling, from the
+    store's location: a path, or a URL with its storage options).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | StoreLocation,
         modalities: Sequence[str],
         form: str | Mapping[str, str] = "raw",
         cache_blocks: int = 8,
@@ -52,13 +54,15 @@ class StoreDataset(Dataset):
         crop: int | str | None = None,
         seed: int = 0,
     ) -> None:
-        self.path = str(path)
+        self.location = as_location(path)
+        #: the store's path or URL, as messages show it
+        self.path = self.location.display()
         self.modalities = list(modalities)
         self.forms = {m: form if isinstance(form, str) else form.get(m, "raw") for m in self.modalities}
         self.cache_blocks = cache_blocks
         self.source_fields = list(source_fields)
         self.crop, self.seed, self.epoch = crop, seed, 0
-        store = AlignedStore.open(self.path, mode="r")
+        store = AlignedStore.open(self.location, mode="r")
         self.n = store.n_samples
         self.block_size = store.block_size
         parts = set(store.parts())
@@ -82,6 +86,8 @@ class StoreDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_store"], state["_cache"] = None, OrderedDict()
+        # a location without its cached filesystem: fsspec clients must not cross a fork or a pickle
+        state["location"] = StoreLocation(self.location.url, dict(self.location.options), self.location.local)
         return state
 
     def __len__(self) -> int:
@@ -93,7 +99,7 @@ class StoreDataset(Dataset):
             self._cache.move_to_end(key)
             return self._cache[key]
         if self._store is None:
-            self._store = AlignedStore.open(self.path, mode="r")
+            self._store = AlignedStore.open(self.location, mode="r")
         rows = self._store.read_block(part, block)
         self._cache[key] = rows
         if len(self._cache) > self.cache_blocks * max(1, len(self.present) + 1):

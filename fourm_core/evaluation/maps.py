@@ -121,7 +121,7 @@ def _predict(
 def _labels(store: Any, label_field: str) -> list[Any]:
     """The ``label_field`` of every sample's source record (``None`` where absent)."""
     if _SOURCE_PART not in store.parts():
-        raise ValueError(f"{store.path} has no {_SOURCE_PART!r} part to read {label_field!r} labels from")
+        raise ValueError(f"{store.url} has no {_SOURCE_PART!r} part to read {label_field!r} labels from")
     labels: list[Any] = []
     for block in range(store.n_blocks):
         for row in store.read_block(_SOURCE_PART, block):

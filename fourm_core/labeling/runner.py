@@ -39,6 +39,7 @@ from fourm_core.labeling.hub import (
 )
 from fourm_core.registry import Registry
 from fourm_core.spec import LabelerSpec, ModalitySpec
+from fourm_core.storage.location import StoreLocation
 from fourm_core.storage.manifest import require_manifest
 from fourm_core.storage.shards import Shard, as_shard, repair_blocks
 from fourm_core.storage.source_writer import SOURCE_PART
@@ -241,7 +242,7 @@ def plan_labeling(
 _WORKER: dict[str, Any] = {}
 
 
-def _labeler_for(store_path: str, modality: str, labeler: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
+def _labeler_for(store_path: StoreLocation, modality: str, labeler: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
     """(store, labeler) for this process, built once and cached (models load once per worker)."""
     key = (store_path, modality, labeler)
     if _WORKER.get("key") != key:
@@ -260,7 +261,7 @@ def _written(store: AlignedStore, part: str, block: int) -> bool:
 
 
 def _label_block(
-    store_path: str, modality: str, labeler: str, deps: Sequence[str], options: Mapping[str, Any], block: int
+    store_path: StoreLocation, modality: str, labeler: str, deps: Sequence[str], options: Mapping[str, Any], block: int
 ) -> tuple[int, int, int]:
     """Label one block and write it; returns (block, done, failed). A block another run wrote meanwhile, or whose
     inputs are not all written (or lost a file), is left as it is: (block, 0, 0)."""
@@ -320,7 +321,7 @@ def _note(repaired: Sequence[BlockDamagedError], waiting: Sequence[int], inputs:
 
 
 def label_store(
-    path: str | Path,
+    path: str | Path | StoreLocation,
     *,
     registry: Registry | None = None,
     choices: Mapping[str, str] | None = None,
@@ -331,7 +332,9 @@ def label_store(
     on_plan: Callable[[ModalityPlan], None] | None = None,
     shard: Shard | str | tuple[int, int] | None = None,
 ) -> list[ModalityPlan]:
-    """Label every modality of the store at ``path`` that still has work; returns what was done per modality.
+    """Label every modality of the store at ``path`` (a folder, an fsspec URL or a
+    :class:`~fourm_core.storage.location.StoreLocation` with storage options) that still has work; returns what was
+    done per modality.
 
     ``on_plan`` is called when a modality starts (or is skipped); ``on_progress(modality, blocks_done, blocks)``
     after each block. ``workers > 1`` labels blocks in that many spawned processes. ``shard`` (``"I/N"``, ``(I, N)``
@@ -398,16 +401,16 @@ def label_store(
             start = time.perf_counter()
             if pool is None:
                 _WORKER.update(
-                    key=(str(store.path), plan.name, plan.labeler), registry=registry, store=store, labeler=instance
+                    key=(store.location, plan.name, plan.labeler), registry=registry, store=store, labeler=instance
                 )
-                results = (_label_block(str(store.path), plan.name, plan.labeler, deps, options, b) for b in todo)
+                results = (_label_block(store.location, plan.name, plan.labeler, deps, options, b) for b in todo)
                 for n, (_, done, failed) in enumerate(results, 1):
                     plan.done, plan.failed = plan.done + done, plan.failed + failed
                     if on_progress:
                         on_progress(plan.name, n, len(todo))
             else:
                 futures = [
-                    pool.submit(_label_block, str(store.path), plan.name, plan.labeler, deps, options, b) for b in todo
+                    pool.submit(_label_block, store.location, plan.name, plan.labeler, deps, options, b) for b in todo
                 ]
                 for n, future in enumerate(as_completed(futures), 1):
                     _, done, failed = future.result()

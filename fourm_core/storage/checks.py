@@ -9,9 +9,9 @@ marked to redo (pending), so the command that wrote the part rewrites exactly th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,17 +23,18 @@ from fourm_core.storage.integrity import (
     RECORD,
     SCHEME,
     BlockDamagedError,
-    block_lock,
     digest,
     must_exist,
     state_problem,
     stored_keys,
 )
+from fourm_core.storage.locks import block_lock
 
 if TYPE_CHECKING:
     import zarr
 
     from fourm_core.storage.layout import ArrayLayout
+    from fourm_core.storage.location import StoreLocation
 
 __all__ = ["BlockChecks"]
 
@@ -41,10 +42,12 @@ __all__ = ["BlockChecks"]
 class BlockChecks:
     """Integrity checks and repair of an :class:`AlignedStore` (see the module docstring)."""
 
-    path: Path
+    location: StoreLocation
+    url: str
     root: zarr.Group
     snapshot: bool
     n_samples: int
+    block_size: int
     _states: dict[str, np.ndarray]
 
     if TYPE_CHECKING:  # provided by AlignedStore
@@ -57,12 +60,42 @@ class BlockChecks:
         def parts(self) -> list[str]: ...
         def state(self, part: str) -> np.ndarray: ...
         def block_state(self, part: str, block: int) -> np.ndarray: ...
-        def errors(self, part: str) -> dict[int, str]: ...
         def provenance(self, part: str) -> dict[str, Any]: ...
         def read_block(self, part: str, block: int, check: str = "exists") -> list[dict[str, Any] | None]: ...
         def _array(self, key: str) -> Any: ...
         def _has(self, key: str) -> bool: ...
-        def _robust_read(self, key: str, rows: int, fill: int) -> np.ndarray: ...
+
+    # -----------------------------------------------------------------------------------------------------------
+    # reads that survive damage
+    # -----------------------------------------------------------------------------------------------------------
+
+    def _robust_read(self, key: str, rows: int, fill: int) -> np.ndarray:
+        """Array ``key`` whole, or block by block when a chunk is unreadable (its rows then read as ``fill``)."""
+        array = self._array(key)
+        try:
+            return np.asarray(array[:])
+        except Exception:
+            out = np.full(array.shape, fill, array.dtype)
+            per = -(-self.block_size * rows // self.n_samples) if rows != self.n_samples else self.block_size
+            for start in range(0, rows, per):
+                try:
+                    out[start : start + per] = array[start : start + per]
+                except Exception:
+                    pass
+            return out
+
+    def errors(self, part: str) -> dict[int, str]:
+        """Messages of failed samples, by sample index (an unreadable message blob is skipped: verify reports it)."""
+        out: dict[int, str] = {}
+        group = self.root[part]
+        for k in range(self.n_blocks):
+            name = f"_errors.b{k}"
+            if name in group:
+                try:
+                    out.update({int(i): m for i, m in json.loads(np.asarray(group[name][:]).tobytes()).items()})
+                except Exception:
+                    continue
+        return out
 
     # -----------------------------------------------------------------------------------------------------------
     # records
@@ -91,16 +124,18 @@ class BlockChecks:
 
     def check_exists(self, part: str, block: int) -> None:
         """Raise :class:`BlockDamagedError` when a written block's record is missing or names a missing file (a few
-        ``stat`` calls: what every reader does)."""
+        ``stat`` calls, or object ``HEAD``s / listings on an object store: what every reader does)."""
         record = self.record(part, block)
         if record is None:
             return
         r = self.block_range(block)
         if record[0] == 0:
             raise BlockDamagedError(part, block, r, "its integrity record is missing")
-        for key, file in must_exist(self.path / part, self.layouts(part), block, record[1]):
-            if not file.exists():
-                raise BlockDamagedError(part, block, r, f"array {key!r} lost its file {file.relative_to(self.path)}")
+        files = must_exist(part, self.layouts(part), block, record[1])
+        found = self.location.exists_many([file for _, file in files])
+        for key, file in files:
+            if not found[file]:
+                raise BlockDamagedError(part, block, r, f"array {key!r} lost its file {file}")
 
     def _check_digest(self, part: str, block: int, raw: dict[str, np.ndarray]) -> None:
         """Compare what a block reads back (``raw``: its arrays by label) with the digest written with it."""
@@ -125,14 +160,14 @@ class BlockChecks:
     def claim(self, part: str, block: int) -> Iterator[bool]:
         """Hold the lock of one block while working on it; yields whether it still has work (another process may
         have written it meanwhile), so two runs on one store never write one block at the same time."""
-        with block_lock(self.path, part, block):
+        with block_lock(self.location, part, block):
             state = self.block_state(part, block)
             yield not ((state == DONE) | (state == FAILED)).all()
 
     def mark_pending(self, part: str, block: int) -> None:
         """Mark a (damaged) block to redo: its state back to pending, its record cleared."""
         r = self.block_range(block)
-        with block_lock(self.path, part, block):
+        with block_lock(self.location, part, block):
             group = self.root[part]
             group["_state"][r.start : r.stop] = np.zeros(len(r), np.uint8)
             if self.has_records(part):
@@ -181,7 +216,7 @@ class BlockChecks:
         for part in self.parts():
             state = self.state(part)
             damaged = self.check_blocks(part)
-            size = sum(f.stat().st_size for f in (self.path / part).rglob("*") if f.is_file())
+            size = self.location.size(part)
             parts[part] = {
                 "done": int((state == DONE).sum()),
                 "failed": int((state == FAILED).sum()),
@@ -194,7 +229,7 @@ class BlockChecks:
             }
         attrs = self.root.attrs
         return {
-            "path": str(self.path),
+            "path": self.url,
             "n_samples": self.n_samples,
             "image_size": attrs["image_size"],
             "preset": attrs["preset"],

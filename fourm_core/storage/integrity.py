@@ -1,4 +1,4 @@
-"""What makes a store's blocks trustworthy: a per-block record (digest + files that must exist) and file locks.
+"""What makes a store's blocks trustworthy: a per-block record (digest + files that must exist).
 
 Why a record: Zarr reads a missing chunk or shard as its fill value, so a deleted file of a done block reads back as
 64 depth maps of zeros (or captions of NUL bytes, token rows of 0) and nothing notices. Every block write therefore
@@ -8,21 +8,15 @@ that must exist (Zarr writes no file for an all-zero chunk, so "must exist" is o
 check existence with a few ``stat`` calls (cheap); ``verify`` and ``tokenize`` recompute the digest. Each row is its
 own chunk, written only by the block's one writer, like the state chunk.
 
-Why locks: two ``fourm data label`` processes on one store both read-modify-write the root attributes (the part
-table) and may both claim the same block. ``root_lock`` serialises the former; ``block_lock`` makes the second
-claimant wait, then see the block is written and skip it. Locks are POSIX byte-range locks on files under
-``<store>/.locks`` (one byte per block), released by the kernel when a process dies, so a kill -9 never leaves a
-store locked.
+Where files are checked: every key is relative to the store and checked through its
+:class:`~fourm_core.storage.location.StoreLocation` (a ``stat`` locally, a ``HEAD`` or a listing on an object store).
+Locks live in :mod:`fourm_core.storage.locks`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -38,11 +32,9 @@ __all__ = [
     "StoreError",
     "StoreMismatchError",
     "UNREADABLE",
-    "block_lock",
     "chunk_file",
     "digest",
     "must_exist",
-    "root_lock",
     "state_problem",
     "stored_keys",
 ]
@@ -82,7 +74,6 @@ def state_problem(state: np.ndarray) -> str | None:
 RECORD = "_blocks"
 #: recorded in the part table, so parts written before records existed are recognised (and not flagged)
 SCHEME = "blake2b-64/1"
-LOCKS = ".locks"
 
 
 def stored_keys(layouts: Mapping[str, ArrayLayout], block: int) -> list[tuple[str, str]]:
@@ -112,48 +103,22 @@ def mask(pieces: Sequence[tuple[str, np.ndarray]]) -> int:
     return sum(1 << i for i, (_, a) in enumerate(pieces[:64]) if a.size and np.any(a.view(np.uint8)))
 
 
-def chunk_file(part_dir: Path, key: str, ndim: int, block: int, ragged: bool) -> Path:
-    """The file Zarr writes for ``key``'s data of ``block``: the block's shard of a fixed array, or the single chunk
-    of a per-block ragged array (Zarr 3's default ``c/<i>/<j>...`` chunk keys)."""
+def chunk_file(part: str, key: str, ndim: int, block: int, ragged: bool) -> str:
+    """The store-relative key of the file Zarr writes for ``key``'s data of ``block``: the block's shard of a fixed
+    array, or the single chunk of a per-block ragged array (Zarr 3's default ``c/<i>/<j>...`` chunk keys)."""
     index = [0] * ndim if ragged else [block] + [0] * (ndim - 1)
-    return part_dir.joinpath(key, "c", *map(str, index))
+    return "/".join([part, key, "c", *map(str, index)])
 
 
-def must_exist(
-    part_dir: Path, layouts: Mapping[str, ArrayLayout], block: int, record_mask: int
-) -> list[tuple[str, Path]]:
-    """``(key, file)`` of every file the block's record says was written (and the metadata of its per-block ragged
-    arrays, which is written even when their data is empty)."""
+def must_exist(part: str, layouts: Mapping[str, ArrayLayout], block: int, record_mask: int) -> list[tuple[str, str]]:
+    """``(key, store-relative file)`` of every file the block's record says was written (and the metadata of its
+    per-block ragged arrays, which is written even when their data is empty)."""
     out = []
     for i, (key, label) in enumerate(stored_keys(layouts, block)):
         layout = layouts[label.rsplit(".", 1)[0] if label.endswith((".values", ".offsets")) else label]
         if layout.ragged:
-            out.append((key, part_dir / key / "zarr.json"))
+            out.append((key, f"{part}/{key}/zarr.json"))
         if i < 64 and record_mask >> i & 1:
             ndim = 1 if label.endswith(".offsets") else len(layout.shape) + 1
-            out.append((key, chunk_file(part_dir, key, ndim, block, layout.ragged)))
+            out.append((key, chunk_file(part, key, ndim, block, layout.ragged)))
     return out
-
-
-@contextmanager
-def _range_lock(path: Path, offset: int) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX, 1, offset)
-        try:
-            yield
-        finally:
-            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
-    finally:
-        os.close(fd)
-
-
-def root_lock(store_path: Path) -> AbstractContextManager[None]:
-    """Exclusive lock of the store's root attributes (hold it across a read-modify-write of them)."""
-    return _range_lock(store_path / LOCKS / "root.lock", 0)
-
-
-def block_lock(store_path: Path, part: str, block: int) -> AbstractContextManager[None]:
-    """Exclusive lock of one block of one part (the claim of its one writer)."""
-    return _range_lock(store_path / LOCKS / (part.replace("/", "__") + ".lock"), block)

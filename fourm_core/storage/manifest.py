@@ -81,6 +81,6 @@ def require_manifest(store: AlignedStore, registry: Registry, text: TextVocabula
     differences, notes = manifest_report(store, registry, text)
     if differences:
         raise StoreMismatchError(
-            f"{store.path} was built with different plugins or vocabulary: {'; '.join(differences)}"
+            f"{store.url} was built with different plugins or vocabulary: {'; '.join(differences)}"
         )
     return notes

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +24,7 @@ from typing import Any
 
 from fourm_core.sources.protocol import Source
 from fourm_core.storage.integrity import RECORD
+from fourm_core.storage.location import StoreLocation, as_location
 from fourm_core.storage.store import DONE, AlignedStore
 
 __all__ = ["SOURCE_PART", "SourceChangedError", "SourceWriteReport", "create_source_store", "write_source"]
@@ -54,7 +54,7 @@ class SourceWriteReport:
 
 
 def create_source_store(
-    path: str | Path,
+    path: str | Path | StoreLocation,
     adapter: Source,
     image_size: int,
     preset: str,
@@ -63,20 +63,21 @@ def create_source_store(
     append: bool = False,
 ) -> AlignedStore:
     """Create a store for ``adapter`` (or reopen it to resume, after checking it holds the same source and, for a
-    source with an inventory, the same files; ``append`` adds new files as new samples)."""
-    path = Path(path)
+    source with an inventory, the same files; ``append`` adds new files as new samples). ``path``: a folder or an
+    fsspec URL (see :mod:`fourm_core.storage.location`)."""
+    location = as_location(path)
     description = adapter.describe()
     inventory = getattr(adapter, "inventory", None)
-    if path.exists():
-        store = AlignedStore.open(path)
+    if location.exists():
+        store = AlignedStore.open(location)
         if store.root.attrs.get("source", {}).get("description") != description:
-            raise ValueError(f"{path} holds another source ({store.root.attrs.get('source')}); refusing to mix")
-        if inventory is not None and (path / INVENTORY).exists():
+            raise ValueError(f"{store.url} holds another source ({store.root.attrs.get('source')}); refusing to mix")
+        if inventory is not None and location.exists(INVENTORY):
             store = _resume_inventory(store, adapter, [tuple(e) for e in inventory()], append)
         return store
-    store = AlignedStore.create(path, len(adapter), image_size, preset, block_size)
+    store = AlignedStore.create(location, len(adapter), image_size, preset, block_size)
     if inventory is not None:
-        _save_inventory(path, [tuple(e) for e in inventory()])
+        _save_inventory(location, [tuple(e) for e in inventory()])
     store.update_attrs(
         {"source": {"name": adapter.name, "fields": [a.name for a in adapter.arrays()], "description": description}}
     )
@@ -86,17 +87,23 @@ def create_source_store(
     return store
 
 
-def _save_inventory(path: Path, entries: list[tuple[Any, ...]]) -> None:
-    tmp = path / f".{INVENTORY}.tmp"
-    tmp.write_text(json.dumps([list(e) for e in entries]), encoding="utf-8")
-    os.replace(tmp, path / INVENTORY)  # atomic: a killed run leaves the old list or the new one
+def _save_inventory(location: StoreLocation, entries: list[tuple[Any, ...]]) -> None:
+    # atomic (a rename locally, one whole-object PUT remotely): a killed run leaves the old list or the new one
+    location.write_bytes(INVENTORY, json.dumps([list(e) for e in entries]).encode())
 
 
-def _load_inventory(path: Path) -> list[tuple[Any, ...]]:
+def _load_inventory(location: StoreLocation) -> list[tuple[Any, ...]]:
     """The recorded ``(name, size, mtime_ns)`` list; a damaged file is named (never read as an empty folder)."""
-    from fourm_core.errors import read_json
+    from fourm_core.errors import FileFormatError, read_json
 
-    entries = read_json(path, "recorded file list")
+    path = location.display(INVENTORY)
+    if location.local is not None:
+        entries = read_json(location.local / INVENTORY, "recorded file list")
+    else:
+        try:
+            entries = json.loads(location.read_bytes(INVENTORY))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"{path}: not a valid recorded file list ({exc})") from None
     if not isinstance(entries, list) or not all(
         isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and all(isinstance(v, int) for v in e[1:])
         for e in entries
@@ -117,7 +124,7 @@ def _differences(recorded: list[tuple[Any, ...]], now: list[tuple[Any, ...]]) ->
 
 def _resume_inventory(store: AlignedStore, adapter: Any, now: list[tuple[Any, ...]], append: bool) -> AlignedStore:
     """Compare the files now with the recorded ones; refuse a change, or append new files; pin the source."""
-    recorded = _load_inventory(store.path / INVENTORY)
+    recorded = _load_inventory(store.location)
     added, removed, changed = _differences(recorded, now)
     if removed or changed or (added and not append):
 
@@ -130,13 +137,13 @@ def _resume_inventory(store: AlignedStore, adapter: Any, now: list[tuple[Any, ..
             else "rerun with --append to add new files as new samples, or write a new store"
         )
         raise SourceChangedError(
-            f"{adapter.describe().get('folder', adapter.name)} changed since {store.path} was made: "
+            f"{adapter.describe().get('folder', adapter.name)} changed since {store.url} was made: "
             f"{len(added)} added{first(added)}, {len(removed)} removed{first(removed)}, "
             f"{len(changed)} changed{first(changed)}; {hint}"
         )
     if added:
         recorded += [e for e in now if e[0] in set(added)]
-        _save_inventory(store.path, recorded)
+        _save_inventory(store.location, recorded)
     adapter.pin(tuple(e[0] for e in recorded))
     return _grow(store, len(recorded))
 
@@ -159,10 +166,10 @@ def _grow(store: AlignedStore, n_samples: int) -> AlignedStore:
         if old % store.block_size:
             store.mark_pending(part, old // store.block_size)
     store.update_attrs({"n_samples": n_samples})  # last: until now a rerun sees the old size and grows again
-    return AlignedStore.open(store.path)
+    return AlignedStore.open(store.location)
 
 
-def _write_block(path: str, adapter: Source, block: int) -> tuple[int, int, dict[int, str]]:
+def _write_block(path: StoreLocation, adapter: Source, block: int) -> tuple[int, int, dict[int, str]]:
     store = AlignedStore.open(path)
     values: list[dict[str, Any] | None] = []
     errors: dict[int, str] = {}
@@ -190,7 +197,7 @@ def write_source(
     written = failed = 0
     errors: dict[int, str] = {}
     if workers <= 1:
-        results = (_write_block(str(store.path), adapter, b) for b in todo)
+        results = (_write_block(store.location, adapter, b) for b in todo)
         for n, (done, bad, errs) in enumerate(results, 1):
             written, failed = written + done, failed + bad
             errors.update(errs)
@@ -198,7 +205,7 @@ def write_source(
                 on_progress(n, len(todo))
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_write_block, str(store.path), adapter, b) for b in todo]
+            futures = [pool.submit(_write_block, store.location, adapter, b) for b in todo]
             for n, future in enumerate(as_completed(futures), 1):
                 done, bad, errs = future.result()
                 written, failed = written + done, failed + bad

@@ -12,10 +12,29 @@ Layout::
         _blocks                 uint64 (n_blocks, 2): per block, a digest of what it stored and the files that
                                 must exist (see :mod:`fourm_core.storage.integrity`); one chunk per block
 
+Where: a local folder or any fsspec URL (``s3://bucket/x.zarr``, ``gs://``, ``memory://``; storage options from the
+caller or ``FOURM_STORAGE_OPTIONS``, see :mod:`fourm_core.storage.location`). Local stores use Zarr's LocalStore;
+URLs Zarr's FsspecStore.
+
 Why blocks: concurrent writers must never share a shard (Zarr loses chunks written into one shard by two processes),
-so every block of ``block_size`` samples has exactly one writer, which writes its arrays and then, last, its state
-chunk. A writer killed at any point leaves its block "to do"; the block is rewritten whole on resume, so every sample
-ends up written exactly once with the same bytes as an uninterrupted run. File writes are atomic in Zarr's LocalStore.
+so every block of ``block_size`` samples has exactly one writer, which writes its arrays, then its record, and then,
+last, its state chunk. A writer killed at any point leaves its block "to do"; the block is rewritten whole on resume,
+so every sample ends up written exactly once with the same bytes as an uninterrupted run. ``--shard I/N`` gives each
+of N processes (or machines) disjoint blocks, so shards never contend for a block lock; they share only the root
+lock (the part table) and, when two runs overlap, a block lock makes the second claimant skip a written block.
+
+What "written" rests on, locally: Zarr's LocalStore writes each file to a temporary name and renames it, so a file
+is old or new, never half-written; POSIX locks (:mod:`fourm_core.storage.locks`) die with their process.
+
+On an object store (S3, GCS) there is no rename, but every Zarr chunk or shard write is one PUT of a whole object,
+which a reader sees entirely or not at all, and S3 and GCS give strong read-after-write consistency (a reader that
+starts after a PUT returns sees it; listings too). So "arrays, then record, then state chunk last" keeps its meaning:
+a state chunk that says done is only ever PUT after the block's arrays and record PUTs returned, so a reader that
+sees it done sees them. A writer killed between PUTs (kill -9, a lost machine) leaves the block "to do", exactly as
+locally; its lock is a lease object that expires (``FOURM_LEASE_SECONDS``) and is broken by the next claimant. The
+root attributes (``zarr.json``) are one object, read-modify-written under the root lease. What an object store does
+not give: listings cached by a client (fourm turns fsspec's listing cache off for URLs) and atomic multi-object
+updates (none are needed: each step above is one object).
 
 Why records: Zarr reads a missing file as zeros, so a lost shard must be caught by us. Readers check that the files
 a block's record names exist; ``verify`` recomputes the digest and marks a damaged block (or a state chunk holding
@@ -47,10 +66,11 @@ from fourm_core.storage.integrity import (
     chunk_file,
     digest,
     mask,
-    root_lock,
     stored_keys,
 )
 from fourm_core.storage.layout import ArrayLayout, LayoutError, compressor, decode, encode, resolve
+from fourm_core.storage.location import StoreLocation, as_location
+from fourm_core.storage.locks import root_lock
 
 __all__ = ["AlignedStore", "BlockDamagedError", "FAILED", "DONE", "StoreError", "StoreMismatchError", "PENDING"]
 
@@ -62,12 +82,15 @@ CHUNK_BYTES = 256 * 1024
 class AlignedStore(BlockChecks):
     """Open or create with :meth:`create` / :meth:`open`; parts are declared with :meth:`ensure`."""
 
-    def __init__(self, root: zarr.Group, path: Path) -> None:
+    def __init__(self, root: zarr.Group, location: StoreLocation) -> None:
         self.root = root
-        self.path = path
+        #: where the store lives (picklable: worker processes reopen the store from it)
+        self.location = location
+        #: the store's path or URL, as messages show it
+        self.url = location.display()
         attrs = root.attrs.asdict()
         if attrs.get("format") != FORMAT:
-            raise StoreError(f"{path} is not a fourm store (format {attrs.get('format')!r}, expected {FORMAT!r})")
+            raise StoreError(f"{self.url} is not a fourm store (format {attrs.get('format')!r}, expected {FORMAT!r})")
         self.n_samples: int = attrs["n_samples"]
         self.image_size: int = attrs["image_size"]
         self.preset: str = attrs["preset"]
@@ -79,6 +102,17 @@ class AlignedStore(BlockChecks):
         self._handles: dict[str, Any] = {}
         self._states: dict[str, np.ndarray] = {}
 
+    @property
+    def path(self) -> Path:
+        """The folder of a local store (a store on an object store has none: use :attr:`url` / :attr:`location`)."""
+        if self.location.local is None:
+            raise StoreError(f"{self.url} is not a local folder; this operation needs a store on local disk")
+        return self.location.local
+
+    def _open_root(self, mode: str) -> zarr.Group:
+        target, options = self.location.zarr_target()
+        return zarr.open_group(target, mode=mode, zarr_format=3, storage_options=options)
+
     # -----------------------------------------------------------------------------------------------------------
     # creation and opening
     # -----------------------------------------------------------------------------------------------------------
@@ -86,23 +120,26 @@ class AlignedStore(BlockChecks):
     @classmethod
     def create(
         cls,
-        path: str | Path,
+        path: str | Path | StoreLocation,
         n_samples: int,
         image_size: int,
         preset: str,
         block_size: int = 64,
         attrs: dict[str, Any] | None = None,
         overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> AlignedStore:
-        """A new empty store; ``block_size`` (a power of two) is the unit of work and of sharding."""
+        """A new empty store at a path or fsspec URL (``storage_options``: see
+        :mod:`fourm_core.storage.location`); ``block_size`` (a power of two) is the unit of work and of sharding."""
         if block_size < 1 or block_size & (block_size - 1):
             raise StoreError(f"block_size must be a power of two, got {block_size}")
         if n_samples < 1:
             raise StoreError(f"a store needs at least one sample, got {n_samples}")
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path} already exists; open it to resume, or pass overwrite=True")
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        location = as_location(path, storage_options)
+        if location.occupied() and not overwrite:
+            raise StoreError(f"{location.display()} already exists; open it to resume, or pass overwrite=True")
+        target, options = location.zarr_target()
+        root = zarr.open_group(target, mode="w", zarr_format=3, storage_options=options)
         root.attrs.update(
             {
                 "format": FORMAT,
@@ -113,19 +150,27 @@ class AlignedStore(BlockChecks):
                 **(attrs or {}),
             }
         )
-        return cls(root, path)
+        return cls(root, location)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r+", expected_manifest: Any | None = None) -> AlignedStore:
-        """Open a store; with ``expected_manifest`` (a VocabularyManifest) refuse one built with other plugins."""
-        path = Path(path)
-        if not path.exists():
-            raise StoreError(f"no store at {path}")
+    def open(
+        cls,
+        path: str | Path | StoreLocation,
+        mode: str = "r+",
+        expected_manifest: Any | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> AlignedStore:
+        """Open a store by path or fsspec URL; with ``expected_manifest`` (a VocabularyManifest) refuse one built
+        with other plugins."""
+        location = as_location(path, storage_options)
+        if not location.exists():
+            raise StoreError(f"no store at {location.display()}")
+        target, options = location.zarr_target()
         try:
-            group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+            group = zarr.open_group(target, mode=mode, zarr_format=3, storage_options=options)
         except Exception as exc:  # no zarr.json, or a damaged one
-            raise StoreError(f"{path} is not a fourm store ({type(exc).__name__}: {exc})") from None
-        store = cls(group, path)
+            raise StoreError(f"{location.display()} is not a fourm store ({type(exc).__name__}: {exc})") from None
+        store = cls(group, location)
         store.snapshot = mode == "r"
         if expected_manifest is not None:
             store.check_manifest(expected_manifest)
@@ -143,7 +188,7 @@ class AlignedStore(BlockChecks):
         )
         if differences:
             raise StoreMismatchError(
-                f"{self.path} was built with different plugins or vocabulary: " + "; ".join(differences)
+                f"{self.url} was built with different plugins or vocabulary: " + "; ".join(differences)
             )
 
     def set_manifest(self, manifest: Any) -> None:
@@ -152,13 +197,13 @@ class AlignedStore(BlockChecks):
 
     def update_attrs(self, values: dict[str, Any]) -> None:
         """Set root attributes under the root lock, on freshly read attributes (no other process's update is lost)."""
-        with root_lock(self.path):
+        with root_lock(self.location):
             self._refresh()
             self.root.attrs.update(values)
 
     def _refresh(self) -> None:
         """Re-read the root group (its attributes are cached when opened)."""
-        self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        self.root = self._open_root("r+")
 
     # -----------------------------------------------------------------------------------------------------------
     # parts
@@ -192,7 +237,7 @@ class AlignedStore(BlockChecks):
         except LayoutError as exc:
             raise StoreError(f"part {part!r}: {exc}") from None
         described = {n: layout.describe() for n, layout in layouts.items()}
-        with root_lock(self.path):
+        with root_lock(self.location):
             self._refresh()
             self._ensure(part, layouts, described, provenance)
 
@@ -259,7 +304,7 @@ class AlignedStore(BlockChecks):
         if part not in self._layouts:
             parts = self.root.attrs.get("parts", {})
             if part not in parts:
-                raise StoreError(f"{self.path} has no part {part!r}; parts: {', '.join(sorted(parts)) or 'none'}")
+                raise StoreError(f"{self.url} has no part {part!r}; parts: {', '.join(sorted(parts)) or 'none'}")
             self._layouts[part] = {
                 n: ArrayLayout(n, np.dtype(d["dtype"]), tuple(d["shape"]), d["ragged"], d["kind"])
                 for n, d in parts[part]["layout"].items()
@@ -297,21 +342,6 @@ class AlignedStore(BlockChecks):
             self._states[part] = state
         return state
 
-    def _robust_read(self, key: str, rows: int, fill: int) -> np.ndarray:
-        """Array ``key`` whole, or block by block when a chunk is unreadable (its rows then read as ``fill``)."""
-        array = self._array(key)
-        try:
-            return np.asarray(array[:])
-        except Exception:
-            out = np.full(array.shape, fill, array.dtype)
-            per = -(-self.block_size * rows // self.n_samples) if rows != self.n_samples else self.block_size
-            for start in range(0, rows, per):
-                try:
-                    out[start : start + per] = array[start : start + per]
-                except Exception:
-                    pass
-            return out
-
     def block_state(self, part: str, block: int) -> np.ndarray:
         """State of one block (an unreadable chunk reads as :data:`UNREADABLE`, i.e. not done)."""
         r = self.block_range(block)
@@ -329,19 +359,6 @@ class AlignedStore(BlockChecks):
         return [
             k for k in range(self.n_blocks) if not written[self.block_range(k).start : self.block_range(k).stop].all()
         ]
-
-    def errors(self, part: str) -> dict[int, str]:
-        """Messages of failed samples, by sample index (an unreadable message blob is skipped: verify reports it)."""
-        out: dict[int, str] = {}
-        group = self.root[part]
-        for k in range(self.n_blocks):
-            name = f"_errors.b{k}"
-            if name in group:
-                try:
-                    out.update({int(i): m for i, m in json.loads(np.asarray(group[name][:]).tobytes()).items()})
-                except Exception:
-                    continue
-        return out
 
     # -----------------------------------------------------------------------------------------------------------
     # writing and reading
@@ -405,7 +422,7 @@ class AlignedStore(BlockChecks):
                         slab[i] = x
                 # the block is rewritten whole: drop its old shard first, which Zarr would otherwise read (and fail
                 # on, when it is damaged) to merge into
-                chunk_file(self.path / part, name, len(layout.shape) + 1, block, False).unlink(missing_ok=True)
+                self.location.remove(chunk_file(part, name, len(layout.shape) + 1, block, False), missing_ok=True)
                 group[name][r.start : r.stop] = slab
                 pieces[name] = slab
         blob = b""

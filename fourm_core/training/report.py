@@ -201,4 +201,4 @@ def probe_figure(
 def _store_of(source: Any) -> Any:
     from fourm_core.storage.store import AlignedStore
 
-    return AlignedStore.open(source.dataset.path, mode="r")
+    return AlignedStore.open(source.dataset.location, mode="r")
