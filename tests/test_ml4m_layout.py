@@ -86,6 +86,34 @@ def test_round_trip_gives_equal_arrays(exported: tuple[Path, Path], tmp_path: Pa
                         assert value == y[name], (part, name)
 
 
+def test_det_is_written_in_ml4m_form(exported: tuple[Path, Path]) -> None:
+    """det goes out as ml-4m's ``{"instances": [{"boxes", "class_name", "score"}]}`` (the det plugin's file form),
+    which is what ml-4m's DetectionTransform reads, and the boxes are the stored ones."""
+    import json
+
+    store, out = exported
+    with tarfile.open(out / "det" / "shard-00000.tar") as t:
+        member = t.getmembers()[0]
+        data = json.loads(t.extractfile(member).read())
+    index = int(member.name.split(".")[0])
+    boxes = AlignedStore.open(store, "r").read("det/raw", index)["boxes"]
+    assert data["num_instances"] == len(data["instances"]) == len(boxes) > 0
+    for inst, box in zip(data["instances"], boxes, strict=True):
+        assert inst["boxes"] == [box["xmin"], box["ymin"], box["xmax"], box["ymax"]]
+        assert inst["class_name"] == box["label"] and inst["score"] == box["score"]
+    ml4m_rows = [i["boxes"] + [i["class_name"], i["score"]] for i in data["instances"] if i["score"] >= 0.6]
+    assert len(ml4m_rows) == len(boxes)  # ml-4m's convert_detection_instance keeps them all (scores are 1.0)
+
+
+def test_a_det_file_not_in_ml4m_form_is_one_line(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, out = exported
+    root = _damaged_copy(out, tmp_path, "det", replace=("00000006.json", b'[{"xmin": 0.1}]'))
+    with pytest.raises(Ml4mLayoutError) as err:
+        import_ml4m(root, tmp_path / "s", "tiny", SIZE, BLOCK)
+    message = str(err.value)
+    assert "\n" not in message and "'00000006.json'" in message and '"instances"' in message
+
+
 def _rewrite(src: Path, dst: Path, drop: str | None = None, replace: tuple[str, bytes] | None = None) -> None:
     """A copy of shard ``src`` without member ``drop``, or with ``replace``'s member holding other bytes."""
     with tarfile.open(src) as t, tarfile.open(dst, "w") as w:

@@ -74,7 +74,8 @@ class OfficialAssets(BaseModel):
     the model, for pixels); ``grid`` the tokens per side at the model's 224 px, ``tokens_per_item`` the tokens of one
     vector, pose or instance mask; ``resolution`` the (min, max) input side in pixels the tokenizer was trained on;
     ``text_tokenizer`` the WordPiece file of sequence modalities; ``teacher_input`` the normalisation of the RGB a
-    feature teacher sees; ``encoder`` an outside model that makes the input (T5-XXL).
+    feature teacher sees; ``encoder`` an outside model that makes the input (T5-XXL); ``file_form`` the converter
+    between the stored value and ml-4m's file for it, where they differ (det's ``{"instances": [...]}`` JSON).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,6 +94,13 @@ class OfficialAssets(BaseModel):
         le=512,
         description="ml-4m's sequence embedding max_length where it is below max_tokens (40 for a budget of 43): "
         "the official decoder gives every target position at or past it position 0, and so must fourm's",
+    )
+    file_form: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description="'package.module:attribute' of the object that converts this modality's stored value to the "
+        "file ml-4m keeps for it and back (``to_official(value)`` / ``from_official(obj)``, JSON-able), where the "
+        "two differ; used by ``fourm data export-ml4m`` / ``import-ml4m``",
     )
     notes: str = ""
 

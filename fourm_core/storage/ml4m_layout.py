@@ -9,7 +9,8 @@ Which folder and file form a store part gets is read from the registered specs, 
 - a ``pixels`` modality (one ``(H, W, 3)`` uint8 raw array) goes to the folder named by its key stem (ml-4m reads
   ``rgb@224`` from ``rgb/``), as lossless ``.png`` (``.jpg`` and ``.png`` are read back);
 - a ``sequence`` modality with one raw array goes to the folder named by its model key, as ``.txt`` (text) or
-  ``.json`` (JSON: the value the store holds, as it holds it);
+  ``.json`` (JSON: the value the store holds, as it holds it, or as ml-4m holds it when the plugin declares a
+  converter, ``OfficialAssets.file_form``: det's boxes become ml-4m's ``{"instances": [...]}``);
 - a modality's pre-computed tokens (``<modality>/tokens``, ``(K, L)`` int16) go to the folder named by its model key
   (``tok_depth@224``) as ``.npy`` of shape ``(n_crops, L)``, ml-4m's pre-tokenised form, and the store's crop settings
   (``crops`` part, ``(K, 5)`` rows ``[top, left, height, width, flip]``) to ``crop_settings/`` as ``.npy``.
@@ -64,6 +65,8 @@ class Folder:
     part: str
     array: str
     ext: str  # written form: png, txt, json, npy
+    #: the plugin's converter between the stored value and ml-4m's file (``OfficialAssets.file_form``), if any
+    form: str | None = None
 
 
 @dataclass
@@ -96,9 +99,9 @@ def folders_for(registry: Any, preset: str) -> tuple[list[Folder], list[str]]:
         if kind == "pixels" and raw is not None and raw.dtype == "uint8" and len(raw.shape) == 3:
             found.append(Folder(spec.key, name, f"{name}/raw", raw.name, "png"))
         elif kind == "sequence" and raw is not None and raw.dtype in ("text", "json"):
-            found.append(
-                Folder(modality.model_key(preset), name, f"{name}/raw", raw.name, raw.dtype.replace("text", "txt"))
-            )
+            form = spec.official.file_form if spec.official is not None else None
+            ext = "json" if form is not None else raw.dtype.replace("text", "txt")
+            found.append(Folder(modality.model_key(preset), name, f"{name}/raw", raw.name, ext, form))
         tokens = [a for a in spec.storage if a.form == "tokens"]
         if len(tokens) == 1 and not tokens[0].ragged and kind != "sequence":
             found.append(Folder(modality.model_key(preset), name, f"{name}/tokens", tokens[0].name, "npy"))
@@ -150,6 +153,24 @@ def _decode(data: bytes, ext: str, wanted: Folder) -> Any:
             raise ValueError("expected a string, or a list of objects holding one string each")
         value = strings[0]
     return value
+
+
+def _converter(folder: Folder) -> Any:
+    from fourm_core.registry.discovery import resolve_ref
+
+    return resolve_ref(folder.form) if folder.form else None
+
+
+def _to_official(folder: Folder, value: Any) -> Any:
+    """The stored value as ml-4m's file holds it (the plugin's ``file_form``; unchanged without one)."""
+    converter = _converter(folder)
+    return converter.to_official(value) if converter is not None else value
+
+
+def _from_official(folder: Folder, value: Any) -> Any:
+    """ml-4m's file content as the store holds it (a malformed one raises ValueError, reported with the member)."""
+    converter = _converter(folder)
+    return converter.from_official(value) if converter is not None else value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,7 +247,7 @@ def export_ml4m(
                 continue
             for index, row in zip(r, store.read_block(f.part, block), strict=True):
                 if done[index] and row is not None:
-                    writer.add(f"{index:08d}.{f.ext}", _encode(row[f.array], f.ext))
+                    writer.add(f"{index:08d}.{f.ext}", _encode(_to_official(f, row[f.array]), f.ext))
         writer.close()
         report.folders.append(f)
         report.shards = max(report.shards, writer.shards)
@@ -296,7 +317,7 @@ def _values(folder: Path, wanted: Folder) -> Iterator[Any]:
                 _, ext = _split(tar_path, member.name, wanted)
                 handle = tar.extractfile(member)
                 try:
-                    yield _decode(handle.read() if handle else b"", ext, wanted)
+                    yield _from_official(wanted, _decode(handle.read() if handle else b"", ext, wanted))
                 except Exception as exc:  # any decoder's complaint: name the tar and the member
                     raise Ml4mLayoutError(
                         f"{tar_path}: member {member.name!r} does not decode as .{ext} ({exc})"
@@ -316,14 +337,15 @@ def import_ml4m(
     listed as skipped. Samples keep the order of the first folder's shards."""
     from fourm_core.registry import Registry
     from fourm_core.storage.layout import resolve
+    from fourm_core.storage.location import as_location
     from fourm_core.vocab import build_manifest
 
     registry = registry if registry is not None else Registry()
-    root, out = Path(root), Path(out)
+    root, target = Path(root), as_location(out)  # the new store: a path or an fsspec URL
     if not root.is_dir():
         raise Ml4mLayoutError(f"{root}: not a folder (expected ml-4m's <modality>/shard-00000.tar layout)")
-    if out.exists():
-        raise Ml4mLayoutError(f"{out} already exists; import into a new --out")
+    if target.exists():
+        raise Ml4mLayoutError(f"{target.display()} already exists; import into a new --out")
     known, _ = folders_for(registry, preset)
     by_name = {f.folder: f for f in known}
     report = Ml4mReport()
@@ -338,7 +360,7 @@ def import_ml4m(
         _align(reference, indexes[f.folder])
     n = sum(len(keys) for _, keys in reference)
     report.samples, report.shards = n, len(reference)
-    store = AlignedStore.create(out, n, image_size, preset, block_size)
+    store = AlignedStore.create(target, n, image_size, preset, block_size)
     store.set_manifest(build_manifest(registry, preset))
     for f in chosen:
         values = _values(root / f.folder, f)

@@ -58,7 +58,9 @@ DET = fp.sequence_modality(
     decoder=fp.DecoderEntry(
         factory="fourm_det.decoders:DetDecoder", description="Boxes and class names drawn over the input picture."
     ),
-    official=fp.OfficialAssets(normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER),
+    official=fp.OfficialAssets(
+        normalisation="none", text_tokenizer=fp.OFFICIAL_TEXT_TOKENIZER, file_form="fourm_det.official_form:FORM"
+    ),
     description="Object boxes with class names; scores below 0.6 are dropped when serialising, as in ml-4m.",
 )
 
