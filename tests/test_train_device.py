@@ -35,12 +35,26 @@ def test_auto_takes_the_gpu_only_when_there_is_one(monkeypatch: pytest.MonkeyPat
     assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda" and resolve_device("cpu") == "cpu"
 
 
+def test_a_process_binds_its_local_rank_or_its_one_isolated_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fourm_core.training.device import local_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert [local_gpu(r, 4) for r in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(DeviceError, match="LOCAL_RANK 4: this machine has 4 CUDA GPUs"):
+        local_gpu(4, 4)  # more processes than GPUs: refused, never two on one GPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")  # srun --gpus-per-task=1: each task sees its own one
+    assert local_gpu(3, 1) == 0
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with pytest.raises(DeviceError):
+        local_gpu(1, 1)
+
+
 def test_cuda_without_a_gpu_is_one_line(no_gpu: None) -> None:
     with pytest.raises(DeviceError) as info:
         resolve_device("cuda", "--device")
     message = str(info.value)
     assert "\n" not in message and message.startswith("--device: cuda") and "no CUDA GPU" in message
-    with pytest.raises(DeviceError, match="expected one of auto, cuda, cpu"):
+    with pytest.raises(DeviceError, match="expected one of auto, cpu, cuda"):
         resolve_device("tpu")
 
 

@@ -116,19 +116,30 @@ def write_manifest(tag_dir: Path, step: int, fingerprint: str) -> None:
     os.replace(tmp, tag_dir / MANIFEST)
 
 
+def writes_checkpoints(node_local: bool, rank: int, local_rank: int) -> bool:
+    """Whether this process keeps a checkpoint folder (removes a stale tag, writes the manifest, prunes): rank 0
+    for an ``out_dir`` every node shares, the first process of each node for node-local folders (DeepSpeed's
+    ``checkpoint.use_node_local_storage``, which makes that process write the model states on every node)."""
+    return local_rank == 0 if node_local else rank == 0
+
+
 def save_checkpoint(
     engine: Any, ckpt_dir: Path, step: int, fingerprint: str, rank: int, keep: int, barrier: Callable[[], Any]
 ) -> None:
     """DeepSpeed's checkpoint of ``step`` (the step and fingerprint in its client state too), then the manifest
-    and the pruning of old checkpoints on rank 0. A folder of the same tag left by an earlier, interrupted attempt
-    is removed first, so the manifest lists exactly this save's files."""
+    and the pruning of old checkpoints by the process that keeps the folder (:func:`writes_checkpoints`: rank 0,
+    or each node's first process when the engine stores checkpoints node-locally; the manifest then lists that
+    node's files). A folder of the same tag left by an earlier, interrupted attempt is removed first, so the
+    manifest lists exactly this save's files."""
     tag = tag_for(step)
-    if rank == 0 and (ckpt_dir / tag).is_dir() and not (ckpt_dir / tag).is_symlink():
+    node_local = bool(getattr(engine, "use_node_local_storage", lambda: False)())
+    writer = writes_checkpoints(node_local, rank, int(os.environ.get("LOCAL_RANK", "0")))
+    if writer and (ckpt_dir / tag).is_dir() and not (ckpt_dir / tag).is_symlink():
         shutil.rmtree(ckpt_dir / tag)
     barrier()
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"step": step, "fingerprint": fingerprint})
     barrier()
-    if rank == 0:
+    if writer:
         write_manifest(ckpt_dir / tag, step, fingerprint)
         prune(ckpt_dir, keep, step)
     barrier()
@@ -224,19 +235,23 @@ def _scan(path: Path) -> None:
         )
 
 
-def choose_checkpoint(ckpt_dir: Path, fingerprint: str, warn: bool = True) -> Chosen | None:
+def choose_checkpoint(ckpt_dir: Path, fingerprint: str, warn: bool = True, at_most: int | None = None) -> Chosen | None:
     """The checkpoint to resume from: the one ``latest`` names (or the newest, without ``latest``), else, when that
     is damaged, the newest earlier intact one, with a :class:`CheckpointWarning` naming each damaged one. None when
     the run has no checkpoint. Raises :class:`CheckpointError` (a ``ValueError``) for a foreign or unsafe one, or
-    when every checkpoint is damaged."""
+    when every checkpoint is damaged. ``at_most``: none after that step (the newest step every node has, see
+    :mod:`fourm_core.training.node_checkpoints`)."""
     tags = _tags(ckpt_dir)
     latest = _read_latest(ckpt_dir)
     if latest is None and not tags:
         return None
     start = latest if latest is not None else max(tags)
     problems: list[str] = []
-    if latest is not None and latest not in tags:
+    if latest is not None and latest not in tags and (at_most is None or latest <= at_most):
         problems.append(f"{ckpt_dir / tag_for(latest)} (named by {LATEST}) does not exist")
+    if at_most is not None and at_most < start:
+        start = at_most
+        problems.append(f"the checkpoints after step {at_most} are not on every node")
     for step in sorted((s for s in tags if s <= start), reverse=True):
         try:
             _check(tags[step], step, fingerprint)

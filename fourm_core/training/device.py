@@ -29,7 +29,8 @@ from typing import Literal
 
 import torch
 
-from fourm_core.errors import UsageError
+from fourm_core.devices import DeviceError
+from fourm_core.devices import resolve_device as _resolve_device
 
 __all__ = [
     "DATASHEET_TFLOPS",
@@ -75,28 +76,22 @@ _NAME_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-class DeviceError(UsageError):
-    """A device that cannot be used (``--device cuda`` without a GPU, a local rank past the GPUs): one line."""
-
-
-def _where(source: str) -> str:
-    return source or "engine.device"
-
-
 def resolve_device(choice: str, source: str = "engine.device") -> Literal["cuda", "cpu"]:
-    """``cuda`` or ``cpu`` for a ``choice`` of ``auto`` / ``cuda`` / ``cpu``; ``cuda`` without a GPU raises."""
-    if choice not in ("auto", "cuda", "cpu"):
-        raise DeviceError(f"{_where(source)}: expected one of auto, cuda, cpu, got {choice!r}")
-    available = torch.cuda.is_available()
-    if choice == "cuda" and not available:
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise DeviceError(
-            f"{_where(source)}: cuda asked for, but no CUDA GPU is visible to this process (torch {torch.__version__}, "
-            f"{build}); use --device cpu or auto"
-        )
-    if choice == "auto":
-        return "cuda" if available else "cpu"
-    return choice  # type: ignore[return-value]
+    """``cuda`` or ``cpu`` for a ``choice`` of ``auto`` / ``cuda`` / ``cpu``; ``cuda`` without a GPU raises
+    :class:`DeviceError` (the one rule every stage shares: :func:`fourm_core.devices.resolve_device`)."""
+    return _resolve_device(choice, source or "engine.device")
+
+
+def local_gpu(local_rank: int, visible: int) -> int:
+    """The GPU index of a process: its local rank, or 0 where the scheduler gave each process its own single GPU
+    (``srun --gpus-per-task=1`` sets ``CUDA_VISIBLE_DEVICES`` to one device per task, while ``LOCAL_RANK`` still
+    counts the node's tasks). More processes than GPUs is refused, never silently shared."""
+    if local_rank < visible:
+        return local_rank
+    isolated = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if visible == 1 and isolated and "," not in isolated:
+        return 0
+    raise DeviceError(f"LOCAL_RANK {local_rank}: this machine has {visible} CUDA GPUs (one process per GPU)")
 
 
 def describe(device: str, choice: str) -> str:
@@ -132,12 +127,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int]:
             }
         )
     if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local >= torch.cuda.device_count():
-            raise DeviceError(
-                f"LOCAL_RANK {local}: this machine has {torch.cuda.device_count()} CUDA GPUs (one process per GPU)"
-            )
-        torch.cuda.set_device(local)
+        torch.cuda.set_device(local_gpu(int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()))
     backend = "nccl" if device == "cuda" else "gloo"
     import deepspeed
     import torch.distributed as dist
