@@ -318,4 +318,4 @@ def test_device_cuda_without_a_gpu_is_one_line(photo_store: Path, capsys: pytest
     capsys.readouterr()
     assert main(["data", "label", str(photo_store), "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--device cuda" in err and "GPU" in err and len(err.splitlines()) == 1
+    assert "--device: cuda" in err and "GPU" in err and len(err.splitlines()) == 1

@@ -237,16 +237,10 @@ def load_hub_model(model: HubModel | Mapping[str, Any], options: Mapping[str, An
 
 def resolve_device(device: str) -> str:
     """``cpu`` / ``cuda`` / ``auto`` to the torch device a teacher runs on; ``cuda`` without a GPU is a one-line
-    :class:`UsageError`."""
-    import torch
+    :class:`~fourm_core.devices.DeviceError` (a :class:`UsageError`), by the rule every stage shares."""
+    from fourm_core.devices import resolve_device as shared
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is available to torch here; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"device {device!r}: expected cpu, cuda or auto")
-    return device
+    return shared(device, "--device")
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,13 @@ With ``shard=I/N`` (``fourm data tokenize --shard I/N``) a run writes crops and 
 of that shard (block ``b`` is shard ``b % N``'s, as in ``fourm data label --shard``: see
 :mod:`fourm_core.storage.shards`), so N machines pre-tokenise one store at once; a run without a shard finishes the
 rest. Every block, crops included, is written under its claim, so concurrent runs never write one block twice.
+
+``device`` and ``dtype`` (``fourm data tokenize --device auto|cpu|cuda --dtype fp32|bf16``, see
+:mod:`fourm_core.devices`) put the tokenizer modules and each batch on the device and run the encoder in that
+precision. bf16 tokens may differ from fp32 ones, so the precision is part of the tokens part's provenance and of
+its configuration hash: a part begun in one precision refuses the other ("refusing to mix outputs"). The device is
+recorded by no hash: fp32 tokens are the same on the CPU and on CUDA (IEEE fp32 on both), so a part may be written
+by both. fp32 keeps the hash it had before precisions existed, so earlier parts resume.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fourm_core.devices import Placement
 from fourm_core.registry import Registry
 from fourm_core.spec import ArraySpec
+from fourm_core.storage.location import StoreLocation
 from fourm_core.storage.manifest import require_manifest
 from fourm_core.storage.shards import Shard, as_shard, repair_blocks
 from fourm_core.storage.store import DONE, FAILED, AlignedStore, BlockDamagedError
@@ -128,6 +137,7 @@ def _encode_block(
     image_size: int,
     seed: int,
     per_item: bool,
+    place: Placement | None = None,
 ) -> tuple[list[dict[str, Any] | None], dict[int, str]]:
     """Tokens of one block's samples (``None`` and a message for a sample that fails)."""
     values: list[dict[str, Any] | None] = [None] * len(rows)
@@ -151,11 +161,12 @@ def _encode_block(
             owners.append((r, len(found)))
         except Exception as exc:  # a bad sample must not stop the block
             errors[index] = f"sample {index}, tokenizer {tok.name!r}: {exc}"
-    ids = (
-        torch.cat([tok.encode_raw(batch[i : i + 256]) for i in range(0, len(batch), 256)])
-        if batch
-        else torch.zeros((0, tok.n_tokens), dtype=torch.long)
-    )
+    with (place or Placement()).autocast():
+        ids = (
+            torch.cat([tok.encode_raw(batch[i : i + 256]) for i in range(0, len(batch), 256)])
+            if batch
+            else torch.zeros((0, tok.n_tokens), dtype=torch.long)
+        )
     start = 0
     for r, count in owners:
         tokens = ids[start : start + count].numpy().astype(np.int16)
@@ -167,7 +178,7 @@ def _encode_block(
 
 
 def tokenize_store(
-    store_path: str | Path,
+    store_path: str | Path | StoreLocation,
     tokenizers: str | Path,
     registry: Registry,
     only: Sequence[str] | None = None,
@@ -175,9 +186,14 @@ def tokenize_store(
     seed: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
     shard: Shard | str | tuple[int, int] | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
 ) -> list[TokenizeResult]:
     """Tokenise every modality with token arrays and a trained tokenizer; resume where a previous run stopped.
-    ``shard`` (``"I/N"``, ``(I, N)`` or a :class:`~fourm_core.storage.shards.Shard`): only that shard's blocks."""
+    ``shard`` (``"I/N"``, ``(I, N)`` or a :class:`~fourm_core.storage.shards.Shard`): only that shard's blocks.
+    ``device`` (``auto`` / ``cpu`` / ``cuda``) and ``dtype`` (``fp32`` / ``bf16``): where and in which precision
+    the tokenizers run (``cuda`` without a GPU is one line, before the store is opened)."""
+    place = Placement.resolve(device, dtype)
     shard = as_shard(shard)
     if crops < 1:
         raise ValueError(f"crops must be at least 1, got {crops}")
@@ -209,6 +225,7 @@ def tokenize_store(
         except TokenizerError:
             results.append(TokenizeResult(modality.name, name, note=f"not trained: run `fourm tokenizer train {name}`"))
             continue
+        place.move(tok)
         if tok.config.preset != store.preset:
             results.append(
                 TokenizeResult(
@@ -231,7 +248,8 @@ def tokenize_store(
                 "family": tok.config.family,
                 "crops": 1 if per_item else crops,
                 "seed": seed,
-                "config_hash": f"{_weights_hash(directory)}-crops={crops}-seed={seed}",
+                "dtype": place.dtype,
+                "config_hash": f"{_weights_hash(directory)}-crops={crops}-seed={seed}" + _dtype_tag(place),
             },
         )
         result = TokenizeResult(modality.name, name)
@@ -246,7 +264,9 @@ def tokenize_store(
                 rows = _raw_rows(store, raw_part, block, waiting) if pending and block not in skip else None
                 if rows is not None:
                     indices = store.block_range(block)
-                    values, errors = _encode_block(tok, rows, indices, array, crops, store.image_size, seed, per_item)
+                    values, errors = _encode_block(
+                        tok, rows, indices, array, crops, store.image_size, seed, per_item, place
+                    )
                     store.write_block(f"{modality.name}/tokens", block, values, errors)
                     result.done += sum(v is not None for v in values)
                     result.failed += len(errors)
@@ -256,6 +276,12 @@ def tokenize_store(
         result.note = _waiting_note(raw_part, waiting) if waiting else "" if todo else "already tokenised"
         results.append(result)
     return results
+
+
+def _dtype_tag(place: Placement) -> str:
+    """The precision's part of a tokens part's configuration hash: none for fp32 (the hash parts had before there
+    was a choice, so they resume), ``-dtype=bf16`` otherwise. Never the device (see the module docstring)."""
+    return "" if place.dtype == "fp32" else f"-dtype={place.dtype}"
 
 
 def _raw_rows(store: AlignedStore, part: str, block: int, waiting: list[str]) -> list[dict[str, Any] | None] | None:

@@ -78,6 +78,10 @@ class Tokenizer:
             m.eval()
         return self
 
+    def device(self) -> torch.device:
+        """Where the network's weights are (inputs are moved there; ids come back on the CPU)."""
+        return next(self.network.parameters()).device
+
     # ------------------------------------------------------------------------------------------------------------
     # encoding and decoding
     # ------------------------------------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ class Tokenizer:
 
     def encode_raw(self, raws: Sequence[np.ndarray]) -> torch.Tensor:
         """Token ids of stored-form arrays (e.g. ``(H, W)`` metric depth maps)."""
-        return self.encode(self.transform.batch(raws))
+        return self.encode(self.transform.batch(raws).to(self.device())).cpu()
 
     @torch.no_grad()
     def decode(
@@ -118,7 +122,7 @@ class Tokenizer:
     ) -> torch.Tensor:
         """Model-space reconstruction of token ids (values, class indices or probabilities); ``sampler`` is
         ``plain`` (the VQ-VAE decoder, one pass) or ``diffusion`` (DDIM with ``steps`` and ``strength``)."""
-        ids = torch.as_tensor(ids).long()
+        ids = torch.as_tensor(ids).long().to(self.device())
         if ids.ndim == 1:
             ids = ids[None]
         if ids.shape[-1] != self.n_tokens:
@@ -151,7 +155,7 @@ class Tokenizer:
         scheduler = DDIMScheduler(**self.scheduler_config())
         scheduler.set_timesteps(steps)
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(plain.shape, generator=generator)
+        noise = torch.randn(plain.shape, generator=generator).to(plain.device)  # CPU draws: same on every device
         timesteps = scheduler.timesteps
         if strength < 1:
             timesteps = timesteps[min(int(round(len(timesteps) * (1 - strength))), len(timesteps) - 1) :]
@@ -159,7 +163,7 @@ class Tokenizer:
         else:
             x = noise
         for t in timesteps:
-            x0 = self.diffusion(x, t.expand(len(x)), quant, plain)
+            x0 = self.diffusion(x, t.expand(len(x)).to(plain.device), quant, plain)
             x = scheduler.step(x0, t, x).prev_sample
         return x
 

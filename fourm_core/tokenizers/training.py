@@ -3,6 +3,12 @@
 Held-out samples are the last ``eval_fraction`` of the store's samples (by index, so the split is the same for every
 tokenizer and for later model evaluation). For per-item tokenizers (poses, instance masks) every item of a sample
 goes to that sample's side of the split.
+
+Training runs where :class:`~fourm_core.devices.Placement` says (``fourm tokenizer train --device/--dtype``): the
+modules and each batch on the device (batches through pinned memory on CUDA), the forward pass under autocast for
+``bf16`` with the weights (the optimiser's master copy) in fp32. Batches, crops and diffusion noise are drawn on the
+CPU from the seed, so a run draws the same batches on every device; the record says where and in which precision it
+ran. The default is the CPU in fp32, which gives exactly the weights this module gave before it had a device.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fourm_core.devices import Placement
 from fourm_core.registry import Registry, resolve_ref
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers.config import TokenizerModelConfig, TrainConfig
@@ -62,7 +69,7 @@ def collect(store: AlignedStore, config: TokenizerModelConfig, registry: Registr
         part_modality, array = source_of(config, modality, registry)
         part = f"{part_modality}/raw"
         if part not in store.parts():
-            raise ValueError(f"{store.path} has no {part!r}: label {part_modality!r} first (fourm data label)")
+            raise ValueError(f"{store.url} has no {part!r}: label {part_modality!r} first (fourm data label)")
         for block in range(store.n_blocks):
             for index, row in zip(store.block_range(block), store.read_block(part, block), strict=True):
                 if row is None:
@@ -76,7 +83,7 @@ def collect(store: AlignedStore, config: TokenizerModelConfig, registry: Registr
     if not split.train or not split.held_out:
         raise ValueError(
             f"tokenizer {config.name!r}: {len(split.train)} training and {len(split.held_out)} held-out items in "
-            f"{store.path}; need some of each"
+            f"{store.url}; need some of each"
         )
     return split
 
@@ -96,8 +103,12 @@ def fit(
     train: Sequence[np.ndarray],
     cfg: TrainConfig,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """Train ``tok`` on stored-form arrays; returns the training record saved in the tokenizer's info."""
+    """Train ``tok`` on stored-form arrays; returns the training record saved in the tokenizer's info. With a
+    ``placement`` (default: CPU, fp32) the tokenizer trains there and stays there (move it back with
+    ``Placement().move(tok)``)."""
+    place = placement or Placement()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -106,6 +117,7 @@ def fit(
         train = [train[i] for i in sorted(rng.choice(len(train), cfg.max_items, replace=False))]
     tok.transform.fit(train)
     data = tok.transform.batch(train)
+    place.move(tok)
     params = [p for m in tok.modules() for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
@@ -120,19 +132,21 @@ def fit(
     start, step, losses = time.perf_counter(), 0, {}
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
-        x = data[idx]
-        quant, _, aux = tok.network.encode(x)
-        out = tok.network.decode_quant(quant)
-        recon = tok.transform.loss(out, x)
-        loss = recon + aux
+        x = place.put(data[idx])
+        with place.autocast():
+            quant, _, aux = tok.network.encode(x)
+            out = tok.network.decode_quant(quant)
+            recon = tok.transform.loss(out, x)
+            loss = recon + aux
+            if ddpm is not None:
+                noise = place.put(torch.randn(x.shape, generator=gen))
+                t = place.put(torch.randint(0, ddpm.config.num_train_timesteps, (len(x),), generator=gen))
+                noisy = ddpm.add_noise(x, noise, t)
+                pred = tok.diffusion(noisy, t, quant.detach(), out.detach())
+                diff = tok.transform.loss(pred, x)
+                loss = loss + diff
         losses = {"recon": recon.item(), "aux": float(aux.detach())}
         if ddpm is not None:
-            noise = torch.randn(x.shape, generator=gen)
-            t = torch.randint(0, ddpm.config.num_train_timesteps, (len(x),), generator=gen)
-            noisy = ddpm.add_noise(x, noise, t)
-            pred = tok.diffusion(noisy, t, quant.detach(), out.detach())
-            diff = tok.transform.loss(pred, x)
-            loss = loss + diff
             losses["diffusion"] = diff.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,6 +167,7 @@ def fit(
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
         "final_losses": losses,
+        **place.record(),
     }
     tok.info = record
     return record

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fourm_core.devices import Placement
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
 from fourm_core.tokenizers.config import TrainConfig, config_from_spec, tokenizer_name
@@ -88,22 +89,28 @@ def train_tokenizer(
     out_dir: str | Path,
     cfg: TrainConfig,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
 ) -> dict[str, Any]:
-    """Train, evaluate and save one tokenizer under ``out_dir/<name>``; returns its report."""
+    """Train, evaluate and save one tokenizer under ``out_dir/<name>``; returns its report.
+
+    ``device`` (``auto`` / ``cpu`` / ``cuda``) and ``dtype`` (``fp32`` / ``bf16``) say where and in which precision
+    it trains (checked before the store is read: ``cuda`` without a GPU is one line); the report's and the saved
+    config's training record say which were used. The bound is measured on the same device in fp32, the precision
+    of the saved weights; the tokenizer is saved from, and left on, the CPU."""
+    place = Placement.resolve(device, dtype)
     tok, split = _prepare(registry, store, plan, cfg)
-    record = fit(tok, split.train, cfg, on_step)
-    record["store"] = str(store.path)
+    record = fit(tok, split.train, cfg, on_step, place)
+    record["store"] = store.url
     report = {"name": plan.name, "modalities": list(plan.modalities), "family": plan.family, "training": record}
-    report["evaluation"] = evaluate(tok, split)
+    with Placement(place.device, "fp32", place.requested).autocast():
+        report["evaluation"] = evaluate(tok, split)
+        pictured = {"plain": tok.decode_raw(tok.encode_raw(split.held_out[:8]))}
+    Placement().move(tok)
     tok.info = {**record, "bound": report["evaluation"]["bound"]}
     directory = tok.save_pretrained(Path(out_dir) / plan.name)
     (directory / REPORT).write_text(json.dumps(report, indent=2, default=float) + "\n")
-    comparison_png(
-        tok.config.transform,
-        split.held_out[:8],
-        {"plain": tok.decode_raw(tok.encode_raw(split.held_out[:8]))},
-        directory / "reconstructions.png",
-    )
+    comparison_png(tok.config.transform, split.held_out[:8], pictured, directory / "reconstructions.png")
     return report
 
 

@@ -25,6 +25,14 @@ from fourm_core.errors import UsageError, read_json
 from fourm_core.storage.shards import SHARD_HELP, shard_argument
 
 DEFAULT_DIR = "tokenizers"
+DEVICE_HELP = "where the tokenizers run: cuda when a GPU is visible (auto), cpu, or cuda (an error without a GPU)"
+DTYPE_HELP = "precision: fp32, or bf16 (autocast; weights stay fp32)"
+
+
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` as every tokenizer command spells them (see :mod:`fourm_core.devices`)."""
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help=DTYPE_HELP)
 
 
 def _fmt(metrics: dict[str, float]) -> str:
@@ -56,6 +64,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     """Train tokenizers on a store, one after the other, each with a progress bar, then print the bound table."""
     import torch
 
+    from fourm_core.devices import Placement
     from fourm_core.registry import Registry
     from fourm_core.storage.store import AlignedStore
     from fourm_core.tokenizers.config import TrainConfig
@@ -63,6 +72,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     if not args.all and not args.names:
         raise UsageError("fourm tokenizer train: name a modality or tokenizer, or pass --all")
+    place = Placement.resolve(args.device, args.dtype)  # --device cuda without a GPU: one line, before any loading
     if args.threads:
         torch.set_num_threads(args.threads)
     registry = Registry()
@@ -71,6 +81,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         steps=args.steps, max_seconds=args.seconds, batch_size=args.batch_size, seed=args.seed, lr=args.lr
     )
     reports = []
+    console.print(place.describe(), highlight=False)
     for plan in plan_tokenizers(registry, [] if args.all else args.names, store):
         if plan.skip_reason:
             console.print(f"[yellow]skip[/yellow] {plan.name}: {escape(plan.skip_reason)}", highlight=False)
@@ -89,7 +100,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
                 if step % 10 == 0 or step == 1:
                     progress.update(task, completed=step, loss=_fmt(losses))
 
-            report = train_tokenizer(registry, store, plan, args.out, cfg, on_step)
+            report = train_tokenizer(registry, store, plan, args.out, cfg, on_step, args.device, args.dtype)
             progress.update(task, completed=report["training"]["steps"])
         reports.append(report)
         console.print(f"  saved {Path(args.out) / plan.name}  bound: {_fmt(report['evaluation']['bound'])}")
@@ -178,11 +189,14 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
     """Pre-tokenise a store with the trained tokenizers (resumable), K crops per image."""
+    from fourm_core.devices import Placement
     from fourm_core.registry import Registry
     from fourm_core.tokenizers.pretokenize import tokenize_store
 
+    place = Placement.resolve(args.device, args.dtype)  # --device cuda without a GPU: one line, before any loading
     registry = Registry()
     check_modality_names(registry, args.only, "--only")
+    console.print(place.describe(), highlight=False)
     with progress_bar(console) as progress:
         tasks: dict[str, Any] = {}
 
@@ -200,6 +214,8 @@ def cmd_data_tokenize(args: argparse.Namespace, console: Console) -> int:
             seed=args.seed,
             on_progress=on_progress,
             shard=args.shard,
+            device=args.device,
+            dtype=args.dtype,
         )
     rows = [(r.modality, r.tokenizer, r.done, r.failed, r.samples_per_s, r.note) for r in results]
     console.print(work_table("pre-tokenisation", "tokenizer", rows))
@@ -225,6 +241,7 @@ def add_tokenizer_commands(sub: Any, console: Console) -> None:
     p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=non_negative_int, default=None)
+    add_device_arguments(p)
     p.set_defaults(func=partial(cmd_train, console=console))
 
     p = tok.add_parser("eval", help="bound metrics and a picture of originals over reconstructions")
@@ -255,4 +272,5 @@ def add_data_tokenize(data: Any, console: Console) -> None:
     p.add_argument("--crops", type=positive_int, default=1, help="crops per image; crop 0 is the full image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", type=shard_argument, default=None, metavar="I/N", help=SHARD_HELP)
+    add_device_arguments(p)
     p.set_defaults(func=partial(cmd_data_tokenize, console=console))
