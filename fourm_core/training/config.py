@@ -98,8 +98,12 @@ class DatasetConfig(BaseModel):
     model_config = _STRICT
     name: str
     weight: float = Field(1.0, gt=0)
-    #: a store made by ``fourm data ...`` and pre-tokenised by ``fourm data tokenize``
+    #: a store made by ``fourm data ...`` and pre-tokenised by ``fourm data tokenize``: a path or an fsspec URL
+    #: (``s3://bucket/x.zarr``)
     store: str | None = None
+    #: fsspec storage options of a URL store (e.g. ``{endpoint_url: http://...}``); default: the JSON object in
+    #: ``FOURM_STORAGE_OPTIONS``, else none
+    storage_options: dict[str, Any] | None = None
     #: text files, one document per line (language co-training, as 4M-21 with C4)
     text: list[str] | None = None
     #: the modality text documents become (a caption-like sequence modality)
@@ -167,6 +171,31 @@ class EngineConfig(BaseModel):
     peak_gflops: float | None = Field(None, gt=0)
     #: where each process trains: ``cuda`` (refused at start without a GPU), ``cpu``, or ``auto`` (cuda if present)
     device: Literal["auto", "cuda", "cpu"] = "auto"
+    #: ``out_dir`` is a folder per node (node-local disk) instead of one all nodes share: each node keeps its own
+    #: checkpoints there, rank 0's node the log and ``final/`` (see :mod:`fourm_core.training.node_checkpoints`)
+    node_local_checkpoints: bool = False
+    #: worker processes that build the next micro-batches while the step runs (:mod:`fourm_core.training.prefetch`);
+    #: 0 builds each one in the training process when the step needs it. The batches are the same either way
+    loader_workers: int = Field(0, ge=0)
+    #: micro-batches each loader worker keeps ready ahead of the step
+    prefetch: int = Field(2, gt=0)
+    #: ``torch.compile`` the network in place (through DeepSpeed's ``engine.compile``) before the first step: faster
+    #: steps after a first one that compiles; state-dict keys are unchanged, so checkpoints load either way
+    compile: bool = False
+    #: the ``torch.compile`` backend (``inductor``, torch's default, needs a C++ compiler on CPU and Triton on CUDA;
+    #: ``aot_eager`` traces without generating code: a cheap check that the model compiles)
+    compile_backend: str = "inductor"
+
+    @model_validator(mode="after")
+    def _compile_zero(self) -> EngineConfig:
+        """ZeRO-3 keeps each parameter partitioned (size 0) outside its forward hooks, which torch.compile does not
+        trace: dynamo fails on the first step with a broadcast error (DeepSpeed 0.19, measured); say so at start."""
+        if self.compile and self.zero_stage == 3:
+            raise ValueError(
+                "compile works with zero_stage 0, 1 or 2, not 3 (ZeRO-3's partitioned parameters are not traceable "
+                "by torch.compile): set compile: false or a lower zero_stage"
+            )
+        return self
 
 
 class RunConfig(BaseModel):

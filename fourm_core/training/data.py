@@ -36,6 +36,7 @@ from fourm_core.data.masking import (
 )
 from fourm_core.data.pipeline import SampleBuilder, forms_for, untokenised_modalities
 from fourm_core.keys import KeyInfo, KeyTable
+from fourm_core.storage.location import StoreLocation
 from fourm_core.storage.store import AlignedStore
 from fourm_core.training.config import DatasetConfig, RunConfig
 
@@ -198,9 +199,10 @@ class TrainingData:
             self.registry.get(d.text_modality)  # unknown modality: a clear KeyError now, not mid-run
             return dataset, [d.text_modality or ""]
         assert d.store is not None
-        if not Path(d.store).exists():
+        location = StoreLocation.parse(d.store, d.storage_options)
+        if not location.exists():
             raise FileNotFoundError(f"dataset {d.name!r}: no store at {d.store}")
-        parts = AlignedStore.open(d.store, mode="r").parts()
+        parts = AlignedStore.open(location, mode="r").parts()
         forms = forms_for(self.registry, parts)
         untokenised = untokenised_modalities(self.registry, parts)
         if d.modalities is not None:
@@ -220,7 +222,18 @@ class TrainingData:
             if not any("tokens" in f for f in forms.values()):
                 raise ValueError(_untokenised_message(d, untokenised))
             warnings.warn(_untokenised_message(d, untokenised) + " (training without them)", UserWarning, stacklevel=3)
-        return StoreDataset(d.store, list(forms), form=forms, crop=None, seed=self.config.seed), list(forms)
+        return StoreDataset(location, list(forms), form=forms, crop=None, seed=self.config.seed), list(forms)
+
+    def forget_handles(self) -> None:
+        """Drop every open store handle and block cache, so the next read opens the store anew: what a forked
+        loader worker calls first (zarr and fsspec handles must not be shared across a fork). What is dropped is
+        what each dataset itself drops when pickled (``__getstate__``), so this follows the dataset's own rule."""
+        for source in self.sources:
+            getstate = getattr(source.dataset, "__getstate__", None)
+            if getstate is not None:
+                state = getstate()
+                if isinstance(state, dict):
+                    source.dataset.__dict__.update(state)
 
     # -- positions ----------------------------------------------------------------------------------------------
     def order(self, which: int, epoch: int) -> np.ndarray:

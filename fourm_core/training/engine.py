@@ -32,12 +32,12 @@ import torch
 from fourm_core.training.checkpoints import (
     CheckpointError,
     SafeLoads,
-    choose_checkpoint,
     save_checkpoint,
     trim_log,
 )
 from fourm_core.training.config import RunConfig, ScheduleConfig
 from fourm_core.training.device import accelerator_peak, describe, init_distributed, resolve_device
+from fourm_core.training.node_checkpoints import agreed_checkpoint
 from fourm_core.training.warmstart import InitReport, build_network
 
 __all__ = ["TrainResult", "decay_groups", "init_distributed", "steps_for_seconds", "train", "warmup_cosine"]
@@ -49,6 +49,9 @@ ASSETS_NAME = "fourm.json"
 LOG_NAME = "log.jsonl"
 #: ``tokenizers: official`` (a fine-tune of a published model on stores tokenised with the official tokenizers)
 OFFICIAL_TOKENIZERS = "official"
+#: engine fields that change how fast a run goes, not its batches or model: left out of the fingerprint (a resume
+#: may change them, and runs from before a field existed keep their fingerprint)
+_SPEED_FIELDS = ("threads", "peak_gflops", "device", "loader_workers", "prefetch", "compile", "compile_backend")
 
 
 @dataclass
@@ -140,6 +143,8 @@ def deepspeed_config(config: RunConfig) -> dict[str, Any]:
         "steps_per_print": 2**31,
         "wall_clock_breakdown": False,
     }
+    if e.node_local_checkpoints:  # each node's first process writes the model states into its own folder
+        ds["checkpoint"] = {"use_node_local_storage": True}
     if config.optim.clip_grad is not None:
         ds["gradient_clipping"] = config.optim.clip_grad
     return ds
@@ -152,7 +157,8 @@ def config_fingerprint(config: RunConfig) -> str:
     for volatile in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "tokenizers"):
         data.pop(volatile, None)
     data["schedule"] = None
-    data["engine"] = {k: v for k, v in data["engine"].items() if k not in ("threads", "peak_gflops", "device")}
+    data["engine"] = {k: v for k, v in data["engine"].items() if k not in _SPEED_FIELDS}
+    data["engine"].pop("node_local_checkpoints", None)  # where checkpoints are kept, not what they hold
     if data["model"].get("init_revision") is None:  # absent before it existed: older runs keep their fingerprint
         data["model"].pop("init_revision", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -198,9 +204,10 @@ def train(
     import torch.distributed as dist
 
     from fourm_core.registry import Registry
-    from fourm_core.training.data import TrainingData, cast_floats, sample_position
+    from fourm_core.training.data import TrainingData, cast_floats
     from fourm_core.training.flops import train_flops
     from fourm_core.training.memory import estimate_run_memory
+    from fourm_core.training.prefetch import StepBatches
     from fourm_core.vocab import TextVocabulary
 
     e = config.engine
@@ -220,8 +227,9 @@ def train(
     out = Path(config.out_dir)
     ckpt_dir = out / CHECKPOINTS
     fingerprint = config_fingerprint(config)
-    # before anything is built or written: a foreign, unsafe or unusable checkpoint ends the run here
-    chosen = choose_checkpoint(ckpt_dir, fingerprint, warn=rank == 0) if resume else None
+    # before anything is built or written: a foreign, unsafe or unusable checkpoint ends the run here; every rank
+    # resumes from the same step, and out_dir is checked to be shared (or node-local) as the config says
+    chosen = agreed_checkpoint(ckpt_dir, fingerprint, node_local=e.node_local_checkpoints, resume=resume)
     start = chosen.step if chosen is not None else 0
     registry = registry if registry is not None else Registry()
     data = TrainingData(config, registry, TextVocabulary.load(config.vocabulary))
@@ -262,6 +270,8 @@ def train(
         config=deepspeed_config(config),
         dist_init_required=False,
     )
+    if e.compile:  # in place (``module.compile``): state-dict keys, checkpoints and the export are unchanged
+        engine.compile(backend=e.compile_backend)
     dtype = torch.bfloat16 if e.precision == "bf16" else torch.float32
     SafeLoads.install(engine)
     if chosen is not None:
@@ -301,6 +311,8 @@ def train(
         result.validation.append(record)
         logger.write(record)
 
+    # worker processes (engine.loader_workers) start building the first micro-batches now, during evaluate(0)
+    batches = StepBatches(data, config, start, total_steps, rank=rank, world=world, device=engine.device, dtype=dtype)
     if validation and start == 0:
         evaluate(0)
     engine.train()
@@ -309,13 +321,9 @@ def train(
         t0 = time.perf_counter()
         window["lr"] = engine.get_lr()[0]  # the rate this step uses (the scheduler moves on after it)
         for micro in range(e.grad_accum):
-            position = sample_position(
-                step, micro, rank, 0, accum=e.grad_accum, world=world, micro_batch=e.micro_batch_size
-            )
-            batch = data.batch(position, e.micro_batch_size)
-            n_in, n_tgt = data.useful_tokens(data.collator, batch)
-            seed_position(config.seed, position)
-            batch = cast_floats(batch, dtype).to(engine.device)
+            loaded = next(batches)  # the micro-batch of sample_position(step, micro, rank, ...), on the device
+            batch, n_in, n_tgt = loaded.batch, loaded.tokens_in, loaded.tokens_tgt
+            seed_position(config.seed, loaded.position)
             loss, losses = engine(
                 batch.mod_dict, batch.num_encoder_tokens, batch.num_decoder_tokens, loss_type=config.loss_type
             )
@@ -347,6 +355,7 @@ def train(
             evaluate(done)
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done != total_steps:
             save_checkpoint(engine, ckpt_dir, done, fingerprint, rank, config.keep_checkpoints, dist.barrier)
+    batches.close()
     if validation:
         evaluate(total_steps)
     result.final_dir = _export(engine, out / FINAL, rank, e.zero_stage, _assets(config))
