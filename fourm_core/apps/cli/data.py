@@ -360,7 +360,9 @@ def add_data_commands(sub: Any, console: Console) -> Any:
     )
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--out", required=True, help="store path (a new folder, or an existing one to resume)")
+        p.add_argument(
+            "--out", required=True, help="store path or URL, e.g. s3://bucket/x.zarr (new, or existing to resume)"
+        )
         p.add_argument("--preset", choices=PRESETS, default="tiny")
         p.add_argument("--image-size", type=positive_int, default=None, help="default: 64 (tiny) or 224 (paper)")
         p.add_argument("--block-size", type=positive_int, default=64, help="samples per block (the unit of work)")
