@@ -23,6 +23,10 @@ by repeat, so drift in the machine's speed hits them alike; ratios are taken per
    the image-token and sequence targets by modality name, with the default schedule (MaskGIT 8 steps, then the
    sequence until ``[EOS]``) and tokenizer decoding; beside it the sampler alone on the same inputs and schedule
    (same seed, so the same ids), whose difference is the request checks, input building and decoding.
+5. ``constrained`` (needs a text vocabulary): every sequence key whose serializer has a grammar, ``--seq-tokens``
+   tokens forced, decoded with and without its grammar (:mod:`benchmarks._constrained`); ``--only constrained``
+   runs just this section (without ``--vocab`` or the demo's, on a vocabulary trained on the serializers' examples)
+   and writes ``<date>-<machine>-constrained.{json,md}``.
 
 Writes ``benchmarks/results/<date>-<machine>-generate.{json,md}`` (``--out-dir``) and prints the table.
 """
@@ -52,6 +56,7 @@ from benchmarks._common import (  # noqa: E402
     time_interleaved,
     write_results,
 )
+from benchmarks._constrained import constrained_cases, constrained_markdown, constrained_rows  # noqa: E402
 from fourm_core.data.masking import PAD_ID  # noqa: E402
 
 NAME = "generate"
@@ -171,6 +176,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cfg-scale", type=float, default=3.0)
     parser.add_argument("--out-dir", default=None, help="default benchmarks/results")
     parser.add_argument("--date", default=None, help="date part of the file names (default: today, UTC)")
+    parser.add_argument("--only", choices=["constrained"], help="run one section only (see the module docstring)")
     return parser.parse_args(argv)
 
 
@@ -191,6 +197,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     registry = Registry()
     vocab_path = args.vocab or (DEMO_VOCAB if DEMO_VOCAB.is_file() else None)
     vocabulary = TextVocabulary.load(vocab_path) if vocab_path else None
+    if vocabulary is None and args.only == "constrained":  # grammars need a vocabulary: the conformance suite's
+        from fourm_core.testing.checks import conformance_vocabulary
+
+        vocabulary = conformance_vocabulary(registry)
     machine = machine_record(args.threads)
     pipe, model_note = build_pipeline(args, registry, vocabulary)
     model, preset, info = pipe.network, pipe.preset, pipe.keys
@@ -208,8 +218,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     lengths = sorted({min(int(x), seq_max) for x in args.lengths.split(",")})
     batches = [int(b) for b in args.batch_sizes.split(",")]
 
+    sequence_keys = [k for k, v in info.items() if v.kind.value == "sequence" and v.target]
+    grammar_cases, grammar_meta = constrained_cases(pipe, inputs, sequence_keys, batches, seq_tokens, sequence_step)
+    if args.only == "constrained":
+        return _constrained_only(args, pipe, machine, model_note, input_note, grammar_cases, grammar_meta)
+
     # ---- every timed case of sections 1-3, keyed by name; (section, label, key, tokens per sample)
-    cases: dict[str, Callable[[int], Any]] = {}
+    cases: dict[str, Callable[[int], Any]] = dict(grammar_cases)
     meta: dict[str, tuple[str, str, str, int, int]] = {}
     for b in batches:
         target_cases = [
@@ -326,6 +341,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "kv_cache": kv,
         "cfg": cfg,
         "end_to_end": end_to_end,
+        "constrained": constrained_rows(times, grammar_meta),
     }
     markdown = to_markdown(record)
     stem = result_stem(NAME, args.out_dir, args.date)
@@ -431,7 +447,39 @@ def to_markdown(record: dict[str, Any]) -> str:
             )
         )
         parts.append("\nexample (seed 0): " + "; ".join(f"{k}: {v}" for k, v in e["example"].items()))
+    parts.append("\n## Grammar-constrained vs unconstrained sequences (same forced length)\n")
+    parts.append(constrained_markdown(record["constrained"]) if record["constrained"] else "skipped: no vocabulary")
     return "\n".join(parts) + "\n"
+
+
+def _constrained_only(
+    args: argparse.Namespace, pipe: Any, machine: dict, model_note: str, input_note: str, cases: dict, meta: dict
+) -> dict[str, Any]:
+    """Section 5 alone, written as ``<date>-<machine>-constrained.{json,md}``."""
+    times = time_interleaved(cases, args.repeats, args.warmup)
+    machine["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    record = {
+        "benchmark": "constrained",
+        "machine": machine,
+        "model": model_note,
+        "input": input_note,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "stop_ids": "none: every sequence decoded to --seq-tokens, with and without its grammar",
+        "constrained": constrained_rows(times, meta, pipe, args.repeats),
+    }
+    m = machine
+    markdown = (
+        f"# Grammar-constrained vs unconstrained autoregressive decoding ({model_note})\n\n"
+        f"{m['arch']}, {m['cpus']} cores, {m['threads']} torch threads, torch {m['torch']}, load "
+        f"{m['load_average_1min_at_start']} at start, {m['load_average_1min_at_end']} at end; input {input_note}; "
+        f"median of {args.repeats} interleaved repeats (min..max); ratio = constrained / unconstrained latency, "
+        "paired per repeat.\n\n" + constrained_markdown(record["constrained"]) + "\n"
+    )
+    json_path, md_path = write_results(result_stem("constrained", args.out_dir, args.date), record, markdown)
+    print(markdown)
+    print(f"\nwrote {json_path} and {md_path}")
+    return record
 
 
 if __name__ == "__main__":

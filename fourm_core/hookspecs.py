@@ -149,6 +149,16 @@ def fourm_register_serializers(register: Callable[[SerializerSpec], None]) -> No
     ``chunks(value, rng=None) -> list[str]``; serializers whose values come from stored items plus their tokens also
     follow :class:`fourm_core.serialization.FromStore` (``from_store(row, rng=None)``). The conformance suite checks
     that ``serialize(parse(serialize(v))) == serialize(v)`` and that every token lies inside the shared vocabulary.
+
+    **Grammar (optional,** :class:`fourm_core.plugin.HasGrammar` **).** ``grammar(vocab) -> Grammar | None`` describes
+    the format as a state machine over the ids of the text vocabulary ``vocab``, built from the pieces in
+    :mod:`fourm_core.grammar` (one token of a set, one of several phrases, ordered box corners, sequence, repeat,
+    choice, parts in any order at most once). Generation then masks every autoregressive step of the key to the ids
+    the grammar allows, and ``[EOS]`` only where the string is complete and fits the key's token budget, so every
+    output parses (``constrain=False`` / ``--no-constrain`` turns it off). ``KeyValueSerializer`` and
+    ``GroupSerializer`` have theirs built in. The conformance suite (``fourm validate``, check ``grammar``) checks
+    both ways: every string ``serialize`` writes for ``example`` values is accepted token by token, and random walks
+    of the grammar parse.
     """
 
 

@@ -15,6 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from fourm_core.grammar import Grammar, Node, chunk_grammar, key_value_chunks
+from fourm_core.serialization_protocols import CropFollowing, FromStore, HasGrammar, ItemMatching, crop_is_identity
+
 __all__ = [
     "COORD_BINS",
     "CropFollowing",
@@ -22,6 +25,7 @@ __all__ = [
     "ItemMatching",
     "KeyValueField",
     "GroupSerializer",
+    "HasGrammar",
     "KeyValueRecordCodec",
     "KeyValueSerializer",
     "SequenceSerializer",
@@ -42,9 +46,6 @@ VALUE_SLOTS = 4
 _VALUE_TOKEN = re.compile(r"^v([0-3])=(0|[1-9]\d{0,2})$")  # canonical only: "v0=049" is not a vocabulary token
 
 V = TypeVar("V")
-#: a value a protocol only hands out (FromStore) or only takes (ItemMatching): variance mypy can check
-V_out = TypeVar("V_out", covariant=True)
-V_in = TypeVar("V_in", contravariant=True)
 
 
 class SerializationError(ValueError):
@@ -73,57 +74,6 @@ class SequenceSerializer(Protocol[V]):
 
     def example(self, rng: random.Random) -> V:
         """A random valid value, for the conformance suite and documentation."""
-
-
-@runtime_checkable
-class CropFollowing(Protocol[V]):
-    """Optional for serializers whose values hold image coordinates (boxes, points), marked ``spatial = True``.
-
-    When training picks a pre-tokenised crop other than the full image, image tokens show that crop; a spatial
-    value must follow it or it would supervise the wrong places. ``crop`` maps the value into the crop; a spatial
-    serializer without ``crop`` has its values left out of such samples (never misaligned)."""
-
-    spatial: bool
-
-    def crop(self, value: V, settings: Sequence[float], image_size: int) -> V:
-        """``value`` seen through the crop ``settings`` = ml-4m's ``[top, left, height, width, flip]`` in pixels of
-        an ``image_size`` square image (flip mirrors the crop horizontally)."""
-
-
-@runtime_checkable
-class FromStore(Protocol[V_out]):
-    """Optional for serializers whose stored row is not the value itself: items plus the codes of a per-item
-    tokenizer (poses, instance masks). The data pipeline, the demo and generation requests build the value with
-    ``from_store`` instead of reading it from the raw row; test ``isinstance(serializer, FromStore)``."""
-
-    def from_store(self, row: dict[str, Any], rng: random.Random | None = None) -> V_out:
-        """The value of one stored row (raw arrays plus ``tokens``, one row of codes per item); ``rng`` draws what
-        the official format draws per sample (e.g. which query points), None for a fixed choice."""
-
-
-@runtime_checkable
-class ItemMatching(Protocol[V_in]):
-    """Optional for serializers whose values are lists of items, each with an image box and the codes of a per-item
-    tokenizer (the tokenizer config's ``items``). With it, held-out evaluation
-    (:mod:`fourm_core.evaluation.items`) can match generated items to the stored ones by box and score the decoded
-    items. Boxes are ``(xmin, ymin, xmax, ymax)`` as fractions of the image side, in [0, 1]; ``image_size`` is the
-    side in pixels of the model's (and the store's) square image, for formats that write pixels."""
-
-    def item_boxes(self, value: V_in, image_size: int) -> list[tuple[tuple[float, float, float, float], Any]]:
-        """For a parsed value: each item's box and its tokenizer codes (a 1-D int array), in the order the item
-        tokenizer decodes them; an item written several times (e.g. found by two queries) is listed once."""
-
-    def truth_boxes(self, row: dict[str, Any], image_size: int) -> list[tuple[float, float, float, float]]:
-        """For a stored raw row: one box per item, aligned with the items the tokenizer's ``items`` function
-        extracts from the same row."""
-
-
-def crop_is_identity(settings: Sequence[float] | None, image_size: int) -> bool:
-    """True when ``settings`` (``[top, left, h, w, flip]``) is the whole image, unflipped (or absent)."""
-    if settings is None:
-        return True
-    top, left, h, w, flip = (float(v) for v in settings)
-    return top == 0 and left == 0 and h == image_size and w == image_size and not flip
 
 
 def value_token(slot: int, value: int) -> str:
@@ -426,6 +376,15 @@ class KeyValueSerializer:
         """Bin centres of every field present in ``text``."""
         return self.codec.decode(self.codec.parse(text))
 
+    def grammar_chunks(self, vocab: Any) -> list[Node]:
+        """One grammar node per field, ``v1=<type id>`` then a ``v0=`` bin in the field's range (a group interleaves
+        them with the other members' chunks)."""
+        return key_value_chunks(vocab, [(f.type_id, f.max_bin) for f in self.codec.fields.values()])
+
+    def grammar(self, vocab: Any) -> Grammar:
+        """The chunks in any order, each field at most once (:class:`HasGrammar`)."""
+        return chunk_grammar(vocab, self.grammar_chunks(vocab))
+
     def example(self, rng: random.Random) -> dict[str, float]:
         """A random subset (at least one) of the fields with plausible values."""
         names = list(self.codec.fields)
@@ -486,6 +445,13 @@ class GroupSerializer:
     def parse(self, text: str) -> dict[str, Any]:
         """``{member: member value}`` for the members whose chunks occur in ``text``."""
         return {name: self.members[name].parse(" ".join(chunks)) for name, chunks in self.split(text).items()}
+
+    def grammar(self, vocab: Any) -> Grammar | None:
+        """Every member's chunks interleaved, each at most once, when every member has ``grammar_chunks(vocab)``
+        (as :class:`KeyValueSerializer`); ``None`` otherwise (:class:`HasGrammar`)."""
+        if not all(callable(getattr(m, "grammar_chunks", None)) for m in self.members.values()):
+            return None
+        return chunk_grammar(vocab, [c for m in self.members.values() for c in m.grammar_chunks(vocab)])
 
     def example(self, rng: random.Random) -> dict[str, Any]:
         """A random value with every member present."""

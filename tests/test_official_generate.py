@@ -216,7 +216,11 @@ def test_cli_generates_every_target_from_a_hub_id(
             assert len(entry["ids"]) == 16 and len(json.loads(files[0].read_text())["value"]) == 768
     grid = np.asarray(Image.open(out / "grid.png"))
     assert grid.shape[1] >= 4 * 128  # the input and the three maps side by side, texts below
-    assert "loaded in" in printed.out and "unparsed" in printed.out
+    # random weights, yet every sequence target parses: decoding is held to each serializer's grammar, built in the
+    # official WordPiece vocabulary
+    sequences = [e for e in targets.values() if e["kind"] == "sequence"]
+    assert sequences and all(e.get("parse_error") is None for e in sequences)
+    assert "loaded in" in printed.out and "unparsed" not in printed.out
 
 
 def test_uncached_tokenizer_offline_is_one_line_before_compute(

@@ -44,7 +44,9 @@ class EvalConfig(BaseModel):
     prediction); ``temperature`` 0 decodes item sequences greedily. ``ensemble``: draws fused per sample (maps and
     embeddings only: item sequences have no fusion and are skipped). ``label_field``: a field of the store's
     source part used as the class of each sample for kNN retrieval with predicted global embeddings (``None``: no
-    kNN); ``bank``: how many training samples (before the held-out ones) form the kNN bank."""
+    kNN); ``bank``: how many training samples (before the held-out ones) form the kNN bank. ``constrain``: item
+    sequences are decoded within their serializer's grammar (as generation does by default), so every output parses;
+    ``False`` scores the model's unconstrained strings (the before/after comparison of constrained decoding)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,6 +61,7 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     label_field: str | None = "scene_type"
     bank: int = Field(2000, ge=1)
+    constrain: bool = True
 
 
 @dataclass
@@ -97,7 +100,7 @@ class EvalResult(dict[str, TaskScores]):
 def held_out_split(store: Any, samples: int) -> list[int]:
     """The last ``samples`` indices of the store (what a training run's ``val_samples`` holds out)."""
     if samples >= store.n_samples:
-        raise ValueError(f"{store.path}: {samples} held-out samples of {store.n_samples}; keep some to train")
+        raise ValueError(f"{store.url}: {samples} held-out samples of {store.n_samples}; keep some to train")
     return list(range(store.n_samples - samples, store.n_samples))
 
 
@@ -166,7 +169,9 @@ def generated_ids(
 ) -> list[torch.Tensor]:
     """Id rows of ``step.target`` generated from ``contents``: ``batch_size`` samples per sampler call, each
     repeated ``repeat`` times in a row (one list entry per call: (batch * repeat, tokens))."""
-    sampler = pipe.sampler()
+    from fourm_core.inference import sequence_grammars
+
+    sampler = pipe.sampler(grammars=sequence_grammars(pipe, [step.target]) if config.constrain else {})
     out: list[torch.Tensor] = []
     for start in range(0, len(contents), config.batch_size):
         chunk = contents[start : start + config.batch_size]

@@ -1,9 +1,10 @@
 """Inference behind one object: :class:`Pipeline` (network, registry, preset, key table, vocabulary, tokenizers)
 that generation (:mod:`.outputs`, :mod:`.requests`), retrieval (:mod:`.retrieval`, :mod:`.queries`), rendering and
 evaluation take; the sampler (:mod:`.sampler`) with generation schemes as a registry (:mod:`.schemes`: MaskGIT,
-ROAR, autoregressive, one module each) and classifier-free guidance; schedules (:mod:`.schedule`); and
-majority-vote ensembling (:mod:`.ensemble`)."""
+ROAR, autoregressive, one module each) and classifier-free guidance; grammar-constrained decoding of sequences
+(:mod:`.constrain`); schedules (:mod:`.schedule`); and majority-vote ensembling (:mod:`.ensemble`)."""
 
+from fourm_core.inference.constrain import GrammarStates, sequence_grammars
 from fourm_core.inference.ensemble import ensemble
 from fourm_core.inference.pipeline import ModelAssetsError, Pipeline, as_pipeline
 from fourm_core.inference.sampler import GenerationSampler, filter_logits, sample_tokens
@@ -21,6 +22,7 @@ from fourm_core.inference.schemes import Scheme, UnknownSchemeError, get_scheme,
 __all__ = [
     "GenerationSampler",
     "GenerationSchedule",
+    "GrammarStates",
     "ModelAssetsError",
     "Pipeline",
     "ScheduleError",
@@ -36,6 +38,7 @@ __all__ = [
     "register_scheme",
     "sample_tokens",
     "scheme_names",
+    "sequence_grammars",
     "temperature_at",
     "tokens_per_step",
 ]

@@ -81,6 +81,7 @@ class FourM:
         temperature: float = 0.5,
         top_p: float | None = None,
         ensemble: int = 1,
+        constrain: bool = True,
     ) -> Any:
         """Generate ``targets`` (modality names, in order, each seeing the earlier ones; one string is read as
         comma-separated names, as ``--targets`` is: ``"depth"``, ``"depth,caption"``) from ``inputs``
@@ -91,7 +92,9 @@ class FourM:
         steps instead of the default; ``ensemble``: fuse that many generations per target (at most
         :data:`~fourm_core.inference.requests.MAX_ENSEMBLE`: each is held in memory). Pictures given as files are
         read by the photo ingester, as ``fourm data ingest`` reads training photos (EXIF orientation, size limit);
-        a mistake in the request raises an error naming the input or target before any compute."""
+        a mistake in the request raises an error naming the input or target before any compute. ``constrain``:
+        decode sequence targets within their serializer's grammar (the default: their text always parses);
+        ``False`` samples from the model's raw distribution."""
         single = isinstance(inputs, Mapping)
         batch: list[Mapping[str, Any]] = [inputs] if isinstance(inputs, Mapping) else list(inputs)
         results = self.pipeline.generate(
@@ -103,6 +106,7 @@ class FourM:
             temperature=temperature,
             top_p=top_p,
             ensemble=ensemble,
+            constrain=constrain,
         )
         return results[0] if single else results
 

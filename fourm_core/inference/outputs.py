@@ -328,6 +328,7 @@ def run_generation(
     temperature: float = 0.5,
     top_p: float | None = None,
     ensemble: int = 1,
+    constrain: bool = True,
 ) -> list[GenerationResult]:
     """A batch of user values (``[{modality: value}, ...]``) -> one :class:`GenerationResult` per sample, all
     checks first: targets (known, predictable, tokenizer trained), inputs (known, not target-only, right shape),
@@ -335,7 +336,9 @@ def run_generation(
     the whole batch. ``schedule``: a schedule, YAML path or list of steps (default:
     :func:`~fourm_core.inference.schedule.default_schedule` with ``steps`` and ``temperature``). ``ensemble``: draw
     that many generations of every sample (each chain conditions on its own earlier targets) and fuse them per
-    target (:func:`fuse_outputs`)."""
+    target (:func:`fuse_outputs`). ``constrain``: decode every sequence target whose serializer has a grammar within
+    it (:mod:`fourm_core.inference.constrain`), so its text parses; ``False`` samples from the raw logits."""
+    from fourm_core.inference.constrain import sequence_grammars
     from fourm_core.inference.requests import GenerationRequestError
     from fourm_core.inference.schedule import default_schedule, load_schedule
 
@@ -358,10 +361,12 @@ def run_generation(
     if ensemble < 1:
         raise GenerationRequestError(f"ensemble {ensemble}: draw at least one generation")
     schedule.validate_for(pipe.keys, input_keys)
+    sequences = [r.key for r in requested if r.kind == ModalityKind.SEQUENCE]
+    grammars = sequence_grammars(pipe, sequences) if constrain else {}
     contents = [build_inputs(pipe, sample) for sample in samples]
     rows = [dict(c) for c in contents for _ in range(ensemble)]
     sampling: dict[str, float] = {}
-    ids = pipe.sampler().generate(rows, schedule, seed=seed, timings=sampling)
+    ids = pipe.sampler(grammars=grammars).generate(rows, schedule, seed=seed, timings=sampling)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
     results = []

@@ -115,7 +115,9 @@ class GenerationSampler:
 
     ``keys``: the model's key table (default: ``model.keys``, or its ``modality_info`` converted).
     ``stop_ids``: tokens that end an autoregressive span (default ``[EOS]`` and every sentinel; an empty set
-    decodes to the length limit, which tests use to compare long decodes).
+    decodes to the length limit, which tests use to compare long decodes). ``grammars``: per sequence key, the
+    :class:`~fourm_core.grammar.Grammar` its autoregressive steps are masked to (:mod:`fourm_core.inference.constrain`;
+    keys without one are decoded unconstrained).
     """
 
     def __init__(
@@ -125,8 +127,10 @@ class GenerationSampler:
         eos_id: int = EOS_ID,
         stop_ids: Collection[int] | None = None,
         keys: KeyTable | None = None,
+        grammars: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
+        self.grammars = dict(grammars or {})
         self.keys = keys if keys is not None else key_table_of(model)
         self.first_sentinel = first_sentinel
         self.eos_id = eos_id

@@ -29,6 +29,19 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from fourm_core.grammar import (
+    Choice,
+    Corners,
+    Grammar,
+    GrammarError,
+    Permutation,
+    Repeat,
+    Seq,
+    Tokens,
+    VocabIndex,
+    Words,
+    vocab_index,
+)
 from fourm_core.hookspecs import CONTRACT_VERSION, hookimpl
 from fourm_core.labeling.api import BatchLabeler, LabelContext, Labeler, LabelError, SampleView
 from fourm_core.labeling.common import CopyArray, FromModality, SourceCopy, as_float32
@@ -59,6 +72,7 @@ from fourm_core.serialization import (
     CropFollowing,
     FromStore,
     GroupSerializer,
+    HasGrammar,
     ItemMatching,
     KeyValueField,
     KeyValueSerializer,
@@ -194,6 +208,19 @@ __all__ = [
     "value_token",
     "parse_value_token",
     "crop_is_identity",
+    # grammars of sequence formats (``HasGrammar``: constrained decoding), built from fourm_core.grammar's pieces
+    "HasGrammar",
+    "Grammar",
+    "GrammarError",
+    "VocabIndex",
+    "vocab_index",
+    "Tokens",
+    "Words",
+    "Corners",
+    "Seq",
+    "Repeat",
+    "Choice",
+    "Permutation",
     # labeling
     "Labeler",
     "LabelContext",

@@ -168,12 +168,20 @@ def check_lazy_import(modality: Modality, registry: Registry) -> None:
         raise _fail(modality, f"importing {module} pulls in heavy modules {heavy}; move them into lazy parts")
 
 
+def _check_grammar(modality: Modality, registry: Registry) -> None:
+    """A sequence serializer's grammar (when it declares one) accepts what it writes, and what it allows parses."""
+    from fourm_core.testing.grammar_conformance import check_grammar  # imports this module: import when run
+
+    check_grammar(modality, registry, conformance_vocabulary(registry))
+
+
 CHECKS: dict[str, Callable[[Modality, Registry], None]] = {
     "spec": check_spec,
     "parts": check_parts,
     "serializer": check_serializer,
     "vocabulary": check_vocabulary,
     "lazy_import": check_lazy_import,
+    "grammar": _check_grammar,
 }
 
 

@@ -1,4 +1,5 @@
-"""The fourm conformance suite: every check of :mod:`fourm_core.testing.checks` on every registered modality.
+"""The fourm conformance suite: every check of :mod:`fourm_core.testing.checks` on every registered modality, and
+the grammar contract of sequence serializers (:mod:`fourm_core.testing.grammar_conformance`).
 
 Collected by fourm's own tests and runnable by plugin authors on their installed plugin::
 
@@ -17,6 +18,7 @@ from fourm_core.testing.checks import (
     check_spec,
     check_vocabulary,
 )
+from fourm_core.testing.grammar_conformance import check_grammar
 
 
 def _modality(registry: Registry, name: str):
@@ -43,6 +45,12 @@ def test_serializer_round_trips(fourm_registry: Registry, fourm_modality_name: s
 def test_tokens_inside_shared_vocabulary(fourm_registry: Registry, fourm_text_vocabulary, fourm_modality_name: str):
     """Serialized examples encode without [UNK], inside the vocabulary and within the token budget."""
     check_vocabulary(_modality(fourm_registry, fourm_modality_name), fourm_registry, fourm_text_vocabulary)
+
+
+def test_grammar_meets_its_serializer(fourm_registry: Registry, fourm_text_vocabulary, fourm_modality_name: str):
+    """A serializer with a grammar (``HasGrammar``): the grammar accepts every string it writes, and every string
+    the grammar allows parses (random walks within the paper token budget)."""
+    check_grammar(_modality(fourm_registry, fourm_modality_name), fourm_registry, fourm_text_vocabulary)
 
 
 def test_entry_point_import_is_light(fourm_registry: Registry, fourm_modality_name: str) -> None:

@@ -5,7 +5,7 @@ Example (tiny preset)::
     fourm generate --model RUN/final --tokenizers tokenizers --vocab vocab/text_tokenizer.json \\
         --input rgb=photo.png --input caption="a red car on a road" \\
         --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--ensemble N] \\
-        [--schedule s.yaml]
+        [--schedule s.yaml] [--no-constrain]
 
     fourm generate --model EPFL-VILAB/4M-21_B [--revision REV] --tokenizers official \\
         --vocab text_tokenizer_4m_wordpiece_30k.json --input rgb=photo.jpg --targets caption,depth --out out/
@@ -95,6 +95,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         ensemble=args.ensemble,
+        constrain=args.constrain,
     )
     written = write_result(result, Path(args.out))
     fused = f", {args.ensemble} generations fused" if args.ensemble > 1 else ""
@@ -182,6 +183,13 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
         metavar="N",
         help="draw N generations and fuse them per target (mean of continuous maps, vote of classes, "
         "most frequent text)",
+    )
+    p.add_argument(
+        "--no-constrain",
+        dest="constrain",
+        action="store_false",
+        help="sample sequence targets from the raw logits instead of within their format's grammar (by default "
+        "every sequence whose serializer has a grammar is decoded within it, so its text parses)",
     )
     p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")

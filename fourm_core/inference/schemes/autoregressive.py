@@ -1,11 +1,12 @@
 """Autoregressive decoding of a sequence key: the span after the first sentinel, token by token.
 
 ``[S_1]`` is the first sentinel the masker emits, so a fully masked sequence looks exactly as in training; decoding
-stops at ``[EOS]``, a sentinel or the length limit. ml-4m recomputes the whole decoder for every token; here the
-encoder and the cross-attention keys/values are computed once per target and each token runs the decoder for
-itself against a key/value cache (:meth:`FourMNetwork.forward_decoder_cached`). ``use_cache=False`` keeps the full
-recomputation (the reference the cache is tested against). Every guidance pass has its own encoding and cache, run
-in lockstep.
+stops at ``[EOS]``, a sentinel or the length limit. A key with a grammar in ``sampler.grammars`` has every step's
+logits masked to what its grammar allows, per row (:mod:`fourm_core.inference.constrain`). ml-4m recomputes the
+whole decoder for every token; here the encoder and the cross-attention keys/values are computed once per target
+and each token runs the decoder for itself against a key/value cache (:meth:`FourMNetwork.forward_decoder_cached`).
+``use_cache=False`` keeps the full recomputation (the reference the cache is tested against). Every guidance pass
+has its own encoding and cache, run in lockstep.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Autoregressive:
             raise ScheduleError(f"{where}: autoregressive needs a sequence key, this one is {info.kind.value!r}")
 
     def run(self, job: SchemeJob) -> torch.Tensor:
+        from fourm_core.inference.constrain import constraint_for
         from fourm_core.inference.sampler import sample_tokens
 
         sampler, step, state, guidance, batch = job.sampler, job.step, job.state, job.guidance, job.batch
@@ -58,6 +60,7 @@ class Autoregressive:
         tokens = torch.full((batch, 1), sampler.first_sentinel, dtype=torch.long, device=dev)
         stop_ids = sampler.stop_ids.to(dev)
         done = torch.zeros(batch, dtype=torch.bool, device=dev)
+        constraint = constraint_for(getattr(sampler, "grammars", {}), key, batch)
         for t in range(limit):
             logits = []
             for context, encoder_mask, cache in streams:
@@ -69,7 +72,12 @@ class Autoregressive:
                     y = model.forward_decoder(_embed(model, key, tokens, 0), context, encoder_mask, causal)
                 logits.append(head.forward_logits(y[:, -1]))
             temperature = temperature_at(step, t, limit)
-            new, _ = sample_tokens(guidance.combine(logits), temperature, step.top_k, step.top_p, generator)
+            combined = guidance.combine(logits)
+            if constraint is not None:
+                combined = constraint.mask_logits(combined, done, limit - t)
+            new, _ = sample_tokens(combined, temperature, step.top_k, step.top_p, generator)
+            if constraint is not None:
+                constraint.advance(new, done)
             tokens = torch.cat([tokens, new.unsqueeze(1)], dim=1)
             done |= torch.isin(new, stop_ids)
             if bool(done.all()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 
-from fourm_core.plugin import SerializationError
+from fourm_core.plugin import Grammar, Repeat, Seq, SerializationError, Tokens, vocab_index
 
 #: Tokens that carry structure, found where the WordPiece tokenizer would find them: the added tokens are matched in
 #: the raw text before pre-tokenisation, so ``[S_1].`` or ``(v0=3,`` still yield a sentinel or value token. ``[PAD]``
@@ -81,6 +81,12 @@ class CaptionSerializer:
         text = " ".join(text.split())
         self._check_reserved(text)
         return text
+
+    def grammar(self, vocab: object) -> Grammar:
+        """Free text (``HasGrammar``): a word start, then any word pieces, then ``[EOS]``; value tokens, sentinels
+        and specials never, so the sampler stops only on ``[EOS]`` and the caption always parses."""
+        index = vocab_index(vocab)
+        return Grammar(Seq(Tokens(index.word_start), Repeat(Tokens(index.word_start | index.continuation))), index)
 
     def _check_reserved(self, text: str) -> None:
         """Refuse sentinels, specials and value tokens, naming the first one's word and character position."""

@@ -9,7 +9,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from fourm_core.plugin import SerializationError, TokenCursor, value_token
+from fourm_core.plugin import (
+    Choice,
+    Grammar,
+    Repeat,
+    Seq,
+    SerializationError,
+    TokenCursor,
+    Tokens,
+    value_token,
+    vocab_index,
+)
 
 Colour = tuple[int, int, int]
 MAX_COLOURS = 7
@@ -63,6 +73,17 @@ class PaletteSerializer:
                 f"at token {bad[0] + 1} 'v0={values[bad[0]]}': channel value above 255 (colour {bad[0] // 3})",
             )
         return [tuple(values[i : i + 3]) for i in range(0, 3 * n, 3)]  # type: ignore[misc]
+
+    def grammar(self, vocab: object) -> Grammar:
+        """``v1=n`` (1..7) then exactly ``3 n`` channel values ``v0=0..255`` (``HasGrammar``): the count token fixes
+        the length, so a constrained palette never stops after one token."""
+        index = vocab_index(vocab)
+        channel = Tokens(index.values(0, 0, 255))
+        sizes = [
+            Seq(Tokens(index.mask([index.value_token(1, n)])), Repeat(channel, 3 * n, 3 * n))
+            for n in range(1, MAX_COLOURS + 1)
+        ]
+        return Grammar(Choice(*sizes), index)
 
     def example(self, rng: random.Random) -> list[Colour]:
         """A random palette of 1..7 colours."""

@@ -16,11 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fourm_core.plugin import (
     COORD_BINS,
+    Corners,
+    Grammar,
+    Repeat,
+    Seq,
     SerializationError,
     TokenCursor,
+    Words,
     coord_bin,
     parse_value_token,
     value_token,
+    vocab_index,
 )
 from fourm_det.classes import COCO_CLASSES
 
@@ -46,7 +52,8 @@ class Box(BaseModel):
 
 class DetSerializer:
     """Writes and reads the det string. ``order`` is ``dist_to_orig`` (official default), ``area``, ``score`` or
-    ``random`` (uses the ``rng`` given to :meth:`serialize`)."""
+    ``random`` (uses the ``rng`` given to :meth:`serialize`). ``classes``: the names the grammar lets a model write
+    (:meth:`grammar`; parsing reads any words)."""
 
     modality = "det"
     #: boxes are image coordinates: they follow the training crop (:meth:`crop`)
@@ -57,7 +64,9 @@ class DetSerializer:
         threshold: float = 0.6,
         order: Literal["dist_to_orig", "area", "score", "random"] = "dist_to_orig",
         max_instances: int | None = None,
+        classes: Sequence[str] = COCO_CLASSES,
     ) -> None:
+        self.classes = tuple(classes)
         self.threshold = threshold
         self.order = order
         self.max_instances = max_instances
@@ -131,6 +140,14 @@ class DetSerializer:
                     self.modality, f"at token {start}: box {len(boxes)}: {exc.errors()[0]['msg']}"
                 ) from None
         return boxes
+
+    def grammar(self, vocab: object) -> Grammar:
+        """Boxes (``HasGrammar``): four corners with ``v2 >= v0`` and ``v3 >= v1`` (equal corners quantise a thin box),
+        then one of the class names as the vocabulary encodes it; up to ``max_instances`` boxes, none allowed."""
+        index = vocab_index(vocab)
+        # a class name the vocabulary can only write with [UNK] is left out: no parser could read it back
+        box = Seq(Corners(index, COORD_BINS - 1), Words(index, self.classes, skip_unknown=True))
+        return Grammar(Repeat(box, 0, self.max_instances), index)
 
     def example(self, rng: random.Random) -> list[Box]:
         """0..6 random boxes of COCO classes."""

@@ -18,7 +18,22 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fourm_core.plugin import SerializationError, TokenCursor, code_token, coord_bin, value_token
+from fourm_core.plugin import (
+    Choice,
+    Corners,
+    Grammar,
+    Permutation,
+    Repeat,
+    Seq,
+    SerializationError,
+    TokenCursor,
+    Tokens,
+    Words,
+    code_token,
+    coord_bin,
+    value_token,
+    vocab_index,
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,24 @@ class HumanPoseSerializer:
                     fields["betas"] = tuple(BETAS.decode(v) for v in cursor.values(0, 10))
             humans.append(Human(bbox=bbox, **fields))  # type: ignore[arg-type]
         return humans
+
+    def grammar(self, vocab: object) -> Grammar:
+        """``none``, or people (``HasGrammar``): ``human``, a box with ``v2 >= v0`` and ``v3 >= v1``, then the four
+        groups in any order, each exactly once with its exact token count (pose: codebook tokens)."""
+        index = vocab_index(vocab)
+        values = Tokens(index.values(0))
+
+        def group(word: str, tokens: Tokens, count: int) -> Seq:
+            return Seq(Words(index, [word]), Repeat(tokens, count, count))
+
+        groups = [
+            group("pose", Tokens(index.codes()), self.pose_tokens),
+            group("global", values, 9),
+            group("camera", values, 3),
+            group("shape", values, 10),
+        ]
+        person = Seq(Words(index, ["human"]), Corners(index), Permutation(groups, lo=len(groups)))
+        return Grammar(Choice(Words(index, ["none"]), Repeat(person, 1)), index)
 
     # -- ItemMatching (held-out evaluation matches people by box) --------------------------------------------------
     def item_boxes(

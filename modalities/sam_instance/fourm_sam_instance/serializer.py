@@ -14,7 +14,20 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fourm_core.plugin import SerializationError, TokenCursor, code_token, value_token
+from fourm_core.plugin import (
+    Choice,
+    Corners,
+    Grammar,
+    Repeat,
+    Seq,
+    SerializationError,
+    TokenCursor,
+    Tokens,
+    Words,
+    code_token,
+    value_token,
+    vocab_index,
+)
 
 
 class Instance(BaseModel):
@@ -123,6 +136,17 @@ class SamInstanceSerializer:
                     raise cursor.fail("'none' or 'polygon' after a point")
             points.append(QueryPoint(x=x, y=y, instances=tuple(instances)))
         return points
+
+    def grammar(self, vocab: object) -> Grammar:
+        """Query points (``HasGrammar``): ``point v0=y v1=x``, then ``none`` or instances, each ``polygon``, a box with
+        ``v2 >= v0`` and ``v3 >= v1`` and exactly ``tokens_per_instance`` mask tokens."""
+        index = vocab_index(vocab)
+        codes = Tokens(index.codes())
+        k = self.tokens_per_instance
+        polygon = Seq(Words(index, ["polygon"]), Corners(index), Repeat(codes, k, k))
+        found = Choice(Words(index, ["none"]), Repeat(polygon, 1))
+        point = Seq(Words(index, ["point"]), Tokens(index.values(0)), Tokens(index.values(1)), found)
+        return Grammar(Repeat(point), index)
 
     def from_store(self, row: dict, rng: random.Random | None = None, max_points: int = 5) -> list[QueryPoint]:
         """Query points over one stored sample: ``row`` merges the raw part (``instances`` map, ``boxes``) and the
