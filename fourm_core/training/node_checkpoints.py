@@ -82,9 +82,9 @@ def _mode_hint(node_local: bool) -> str:
 
 
 def check_out_dir(ckpt_dir: Path, node_local: bool) -> None:
-    """Create ``ckpt_dir`` where it is kept (several processes only) and check, on every rank together, that it is shared (or node-local)
-    as configured; a mismatch raises :class:`CheckpointError` on every rank, the ranks that saw it naming what
-    they saw. A world of one has nothing to check."""
+    """Create ``ckpt_dir`` where it is kept (several processes only) and check, on every rank together, that it is
+    shared (or node-local) as configured; a mismatch raises :class:`CheckpointError` on every rank, the ranks that
+    saw it naming what they saw. A world of one has nothing to check (nor writes anything here)."""
     import torch.distributed as dist
 
     rank, world, local = _ranks()
