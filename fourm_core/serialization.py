@@ -16,13 +16,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from fourm_core.grammar import Grammar, Node, chunk_grammar, key_value_chunks
-from fourm_core.serialization_protocols import CropFollowing, FromStore, HasGrammar, ItemMatching, crop_is_identity
+from fourm_core.serialization_protocols import (
+    CropFollowing,
+    FromStore,
+    HasGrammar,
+    ItemMatching,
+    ItemPrompting,
+    LabelledBoxes,
+    crop_is_identity,
+)
 
 __all__ = [
     "COORD_BINS",
     "CropFollowing",
     "FromStore",
     "ItemMatching",
+    "ItemPrompting",
+    "LabelledBoxes",
     "KeyValueField",
     "GroupSerializer",
     "HasGrammar",

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 if TYPE_CHECKING:
     from fourm_core.grammar import Grammar
 
-__all__ = ["CropFollowing", "FromStore", "HasGrammar", "ItemMatching", "crop_is_identity"]
+__all__ = [
+    "CropFollowing",
+    "FromStore",
+    "HasGrammar",
+    "ItemMatching",
+    "ItemPrompting",
+    "LabelledBoxes",
+    "crop_is_identity",
+]
 
 V = TypeVar("V")
 #: a value a protocol only hands out (FromStore) or only takes (ItemMatching): variance mypy can check
@@ -66,6 +74,19 @@ class ItemMatching(Protocol[V_in]):
 
 
 @runtime_checkable
+class ItemPrompting(Protocol):
+    """Optional beside :class:`ItemMatching`: the paper queries an item by its box (a SAM instance, a person), the box
+    given as the start of the target string and the item's tokenizer codes predicted after it. With it, box-prompted
+    evaluation (:mod:`fourm_core.evaluation.prompted`) decodes each true item from its box with prefix-conditioned
+    decoding (:mod:`fourm_core.inference.prefix`)."""
+
+    def item_prefix(self, box: tuple[float, float, float, float], image_size: int) -> str:
+        """The start of a string that holds exactly one item with ``box`` (image fractions, as ``truth_boxes``
+        gives them), up to where the item's codes come next: after it the first item of the parsed value
+        (``item_boxes(...)[0]``) is the prompted one."""
+
+
+@runtime_checkable
 class HasGrammar(Protocol):
     """Optional for serializers whose format is a small grammar over the text vocabulary's ids.
 
@@ -79,7 +100,10 @@ class HasGrammar(Protocol):
     def grammar(self, vocab: Any) -> Grammar | None:
         """The format as a :class:`~fourm_core.grammar.Grammar` over the ids of ``vocab`` (a
         :class:`~fourm_core.vocab.TextVocabulary`); ``None`` when this instance cannot say (the sequence is then
-        decoded unconstrained)."""
+        decoded unconstrained). A serializer whose items carry per-item tokenizer codes may also take a keyword
+        ``codebook: int | None`` (the preset's codebook size, from the tokenizer config's ``codebook``): the
+        sampler passes it so that only codes the item tokenizer can decode are written (a tiny preset has 256 of
+        the format's 1024)."""
 
 
 def crop_is_identity(settings: Sequence[float] | None, image_size: int) -> bool:
@@ -88,3 +112,12 @@ def crop_is_identity(settings: Sequence[float] | None, image_size: int) -> bool:
         return True
     top, left, h, w, flip = (float(v) for v in settings)
     return top == 0 and left == 0 and h == image_size and w == image_size and not flip
+
+
+@runtime_checkable
+class LabelledBoxes(Protocol):
+    """Optional for serializers whose values are labelled image boxes (detections). Boxes are ``(xmin, ymin, xmax,
+    ymax)`` as fractions of the image side; the labels are the class names the string writes. Applied to a parsed
+    value and to a stored one, so it should keep what the serializer writes (e.g. drop boxes under its threshold)."""
+
+    def labelled_boxes(self, value: Any, image_size: int) -> list[tuple[tuple[float, float, float, float], str]]: ...

@@ -2,9 +2,12 @@
 
 Targets come in families, each a module that says which targets it can score (``task``) and how (``score``):
 :mod:`.maps` (image and global tokens: maps, features, embeddings) and :mod:`.items` (sequences of items with
-per-item tokenizer codes: poses, instances). :func:`evaluate` asks every family for every target, scores what one
-of them accepts and returns one :class:`~.common.EvalResult`; callers never dispatch between them. Shared pieces
-(configuration, split, inputs, batched generation, the markdown table) live in :mod:`.common`.
+per-item tokenizer codes: poses, instances; scored by greedy box matching and, beside it, by the metrics other work
+reports: :mod:`.coco` box / mask AP through pycocotools and :mod:`.poses` MPJPE / PA-MPJPE) and :mod:`.boxes`
+(labelled boxes: detections, COCO box AP per class). :func:`evaluate` asks
+every family for every target, scores what one of them accepts and returns one :class:`~.common.EvalResult`; callers
+never dispatch between them. Shared pieces (configuration, split, inputs, batched generation, the markdown table)
+live in :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fourm_core.evaluation import items, maps
+from fourm_core.evaluation import boxes, items, maps
 from fourm_core.evaluation.common import EvalConfig, EvalResult, HeldOut, Progress, TaskScores, scores_markdown
 from fourm_core.evaluation.maps import label_knn
 
 __all__ = ["FAMILIES", "EvalConfig", "EvalResult", "TaskScores", "evaluate", "label_knn", "scores_markdown"]
 
 #: The target families, in the order their targets are tried (a target belongs to the first that accepts it).
-FAMILIES = (maps, items)
+FAMILIES = (maps, items, boxes)
 
 
 def evaluate(

@@ -158,6 +158,28 @@ def read_part(store: Any, part: str, index: int) -> Any:
     return row
 
 
+def sequence_target(
+    pipe: Any, name: str, inputs: Sequence[str], config: EvalConfig, kinds: Sequence[Any], what: str
+) -> tuple[str | None, str]:
+    """``(model key, "")`` when ``name`` is a sequence key the model predicts (of a kind in ``kinds``), of one
+    modality, not an input, with a text vocabulary and no ensemble asked for (``what`` names the family's sequences
+    in that reason); else ``(None, why)``. The checks the sequence families share."""
+    registry, preset = pipe.registry, pipe.preset
+    key = registry.get(name).model_key(preset)
+    info = pipe.keys.get(key)
+    if info is None or info.kind not in kinds or not info.target:
+        return None, f"the model does not predict {key!r} as a sequence"
+    if len(registry.model_keys(preset).get(key, ())) != 1:
+        return None, f"{key!r} is shared by several modalities"
+    if name in inputs:
+        return None, "it is an input"
+    if config.ensemble > 1:
+        return None, f"{what} sequences have no per-sample fusion to ensemble"
+    if pipe.vocabulary is None:
+        return None, "no text vocabulary"
+    return key, ""
+
+
 def generated_ids(
     pipe: Any,
     step: Any,
@@ -166,9 +188,12 @@ def generated_ids(
     progress: Progress,
     modality: str,
     repeat: int = 1,
+    logprobs: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Id rows of ``step.target`` generated from ``contents``: ``batch_size`` samples per sampler call, each
-    repeated ``repeat`` times in a row (one list entry per call: (batch * repeat, tokens))."""
+    repeated ``repeat`` times in a row (one list entry per call: (batch * repeat, tokens)). ``logprobs``: when a
+    list, each call's (batch * repeat, tokens) log-probabilities of the sampled ids are appended to it
+    (autoregressive targets; :mod:`fourm_core.inference.confidence`)."""
     from fourm_core.inference import sequence_grammars
 
     sampler = pipe.sampler(grammars=sequence_grammars(pipe, [step.target]) if config.constrain else {})
@@ -176,7 +201,10 @@ def generated_ids(
     for start in range(0, len(contents), config.batch_size):
         chunk = contents[start : start + config.batch_size]
         rows = [c for c in chunk for _ in range(repeat)]
-        out.append(sampler.generate(rows, [step], seed=config.seed + start)[step.target].cpu())
+        recorded: dict[str, torch.Tensor] | None = {} if logprobs is not None else None
+        out.append(sampler.generate(rows, [step], seed=config.seed + start, logprobs=recorded)[step.target].cpu())
+        if logprobs is not None and recorded is not None:
+            logprobs.append(recorded[step.target])
         if progress is not None:
             progress(modality, min(start + config.batch_size, len(contents)), len(contents))
     return out

@@ -10,11 +10,17 @@ items greedily by box IoU (highest first, each used once, IoU >= ``iou``). Repor
 * ``recall`` (matched / true items), ``precision`` (matched / predicted items), ``parse_rate`` and ``matched``;
 * on the matched pairs, the tokenizer transform's metrics (in the item's stored form, e.g. mask IoU of the
   box-cropped square masks) and the tokenizer config's ``evaluator`` (e.g. a joint position error); absent when
-  nothing matched, so every reported number is finite.
+  nothing matched, so every reported number is finite;
+* beside the greedy numbers, COCO box AP (``box_ap``, ``box_ap50``, ``box_ap75``) of every parsed item's box and, when
+  the item tokenizer's items are masks, COCO mask AP (``mask_ap*``) of the decoded masks pasted into their boxes,
+  both by pycocotools (:mod:`.coco`, class-agnostic), each generated item ranked by its confidence (the
+  geometric-mean probability of its sampled ids: :mod:`fourm_core.inference.confidence`; given ids without
+  log-probabilities score 1). An evaluator may add pose errors (:mod:`.poses`: ``mpjpe_mm``, ``pa_mpjpe_mm``).
 
 Beside them, the **tokenizer bound** on the same true items, ``decode(encode(items))``, with the same metrics
-(recall and precision are 1 by construction and not reported). Scoring given ids (:func:`score_item_ids`) is
-separate from generating them, so a test can feed the true serialised sequences and must get the bound back.
+(recall, precision and box AP are 1 by construction and not reported; mask AP is, of the true boxes with the
+round-tripped masks). Scoring given ids (:func:`score_item_ids`) is separate from generating them, so a test can
+feed the true serialised sequences and must get the bound back.
 
 One family of :func:`fourm_core.evaluation.evaluate`; nothing here names a modality.
 """
@@ -30,6 +36,7 @@ import numpy as np
 import torch
 
 from fourm_core.evaluation import common
+from fourm_core.evaluation.coco import coco_ap, paste_mask
 from fourm_core.evaluation.common import EvalConfig, HeldOut, Progress, TaskScores
 from fourm_core.spec import ModalityKind
 
@@ -38,12 +45,16 @@ __all__ = [
     "ItemTask",
     "ItemTruth",
     "box_iou",
+    "is_mask_tokenizer",
     "item_bound",
+    "item_scores",
     "match_boxes",
     "score",
     "score_item_ids",
     "sequence_text",
+    "span_grammar",
     "task",
+    "true_masks",
 ]
 
 #: The kinds this family scores.
@@ -78,19 +89,11 @@ def task(pipe: Any, name: str, store: Any, inputs: Sequence[str], config: EvalCo
     from fourm_core.serialization import ItemMatching
     from fourm_core.tokenizers.training import item_function, source_of
 
-    registry, preset = pipe.registry, pipe.preset
-    key = registry.get(name).model_key(preset)
-    info = pipe.keys.get(key)
-    if info is None or info.kind not in KINDS or not info.target:
-        return None, f"the model does not predict {key!r} as a sequence"
-    if len(registry.model_keys(preset).get(key, ())) != 1:
-        return None, f"{key!r} is shared by several modalities"
-    if name in inputs:
-        return None, "it is an input"
-    if config.ensemble > 1:
-        return None, "item sequences have no per-sample fusion to ensemble"
-    if pipe.vocabulary is None:
-        return None, "no text vocabulary"
+    registry = pipe.registry
+    found, why = common.sequence_target(pipe, name, inputs, config, KINDS, "item")
+    if found is None:
+        return None, why
+    key = found
     tokenizer, why = common.trained_tokenizer(pipe, name)
     if tokenizer is None:
         return None, str(why)
@@ -111,18 +114,26 @@ def score(pipe: Any, task: ItemTask, held: HeldOut) -> TaskScores:
     """Recall, precision, parse rate and matched-item metrics of the generated strings, beside the bound."""
     store, held_out, contents, config, progress = held.store, held.indices, held.contents, held.config, held.progress
     start = time.perf_counter()
-    truth = [_item_truth(store, task, i) for i in held_out]
-    ids = _generate(pipe, task, contents, config, progress)
+    truth = [item_truth(store, task, i) for i in held_out]
+    ids, logprobs = _generate(pipe, task, contents, config, progress)
     scores = TaskScores(task.modality, task.key, len(held_out))
     scores.model = score_item_ids(
-        ids, truth, task.serializer, task.tokenizer, pipe.vocabulary, store.image_size, task.evaluator
+        ids,
+        truth,
+        task.serializer,
+        task.tokenizer,
+        pipe.vocabulary,
+        store.image_size,
+        task.evaluator,
+        logprobs=logprobs,
+        grammar=span_grammar(pipe, task.key),
     )
-    scores.bound = item_bound(truth, task.tokenizer, task.evaluator)
+    scores.bound = item_bound(truth, task.tokenizer, task.evaluator, store.image_size)
     scores.seconds = round(time.perf_counter() - start, 2)
     return scores
 
 
-def _item_truth(store: Any, task: ItemTask, index: int) -> ItemTruth:
+def item_truth(store: Any, task: ItemTask, index: int) -> ItemTruth:
     row = common.read_part(store, task.part, index)
     items = list(task.items(row, task.tokenizer.config.input_size))
     boxes = [tuple(float(v) for v in b) for b in task.serializer.truth_boxes(row, store.image_size)]
@@ -135,13 +146,39 @@ def _item_truth(store: Any, task: ItemTask, index: int) -> ItemTruth:
 
 
 def _generate(
-    pipe: Any, task: ItemTask, contents: Sequence[Mapping[str, Any]], config: EvalConfig, progress: Progress
-) -> list[torch.Tensor]:
-    """Generated ids (one row per sample), autoregressive, ``batch_size`` samples per sampler call."""
+    pipe: Any, task: Any, contents: Sequence[Mapping[str, Any]], config: EvalConfig, progress: Progress
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Generated ids and their log-probabilities (one row each per sample), autoregressive, ``batch_size``
+    samples per sampler call."""
     from fourm_core.inference.schedule import StepConfig
 
     step = StepConfig(target=task.key, scheme="autoregressive", temperature=config.temperature)
-    return [row for ids in common.generated_ids(pipe, step, contents, config, progress, task.modality) for row in ids]
+    recorded: list[torch.Tensor] = []
+    ids = common.generated_ids(pipe, step, contents, config, progress, task.modality, logprobs=recorded)
+    return [row for part in ids for row in part], [row for part in recorded for row in part]
+
+
+def span_grammar(pipe: Any, key: str) -> Any:
+    """The grammar that tells ``key``'s items apart in its strings (its serializer's, whether or not decoding was
+    constrained), or ``None`` when it has none or this vocabulary cannot express it."""
+    from fourm_core.inference import sequence_grammars
+
+    try:
+        return sequence_grammars(pipe, [key]).get(key)
+    except Exception:  # noqa: BLE001 (no grammar in this vocabulary: items then share their string's confidence)
+        return None
+
+
+def item_scores(grammar: Any, row: Any, logprobs: Any, count: int) -> list[float]:
+    """Confidences of the ``count`` items parsed from one generated row: per item (by the grammar's item spans,
+    :func:`~fourm_core.inference.confidence.aligned_item_scores`) when the grammar tells them apart, else the
+    whole string's confidence for each."""
+    from fourm_core.inference.confidence import aligned_item_scores, item_confidences, sequence_confidence
+
+    values = [float(v) for v in torch.as_tensor(logprobs).reshape(-1).tolist()]
+    ids = [int(t) for t in torch.as_tensor(row).reshape(-1).tolist()]
+    scores = aligned_item_scores(item_confidences(grammar, ids, values), count) if grammar is not None else None
+    return scores if scores is not None else [sequence_confidence(values)] * count
 
 
 def sequence_text(ids: Any, vocabulary: Any) -> str:
@@ -196,32 +233,54 @@ def score_item_ids(
     image_size: int,
     evaluator: Evaluator | None = None,
     iou: float = 0.5,
+    logprobs: Sequence[Any] | None = None,
+    grammar: Any = None,
 ) -> dict[str, float]:
     """Scores of generated (or given) id rows against the true items, one row per sample (see the module
     docstring). A predicted item whose codes the tokenizer cannot decode (wrong count, outside its codebook) counts
     as a prediction that matches nothing. With no true items recall is 1; with no predictions precision is 1 when
-    there was nothing to find, else 0."""
+    there was nothing to find, else 0. ``logprobs`` (one row per id row) and ``grammar`` give each item its
+    confidence for AP (:func:`item_scores`); without ``logprobs`` every item scores 1."""
     if len(ids) != len(truth):
         raise ValueError(f"{len(ids)} id rows for {len(truth)} samples")
+    if logprobs is not None and len(logprobs) != len(ids):
+        raise ValueError(f"{len(logprobs)} log-probability rows for {len(ids)} id rows")
     parsed = 0
     n_pred = n_true = 0
-    true_items: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    for row, sample in zip(ids, truth, strict=True):
+    predicted_boxes: list[list[Box]] = []
+    confidences: list[list[float]] = []
+    usable_codes: list[list[np.ndarray]] = []  # per sample, the codes of its decodable predictions
+    usable_index: list[list[int]] = []  # their positions in predicted_boxes
+    pairs_of: list[list[tuple[int, int]]] = []  # per sample, (usable position, true item) matched pairs
+    for index, (row, sample) in enumerate(zip(ids, truth, strict=True)):
         n_true += len(sample.boxes)
+        predicted: list = []
         try:
             value = serializer.parse(sequence_text(row, vocabulary))
             predicted = serializer.item_boxes(value, image_size)
+            parsed += 1
         except Exception:  # noqa: BLE001 (any codec's complaint: an unparsable generation has no items)
-            continue
-        parsed += 1
+            predicted = []
         n_pred += len(predicted)
-        usable = [k for k, (_, c) in enumerate(predicted) if _decodable(c, tokenizer)]
-        pairs = match_boxes([predicted[k][0] for k in usable], sample.boxes, iou)
-        for i, j in pairs:
-            codes.append(np.asarray(predicted[usable[i]][1], np.int64))
-            true_items.append(sample.items[j])
-    matched = len(codes)
+        confidences.append(
+            item_scores(grammar, row, logprobs[index], len(predicted))
+            if logprobs is not None
+            else [1.0] * len(predicted)
+        )
+        usable = [k for k, (_, c) in enumerate(predicted) if decodable(c, tokenizer)]
+        predicted_boxes.append([tuple(float(v) for v in b) for b, _ in predicted])  # type: ignore[misc]
+        usable_index.append(usable)
+        usable_codes.append([np.asarray(predicted[k][1], np.int64).reshape(-1) for k in usable])
+        pairs_of.append(match_boxes([predicted[k][0] for k in usable], sample.boxes, iou))
+    flat = [c for codes in usable_codes for c in codes]
+    decoded_flat = decode_items(tokenizer, torch.as_tensor(np.stack(flat))) if flat else []
+    decoded: list[list[np.ndarray]] = []
+    for codes in usable_codes:
+        decoded.append(decoded_flat[: len(codes)])
+        decoded_flat = decoded_flat[len(codes) :]
+    true_items = [sample.items[j] for sample, pairs in zip(truth, pairs_of, strict=True) for _, j in pairs]
+    pred_items = [found[i] for found, pairs in zip(decoded, pairs_of, strict=True) for i, _ in pairs]
+    matched = len(pred_items)
     scores = {
         "recall": matched / n_true if n_true else 1.0,
         "precision": matched / n_pred if n_pred else (1.0 if not n_true else 0.0),
@@ -229,41 +288,78 @@ def score_item_ids(
         "matched": float(matched),
     }
     if matched:
-        decoded = _decode(tokenizer, torch.as_tensor(np.stack(codes)))
-        scores.update(_item_metrics(tokenizer, evaluator, true_items, decoded))
+        scores.update(item_metrics(tokenizer, evaluator, true_items, pred_items))
+    truth_boxes = [s.boxes for s in truth]
+    scores.update(coco_ap(truth_boxes, predicted_boxes, image_size, prefix="box", predicted_scores=confidences))
+    if is_mask_tokenizer(tokenizer):
+        masks = []
+        for boxes, where, found in zip(predicted_boxes, usable_index, decoded, strict=True):
+            # an undecodable prediction keeps its place as an empty mask: a false positive, as in the greedy scores
+            pasted = [np.zeros((image_size, image_size), np.uint8) for _ in boxes]
+            for k, mask in zip(where, found, strict=True):
+                pasted[k] = paste_mask(mask, boxes[k], image_size)
+            masks.append(pasted)
+        pasted_truth = true_masks(truth, image_size)
+        scores.update(
+            coco_ap(truth_boxes, predicted_boxes, image_size, pasted_truth, masks, "mask", predicted_scores=confidences)
+        )
     return scores
+
+
+def is_mask_tokenizer(tokenizer: Any) -> bool:
+    """Whether the item tokenizer's items are box-cropped binary masks (its transform), so mask AP applies."""
+    from fourm_core.tokenizers.transforms import Masks
+
+    return isinstance(tokenizer.transform, Masks)
+
+
+def true_masks(truth: Sequence[ItemTruth], image_size: int) -> list[list[np.ndarray]]:
+    """Per sample, its true masks pasted into their boxes of an ``image_size`` image (what mask AP compares)."""
+    return [[paste_mask(m, b, image_size) for b, m in zip(s.boxes, s.items, strict=True)] for s in truth]
 
 
 def item_bound(
     truth: Sequence[ItemTruth],
     tokenizer: Any,
     evaluator: Evaluator | None = None,
+    image_size: int | None = None,
 ) -> dict[str, float]:
     """The tokenizer bound on every true item, ``decode(encode(items))``, with the metrics of matched pairs (empty
-    when the samples hold no items)."""
+    when the samples hold no items). With ``image_size`` and mask items, also the mask AP of the true boxes with
+    the round-tripped masks (box AP is 1 by construction and not reported)."""
     items = [item for sample in truth for item in sample.items]
     if not items:
         return {}
     ids = torch.cat([tokenizer.encode_raw(items[i : i + _BATCH]) for i in range(0, len(items), _BATCH)])
-    return _item_metrics(tokenizer, evaluator, items, _decode(tokenizer, ids))
+    decoded = decode_items(tokenizer, ids)
+    scores = item_metrics(tokenizer, evaluator, items, decoded)
+    if image_size is not None and is_mask_tokenizer(tokenizer):
+        masks, start = [], 0
+        for sample in truth:
+            found = decoded[start : start + len(sample.items)]
+            masks.append([paste_mask(m, b, image_size) for b, m in zip(sample.boxes, found, strict=True)])
+            start += len(sample.items)
+        boxes = [s.boxes for s in truth]
+        scores.update(coco_ap(boxes, boxes, image_size, true_masks(truth, image_size), masks, "mask"))
+    return scores
 
 
 _BATCH = 256
 
 
-def _decodable(codes: Any, tokenizer: Any) -> bool:
+def decodable(codes: Any, tokenizer: Any) -> bool:
     codes = np.asarray(codes).reshape(-1)
     return len(codes) == tokenizer.n_tokens and bool(((codes >= 0) & (codes < tokenizer.vocab_size)).all())
 
 
-def _decode(tokenizer: Any, ids: torch.Tensor) -> list[np.ndarray]:
+def decode_items(tokenizer: Any, ids: torch.Tensor) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for i in range(0, len(ids), _BATCH):
         out.extend(tokenizer.decode_raw(ids[i : i + _BATCH].long()))
     return out
 
 
-def _item_metrics(
+def item_metrics(
     tokenizer: Any,
     evaluator: Evaluator | None,
     true: Sequence[np.ndarray],

@@ -14,7 +14,9 @@ The pieces here are format-agnostic (nothing names a modality):
   ids, as a trie built with the vocabulary's own tokenizer), :class:`Corners` (a box's four value tokens with
   ``v2 >= v0`` and ``v3 >= v1``);
 * combinators: :class:`Seq`, :class:`Repeat`, :class:`Choice`, :class:`Permutation` (each part at most once, any
-  order: metadata fields, pose groups).
+  order: metadata fields, pose groups), and :class:`Item`, which marks one item of a format (a box, an instance, a
+  person) so that :meth:`Grammar.item_spans` can say which ids of a string belong to which item (per-item
+  confidences for COCO AP: :mod:`fourm_core.inference.confidence`).
 
 Every node also knows the fewest tokens that complete it from any state, so the sampler can refuse a token after
 which the string could no longer be finished inside the key's token budget: a constrained sequence always ends with
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from fourm_core.grammar.combinators import Choice, Permutation, Repeat, Seq
+from fourm_core.grammar.combinators import Choice, Item, Permutation, Repeat, Seq
 from fourm_core.grammar.leaves import Corners, Node, Tokens, Words
 from fourm_core.grammar.vocab import INFINITE, GrammarError, Mask, VocabIndex, vocab_index
 
@@ -44,6 +46,7 @@ __all__ = [
     "Corners",
     "Grammar",
     "GrammarError",
+    "Item",
     "Node",
     "Permutation",
     "Repeat",
@@ -109,6 +112,29 @@ class Grammar:
             except GrammarError:
                 return position
         return None if self.accepts(state) else len(ids)
+
+    def item_spans(self, ids: Sequence[int]) -> list[tuple[int, int]] | None:
+        """``[(start, end), ...]``: the positions of ``ids`` inside each :class:`Item` of the grammar, in the order
+        the items are written (an id outside every item, such as a query point before its instances, belongs to
+        none). Reading stops at ``[EOS]``; ``None`` when the grammar refuses an id (a string it does not accept has
+        no reliable items). A grammar without items gives ``[]``."""
+        state = self.start()
+        spans: list[tuple[int, int]] = []
+        current: Any = None
+        for position, token in enumerate(ids):
+            if token == self.eos_id:
+                break
+            try:
+                state = self.advance(state, token)
+            except GrammarError:
+                return None
+            key = self.root.item_key(state)
+            if key is not None and key == current:
+                spans[-1] = (spans[-1][0], position + 1)
+            elif key is not None:
+                spans.append((position, position + 1))
+            current = key
+        return spans
 
 
 # ----------------------------------------------------------------------------------------------------- shared formats

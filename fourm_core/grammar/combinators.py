@@ -1,14 +1,16 @@
-"""Combinators of grammar nodes: in sequence, repeated, one of several, several in any order (each at most once)."""
+"""Combinators of grammar nodes: in sequence, repeated, one of several, several in any order (each at most once),
+and :class:`Item`, which marks the part of a format that is one item (a box, an instance, a person) so that scores
+can be given per item (:meth:`~fourm_core.grammar.Grammar.item_spans`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from fourm_core.grammar.leaves import Node, union
 from fourm_core.grammar.vocab import GrammarError, Mask
 
-__all__ = ["Choice", "Permutation", "Repeat", "Seq"]
+__all__ = ["Choice", "Item", "Permutation", "Repeat", "Seq"]
 
 
 class Seq(Node):
@@ -61,6 +63,11 @@ class Seq(Node):
     def shortest(self, state: tuple[int, Any]) -> int:
         i, inner = state
         return self.parts[i].shortest(inner) + self.rest[i + 1]
+
+    def item_key(self, state: tuple[int, Any]) -> Hashable | None:
+        i, inner = state
+        key = self.parts[i].item_key(inner)
+        return None if key is None else (i, key)
 
 
 class Repeat(Node):
@@ -120,6 +127,11 @@ class Repeat(Node):
             return self._need(done)
         return self.item.shortest(inner) + self._need(done + 1)
 
+    def item_key(self, state: tuple[int, Any]) -> Hashable | None:
+        done, inner = state
+        key = None if inner is None else self.item.item_key(inner)
+        return None if key is None else (done, key)
+
 
 class Choice(Node):
     """One of several alternatives, told apart by their first id. State: ``None`` before the first id, then
@@ -159,6 +171,10 @@ class Choice(Node):
         if state is None:
             return min(a.shortest(s) for a, s in zip(self.alternatives, self.firsts, strict=True))
         return self.alternatives[state[0]].shortest(state[1])
+
+    def item_key(self, state: tuple[int, Any] | None) -> Hashable | None:
+        key = None if state is None else self.alternatives[state[0]].item_key(state[1])
+        return None if key is None or state is None else (state[0], key)
 
 
 class Permutation(Node):
@@ -216,3 +232,36 @@ class Permutation(Node):
     def shortest(self, state: tuple[frozenset[int], int | None, Any]) -> int:
         used, current, inner = state
         return (0 if current is None else self.parts[current].shortest(inner)) + self._need(used)
+
+    def item_key(self, state: tuple[frozenset[int], int | None, Any]) -> Hashable | None:
+        used, current, inner = state
+        key = None if current is None else self.parts[current].item_key(inner)
+        return None if key is None else (current, key)
+
+
+class Item(Node):
+    """``inner``, marked as one item of the format (one box of a det string, one instance, one person): every id
+    read inside it belongs to that item. It accepts exactly what ``inner`` accepts; only :meth:`item_key` differs,
+    which is how a grammar tells where each item's ids start and end. Items do not nest (an inner one is part of
+    the outer)."""
+
+    def __init__(self, inner: Node) -> None:
+        self.inner = inner
+
+    def first(self) -> Hashable:
+        return self.inner.first()
+
+    def allowed(self, state: Any, budget: int) -> Mask | None:
+        return self.inner.allowed(state, budget)
+
+    def step(self, state: Any, token: int) -> Any:
+        return self.inner.step(state, token)
+
+    def final(self, state: Any) -> bool:
+        return self.inner.final(state)
+
+    def shortest(self, state: Any) -> int:
+        return self.inner.shortest(state)
+
+    def item_key(self, state: Any) -> Hashable | None:
+        return ()

@@ -28,7 +28,15 @@ class Node(ABC):
 
     ``allowed(state, budget)``: ids that may come next such that the part can still be completed within ``budget``
     tokens counting that id (``None`` when none); ``step``: the state after an id, ``None`` when it is not allowed;
-    ``final``: whether the part may end here; ``shortest``: the fewest ids that complete it."""
+    ``final``: whether the part may end here; ``shortest``: the fewest ids that complete it.
+
+    ``item_key``: which occurrence of an :class:`~fourm_core.grammar.combinators.Item` the state is inside (a
+    hashable path, distinct for each occurrence), ``None`` outside every item. Leaves are never items themselves;
+    combinators prefix their child's key with what tells their occurrences apart (a repeat's count, a sequence's
+    part), so consecutive items of a repeat have different keys."""
+
+    def item_key(self, state: Any) -> Hashable | None:
+        return None
 
     @abstractmethod
     def first(self) -> Hashable: ...

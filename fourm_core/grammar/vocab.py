@@ -63,9 +63,14 @@ class VocabIndex:
         ids = self.value_ids[slot, lo : hi + 1]
         return self.mask(ids[ids >= 0])
 
-    def codes(self) -> Mask:
-        """The 1024-code tokens of per-item tokenizers: ``v0=0..511`` and ``v1=0..511``."""
-        out: Mask = np.logical_or(self.values(0, 0, 511), self.values(1, 0, 511))
+    def codes(self, size: int | None = None) -> Mask:
+        """The code tokens of per-item tokenizers, codes ``0 .. size - 1`` (all 1024 when ``None``): ``v0=id``
+        below 512, ``v1=id-512`` above (the official 1024-code layout). ``size`` is the item tokenizer's codebook,
+        so a grammar never lets a decoded code fall outside it."""
+        size = 1024 if size is None else max(1, min(int(size), 1024))
+        out: Mask = self.values(0, 0, min(size, 512) - 1)
+        if size > 512:
+            out = np.logical_or(out, self.values(1, 0, size - 513))
         return out
 
     def value_token(self, slot: int, value: int) -> int:

@@ -82,6 +82,7 @@ class FourM:
         top_p: float | None = None,
         ensemble: int = 1,
         constrain: bool = True,
+        prefix: Mapping[str, str | Sequence[str | None]] | None = None,
     ) -> Any:
         """Generate ``targets`` (modality names, in order, each seeing the earlier ones; one string is read as
         comma-separated names, as ``--targets`` is: ``"depth"``, ``"depth,caption"``) from ``inputs``
@@ -94,7 +95,9 @@ class FourM:
         read by the photo ingester, as ``fourm data ingest`` reads training photos (EXIF orientation, size limit);
         a mistake in the request raises an error naming the input or target before any compute. ``constrain``:
         decode sequence targets within their serializer's grammar (the default: their text always parses);
-        ``False`` samples from the model's raw distribution."""
+        ``False`` samples from the model's raw distribution. ``prefix``: per sequence target, the start of its
+        string (one text, or one per sample of a batch), given instead of decoded: e.g. an instance's box, so the
+        model writes its mask tokens (``{"sam_instance": "point v0=.. v1=.. polygon v0=.. v1=.. v2=.. v3=.."}``)."""
         single = isinstance(inputs, Mapping)
         batch: list[Mapping[str, Any]] = [inputs] if isinstance(inputs, Mapping) else list(inputs)
         results = self.pipeline.generate(
@@ -107,6 +110,7 @@ class FourM:
             top_p=top_p,
             ensemble=ensemble,
             constrain=constrain,
+            prefix=prefix,
         )
         return results[0] if single else results
 

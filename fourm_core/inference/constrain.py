@@ -44,8 +44,9 @@ def sequence_grammars(pipe: Pipeline, keys: Iterable[str]) -> dict[str, Grammar]
         serializer = pipe.registry.key_serializer(key, pipe.preset)
         if not isinstance(serializer, HasGrammar):
             continue
+        options = _codebook_option(pipe, key, serializer)
         try:
-            grammar = serializer.grammar(pipe.vocabulary)
+            grammar = serializer.grammar(pipe.vocabulary, **options)
         except GrammarError as exc:
             raise GenerationRequestError(
                 f"{key}: cannot constrain decoding to its format in this text vocabulary ({exc}); "
@@ -54,6 +55,21 @@ def sequence_grammars(pipe: Pipeline, keys: Iterable[str]) -> dict[str, Grammar]
         if grammar is not None:
             out[key] = grammar
     return out
+
+
+def _codebook_option(pipe: Pipeline, key: str, serializer: Any) -> dict[str, int]:
+    """``{"codebook": size}`` when ``key``'s one modality embeds per-item tokenizer codes with a codebook size for
+    the pipeline's preset and its serializer's ``grammar`` takes it (an optional keyword of the protocol); else
+    nothing. Without it a constrained decode may write codes the preset's item tokenizer cannot decode."""
+    import inspect
+
+    members = pipe.registry.model_keys(pipe.preset).get(key, ())
+    if len(members) != 1 or members[0].spec.tokenizer is None:
+        return {}
+    size = members[0].spec.tokenizer.codebook.get(pipe.preset)
+    if size is None or "codebook" not in inspect.signature(serializer.grammar).parameters:
+        return {}
+    return {"codebook": int(size)}
 
 
 class GrammarStates:

@@ -58,6 +58,9 @@ class GenerationOutput:
     ``transform``: the tokenizer transform that says how to draw ``array`` (``None`` for sequences).
     ``samples``: for an ensembled output, the N generations it fuses (each an output of its own); ``ids`` is then
     the per-position vote of their ids and ``array`` the fused value (:func:`fuse_outputs`).
+    ``confidence``: sequences, the geometric-mean probability of the sampled ids; ``item_scores``: sequences whose
+    grammar marks items (boxes, instances, people), each item's confidence in the order the items are written
+    (:mod:`fourm_core.inference.confidence`); ``None`` where there is nothing to score.
     """
 
     name: str
@@ -71,6 +74,8 @@ class GenerationOutput:
     samples: list[GenerationOutput] = field(default_factory=list, repr=False)
     #: sequences: the picture the modality's decoder drew of the parsed value (boxes on the image, a skeleton ...)
     rendered: np.ndarray | None = field(default=None, repr=False)
+    confidence: float | None = None
+    item_scores: list[float] | None = None
 
     def picture(self) -> np.ndarray | None:
         """(H, W, 3) uint8: image-like outputs by their tokenizer transform, sequences as their plugin's decoder
@@ -97,6 +102,10 @@ class GenerationOutput:
             record["value"] = jsonable(self.array) if self.parse_error is None else None
             if self.parse_error is not None:
                 record["parse_error"] = self.parse_error
+            if self.confidence is not None:
+                record["confidence"] = round(self.confidence, 6)
+            if self.item_scores is not None:
+                record["item_scores"] = [round(v, 6) for v in self.item_scores]
         elif self.picture() is None:
             record["value"] = jsonable(self.array)
         return record
@@ -241,11 +250,14 @@ def decode_outputs(
     rows: Sequence[int] | int = 0,
     image: np.ndarray | None = None,
     seconds: dict[str, float] | None = None,
+    logprobs: Mapping[str, torch.Tensor] | None = None,
+    grammars: Mapping[str, Any] | None = None,
 ) -> dict[str, GenerationOutput]:
     """Decode row(s) ``rows`` of the sampler's ``ids`` for every target (by the name it was asked for): one row as
     is, several rows (N generations of one condition) fused per target (:func:`fuse_outputs`). Sequences that
     parse are drawn by their plugin's decoder, over ``image`` (the input picture) when given. ``seconds``: when a
-    dict, the wall seconds spent decoding each target are added to it."""
+    dict, the wall seconds spent decoding each target are added to it. ``logprobs`` (the sampler's, per key) and
+    ``grammars`` (per key, what tells items apart) give sequences their ``confidence`` and ``item_scores``."""
     from fourm_core.viz.rendering import render_output
 
     context = pipe.render_context(image)
@@ -258,6 +270,8 @@ def decode_outputs(
             row = ids[req.key][row_index].detach().cpu()
             if req.kind == ModalityKind.SEQUENCE:
                 decoded = _decode_sequence(pipe, req, row)
+                if logprobs is not None and req.key in logprobs:
+                    _score_sequence(decoded, logprobs[req.key][row_index], (grammars or {}).get(req.key))
                 if decoded.parse_error is None:
                     decoded.rendered = render_output(pipe.registry, req.modality, decoded.array, context)
             else:
@@ -287,6 +301,17 @@ def _decode_sequence(pipe: Pipeline, req: Requested, row: torch.Tensor) -> Gener
     except Exception as exc:  # any codec's complaint: the text stays available
         value, error = text, f"{type(exc).__name__}: {exc}"
     return GenerationOutput(req.name, req.key, req.kind, row, value, text=text, parse_error=error)
+
+
+def _score_sequence(output: GenerationOutput, logprobs: torch.Tensor, grammar: Any) -> None:
+    """Set ``output.confidence`` and, when ``grammar`` marks items, ``output.item_scores``."""
+    from fourm_core.inference.confidence import item_confidences, sequence_confidence
+
+    values = [float(v) for v in logprobs.reshape(-1).tolist()]
+    output.confidence = sequence_confidence(values)
+    if grammar is not None:
+        items = item_confidences(grammar, [int(t) for t in output.ids.reshape(-1).tolist()], values)
+        output.item_scores = [c for _, c in items] if items is not None else None
 
 
 def _trimmed(ids: torch.Tensor, kind: ModalityKind) -> list[int]:
@@ -329,6 +354,7 @@ def run_generation(
     top_p: float | None = None,
     ensemble: int = 1,
     constrain: bool = True,
+    prefix: Mapping[str, str | Sequence[str | None]] | None = None,
 ) -> list[GenerationResult]:
     """A batch of user values (``[{modality: value}, ...]``) -> one :class:`GenerationResult` per sample, all
     checks first: targets (known, predictable, tokenizer trained), inputs (known, not target-only, right shape),
@@ -337,8 +363,11 @@ def run_generation(
     :func:`~fourm_core.inference.schedule.default_schedule` with ``steps`` and ``temperature``). ``ensemble``: draw
     that many generations of every sample (each chain conditions on its own earlier targets) and fuse them per
     target (:func:`fuse_outputs`). ``constrain``: decode every sequence target whose serializer has a grammar within
-    it (:mod:`fourm_core.inference.constrain`), so its text parses; ``False`` samples from the raw logits."""
+    it (:mod:`fourm_core.inference.constrain`), so its text parses; ``False`` samples from the raw logits.
+    ``prefix``: per sequence target (name or key), the start of its string, one text for every sample or one per
+    sample (``None``: none), teacher-forced before the rest is decoded (:mod:`fourm_core.inference.prefix`)."""
     from fourm_core.inference.constrain import sequence_grammars
+    from fourm_core.inference.prefix import encode_prefixes
     from fourm_core.inference.requests import GenerationRequestError
     from fourm_core.inference.schedule import default_schedule, load_schedule
 
@@ -363,10 +392,16 @@ def run_generation(
     schedule.validate_for(pipe.keys, input_keys)
     sequences = [r.key for r in requested if r.kind == ModalityKind.SEQUENCE]
     grammars = sequence_grammars(pipe, sequences) if constrain else {}
+    spans = grammars if constrain else _span_grammars(pipe, sequences)
+    forced = encode_prefixes(pipe, prefix, sequences, len(samples), ensemble)
+    sampler = pipe.sampler(grammars=grammars)
+    if forced:  # the prefixes' own checks (grammar, limit) before the inputs are encoded
+        sampler.check_prefixes(forced, schedule, len(samples) * ensemble)
     contents = [build_inputs(pipe, sample) for sample in samples]
     rows = [dict(c) for c in contents for _ in range(ensemble)]
     sampling: dict[str, float] = {}
-    ids = pipe.sampler(grammars=grammars).generate(rows, schedule, seed=seed, timings=sampling)
+    recorded: dict[str, torch.Tensor] = {}
+    ids = sampler.generate(rows, schedule, seed=seed, timings=sampling, prefixes=forced, logprobs=recorded)
     by_key = {r.key: r for r in requested}
     ordered = [by_key[k] for k in schedule.targets]
     results = []
@@ -374,6 +409,21 @@ def run_generation(
         pixels = [r.name for r in built.requested.values() if r.kind == ModalityKind.PIXELS]
         image = built.pictures.get(pixels[0]) if pixels else None  # what sequence pictures are drawn over
         seconds = {r.name: sampling.get(r.key, 0.0) for r in ordered}
-        outputs = decode_outputs(pipe, ids, ordered, range(b * ensemble, (b + 1) * ensemble), image, seconds)
+        draws = range(b * ensemble, (b + 1) * ensemble)
+        outputs = decode_outputs(pipe, ids, ordered, draws, image, seconds, recorded, spans)
         results.append(GenerationResult(outputs, built, seed, schedule, seconds))
     return results
+
+
+def _span_grammars(pipe: Pipeline, keys: Sequence[str]) -> dict[str, Any]:
+    """The grammars that find items in unconstrained strings: built as for constrained decoding, but a vocabulary
+    that cannot express one only leaves its items unscored (decoding did not need it)."""
+    from fourm_core.inference.constrain import sequence_grammars
+
+    out: dict[str, Any] = {}
+    for key in keys:
+        try:
+            out.update(sequence_grammars(pipe, [key]))
+        except Exception:  # noqa: BLE001 (no grammar in this vocabulary: that key's items stay unscored)
+            continue
+    return out

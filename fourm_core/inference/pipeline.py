@@ -237,6 +237,7 @@ class Pipeline:
         """A :class:`~fourm_core.inference.sampler.GenerationSampler` over the network and its key table."""
         from fourm_core.inference.sampler import GenerationSampler
 
+        options.setdefault("vocabulary", self.vocabulary)  # names the words of a refused prefix
         return GenerationSampler(self.require_network(), keys=self.keys, **options)
 
     # ---------------------------------------------------------------------------------------------- use

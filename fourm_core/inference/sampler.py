@@ -117,7 +117,8 @@ class GenerationSampler:
     ``stop_ids``: tokens that end an autoregressive span (default ``[EOS]`` and every sentinel; an empty set
     decodes to the length limit, which tests use to compare long decodes). ``grammars``: per sequence key, the
     :class:`~fourm_core.grammar.Grammar` its autoregressive steps are masked to (:mod:`fourm_core.inference.constrain`;
-    keys without one are decoded unconstrained).
+    keys without one are decoded unconstrained). ``vocabulary``: the text vocabulary, only to name the word of a
+    refused prefix in its error.
     """
 
     def __init__(
@@ -128,9 +129,11 @@ class GenerationSampler:
         stop_ids: Collection[int] | None = None,
         keys: KeyTable | None = None,
         grammars: Mapping[str, Any] | None = None,
+        vocabulary: Any = None,
     ) -> None:
         self.model = model
         self.grammars = dict(grammars or {})
+        self.vocabulary = vocabulary  # only to name the words of a refused prefix
         self.keys = keys if keys is not None else key_table_of(model)
         self.first_sentinel = first_sentinel
         self.eos_id = eos_id
@@ -147,6 +150,8 @@ class GenerationSampler:
         use_cache: bool = True,
         trace: list[dict[str, Any]] | None = None,
         timings: dict[str, float] | None = None,
+        prefixes: Mapping[str, Sequence[Sequence[int]]] | None = None,
+        logprobs: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Generate every target of ``schedule`` in order.
 
@@ -156,7 +161,13 @@ class GenerationSampler:
         (B, max_tokens) int64 ids per target; sequences end with ``[EOS]`` and are right-padded with ``[PAD]``.
         ``trace``: when a list, one record per decoder step is appended (the conditional batch, the positions
         fixed) for inspection and tests. ``timings``: when a dict, the wall seconds spent on each target key are
-        added to it (what ``fourm generate`` prints per target).
+        added to it (what ``fourm generate`` prints per target). ``prefixes``: per sequence target, one list of
+        ids per row that its autoregressive step teacher-forces before sampling the rest
+        (:mod:`fourm_core.inference.prefix`; an empty list: no prefix for that row). ``logprobs``: when a dict,
+        per autoregressive target the (B, max_tokens) float log-probability of every sampled id under the
+        distribution it was drawn from before temperature (guidance combined, grammar mask applied), aligned with
+        the returned ids; NaN for teacher-forced ids and padding (per-item confidences:
+        :mod:`fourm_core.inference.confidence`).
         """
         schedule = load_schedule(schedule)
         samples = [inputs] if isinstance(inputs, Mapping) else list(inputs)
@@ -168,6 +179,7 @@ class GenerationSampler:
             raise ValueError("no samples: give inputs (an empty mapping with batch_size for unconditional runs)")
         keys = set().union(*(s.keys() for s in samples))
         schedule.validate_for(self.keys, keys)
+        forced = self.check_prefixes(prefixes, schedule, len(samples))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         state = {key: self.input_entry(key, [s.get(key) for s in samples]) for key in sorted(keys)}
         outputs: dict[str, torch.Tensor] = {}
@@ -178,13 +190,39 @@ class GenerationSampler:
                 for index, step in enumerate(schedule.steps):
                     started = time.perf_counter()
                     guidance = self.guidance(schedule, index, set(state))
-                    job = SchemeJob(self, step, state, guidance, len(samples), generator, use_cache, trace)
+                    job = SchemeJob(
+                        self, step, state, guidance, len(samples), generator, use_cache, trace, forced, logprobs
+                    )
                     outputs[step.target] = get_scheme(step.scheme).run(job)
                     if timings is not None:
                         timings[step.target] = timings.get(step.target, 0.0) + time.perf_counter() - started
         finally:
             self.model.train(was_training)
         return outputs
+
+    def check_prefixes(
+        self, prefixes: Mapping[str, Sequence[Sequence[int]]] | None, schedule: GenerationSchedule, batch: int
+    ) -> dict[str, list[list[int]]]:
+        """The prefixes as lists of ints, each refused before any compute unless its key is an autoregressive
+        target of the schedule, it has one row per sample, and it fits the key's grammar and token limit."""
+        from fourm_core.inference.prefix import check_prefix
+        from fourm_core.inference.requests import GenerationRequestError
+
+        out: dict[str, list[list[int]]] = {}
+        steps = {step.target: step for step in schedule.steps}
+        for key, rows in (prefixes or {}).items():
+            step = steps.get(key)
+            if step is None or step.scheme != "autoregressive":
+                raise GenerationRequestError(f"prefix {key}: not a target the schedule decodes autoregressively")
+            if len(rows) != batch:
+                raise GenerationRequestError(f"prefix {key}: {len(rows)} rows for a batch of {batch}")
+            n = self.keys[key].max_tokens
+            limit = min(step.max_tokens or n, n)
+            out[key] = [[int(t) for t in row] for row in rows]
+            stops = set(self.stop_ids.tolist())
+            for row in out[key]:
+                check_prefix(key, row, limit, stops, self.grammars.get(key), self.vocabulary)
+        return {key: rows for key, rows in out.items() if any(rows)}
 
     # ------------------------------------------------------------------ batches
     @property

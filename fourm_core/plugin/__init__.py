@@ -34,6 +34,7 @@ from fourm_core.grammar import (
     Corners,
     Grammar,
     GrammarError,
+    Item,
     Permutation,
     Repeat,
     Seq,
@@ -74,8 +75,10 @@ from fourm_core.serialization import (
     GroupSerializer,
     HasGrammar,
     ItemMatching,
+    ItemPrompting,
     KeyValueField,
     KeyValueSerializer,
+    LabelledBoxes,
     SequenceSerializer,
     SerializationError,
     TokenCursor,
@@ -142,6 +145,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     },
     "joints_from_pose": ("fourm_core.sources.synthetic.humans", "joints_from_pose"),
     "PARENTS": ("fourm_core.sources.synthetic.humans", "PARENTS"),
+    # MPJPE and PA-MPJPE (mm) of joint positions, for a pose tokenizer's evaluator
+    "pose_errors": ("fourm_core.evaluation.poses", "pose_errors"),
 }
 
 __all__ = [
@@ -196,6 +201,8 @@ __all__ = [
     "FromStore",
     "CropFollowing",
     "ItemMatching",
+    "ItemPrompting",
+    "LabelledBoxes",
     "GroupSerializer",
     "KeyValueField",
     "KeyValueSerializer",
@@ -221,6 +228,7 @@ __all__ = [
     "Repeat",
     "Choice",
     "Permutation",
+    "Item",
     # labeling
     "Labeler",
     "LabelContext",

@@ -5,7 +5,7 @@ Example (tiny preset)::
     fourm generate --model RUN/final --tokenizers tokenizers --vocab vocab/text_tokenizer.json \\
         --input rgb=photo.png --input caption="a red car on a road" \\
         --targets depth,normal,caption --out out/ [--seed 0] [--steps 8] [--temperature 0.5] [--ensemble N] \\
-        [--schedule s.yaml] [--no-constrain]
+        [--schedule s.yaml] [--no-constrain] [--prefix sam_instance="point v0=.. v1=.. polygon v0=.. ..."]
 
     fourm generate --model EPFL-VILAB/4M-21_B [--revision REV] --tokenizers official \\
         --vocab text_tokenizer_4m_wordpiece_30k.json --input rgb=photo.jpg --targets caption,depth --out out/
@@ -69,6 +69,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     from fourm_core.vocab import TextVocabulary
 
     inputs = parse_inputs(args.input)
+    prefixes = parse_prefixes(args.prefix)
     targets = target_names(args.targets)
     registry = Registry()
     if args.threads:
@@ -96,6 +97,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         top_p=args.top_p,
         ensemble=args.ensemble,
         constrain=args.constrain,
+        prefix=prefixes,
     )
     written = write_result(result, Path(args.out))
     fused = f", {args.ensemble} generations fused" if args.ensemble > 1 else ""
@@ -115,6 +117,21 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     console.print(f"model and vocabulary loaded in {loaded:.1f} s")
     console.print(f"grid: {escape(str(written['grid']))}; outputs: {escape(str(written['json']))}")
     return 0
+
+
+def parse_prefixes(items: list[str]) -> dict[str, str]:
+    """``--prefix KEY=TEXT`` arguments as ``{key: text}``; a malformed or repeated one is a one-line error."""
+    from fourm_core.inference.requests import GenerationRequestError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise GenerationRequestError(f"--prefix {item!r}: expected KEY=TEXT (a sequence target and its start)")
+        if key.strip() in out:
+            raise GenerationRequestError(f"--prefix {key.strip()}: given twice")
+        out[key.strip()] = text
+    return out
 
 
 def write_result(result: Any, out_dir: Path) -> dict[str, Path]:
@@ -190,6 +207,14 @@ def add_generate_commands(sub: Any, console: Console) -> argparse.ArgumentParser
         action="store_false",
         help="sample sequence targets from the raw logits instead of within their format's grammar (by default "
         "every sequence whose serializer has a grammar is decoded within it, so its text parses)",
+    )
+    p.add_argument(
+        "--prefix",
+        action="append",
+        default=[],
+        metavar="KEY=TEXT",
+        help="the start of a sequence target's string, given instead of decoded (e.g. an instance's query point and "
+        "box, so the model writes its mask tokens); repeat for several targets",
     )
     p.add_argument("--schedule", help="a schedule YAML instead of the default one (its targets must match)")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")

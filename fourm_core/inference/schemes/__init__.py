@@ -50,7 +50,10 @@ class UnknownSchemeError(ValueError):
 class SchemeJob:
     """One step for a scheme to run: the sampler (model, key table, batch builders), the step, the known entries
     (``state``, which the scheme extends with its target), the guidance passes, the batch size, the random
-    generator, whether sequences use the key/value cache, and the trace list (or ``None``)."""
+    generator, whether sequences use the key/value cache, the trace list (or ``None``), per sequence target the
+    ids each row teacher-forces before sampling (:mod:`fourm_core.inference.prefix`), and ``logprobs``: when a
+    dict, a scheme that samples token by token records there, per target, the (batch, max_tokens) log-probability
+    of each id it chose (NaN where it chose none: forced ids, padding)."""
 
     sampler: GenerationSampler
     step: StepConfig
@@ -60,6 +63,8 @@ class SchemeJob:
     generator: torch.Generator
     use_cache: bool = True
     trace: list[dict[str, Any]] | None = None
+    prefixes: dict[str, list[list[int]]] | None = None
+    logprobs: dict[str, torch.Tensor] | None = None
 
 
 @runtime_checkable

@@ -6,7 +6,11 @@ logits masked to what its grammar allows, per row (:mod:`fourm_core.inference.co
 whole decoder for every token; here the encoder and the cross-attention keys/values are computed once per target
 and each token runs the decoder for itself against a key/value cache (:meth:`FourMNetwork.forward_decoder_cached`).
 ``use_cache=False`` keeps the full recomputation (the reference the cache is tested against). Every guidance pass
-has its own encoding and cache, run in lockstep.
+has its own encoding and cache, run in lockstep. A row with a prefix (``job.prefixes``,
+:mod:`fourm_core.inference.prefix`) takes its ids instead of sampling while they last: they run through the decoder
+and its cache and advance the grammar state exactly as sampled ids would, so the rest is decoded after them.
+With ``job.logprobs`` each sampled id's log-probability is recorded (before temperature, after guidance and the
+grammar mask: the model's confidence among the ids the format allows), which per-item confidences are made of.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Autoregressive:
         stop_ids = sampler.stop_ids.to(dev)
         done = torch.zeros(batch, dtype=torch.bool, device=dev)
         constraint = constraint_for(getattr(sampler, "grammars", {}), key, batch)
+        forced, forcing = _forced(job, key, batch, dev)
+        chosen = torch.full((batch, n), float("nan"), device=dev)
         for t in range(limit):
             logits = []
             for context, encoder_mask, cache in streams:
@@ -71,11 +77,20 @@ class Autoregressive:
                     causal = torch.ones(length, length, dtype=torch.bool, device=dev).triu(1).expand(batch, -1, -1)
                     y = model.forward_decoder(_embed(model, key, tokens, 0), context, encoder_mask, causal)
                 logits.append(head.forward_logits(y[:, -1]))
-            temperature = temperature_at(step, t, limit)
-            combined = guidance.combine(logits)
-            if constraint is not None:
-                combined = constraint.mask_logits(combined, done, limit - t)
-            new, _ = sample_tokens(combined, temperature, step.top_k, step.top_p, generator)
+            force = forcing > t if t < forced.shape[1] else None
+            if force is not None and bool(force.all()):  # every row is still in its prefix: nothing to sample
+                new = forced[:, t]
+            else:
+                temperature = temperature_at(step, t, limit)
+                combined = guidance.combine(logits)
+                if constraint is not None:
+                    combined = constraint.mask_logits(combined, done | force if force is not None else done, limit - t)
+                new, _ = sample_tokens(combined, temperature, step.top_k, step.top_p, generator)
+                if job.logprobs is not None:
+                    logp = torch.log_softmax(combined.float(), dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+                    chosen[:, t] = logp if force is None else logp.masked_fill(force, float("nan"))
+                if force is not None:
+                    new = torch.where(force, forced[:, t], new)
             if constraint is not None:
                 constraint.advance(new, done)
             tokens = torch.cat([tokens, new.unsqueeze(1)], dim=1)
@@ -83,11 +98,23 @@ class Autoregressive:
             if bool(done.all()):
                 break
         ids = finish_sequences(tokens[:, 1:], stop_ids, n, sampler.eos_id)
+        if job.logprobs is not None:  # NaN past each row's end (its [EOS] keeps the stop token's log-probability)
+            job.logprobs[key] = chosen.masked_fill(ids == PAD_ID, float("nan")).cpu()
         generated = sampler.empty_entry(key, batch)
         generated["tensor"][:, :n] = ids
         generated["input_mask"][:, :n] = ids == PAD_ID
         state[key] = {"tensor": generated["tensor"], "input_mask": generated["input_mask"]}
         return ids
+
+
+def _forced(job: SchemeJob, key: str, batch: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids (B, P), lengths (B,))`` of the rows' prefixes for ``key`` (P = the longest; P = 0 when none)."""
+    rows = (job.prefixes or {}).get(key) or [[] for _ in range(batch)]
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((batch, width), PAD_ID, dtype=torch.long, device=dev)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long, device=dev)
+    return ids, torch.tensor([len(r) for r in rows], dtype=torch.long, device=dev)
 
 
 def _embed(model: Any, key: str, ids: torch.Tensor, start: int) -> torch.Tensor:

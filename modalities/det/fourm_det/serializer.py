@@ -18,6 +18,7 @@ from fourm_core.plugin import (
     COORD_BINS,
     Corners,
     Grammar,
+    Item,
     Repeat,
     Seq,
     SerializationError,
@@ -147,7 +148,14 @@ class DetSerializer:
         index = vocab_index(vocab)
         # a class name the vocabulary can only write with [UNK] is left out: no parser could read it back
         box = Seq(Corners(index, COORD_BINS - 1), Words(index, self.classes, skip_unknown=True))
-        return Grammar(Repeat(box, 0, self.max_instances), index)
+        return Grammar(Repeat(Item(box), 0, self.max_instances), index)
+
+    def labelled_boxes(self, value: Sequence[Box | dict], image_size: int = 0) -> list[tuple[tuple, str]]:
+        """``LabelledBoxes`` (held-out COCO box AP, :mod:`fourm_core.evaluation.boxes`): the boxes this serializer
+        writes for ``value`` (at or above the threshold; image fractions, so ``image_size`` is unused) with their
+        class names as the vocabulary reads them back (lower case, single spaces)."""
+        kept = [b for b in self._boxes(value) if b.score >= self.threshold]
+        return [((b.xmin, b.ymin, b.xmax, b.ymax), " ".join(b.label.lower().split())) for b in kept]
 
     def example(self, rng: random.Random) -> list[Box]:
         """0..6 random boxes of COCO classes."""

@@ -22,6 +22,7 @@ from fourm_core.plugin import (
     Choice,
     Corners,
     Grammar,
+    Item,
     Permutation,
     Repeat,
     Seq,
@@ -176,9 +177,10 @@ class HumanPoseSerializer:
             humans.append(Human(bbox=bbox, **fields))  # type: ignore[arg-type]
         return humans
 
-    def grammar(self, vocab: object) -> Grammar:
+    def grammar(self, vocab: object, codebook: int | None = None) -> Grammar:
         """``none``, or people (``HasGrammar``): ``human``, a box with ``v2 >= v0`` and ``v3 >= v1``, then the four
-        groups in any order, each exactly once with its exact token count (pose: codebook tokens)."""
+        groups in any order, each exactly once with its exact token count (pose: codes below ``codebook``, the preset's
+        pose tokenizer size, all 1024 when ``None``)."""
         index = vocab_index(vocab)
         values = Tokens(index.values(0))
 
@@ -186,13 +188,13 @@ class HumanPoseSerializer:
             return Seq(Words(index, [word]), Repeat(tokens, count, count))
 
         groups = [
-            group("pose", Tokens(index.codes()), self.pose_tokens),
+            group("pose", Tokens(index.codes(codebook)), self.pose_tokens),
             group("global", values, 9),
             group("camera", values, 3),
             group("shape", values, 10),
         ]
         person = Seq(Words(index, ["human"]), Corners(index), Permutation(groups, lo=len(groups)))
-        return Grammar(Choice(Words(index, ["none"]), Repeat(person, 1)), index)
+        return Grammar(Choice(Words(index, ["none"]), Repeat(Item(person), 1)), index)
 
     # -- ItemMatching (held-out evaluation matches people by box) --------------------------------------------------
     def item_boxes(
@@ -204,6 +206,12 @@ class HumanPoseSerializer:
     def truth_boxes(self, row: dict, image_size: int = 0) -> list[tuple[float, float, float, float]]:
         """The stored people's boxes, in the order of :func:`fourm_human_poses.tokenizing.pose_items`."""
         return [tuple(float(v) for v in h["bbox"]) for h in row.get("humans") or []]  # type: ignore[misc]
+
+    def item_prefix(self, box: Sequence[float], image_size: int = 0) -> str:
+        """``ItemPrompting``: the person queried by their box (image fractions; ``image_size`` unused), as the paper
+        estimates a pose given the person's box: ``human``, the box, then ``pose``, so the pose tokens come next
+        (one of the group orders training shows)."""
+        return " ".join(["human", *(value_token(slot, coord_bin(x)) for slot, x in enumerate(box)), "pose"])
 
     def example(self, rng: random.Random) -> list[Human]:
         """0..3 random people."""

@@ -20,7 +20,8 @@ def pose_items(sample: dict[str, Any], size: int = 0) -> np.ndarray:
 
 
 def joint_error(true: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean per-joint position error (mm) of the average body posed by the true and reconstructed rotations.
+    """Mean per-joint position error (mm) of the average body posed by the true and reconstructed rotations, and
+    the same after Procrustes alignment (scale, rotation, translation: PA-MPJPE, as HMR/SPIN report it).
 
     The rotations are re-orthogonalised (nearest rotation by SVD) first, since reconstructions are not exactly
     rotation matrices."""
@@ -33,8 +34,7 @@ def joint_error(true: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> dict[
         u[flip, :, -1] *= -1
         return (u @ vt).reshape(-1)
 
-    errors = [
-        np.linalg.norm(joints_from_pose(rotations(t)) - joints_from_pose(rotations(p)), axis=1).mean()
-        for t, p in zip(true, pred, strict=True)
-    ]
-    return {"mpjpe_mm": float(np.mean(errors) * 1000)}
+    from fourm_core.plugin import pose_errors
+
+    joints = [(joints_from_pose(rotations(t)), joints_from_pose(rotations(p))) for t, p in zip(true, pred, strict=True)]
+    return pose_errors([t for t, _ in joints], [p for _, p in joints])  # mpjpe_mm and pa_mpjpe_mm

@@ -18,6 +18,7 @@ from fourm_core.plugin import (
     Choice,
     Corners,
     Grammar,
+    Item,
     Repeat,
     Seq,
     SerializationError,
@@ -137,14 +138,15 @@ class SamInstanceSerializer:
             points.append(QueryPoint(x=x, y=y, instances=tuple(instances)))
         return points
 
-    def grammar(self, vocab: object) -> Grammar:
+    def grammar(self, vocab: object, codebook: int | None = None) -> Grammar:
         """Query points (``HasGrammar``): ``point v0=y v1=x``, then ``none`` or instances, each ``polygon``, a box with
-        ``v2 >= v0`` and ``v3 >= v1`` and exactly ``tokens_per_instance`` mask tokens."""
+        ``v2 >= v0`` and ``v3 >= v1`` and exactly ``tokens_per_instance`` mask tokens (codes below ``codebook``: the
+        preset's mask tokenizer size, all 1024 when ``None``)."""
         index = vocab_index(vocab)
-        codes = Tokens(index.codes())
+        codes = Tokens(index.codes(codebook))
         k = self.tokens_per_instance
         polygon = Seq(Words(index, ["polygon"]), Corners(index), Repeat(codes, k, k))
-        found = Choice(Words(index, ["none"]), Repeat(polygon, 1))
+        found = Choice(Words(index, ["none"]), Repeat(Item(polygon), 1))
         point = Seq(Words(index, ["point"]), Tokens(index.values(0)), Tokens(index.values(1)), found)
         return Grammar(Repeat(point), index)
 
@@ -198,6 +200,17 @@ class SamInstanceSerializer:
         """The stored instances' boxes as image fractions, in the order of
         :func:`fourm_sam_instance.tokenizing.mask_items` (the ``boxes`` array)."""
         return [_fractions(tuple(int(v) for v in b), image_size) for b in np.asarray(row["boxes"]).reshape(-1, 4)]
+
+    def item_prefix(self, box: Sequence[float], image_size: int) -> str:
+        """``ItemPrompting``: the instance queried by its box, as the paper does: ``point`` at the box's centre pixel
+        (the query a point on the instance would be), then ``polygon`` and the box in pixels; the model writes its
+        mask tokens next. ``box``: image fractions as :meth:`truth_boxes` gives them (the inverse of its mapping)."""
+        top = min(image_size, 1000) - 1
+        x0, y0 = (min(max(round(v * image_size), 0), top) for v in box[:2])
+        x1, y1 = (min(max(round(v * image_size) - 1, lo), top) for v, lo in zip(box[2:], (x0, y0), strict=True))
+        corners = [value_token(slot, c) for slot, c in enumerate((x0, y0, x1, y1))]
+        point = [value_token(0, (y0 + y1) // 2), value_token(1, (x0 + x1) // 2)]
+        return " ".join(["point", *point, "polygon", *corners])
 
     def example(self, rng: random.Random) -> list[QueryPoint]:
         """1..5 random query points with 0..2 instances each (at most 225 tokens, inside the paper budget)."""
