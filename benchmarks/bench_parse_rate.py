@@ -165,6 +165,7 @@ def main() -> None:
         record["held_out"] = held_out(args.model, args.store, args.held_out)
     record["machine"] = machine_record(args.threads)
     stem = result_stem(args.name, args.out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.json").write_text(json.dumps(record, indent=1))
     Path(f"{stem}.md").write_text(markdown(record))
     print(markdown(record))

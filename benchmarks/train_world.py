@@ -45,7 +45,8 @@ def main() -> None:
     args = parser.parse_args()
 
     data = yaml.safe_load(Path(args.config).read_text())
-    data.update(out_dir=args.out, vocabulary=args.vocab)
+    # the tokenizers are recorded with the model (final/fourm.json), so FourM.from_pretrained(out) finds them
+    data.update(out_dir=args.out, vocabulary=args.vocab, tokenizers=args.tokenizers)
     data["datasets"] = [{"name": "world", "store": args.store, "val_samples": args.val_samples}]
     registry = Registry()
     steps = args.steps

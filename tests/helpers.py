@@ -211,3 +211,19 @@ def random_model_api(registry: Registry, built: dict[str, Path], modalities: lis
     torch.manual_seed(0)
     network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     return Api(network, registry, preset, vocab, built["toks"])
+
+
+def random_sequence_pipeline(registry: Registry, vocab: object, modalities: Sequence[str]) -> object:
+    """A random-init dim-32 :class:`~fourm_core.inference.pipeline.Pipeline` over ``modalities`` (tiny preset)
+    with ``vocab`` and no tokenizers: what a barely trained model writes for rgb -> sequence targets."""
+    import torch
+
+    from fourm_core.inference.pipeline import Pipeline
+    from fourm_core.keys import KeyTable
+    from fourm_core.model.network import FourMNetwork, fourm_config
+
+    keys = {registry.get(name).model_key("tiny") for name in modalities}
+    info = KeyTable.from_registry(registry, "tiny", text_vocab_size=vocab.size, keys=keys)  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
+    return Pipeline.create(network.eval(), registry, "tiny", vocab)

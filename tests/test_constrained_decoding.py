@@ -12,7 +12,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from rich.console import Console
 
@@ -22,14 +21,13 @@ from fourm_core.grammar import Choice, Grammar, GrammarError, Repeat, Seq, Token
 from fourm_core.inference import sampler as sampler_module
 from fourm_core.inference.outputs import run_generation
 from fourm_core.inference.pipeline import Pipeline
-from fourm_core.keys import KeyTable
-from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.registry import Registry
 from fourm_core.serialization import SerializationError, TokenCursor, value_token
 from fourm_core.testing.checks import ConformanceError, conformance_vocabulary
 from fourm_core.testing.conformance import test_grammar_meets_its_serializer  # noqa: F401  (parametrised)
 from fourm_core.testing.grammar_conformance import check_grammar, check_serializer_grammar, random_walk
 from fourm_core.vocab import TextVocabulary
+from helpers import random_sequence_pipeline
 
 #: every sequence target of the installed plugins (metadata_image stands for the group key ``metadata``)
 TARGETS = ["caption", "det", "color_palette", "human_poses", "sam_instance", "metadata_image"]
@@ -43,11 +41,7 @@ def vocab(registry: Registry) -> TextVocabulary:
 @pytest.fixture(scope="module")
 def pipe(registry: Registry, vocab: TextVocabulary) -> Pipeline:
     """A random-init dim-32 network over rgb and every sequence key (what a barely trained model writes)."""
-    keys = {registry.get(name).model_key("tiny") for name in ["rgb", *TARGETS]}
-    info = KeyTable.from_registry(registry, "tiny", text_vocab_size=vocab.size, keys=keys)
-    torch.manual_seed(0)
-    network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
-    return Pipeline.create(network.eval(), registry, "tiny", vocab)
+    return random_sequence_pipeline(registry, vocab, ["rgb", *TARGETS])  # type: ignore[return-value]
 
 
 def pictures(n: int) -> list[dict[str, np.ndarray]]:

@@ -21,12 +21,11 @@ from fourm_core.inference.outputs import run_generation
 from fourm_core.inference.pipeline import Pipeline
 from fourm_core.inference.requests import build_inputs
 from fourm_core.inference.schedule import StepConfig
-from fourm_core.keys import KeyTable
-from fourm_core.model.network import FourMNetwork, fourm_config
 from fourm_core.plugin import code_token
 from fourm_core.registry import Registry
 from fourm_core.testing.checks import conformance_vocabulary
 from fourm_core.vocab import TextVocabulary
+from helpers import random_sequence_pipeline
 
 ITEMS = ["det", "human_poses", "sam_instance"]
 
@@ -38,11 +37,7 @@ def vocab(registry: Registry) -> TextVocabulary:
 
 @pytest.fixture(scope="module")
 def pipe(registry: Registry, vocab: TextVocabulary) -> Pipeline:
-    keys = {registry.get(name).model_key("tiny") for name in ["rgb", *ITEMS]}
-    info = KeyTable.from_registry(registry, "tiny", text_vocab_size=vocab.size, keys=keys)
-    torch.manual_seed(0)
-    network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
-    return Pipeline.create(network.eval(), registry, "tiny", vocab)
+    return random_sequence_pipeline(registry, vocab, ["rgb", *ITEMS])  # type: ignore[return-value]
 
 
 def pictures(n: int) -> list[dict[str, np.ndarray]]:
