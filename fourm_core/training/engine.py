@@ -317,6 +317,7 @@ def train(
         evaluate(0)
     engine.train()
     window: dict[str, Any] = _new_window()
+    peak_warned = False
     for step in range(start, total_steps):
         t0 = time.perf_counter()
         window["lr"] = engine.get_lr()[0]  # the rate this step uses (the scheduler moves on after it)
@@ -346,6 +347,13 @@ def train(
         result.steps = done
         if done % config.log_every == 0 or done == total_steps:
             record = _log_record(window, done, total_steps, tokens_per_step, engine, peak, world, e.micro_batch_size)
+            if (record["mfu"] or 0.0) > 1.0 and not peak_warned:  # the peak is wrong, not the run: say which
+                peak_warned = True
+                say(
+                    f"MFU {record['mfu']:.0%} at step {done}: the peak it is divided by ({peak_info.line()}) is below "
+                    "what this run reaches (a peak measured at start-up on a busy CPU is too low); set "
+                    "engine.peak_gflops"
+                )
             logger.write(record)
             result.last_losses = record["losses"]
             if progress is not None and rank == 0:
