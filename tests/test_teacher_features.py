@@ -267,6 +267,25 @@ def test_global_plugins_name_the_teacher_of_their_map_modality(registry: Registr
         assert {f"modality:{source}", f"hub:{TEACHERS[source][0]}"} <= set(map(str, lab.requires))
 
 
+@pytest.mark.parametrize("name", ["dinov2", "imagebind"])
+def test_random_stand_ins_tell_photos_apart(registry: Registry, offline: Path, name: str) -> None:
+    """The random-init stand-ins feed the global-embedding modalities of the synthetic world: their CLS must differ
+    between images, or its tokenizer and retrieval have nothing to tell apart (a one-block random ViT's CLS is
+    nearly one vector unless its blocks are scaled up: cosine 0.97 to the mean before ImageBind's fix)."""
+    from skimage import data
+    from skimage.transform import resize
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field()]
+    rgb = [(resize(p, (64, 64), anti_aliasing=True) * 255).astype(np.uint8) for p in photos]
+    out = teacher(registry, name, allow_random_teachers=True).label_batch(
+        [SampleView(i, {}, {"rgb": {"rgb": image}}) for i, image in enumerate(rgb)]
+    )
+    cls = np.stack([o["cls"] for o in out]).astype(np.float64)
+    unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    mean = unit.mean(0) / np.linalg.norm(unit.mean(0))
+    assert float((unit @ mean).mean()) < 0.9
+
+
 @pytest.mark.parametrize("name", list(GLOBALS))
 def test_global_embedding_copies_the_teacher_cls(registry: Registry, name: str) -> None:
     source = GLOBALS[name]
