@@ -27,7 +27,7 @@ from fourm_core.testing.checks import conformance_vocabulary
 from fourm_core.vocab import TextVocabulary
 from helpers import random_sequence_pipeline
 
-ITEMS = ["det", "human_poses", "sam_instance"]
+ITEMS = ["det", "human_poses", "sam_instance"]  # (the pipeline also predicts caption)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def vocab(registry: Registry) -> TextVocabulary:
 
 @pytest.fixture(scope="module")
 def pipe(registry: Registry, vocab: TextVocabulary) -> Pipeline:
-    return random_sequence_pipeline(registry, vocab, ["rgb", *ITEMS])  # type: ignore[return-value]
+    return random_sequence_pipeline(registry, vocab, ["rgb", "caption", *ITEMS])  # type: ignore[return-value]
 
 
 def pictures(n: int) -> list[dict[str, np.ndarray]]:
@@ -84,6 +84,7 @@ def test_consecutive_items_of_one_repeat_are_told_apart(vocab: TextVocabulary) -
     ids = [index.value_token(0, v) for v in (1, 2, 3, 4, 5, 6)]
     assert grammar.item_spans(ids) == [(0, 2), (2, 4), (4, 6)]
     assert Grammar(Repeat(Seq(value, value)), index).item_spans(ids) == []  # no Item: nothing to score
+    assert grammar.has_items and not Grammar(Repeat(Seq(value, value)), index).has_items
 
 
 # ----------------------------------------------------------------------------------------- scores of items
@@ -144,7 +145,7 @@ def test_the_sampler_records_each_sampled_ids_log_probability(pipe: Pipeline) ->
 
 
 def test_generated_sequences_carry_item_scores(pipe: Pipeline) -> None:
-    results = run_generation(pipe, pictures(3), ITEMS, seed=0, temperature=1.0)
+    results = run_generation(pipe, pictures(3), [*ITEMS, "caption"], seed=0, temperature=1.0)
     for result in results:
         for name in ITEMS:
             out = result[name]
@@ -153,4 +154,5 @@ def test_generated_sequences_carry_item_scores(pipe: Pipeline) -> None:
             record = out.to_json()
             assert record["item_scores"] == [round(s, 6) for s in out.item_scores]
         assert len(result["det"].item_scores or []) == len(result["det"].array)
+        assert result["caption"].item_scores is None and result["caption"].confidence is not None  # no items
         assert len(result["human_poses"].item_scores or []) == len(result["human_poses"].array)

@@ -113,6 +113,11 @@ class Grammar:
                 return position
         return None if self.accepts(state) else len(ids)
 
+    @property
+    def has_items(self) -> bool:
+        """Whether the format marks items (:class:`Item`), so that :meth:`item_spans` can find any."""
+        return self.root.has_items()
+
     def item_spans(self, ids: Sequence[int]) -> list[tuple[int, int]] | None:
         """``[(start, end), ...]``: the positions of ``ids`` inside each :class:`Item` of the grammar, in the order
         the items are written (an id outside every item, such as a query point before its instances, belongs to

@@ -69,6 +69,9 @@ class Seq(Node):
         key = self.parts[i].item_key(inner)
         return None if key is None else (i, key)
 
+    def has_items(self) -> bool:
+        return any(p.has_items() for p in self.parts)
+
 
 class Repeat(Node):
     """``item`` ``lo`` to ``hi`` times (``hi`` None: unbounded). State: ``(items finished, state of the current
@@ -132,6 +135,9 @@ class Repeat(Node):
         key = None if inner is None else self.item.item_key(inner)
         return None if key is None else (done, key)
 
+    def has_items(self) -> bool:
+        return self.item.has_items()
+
 
 class Choice(Node):
     """One of several alternatives, told apart by their first id. State: ``None`` before the first id, then
@@ -175,6 +181,9 @@ class Choice(Node):
     def item_key(self, state: tuple[int, Any] | None) -> Hashable | None:
         key = None if state is None else self.alternatives[state[0]].item_key(state[1])
         return None if key is None or state is None else (state[0], key)
+
+    def has_items(self) -> bool:
+        return any(a.has_items() for a in self.alternatives)
 
 
 class Permutation(Node):
@@ -238,6 +247,9 @@ class Permutation(Node):
         key = None if current is None else self.parts[current].item_key(inner)
         return None if key is None else (current, key)
 
+    def has_items(self) -> bool:
+        return any(p.has_items() for p in self.parts)
+
 
 class Item(Node):
     """``inner``, marked as one item of the format (one box of a det string, one instance, one person): every id
@@ -265,3 +277,6 @@ class Item(Node):
 
     def item_key(self, state: Any) -> Hashable | None:
         return ()
+
+    def has_items(self) -> bool:
+        return True

@@ -38,6 +38,10 @@ class Node(ABC):
     def item_key(self, state: Any) -> Hashable | None:
         return None
 
+    def has_items(self) -> bool:
+        """Whether an :class:`~fourm_core.grammar.combinators.Item` is part of this node."""
+        return False
+
     @abstractmethod
     def first(self) -> Hashable: ...
 

@@ -309,7 +309,7 @@ def _score_sequence(output: GenerationOutput, logprobs: torch.Tensor, grammar: A
 
     values = [float(v) for v in logprobs.reshape(-1).tolist()]
     output.confidence = sequence_confidence(values)
-    if grammar is not None:
+    if grammar is not None and grammar.has_items:
         items = item_confidences(grammar, [int(t) for t in output.ids.reshape(-1).tolist()], values)
         output.item_scores = [c for _, c in items] if items is not None else None
 
