@@ -227,3 +227,31 @@ def random_sequence_pipeline(registry: Registry, vocab: object, modalities: Sequ
     torch.manual_seed(0)
     network = FourMNetwork(fourm_config(info, "tiny", dim=32, encoder_depth=1, decoder_depth=1, num_heads=2))
     return Pipeline.create(network.eval(), registry, "tiny", vocab)
+
+
+def tiny_quality_config(world: dict[str, Path], out_dir: Path, **fields: object) -> object:
+    """A :class:`~fourm_core.apps.bench.quality.QualityBenchConfig` over the small world with a dim-32 model trained
+    2 steps per row (what quality-bench tests run), ``fields`` (tasks, rows, evaluation, ...) added."""
+    from fourm_core.apps.bench.quality import QualityBenchConfig
+
+    return QualityBenchConfig.model_validate(
+        {
+            "store": str(world["store"]),
+            "tokenizers": str(world["toks"]),
+            "vocabulary": str(world["vocab"]),
+            "out_dir": str(out_dir),
+            "val_samples": 6,
+            "train": {
+                "input_tokens": 32,
+                "target_tokens": 32,
+                "model": {
+                    "size": "tiny",
+                    "preset": "tiny",
+                    "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2},
+                },
+                "schedule": {"steps": 2},
+                "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0},
+            },
+            **fields,
+        }
+    )

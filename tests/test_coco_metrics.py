@@ -12,6 +12,7 @@ import torch
 from fourm_core.evaluation.coco import coco_ap, paste_mask
 from fourm_core.evaluation.poses import mpjpe, pa_mpjpe, pose_errors
 from fourm_core.registry import Registry
+from helpers import small_world, tiny_quality_config
 
 PRESET = "tiny"
 ITEMS = ["human_poses", "sam_instance"]
@@ -74,7 +75,6 @@ def test_pa_mpjpe_removes_rotation_scale_and_translation_but_mpjpe_does_not() ->
 # -- on real item sequences and in the quality bench -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict:
-    from helpers import small_world
 
     labelled = ["rgb", "caption", "det", *ITEMS]
     return small_world(tmp_path_factory.mktemp("coco"), registry, labelled, ITEMS, steps=3, crops=1)
@@ -134,30 +134,15 @@ def test_true_detection_strings_have_box_ap_one(world: dict, registry: Registry)
 
 
 def test_quality_bench_shows_ap_and_pose_error_columns(world: dict, registry: Registry, tmp_path: Path) -> None:
-    from fourm_core.apps.bench.quality import QualityBenchConfig, run_quality_bench
+    from fourm_core.apps.bench.quality import run_quality_bench
 
-    config = QualityBenchConfig.model_validate(
-        {
-            "store": str(world["store"]),
-            "tokenizers": str(world["toks"]),
-            "vocabulary": str(world["vocab"]),
-            "out_dir": str(tmp_path / "runs"),
-            "val_samples": 6,
-            "train": {
-                "input_tokens": 32,
-                "target_tokens": 32,
-                "model": {
-                    "size": "tiny",
-                    "preset": PRESET,
-                    "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2},
-                },
-                "schedule": {"steps": 2},
-                "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0},
-            },
-            "tasks": {"sam_instance": ["precision", "iou"], "human_poses": ["recall", "mpjpe_mm"], "det": ["recall"]},
-            "rows": [{"name": "all", "modalities": ["rgb", "det", *ITEMS]}],
-            "evaluation": {"batch_size": 6},
-        }
+    config = tiny_quality_config(
+        world,
+        tmp_path / "runs",
+        tasks={"sam_instance": ["precision", "iou"], "human_poses": ["recall", "mpjpe_mm"], "det": ["recall"]},
+        rows=[{"name": "all", "modalities": ["rgb", "det", *ITEMS]}],
+        evaluation={"batch_size": 6},
+        prompted={"row": "all"},
     )
     result = run_quality_bench(config, registry, log=lambda line: None)
     header, *_, bound = result["markdown"].split("\n\n")[0].strip().splitlines()
@@ -167,10 +152,17 @@ def test_quality_bench_shows_ap_and_pose_error_columns(world: dict, registry: Re
     assert header.startswith("| model | sam_instance precision | sam_instance iou | sam_instance box_ap |")
     cells = dict(zip(*([c.strip() for c in line.strip("|").split("|")][1:] for line in (header, bound)), strict=True))
     assert float(cells["human_poses pa_mpjpe_mm"]) >= 0 and float(cells["sam_instance mask_ap"]) <= 1  # bound row
+    assert float(cells["det recall"]) == float(cells["det box_ap50"]) == 1.0  # det's bound: its own format
     scores = result["rows"]["all"]
     # the held-out scenes have people, instances and things, so every target reports AP
     assert all(0 <= scores[t]["model"]["box_ap"] <= 1 for t in [*ITEMS, "det"])
     # a model cell left empty ("-": nothing matched, so no matched-pair metric) is explained under the table
     empty = [k for k in ("iou",) if k not in scores["sam_instance"]["model"]]
     assert not empty or any(n.startswith("- all / sam_instance iou") for n in result["notes"])
+    # the box-prompted row: SAM mask AP with the true boxes given, poses scored per given person; det has no prompts
+    prompted = result["rows"]["all, box-prompted"]
+    assert set(prompted) == set(ITEMS) and 0 <= prompted["sam_instance"]["model"]["mask_ap"] <= 1
+    assert prompted["sam_instance"]["model"]["decoded_rate"] == 1.0 and "mpjpe_mm" in prompted["human_poses"]["model"]
+    assert "| all, box-prompted |" in result["markdown"]
+    assert any(n.startswith("- all, box-prompted / sam_instance precision") for n in result["notes"])
     assert all(note in result["markdown"] for note in result["notes"])

@@ -15,7 +15,7 @@ import pytest
 from fourm_core.evaluation import EvalConfig, evaluate, label_knn, scores_markdown
 from fourm_core.registry import Registry
 from fourm_core.storage.store import AlignedStore
-from helpers import random_model_api, small_world
+from helpers import random_model_api, small_world, tiny_quality_config
 
 PRESET = "tiny"
 MODALITIES = ["rgb", "depth", "semseg", "dinov2_global", "caption"]
@@ -79,35 +79,19 @@ def test_label_knn() -> None:
 
 
 def test_quality_bench_trains_each_row_once_and_tabulates(world: dict, tmp_path: Path) -> None:
-    from fourm_core.apps.bench.quality import QualityBenchConfig, run_quality_bench
+    from fourm_core.apps.bench.quality import run_quality_bench
 
-    config = QualityBenchConfig.model_validate(
-        {
-            "store": str(world["store"]),
-            "tokenizers": str(world["toks"]),
-            "vocabulary": str(world["vocab"]),
-            "out_dir": str(tmp_path / "runs"),
-            "val_samples": 6,
-            "train": {
-                "input_tokens": 32,
-                "target_tokens": 32,
-                "model": {
-                    "size": "tiny",
-                    "preset": PRESET,
-                    "overrides": {"dim": 32, "encoder_depth": 1, "decoder_depth": 1, "num_heads": 2},
-                },
-                "schedule": {"steps": 2},
-                "engine": {"micro_batch_size": 4, "threads": 1, "peak_gflops": 10.0},
-            },
-            "tasks": {"depth": ["abs_rel"], "dinov2_global": ["knn_label_top1"]},
-            "rows": [
-                {"name": "all"},
-                {"name": "no globals", "modalities": ["rgb", "depth", "caption"]},
-                {"name": "specialists", "specialists": ["depth"]},
-            ],
-            "evaluation": {"bank": 16},
-            "ensemble": {"row": "all", "n": 2},
-        }
+    config = tiny_quality_config(
+        world,
+        tmp_path / "runs",
+        tasks={"depth": ["abs_rel"], "dinov2_global": ["knn_label_top1"]},
+        rows=[
+            {"name": "all"},
+            {"name": "no globals", "modalities": ["rgb", "depth", "caption"]},
+            {"name": "specialists", "specialists": ["depth"]},
+        ],
+        evaluation={"bank": 16},
+        ensemble={"row": "all", "n": 2},
     )
     lines: list[str] = []
     result = run_quality_bench(config, world["model"].registry, log=lines.append)

@@ -46,7 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> dict[
 
 
 def _config(world: dict[str, Path], out: str, path: Path, **changes: object) -> Path:
-    data = run_config(world, Path("placeholder"), **{**COMMON, **changes}).model_dump(mode="json")
+    data = run_config(world, Path(out), **{**COMMON, **changes}).model_dump(mode="json")
     data["out_dir"] = out  # as written: a relative one is relative to each process's working directory
     path.write_text(yaml.safe_dump(data))
     return path
