@@ -20,22 +20,18 @@ evaluation (the true boxes given; constrained), whose SAM mask AP is the paper's
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _common import machine_record, result_stem
+from _common import machine_record, result_stem, write_results
 
 
-def measure(model: str, store_path: str, n: int, start: int) -> dict[str, Any]:
+def measure(pipe: Any, model: str, store_path: str, n: int, start: int) -> dict[str, Any]:
     from fourm_core.inference.outputs import run_generation
-    from fourm_core.inference.pipeline import Pipeline
     from fourm_core.storage.store import AlignedStore
 
-    pipe = Pipeline.from_pretrained(model)
     store = AlignedStore.open(store_path, mode="r")
     keys = [k for k, info in pipe.keys.items() if info.kind.value == "sequence" and info.target]
     names = [pipe.registry.model_keys(pipe.preset)[k][0].name for k in keys]
@@ -57,14 +53,12 @@ def measure(model: str, store_path: str, n: int, start: int) -> dict[str, Any]:
 METRICS = ("parse_rate", "recall", "precision", "box_ap", "box_ap50", "mask_ap", "mask_ap50", "iou", "mpjpe_mm")
 
 
-def held_out(model: str, store_path: str, n: int) -> dict[str, Any]:
+def held_out(pipe: Any, store_path: str, n: int) -> dict[str, Any]:
     """Item / box targets on the last ``n`` scenes, free (unconstrained and constrained) and box-prompted."""
     from fourm_core.evaluation import EvalConfig, evaluate
     from fourm_core.evaluation.prompted import evaluate_prompted
-    from fourm_core.inference.pipeline import Pipeline
     from fourm_core.serialization_protocols import ItemMatching, LabelledBoxes
 
-    pipe = Pipeline.from_pretrained(model)
     names = []
     for key, info in pipe.keys.items():
         member = pipe.registry.model_keys(pipe.preset)[key][0]
@@ -160,15 +154,16 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    record = measure(args.model, args.store, args.n, args.start)
+    from fourm_core.inference.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.model)
+    record = measure(pipe, args.model, args.store, args.n, args.start)
     if args.held_out:
-        record["held_out"] = held_out(args.model, args.store, args.held_out)
+        record["held_out"] = held_out(pipe, args.store, args.held_out)
     record["machine"] = machine_record(args.threads)
-    stem = result_stem(args.name, args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{stem}.json").write_text(json.dumps(record, indent=1))
-    Path(f"{stem}.md").write_text(markdown(record))
-    print(markdown(record))
+    text = markdown(record)
+    write_results(result_stem(args.name, args.out), record, text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -163,16 +163,16 @@ def test_random_model_is_evaluated_with_finite_scores(world: dict) -> None:
 def test_an_oracle_generator_scores_the_bound_end_to_end(
     world: dict, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fourm_core.evaluation.items as module
+    import fourm_core.evaluation.common as module
 
     held_out = list(range(world["n"] - 4, world["n"]))
 
-    def oracle(model, task, contents, config, progress):  # noqa: ANN001, ARG001 (the sampler's stand-in)
+    def oracle(model, key, modality, contents, config, progress, grammar):  # noqa: ANN001, ARG001 (the sampler's stand-in)
         assert len(contents) == len(held_out)
-        ids = [_true_ids(world, registry, task.modality, i) for i in held_out]
+        ids = [_true_ids(world, registry, modality, i) for i in held_out]
         return ids, [torch.zeros(len(row)) for row in ids]  # every id certain
 
-    monkeypatch.setattr(module, "_generate", oracle)
+    monkeypatch.setattr(module, "generated_rows", oracle)
     scores = evaluate(world["model"], world["store"], EvalConfig(samples=4, targets=ITEMS))
     for task in scores.values():
         assert task.model["recall"] == task.model["precision"] == task.model["parse_rate"] == 1.0

@@ -60,17 +60,17 @@ def task(pipe: Any, name: str, store: Any, inputs: Sequence[str], config: EvalCo
 
 def score(pipe: Any, task: BoxTask, held: HeldOut) -> TaskScores:
     """COCO box AP and greedy recall / precision / parse rate of the generated strings."""
-    from fourm_core.evaluation.items import _generate, span_grammar
-
     start = time.perf_counter()
     size = held.store.image_size
-    truth = [task.serializer.labelled_boxes(_stored_value(held.store, task, i), size) for i in held.indices]
-    ids, logprobs = _generate(pipe, task, held.contents, held.config, held.progress)
-    scores = TaskScores(task.modality, task.key, len(held.indices))
-    scores.model = score_box_ids(
-        ids, truth, task.serializer, pipe.vocabulary, size, logprobs=logprobs, grammar=span_grammar(pipe, task.key)
+    values = [_stored_value(held.store, task, i) for i in held.indices]
+    truth = [task.serializer.labelled_boxes(value, size) for value in values]
+    grammar = common.span_grammar(pipe, task.key)  # built once: decoding within it and finding its boxes
+    ids, logprobs = common.generated_rows(
+        pipe, task.key, task.modality, held.contents, held.config, held.progress, grammar
     )
-    written = [_written_ids(task, pipe.vocabulary, _stored_value(held.store, task, i)) for i in held.indices]
+    scores = TaskScores(task.modality, task.key, len(held.indices))
+    scores.model = score_box_ids(ids, truth, task.serializer, pipe.vocabulary, size, logprobs=logprobs, grammar=grammar)
+    written = [_written_ids(task, pipe.vocabulary, value) for value in values]
     bound = score_box_ids(written, truth, task.serializer, pipe.vocabulary, size)
     scores.bound = {k: v for k, v in bound.items() if k.startswith("box_ap") or k == "recall"}
     scores.seconds = round(time.perf_counter() - start, 2)
@@ -111,10 +111,11 @@ def score_box_ids(
 ) -> dict[str, float]:
     """Scores of generated (or given) id rows against the true labelled boxes, one row per sample: ``box_ap*``
     (per class, COCO; each box ranked by its confidence when ``logprobs`` are given:
-    :func:`~fourm_core.evaluation.items.item_scores`, else every box scores 1), ``recall`` / ``precision`` of greedy
+    :func:`~fourm_core.inference.confidence.item_scores`, else every box scores 1), ``recall`` / ``precision`` of greedy
     one-to-one matching at box IoU 0.5 within a label, ``parse_rate`` (an unparsable string has no boxes) and
     ``matched``."""
-    from fourm_core.evaluation.items import item_scores, match_boxes, sequence_text
+    from fourm_core.evaluation.items import match_boxes, sequence_text
+    from fourm_core.inference.confidence import item_scores
 
     if len(ids) != len(truth):
         raise ValueError(f"{len(ids)} id rows for {len(truth)} samples")

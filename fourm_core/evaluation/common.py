@@ -22,12 +22,16 @@ __all__ = [
     "EvalResult",
     "HeldOut",
     "TaskScores",
+    "constraint_grammars",
     "generated_ids",
+    "generated_rows",
     "held_out_split",
     "input_contents",
     "input_names",
     "read_part",
     "scores_markdown",
+    "sequence_target",
+    "span_grammar",
     "trained_tokenizer",
 ]
 
@@ -189,14 +193,14 @@ def generated_ids(
     modality: str,
     repeat: int = 1,
     logprobs: list[torch.Tensor] | None = None,
+    grammar: Any = None,
 ) -> list[torch.Tensor]:
     """Id rows of ``step.target`` generated from ``contents``: ``batch_size`` samples per sampler call, each
     repeated ``repeat`` times in a row (one list entry per call: (batch * repeat, tokens)). ``logprobs``: when a
     list, each call's (batch * repeat, tokens) log-probabilities of the sampled ids are appended to it
-    (autoregressive targets; :mod:`fourm_core.inference.confidence`)."""
-    from fourm_core.inference import sequence_grammars
-
-    sampler = pipe.sampler(grammars=sequence_grammars(pipe, [step.target]) if config.constrain else {})
+    (autoregressive targets; :mod:`fourm_core.inference.confidence`). ``grammar``: the target's grammar when the
+    caller has built it already (it is built here otherwise, when ``config.constrain``)."""
+    sampler = pipe.sampler(grammars=constraint_grammars(pipe, step.target, config, grammar))
     out: list[torch.Tensor] = []
     for start in range(0, len(contents), config.batch_size):
         chunk = contents[start : start + config.batch_size]
@@ -208,6 +212,43 @@ def generated_ids(
         if progress is not None:
             progress(modality, min(start + config.batch_size, len(contents)), len(contents))
     return out
+
+
+def constraint_grammars(pipe: Any, key: str, config: EvalConfig, grammar: Any = None) -> dict[str, Any]:
+    """The grammars a sampler decodes ``key`` within: none unless ``config.constrain``; ``grammar`` when given, else
+    the serializer's (an error naming the key when this vocabulary cannot express it)."""
+    from fourm_core.inference import sequence_grammars
+
+    if not config.constrain:
+        return {}
+    return {key: grammar} if grammar is not None else sequence_grammars(pipe, [key])
+
+
+def span_grammar(pipe: Any, key: str) -> Any:
+    """The grammar that tells ``key``'s items apart in its strings (its serializer's, whether or not decoding is
+    constrained), or ``None`` when it has none or this vocabulary cannot express it."""
+    from fourm_core.inference import sequence_grammars
+
+    return sequence_grammars(pipe, [key], strict=False).get(key)
+
+
+def generated_rows(
+    pipe: Any,
+    key: str,
+    modality: str,
+    contents: Sequence[Mapping[str, Any]],
+    config: EvalConfig,
+    progress: Progress,
+    grammar: Any = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Ids of the sequence ``key`` generated from ``contents`` and their log-probabilities, one row each per sample
+    (autoregressive, ``batch_size`` samples per sampler call, within ``grammar`` when decoding is constrained)."""
+    from fourm_core.inference.schedule import StepConfig
+
+    step = StepConfig(target=key, scheme="autoregressive", temperature=config.temperature)
+    recorded: list[torch.Tensor] = []
+    ids = generated_ids(pipe, step, contents, config, progress, modality, logprobs=recorded, grammar=grammar)
+    return [row for part in ids for row in part], [row for part in recorded for row in part]
 
 
 def scores_markdown(

@@ -28,7 +28,7 @@ One family of :func:`fourm_core.evaluation.evaluate`; nothing here names a modal
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,8 @@ import torch
 
 from fourm_core.evaluation import common
 from fourm_core.evaluation.coco import coco_ap, paste_mask
-from fourm_core.evaluation.common import EvalConfig, HeldOut, Progress, TaskScores
+from fourm_core.evaluation.common import EvalConfig, HeldOut, TaskScores
+from fourm_core.inference.confidence import item_scores
 from fourm_core.spec import ModalityKind
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "score",
     "score_item_ids",
     "sequence_text",
-    "span_grammar",
     "task",
     "true_masks",
 ]
@@ -115,7 +115,8 @@ def score(pipe: Any, task: ItemTask, held: HeldOut) -> TaskScores:
     store, held_out, contents, config, progress = held.store, held.indices, held.contents, held.config, held.progress
     start = time.perf_counter()
     truth = [item_truth(store, task, i) for i in held_out]
-    ids, logprobs = _generate(pipe, task, contents, config, progress)
+    grammar = common.span_grammar(pipe, task.key)  # built once: decoding within it and finding its items
+    ids, logprobs = common.generated_rows(pipe, task.key, task.modality, contents, config, progress, grammar)
     scores = TaskScores(task.modality, task.key, len(held_out))
     scores.model = score_item_ids(
         ids,
@@ -126,7 +127,7 @@ def score(pipe: Any, task: ItemTask, held: HeldOut) -> TaskScores:
         store.image_size,
         task.evaluator,
         logprobs=logprobs,
-        grammar=span_grammar(pipe, task.key),
+        grammar=grammar,
     )
     scores.bound = item_bound(truth, task.tokenizer, task.evaluator, store.image_size)
     scores.seconds = round(time.perf_counter() - start, 2)
@@ -143,42 +144,6 @@ def item_truth(store: Any, task: ItemTask, index: int) -> ItemTruth:
             "serializer (truth_boxes must follow the items function)"
         )
     return ItemTruth(boxes, items)  # type: ignore[arg-type]
-
-
-def _generate(
-    pipe: Any, task: Any, contents: Sequence[Mapping[str, Any]], config: EvalConfig, progress: Progress
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Generated ids and their log-probabilities (one row each per sample), autoregressive, ``batch_size``
-    samples per sampler call."""
-    from fourm_core.inference.schedule import StepConfig
-
-    step = StepConfig(target=task.key, scheme="autoregressive", temperature=config.temperature)
-    recorded: list[torch.Tensor] = []
-    ids = common.generated_ids(pipe, step, contents, config, progress, task.modality, logprobs=recorded)
-    return [row for part in ids for row in part], [row for part in recorded for row in part]
-
-
-def span_grammar(pipe: Any, key: str) -> Any:
-    """The grammar that tells ``key``'s items apart in its strings (its serializer's, whether or not decoding was
-    constrained), or ``None`` when it has none or this vocabulary cannot express it."""
-    from fourm_core.inference import sequence_grammars
-
-    try:
-        return sequence_grammars(pipe, [key]).get(key)
-    except Exception:  # noqa: BLE001 (no grammar in this vocabulary: items then share their string's confidence)
-        return None
-
-
-def item_scores(grammar: Any, row: Any, logprobs: Any, count: int) -> list[float]:
-    """Confidences of the ``count`` items parsed from one generated row: per item (by the grammar's item spans,
-    :func:`~fourm_core.inference.confidence.aligned_item_scores`) when the grammar tells them apart, else the
-    whole string's confidence for each."""
-    from fourm_core.inference.confidence import aligned_item_scores, item_confidences, sequence_confidence
-
-    values = [float(v) for v in torch.as_tensor(logprobs).reshape(-1).tolist()]
-    ids = [int(t) for t in torch.as_tensor(row).reshape(-1).tolist()]
-    scores = aligned_item_scores(item_confidences(grammar, ids, values), count) if grammar is not None else None
-    return scores if scores is not None else [sequence_confidence(values)] * count
 
 
 def sequence_text(ids: Any, vocabulary: Any) -> str:

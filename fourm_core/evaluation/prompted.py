@@ -34,7 +34,15 @@ import numpy as np
 import torch
 
 from fourm_core.evaluation.coco import coco_ap, paste_mask
-from fourm_core.evaluation.common import EvalConfig, Progress, held_out_split, input_contents, input_names
+from fourm_core.evaluation.common import (
+    EvalConfig,
+    Progress,
+    constraint_grammars,
+    held_out_split,
+    input_contents,
+    input_names,
+    span_grammar,
+)
 
 # the item family's scoring parts, so both families score items identically
 from fourm_core.evaluation.items import (
@@ -47,7 +55,6 @@ from fourm_core.evaluation.items import (
     item_metrics,
     item_truth,
     sequence_text,
-    span_grammar,
     task,
     true_masks,
 )
@@ -93,16 +100,16 @@ def generate_prompts(
     config: EvalConfig,
     progress: Progress = None,
     logprobs: list[torch.Tensor] | None = None,
+    grammar: Any = None,
 ) -> list[torch.Tensor]:
     """The decoded id rows of every prompt (prefix included), ``batch_size`` prompts per sampler call, each row with
     its own prefix and grammar state. ``logprobs``: when a list, each row's log-probabilities of its sampled ids
-    are appended (NaN for the prefix)."""
-    from fourm_core.inference import sequence_grammars
+    are appended (NaN for the prefix). ``grammar``: the target's, when the caller has built it already."""
     from fourm_core.inference.prefix import encode_prefixes
     from fourm_core.inference.schedule import StepConfig
 
     step = StepConfig(target=task.key, scheme="autoregressive", temperature=config.temperature)
-    sampler = pipe.sampler(grammars=sequence_grammars(pipe, [task.key]) if config.constrain else {})
+    sampler = pipe.sampler(grammars=constraint_grammars(pipe, task.key, config, grammar))
     out: list[torch.Tensor] = []
     for start in range(0, len(prompts), config.batch_size):
         chunk = prompts[start : start + config.batch_size]
@@ -133,7 +140,7 @@ def score_prompted(
     item (see the module docstring). With ``truths`` (one per sample, as :func:`prompts_of` gives them) and mask
     items, also box-prompted mask AP, each prompt ranked by the confidence of its item's sampled
     ids (``logprobs`` per row and the ``grammar`` that finds the item; without ``logprobs`` every prompt scores 1)."""
-    from fourm_core.inference.confidence import item_confidences, sequence_confidence
+    from fourm_core.inference.confidence import item_scores, sequence_confidence
 
     if len(ids) != len(prompts):
         raise ValueError(f"{len(ids)} id rows for {len(prompts)} prompts")
@@ -145,10 +152,8 @@ def score_prompted(
     for index, (row, prompt) in enumerate(zip(ids, prompts, strict=True)):
         decoded_of.append(None)
         if logprobs is not None:
-            values = [float(v) for v in torch.as_tensor(logprobs[index]).reshape(-1).tolist()]
-            ids_row = [int(t) for t in torch.as_tensor(row).reshape(-1).tolist()]
-            items = item_confidences(grammar, ids_row, values) if grammar is not None else None
-            confidence.append(items[0][1] if items else sequence_confidence(values))
+            items = item_scores(grammar, row, logprobs[index])  # the prompted item is the first one written
+            confidence.append(items[0] if items else sequence_confidence(torch.as_tensor(logprobs[index]).tolist()))
         else:
             confidence.append(1.0)
         try:
@@ -236,8 +241,8 @@ def evaluate_prompted(
         started = time.perf_counter()
         prompts, truths = prompts_of(item_task, store, held_out, contents)
         logprobs: list[torch.Tensor] = []
-        ids = generate_prompts(pipe, item_task, prompts, config, progress, logprobs=logprobs)
-        grammar = span_grammar(pipe, item_task.key)
+        grammar = span_grammar(pipe, item_task.key)  # built once: decoding within it and finding its items
+        ids = generate_prompts(pipe, item_task, prompts, config, progress, logprobs=logprobs, grammar=grammar)
         model_scores = score_prompted(
             ids, prompts, item_task, pipe.vocabulary, store.image_size, truths, logprobs, grammar
         )

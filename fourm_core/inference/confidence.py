@@ -17,7 +17,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["aligned_item_scores", "item_confidences", "sequence_confidence"]
+import numpy as np
+
+__all__ = ["aligned_item_scores", "item_confidences", "item_scores", "sequence_confidence"]
 
 
 def _geometric_mean(values: Sequence[float]) -> float:
@@ -54,3 +56,20 @@ def aligned_item_scores(confidences: Sequence[tuple[tuple[int, ...], float]] | N
     for item, confidence in confidences:
         merged[item] = max(confidence, merged.get(item, 0.0))
     return list(merged.values()) if len(merged) == count else None
+
+
+def item_scores(grammar: Any, ids: Any, logprobs: Any, count: int | None = None) -> list[float] | None:
+    """Confidences of the items of one generated row (``ids`` and ``logprobs``: sequences or 1-D tensors).
+
+    ``count`` ``None``: one per item as written, ``None`` when there is no ``grammar``, it marks no items, or it
+    refuses the string (what generation outputs carry). ``count``: one for each of the ``count`` items a
+    serializer parsed from the row, by :func:`aligned_item_scores`, else the whole string's confidence for each
+    (what AP ranks by)."""
+    values = np.asarray(logprobs, dtype=np.float64).reshape(-1).tolist()
+    found = None
+    if grammar is not None and grammar.has_items:
+        found = item_confidences(grammar, np.asarray(ids).reshape(-1).astype(np.int64).tolist(), values)
+    if count is None:
+        return None if found is None else [c for _, c in found]
+    scores = aligned_item_scores(found, count) if found is not None else None
+    return scores if scores is not None else [sequence_confidence(values)] * count

@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["GrammarStates", "constraint_for", "sequence_grammars"]
 
 
-def sequence_grammars(pipe: Pipeline, keys: Iterable[str]) -> dict[str, Grammar]:
+def sequence_grammars(pipe: Pipeline, keys: Iterable[str], strict: bool = True) -> dict[str, Grammar]:
     """The grammar of every sequence key of ``keys`` whose serializer has one, over the pipeline's text vocabulary; a
     vocabulary the grammar cannot be built in (no value tokens, a keyword it splits into ``[UNK]``) is an error
-    naming the key and the way out (``constrain=False``)."""
+    naming the key and the way out (``constrain=False``). ``strict=False`` leaves such a key out instead (what
+    scoring items needs, where no grammar only means the items share their string's confidence)."""
     from fourm_core.inference.requests import GenerationRequestError
 
     out: dict[str, Grammar] = {}
@@ -48,6 +49,8 @@ def sequence_grammars(pipe: Pipeline, keys: Iterable[str]) -> dict[str, Grammar]
         try:
             grammar = serializer.grammar(pipe.vocabulary, **options)
         except GrammarError as exc:
+            if not strict:
+                continue
             raise GenerationRequestError(
                 f"{key}: cannot constrain decoding to its format in this text vocabulary ({exc}); "
                 "generate with constrain=False (--no-constrain)"

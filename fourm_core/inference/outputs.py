@@ -305,13 +305,10 @@ def _decode_sequence(pipe: Pipeline, req: Requested, row: torch.Tensor) -> Gener
 
 def _score_sequence(output: GenerationOutput, logprobs: torch.Tensor, grammar: Any) -> None:
     """Set ``output.confidence`` and, when ``grammar`` marks items, ``output.item_scores``."""
-    from fourm_core.inference.confidence import item_confidences, sequence_confidence
+    from fourm_core.inference.confidence import item_scores, sequence_confidence
 
-    values = [float(v) for v in logprobs.reshape(-1).tolist()]
-    output.confidence = sequence_confidence(values)
-    if grammar is not None and grammar.has_items:
-        items = item_confidences(grammar, [int(t) for t in output.ids.reshape(-1).tolist()], values)
-        output.item_scores = [c for _, c in items] if items is not None else None
+    output.confidence = sequence_confidence(logprobs.reshape(-1).tolist())
+    output.item_scores = item_scores(grammar, output.ids, logprobs)
 
 
 def _trimmed(ids: torch.Tensor, kind: ModalityKind) -> list[int]:
@@ -392,7 +389,7 @@ def run_generation(
     schedule.validate_for(pipe.keys, input_keys)
     sequences = [r.key for r in requested if r.kind == ModalityKind.SEQUENCE]
     grammars = sequence_grammars(pipe, sequences) if constrain else {}
-    spans = grammars if constrain else _span_grammars(pipe, sequences)
+    spans = grammars if constrain else sequence_grammars(pipe, sequences, strict=False)
     forced = encode_prefixes(pipe, prefix, sequences, len(samples), ensemble)
     sampler = pipe.sampler(grammars=grammars)
     if forced:  # the prefixes' own checks (grammar, limit) before the inputs are encoded
@@ -413,17 +410,3 @@ def run_generation(
         outputs = decode_outputs(pipe, ids, ordered, draws, image, seconds, recorded, spans)
         results.append(GenerationResult(outputs, built, seed, schedule, seconds))
     return results
-
-
-def _span_grammars(pipe: Pipeline, keys: Sequence[str]) -> dict[str, Any]:
-    """The grammars that find items in unconstrained strings: built as for constrained decoding, but a vocabulary
-    that cannot express one only leaves its items unscored (decoding did not need it)."""
-    from fourm_core.inference.constrain import sequence_grammars
-
-    out: dict[str, Any] = {}
-    for key in keys:
-        try:
-            out.update(sequence_grammars(pipe, [key]))
-        except Exception:  # noqa: BLE001 (no grammar in this vocabulary: that key's items stay unscored)
-            continue
-    return out

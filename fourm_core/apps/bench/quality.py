@@ -26,7 +26,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -248,10 +248,13 @@ def run_quality_bench(
     if bench.prompted is not None and bench.prompted.row in models:
         label = f"{bench.prompted.row}, box-prompted"
         start = time.perf_counter()
-        rows[label] = _prompted_scores(models[bench.prompted.row], bench, eval_fields, tasks, rows, log)
+        row = next(r for r in bench.rows if r.name == bench.prompted.row)
+        inputs = row.inputs or pixels
+        rows[label] = _prompted_scores(models[row.name], row.name, inputs, bench, eval_fields, rows[row.name], log)
         timings[f"evaluate {label}"] = round(time.perf_counter() - start, 1)
     columns = _columns(bench.tasks, rows)
-    notes = _empty_columns(columns, rows)
+    prompted = {f"{bench.prompted.row}, box-prompted"} if bench.prompted is not None else set()
+    notes = _empty_columns(columns, rows, prompted)
     markdown = scores_markdown(rows, columns) + "".join(f"\n{n}" for n in notes) + ("\n" if notes else "")
     return {
         "date": date.today().isoformat(),
@@ -279,10 +282,15 @@ def _columns(tasks: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> di
     return out
 
 
-def _empty_columns(columns: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> list[str]:
+def _empty_columns(
+    columns: dict[str, list[str]],
+    rows: dict[str, dict[str, Any]],
+    prompted: Collection[str] = (),
+) -> list[str]:
     """One line per table cell of a model left empty while its task was scored, and per task no row predicts,
     saying why (an item metric needs a matched item, AP a true item among the held-out samples), so a "-" is
-    explained rather than silent. Bound cells of recall, precision and box AP are empty by construction."""
+    explained rather than silent. Bound cells of recall, precision and box AP are empty by construction; the rows
+    named in ``prompted`` were queried with the true boxes, so their detection cells are empty by construction too."""
     notes = []
     for task, names in columns.items():
         if not any(task in scores for scores in rows.values()):
@@ -295,7 +303,7 @@ def _empty_columns(columns: dict[str, list[str]], rows: dict[str, dict[str, Any]
             missing = [k for k in names if k not in model]
             if not missing:
                 continue
-            if "decoded_rate" in model:
+            if row in prompted:
                 why = "box-prompted: the true boxes are given, so detection metrics do not apply"
             elif "matched" in model and "parse_rate" in model:
                 matched, rate = int(model["matched"]), model["parse_rate"]
@@ -308,10 +316,11 @@ def _empty_columns(columns: dict[str, list[str]], rows: dict[str, dict[str, Any]
 
 def _prompted_scores(
     model: Any,
+    row: str,
+    inputs: list[str],
     bench: QualityBenchConfig,
     eval_fields: dict[str, Any],
-    tasks: list[str],
-    rows: dict[str, dict[str, Any]],
+    scored: dict[str, Any],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The box-prompted row: every task of ``bench.prompted.row`` whose serializer writes box prompts, scored by
@@ -320,11 +329,7 @@ def _prompted_scores(
     from fourm_core.evaluation.common import TaskScores
     from fourm_core.evaluation.prompted import evaluate_prompted
 
-    row = bench.prompted.row if bench.prompted is not None else ""
-    inputs = next((r.inputs for r in bench.rows if r.name == row), None) or _pixel_modalities(
-        model.registry, bench.store
-    )
-    targets = [t for t in tasks if t in rows[row]]
+    targets = [t for t in bench.tasks if t in scored]
     fields = {**eval_fields, "inputs": inputs, "targets": targets, "strict": False}
     fields.pop("ensemble", None)
     try:
