@@ -18,7 +18,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileFormatError", "UsageError", "UserError", "load_safetensors", "one_line", "read_json", "read_yaml"]
+__all__ = [
+    "FileFormatError",
+    "UsageError",
+    "UserError",
+    "load_safetensors",
+    "one_line",
+    "raised_by_fourm",
+    "read_json",
+    "read_yaml",
+]
 
 
 class UserError(Exception):
@@ -37,6 +46,18 @@ class FileFormatError(UserError, ValueError):
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines included) folded into one space."""
     return " ".join(str(text).split())
+
+
+def raised_by_fourm(exc: BaseException) -> bool:
+    """The innermost frame of ``exc`` is fourm's code or a plugin's (a module named ``fourm...``): a deliberate
+    ``raise ValueError("...")`` with a message for the user, not an accident deep in a library. The CLI's error
+    report and the data-loader workers (which re-raise a worker's exception in the trainer) judge by this."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("fourm")
 
 
 def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:

@@ -108,9 +108,9 @@ class HubTeacher(BatchLabeler):
     @property
     def torch_dtype(self) -> torch.dtype:
         """The run's precision as a torch dtype."""
-        import torch
+        from fourm_core.devices import DTYPES
 
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
+        return DTYPES[self.dtype]
 
     @property
     def cast(self) -> bool:

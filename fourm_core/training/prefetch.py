@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from fourm_core.data.collate import CollatedBatch
-from fourm_core.errors import UserError
+from fourm_core.errors import UserError, raised_by_fourm
 from fourm_core.training.config import RunConfig
 from fourm_core.training.data import TrainingData, cast_floats, sample_position
 
@@ -123,15 +123,6 @@ def _worker_init(worker_id: int) -> None:
     info.dataset.data.forget_handles()
 
 
-def _raised_by_fourm(exc: BaseException) -> bool:
-    """The innermost frame is fourm's or a plugin's code (a deliberate ``raise ValueError`` for the user), the rule of
-    :func:`fourm_core.apps.cli.errors.user_error_message`, which sees the worker's exception re-raised from here."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("fourm")
-
-
 def _portable(exc: Exception, where: str) -> BaseException:
     """``exc`` as it can cross to the training process and be judged there as it would have been here.
 
@@ -139,7 +130,7 @@ def _portable(exc: Exception, where: str) -> BaseException:
     read as a deliberate user-facing one, so it travels as a ``RuntimeError`` naming it; an exception that does not
     survive pickling (a constructor with other arguments) also travels as one."""
     out: BaseException = exc
-    if isinstance(exc, ValueError) and not isinstance(exc, UserError) and not _raised_by_fourm(exc):
+    if isinstance(exc, ValueError) and not isinstance(exc, UserError) and not raised_by_fourm(exc):
         out = RuntimeError(f"{type(exc).__name__} in {where}: {exc}")
     else:
         try:  # DataLoader sends it as (class, args): an exception that cannot be rebuilt so would fail to cross

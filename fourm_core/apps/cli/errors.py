@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fourm_core.errors import UsageError, UserError, one_line
+from fourm_core.errors import UsageError, UserError, one_line, raised_by_fourm
 
 __all__ = [
     "FourmArgumentParser",
@@ -146,17 +146,6 @@ def _known_classes() -> tuple[type, ...]:
     return tuple(classes)
 
 
-def _raised_by_fourm(exc: BaseException) -> bool:
-    """The innermost frame of ``exc`` is fourm's code or a plugin's (a module named ``fourm...``): a deliberate
-    ``raise ValueError("...")`` with a message for the user, not an accident deep in a library."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("fourm")
-
-
 def _validation_message(exc: Any) -> str:
     """pydantic's many-line report as one line: ``invalid TrainConfig: steps: Input should be ... (got 0); ...``."""
     parts = []
@@ -204,7 +193,7 @@ def user_error_message(exc: BaseException) -> str | None:
         return f"not a readable safetensors file: {exc}"
     if isinstance(exc, OSError):  # missing files, permissions, not a folder ...: the user's environment
         return _os_message(exc)
-    if isinstance(exc, ValueError) and _raised_by_fourm(exc):
+    if isinstance(exc, ValueError) and raised_by_fourm(exc):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory: ask for less at once (fewer samples, a smaller --ensemble, batch or image size)"
